@@ -1,0 +1,59 @@
+// Package client is the Go SDK of Tandem: it signs writes, keeps the
+// client's sequence numbers, retries across the nodes of a cluster and
+// reports every write's outcome truthfully.
+//
+// Build a client from values, not files (load the key and the TLS files
+// however suits the program; the tandem CLI uses internal/identity):
+//
+//	cfg := client.DefaultConfig()
+//	cfg.Endpoints = []string{"https://10.0.0.1:7001", "https://10.0.0.2:7001"}
+//	cfg.Key = priv   // ed25519.PrivateKey, invited through the ACL
+//	cfg.TLS = tlsCfg // cluster CA, client certificate
+//	c, err := client.New(cfg)
+//	...
+//	res, err := c.RegisterTool(ctx, "search", json.RawMessage(`{"type":"object"}`))
+//
+// # Writes and their outcomes
+//
+// A write is one signed envelope {client key, seq, command, signature}
+// (docs/api.md). Submit signs it once and sends the same bytes until a node
+// answers definitively, moving to the next endpoint (or the one a leader
+// hint names) with exponential backoff and jitter after a connection error,
+// an attempt timeout or a 503. The cluster executes a (client, seq) at most
+// once and answers a repeat with the stored result (Result.Duplicate), so
+// these retries cannot apply a command twice. Submit ends in exactly one of:
+//
+//   - success: the Result (a duplicate answer is a success);
+//   - a definitive rejection: *APIError with the stable code;
+//   - ErrOutcomeUnknown (in a *RetryError): some attempt may have reached the
+//     leader and no answer came back. The write may or may not be applied;
+//     it is never reported as either. Resubmit(RetryError.Envelope), or
+//     SubmitAt with the same seq and command from another process, is safe
+//     and finds out;
+//   - ErrUnavailable (in a *RetryError): no attempt can have been proposed
+//     (every dial failed or every node said no_leader). Nothing was applied.
+//
+// # Sequence numbers
+//
+// Before its first write a client asks the cluster, linearizably, for the
+// highest seq executed for its key and continues after it (Config.StartSeq
+// skips that). Concurrent writes get distinct seqs and may be in flight
+// together: the cluster keeps a window of results for that. A seq
+// rejected before ordering is skipped, not reused; after a seq_conflict,
+// seq_too_old or seq_too_far answer the client asks the cluster again
+// before its next write. Two processes must not write with the same key at
+// the same time.
+//
+// # Reads, cluster and admin requests
+//
+// Query and the typed Get/List reads are linearizable unless Stale is
+// given, and are retried across endpoints (they change nothing). Status,
+// StatusAll and Members report the cluster. Admin requests (TransferLeader,
+// AddMember, RemoveMember, SnapshotSave, SnapshotRestore) are signed with
+// the Tandem-Key/Tandem-Time/Tandem-Signature headers and need the admin
+// permission; the ones that change the cluster are not resent once an
+// attempt may have reached a node, and end with ErrOutcomeUnknown instead.
+//
+// A Client is safe for concurrent use. It starts no background goroutines;
+// Close releases idle connections.
+package client

@@ -1,0 +1,47 @@
+// Package raftengine is Tandem's crash-fault-tolerant consensus engine: a
+// thin adapter that makes hashicorp/raft satisfy consensus.Engine and
+// consensus.MembershipChanger.
+//
+// # What it wires
+//
+//   - Storage: one raft-boltdb/v2 file, <DataDir>/raft/raft.db, serves as
+//     both LogStore (behind a raft.LogCache) and StableStore; snapshots go to
+//     a FileSnapshotStore in <DataDir>/raft. A raft.db that is not a valid
+//     bolt database makes New fail with ErrCorruptLogStore naming the file;
+//     the file is never deleted or reset.
+//   - Transport: raft.NetworkTransport over a raft.StreamLayer (in
+//     production the mutual-TLS layer of internal/transport), advertising
+//     Config.Advertise; tests may pass any raft.Transport.
+//   - State machine: the FSM adapter hands every committed command entry to
+//     StateMachine.Apply(index, data) and returns its smr.Result as the
+//     entry's response; snapshots are StateMachine.Snapshot bytes.
+//   - Logs: hashicorp's hclog output goes to log/slog (internal/logging).
+//   - Metrics: SetupMetrics routes raft's go-metrics to Prometheus (process
+//     global, once); Engine.Collector adds per-engine gauges.
+//
+// # Proposals and reads
+//
+// Propose wraps the envelope in an smr.Entry with the leader's time (never
+// below the previous proposal's time on this node) and applies it through
+// Raft. Errors follow consensus.Engine: *consensus.NotLeaderError when this
+// node cannot order entries (nothing was appended), consensus.ErrOutcomeUnknown
+// when the entry may still commit, ErrNotEnqueued when the leader could not
+// even queue the entry in time (nothing appended; retry), and
+// consensus.ErrStopped after Stop.
+//
+// ReadBarrier is linearizable without leases: it appends a Raft barrier
+// entry, which commits only with a quorum in the leader's current term and
+// completes only after the FSM has applied everything before it. Concurrent
+// callers share barriers: a caller joins the next barrier that starts after
+// its call, so N concurrent reads cost about two barriers.
+//
+// # Snapshots
+//
+// SaveSnapshot writes a linearizable copy of the state (ReadBarrier, then
+// StateMachine.Snapshot) and RestoreSnapshot installs one on the leader
+// through raft.Restore after checking it with Config.InspectSnapshot (Raft
+// panics if the FSM rejects a user snapshot, so it must be checked first).
+// Restoring replaces the whole state and is a disaster-recovery operation.
+//
+// All methods of Engine are safe for concurrent use.
+package raftengine

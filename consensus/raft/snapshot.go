@@ -1,0 +1,102 @@
+package raftengine
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// SaveSnapshot writes a copy of the replicated state to w and returns the
+// log index it reflects. It must run on the leader.
+//
+// The copy is taken as ReadBarrier followed by StateMachine.Snapshot, so it
+// includes every write committed before the call (it is linearizable) and
+// is internally consistent (the state machine snapshots under its lock).
+// raft.Snapshot is deliberately not used: it compacts the log as a side
+// effect, fails with ErrNothingNewToSnapshot when nothing changed since the
+// last snapshot, and reflects only this node's applied index, not a
+// linearizable point. The bytes are checked with Config.InspectSnapshot
+// before they are written, so a saved file is always restorable.
+func (e *Engine) SaveSnapshot(ctx context.Context, w io.Writer) (index uint64, err error) {
+	if err := e.ReadBarrier(ctx); err != nil {
+		return 0, err
+	}
+	b, err := e.cfg.FSM.Snapshot()
+	if err != nil {
+		return 0, fmt.Errorf("raft engine: save snapshot: %w", err)
+	}
+	index, err = e.cfg.InspectSnapshot(b)
+	if err != nil {
+		return 0, fmt.Errorf("raft engine: save snapshot: the state machine produced a snapshot it cannot read back: %w", err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return 0, fmt.Errorf("raft engine: save snapshot: write: %w", err)
+	}
+	return index, nil
+}
+
+// RestoreSnapshot replaces the replicated state of the whole cluster with a
+// snapshot written by SaveSnapshot. It must run on the leader; it is a
+// disaster-recovery operation (see raft.Restore): writes in flight are
+// aborted and followers receive the state by snapshot installation.
+//
+// The snapshot is read (at most Config.MaxSnapshotBytes) and checked with
+// Config.InspectSnapshot first; an invalid snapshot is refused and nothing
+// changes. (raft.Restore panics if the FSM rejects the bytes, so the check
+// must come first.) The restored entry's Raft index is placed above both the
+// current log and the snapshot's own index, so later entries keep
+// increasing indexes in the state machine. If ctx ends first the restore
+// may still complete; the error then wraps ctx.Err().
+func (e *Engine) RestoreSnapshot(ctx context.Context, r io.Reader) error {
+	if err := e.leaderOnly(); err != nil {
+		return err
+	}
+	b, err := readLimited(r, e.cfg.MaxSnapshotBytes)
+	if err != nil {
+		return fmt.Errorf("raft engine: restore snapshot: %w", err)
+	}
+	index, err := e.cfg.InspectSnapshot(b)
+	if err != nil {
+		return fmt.Errorf("raft engine: restore snapshot: refusing an invalid snapshot: %w", err)
+	}
+	meta := &raft.SnapshotMeta{
+		Version: raft.SnapshotVersionMax,
+		Index:   index,
+		Size:    int64(len(b)),
+	}
+	timeout := e.enqueueTimeout(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.raft.Restore(meta, bytes.NewReader(b), timeout) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("raft engine: restore snapshot: %w: %w", errWaitAborted, ctx.Err())
+	}
+	if err != nil {
+		return e.mapErr(fmt.Errorf("raft engine: restore snapshot: %w", err))
+	}
+	e.logger.Warn("replicated state replaced from a user snapshot", "snapshot_index", index, "bytes", len(b))
+	return nil
+}
+
+// InspectSMRSnapshot checks that b is a valid smr snapshot by restoring it
+// into a scratch state machine, and returns the applied index it carries.
+// It is the default Config.InspectSnapshot.
+func InspectSMRSnapshot(b []byte) (uint64, error) {
+	// The genesis of the scratch machine is irrelevant: Restore replaces
+	// the whole state. smr.New only requires one well-formed admin key.
+	scratch, err := smr.New(smr.Genesis{AdminKeys: []ed25519.PublicKey{make(ed25519.PublicKey, ed25519.PublicKeySize)}})
+	if err != nil {
+		return 0, fmt.Errorf("create scratch state machine: %w", err)
+	}
+	if err := scratch.Restore(b); err != nil {
+		return 0, err
+	}
+	return scratch.AppliedIndex(), nil
+}

@@ -1,0 +1,64 @@
+package raftengine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// ErrCorruptLogStore is wrapped by New when raft.db exists but is not a valid
+// bolt database. The file is left untouched.
+var ErrCorruptLogStore = errors.New("raft log store is not a valid database")
+
+// ErrLogStoreLocked is wrapped by New when another process holds raft.db.
+var ErrLogStoreLocked = errors.New("raft log store is locked by another process")
+
+// boltLockTimeout bounds the wait for bolt's file lock.
+const boltLockTimeout = 2 * time.Second
+
+// Storage layout under Config.DataDir.
+const (
+	raftDirName = "raft"
+	boltName    = "raft.db"
+)
+
+// openBolt opens (or creates) the bolt store at path. bbolt's errors for a
+// damaged file are turned into ErrCorruptLogStore naming the file; a panic
+// inside bbolt while reading a damaged file is recovered into the same
+// error.
+func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			store = nil
+			err = fmt.Errorf("%w: %s (bolt failed reading it: %v); the file was left as it is: restore it from a backup, or move it away to rejoin this node empty", ErrCorruptLogStore, path, r)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        path,
+		BoltOptions: &bbolt.Options{Timeout: boltLockTimeout},
+	})
+	switch {
+	case err == nil:
+		return store, nil
+	case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrChecksum), errors.Is(err, bbolt.ErrVersionMismatch):
+		return nil, fmt.Errorf("%w: %s (%v); the file was left as it is: restore it from a backup, or move it away to rejoin this node empty", ErrCorruptLogStore, path, err)
+	case errors.Is(err, bbolt.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (is another tandem process using this data directory?)", ErrLogStoreLocked, path)
+	default:
+		return nil, fmt.Errorf("open raft log store %s: %w", path, err)
+	}
+}
+
+// prepareDir creates DataDir/raft with mode 0700 and returns its path.
+func prepareDir(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, raftDirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create raft directory: %w", err)
+	}
+	return dir, nil
+}

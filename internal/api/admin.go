@@ -1,0 +1,134 @@
+package api
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-consensus/tandem/consensus"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// Admin request headers (docs/api.md).
+const (
+	HeaderKey       = "Tandem-Key"
+	HeaderTime      = "Tandem-Time"
+	HeaderSignature = "Tandem-Signature"
+)
+
+// admin wraps h with admin request authentication: a signature by a key
+// that holds the admin permission, over the method, path, time and body
+// hash, with the time within AdminClockSkew of ours.
+func (s *Server) admin(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+		if err := s.authenticateAdmin(r, body); err != nil {
+			return writeError(w, err)
+		}
+		return h(w, r, body)
+	}
+}
+
+func (s *Server) authenticateAdmin(r *http.Request, body []byte) error {
+	keyStr, tStr, sigStr := r.Header.Get(HeaderKey), r.Header.Get(HeaderTime), r.Header.Get(HeaderSignature)
+	if keyStr == "" || tStr == "" || sigStr == "" {
+		return smr.Errorf(smr.CodeBadSignature, "admin requests need the %s, %s and %s headers", HeaderKey, HeaderTime, HeaderSignature)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(keyStr)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 public key", HeaderKey)
+	}
+	unix, err := strconv.ParseInt(tStr, 10, 64)
+	if err != nil {
+		return smr.Errorf(smr.CodeBadSignature, "%s: %q is not unix seconds", HeaderTime, tStr)
+	}
+	now := s.cfg.Now()
+	if d := now.Sub(time.Unix(unix, 0)); d > s.cfg.AdminClockSkew || -d > s.cfg.AdminClockSkew {
+		return smr.Errorf(smr.CodeBadSignature, "%s is %s away from this node's clock (allowed %s)", HeaderTime, d.Round(time.Second), s.cfg.AdminClockSkew)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(sigStr)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 signature", HeaderSignature)
+	}
+	if !ed25519.Verify(key, smr.AdminSignBytes(r.Method, r.URL.RequestURI(), unix, body), sig) {
+		return smr.Errorf(smr.CodeBadSignature, "admin request signature does not verify for key %s", keyStr)
+	}
+	return s.cfg.Backend.Authorize(ed25519.PublicKey(key), smr.PermAdmin)
+}
+
+type transferLeaderRequest struct {
+	ID string `json:"id"`
+}
+
+func (s *Server) handleTransferLeader(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	var req transferLeaderRequest
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := decodeStrict(body, &req); err != nil {
+			return writeError(w, smr.Errorf(smr.CodeMalformed, "transfer-leader request: %v", err))
+		}
+	}
+	if err := s.cfg.Backend.TransferLeader(r.Context(), req.ID); err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "leadership transferred"})
+	return smr.CodeOK
+}
+
+func (s *Server) handleSnapshotSave(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
+	// The snapshot is buffered so that an error can still be reported as
+	// JSON; snapshots of this state machine are bounded by MaxSnapshotBytes.
+	var buf strings.Builder
+	idx, err := s.cfg.Backend.SnapshotSave(r.Context(), &buf)
+	if err != nil {
+		return writeError(w, err)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Tandem-Snapshot-Index", strconv.FormatUint(idx, 10))
+	_, _ = io.WriteString(w, buf.String())
+	return smr.CodeOK
+}
+
+func (s *Server) handleSnapshotRestore(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	if len(body) == 0 {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "snapshot restore: empty body"))
+	}
+	if err := s.cfg.Backend.SnapshotRestore(r.Context(), strings.NewReader(string(body))); err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "snapshot restored"})
+	return smr.CodeOK
+}
+
+func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	var m consensus.Member
+	if err := decodeStrict(body, &m); err != nil {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "member: %v", err))
+	}
+	if m.ID == "" || m.Address == "" {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "member: id and address are required"))
+	}
+	m.Voter = true
+	if err := s.cfg.Backend.AddMember(r.Context(), m); err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "member added", "id": m.ID})
+	return smr.CodeOK
+}
+
+func (s *Server) handleRemoveMember(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
+	id := strings.TrimPrefix(r.URL.Path, "/v1/admin/members/")
+	if id == "" || strings.Contains(id, "/") {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "member id: %q is not a node id", id))
+	}
+	if err := s.cfg.Backend.RemoveMember(r.Context(), id); err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "member removed", "id": id})
+	return smr.CodeOK
+}
+
+var _ = json.Marshal

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/tandem-consensus/tandem/consensus"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// API-level codes that the state machine does not produce.
+const (
+	CodeNoLeader         smr.Code = "no_leader"
+	CodeOutcomeUnknown   smr.Code = "outcome_unknown"
+	CodeMethodNotAllowed smr.Code = "method_not_allowed"
+	CodeInternal         smr.Code = "internal"
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Code     smr.Code    `json:"code"`
+	Message  string      `json:"message"`
+	LeaderID string      `json:"leader_id,omitempty"`
+	Result   *smr.Result `json:"result,omitempty"`
+}
+
+// StatusFor maps a code to its HTTP status (docs/api.md).
+func StatusFor(code smr.Code) int {
+	switch code {
+	case smr.CodeOK:
+		return http.StatusOK
+	case smr.CodeMalformed, smr.CodeUnknownCommand, smr.CodeSeqTooFar:
+		return http.StatusBadRequest
+	case smr.CodeBadSignature:
+		return http.StatusUnauthorized
+	case smr.CodeUnknownClient, smr.CodePermissionDenied, smr.CodeLastAdmin:
+		return http.StatusForbidden
+	case smr.CodeNotFound:
+		return http.StatusNotFound
+	case CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld:
+		return http.StatusConflict
+	case smr.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeNoLeader, CodeOutcomeUnknown:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ErrorBodyFor classifies err into the body sent to a client or peer.
+func ErrorBodyFor(err error) ErrorBody {
+	var se *smr.Error
+	var nl *consensus.NotLeaderError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &se):
+		return ErrorBody{Code: se.Code, Message: se.Message}
+	case errors.As(err, &tooBig):
+		return ErrorBody{Code: smr.CodeTooLarge, Message: "request body exceeds limits.max_request_bytes (" + strconv.FormatInt(tooBig.Limit, 10) + " bytes)"}
+	case errors.Is(err, consensus.ErrOutcomeUnknown):
+		return ErrorBody{Code: CodeOutcomeUnknown, Message: err.Error()}
+	case errors.As(err, &nl):
+		return ErrorBody{Code: CodeNoLeader, Message: err.Error(), LeaderID: nl.LeaderID}
+	case errors.Is(err, ErrUnavailable), errors.Is(err, consensus.ErrStopped):
+		return ErrorBody{Code: CodeNoLeader, Message: err.Error()}
+	default:
+		return ErrorBody{Code: CodeInternal, Message: err.Error()}
+	}
+}
+
+// ErrUnavailable marks errors after which nothing was proposed and the
+// client may retry elsewhere (no leader reachable, node shutting down).
+var ErrUnavailable = errors.New("unavailable")
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+func writeError(w http.ResponseWriter, err error) smr.Code {
+	b := ErrorBodyFor(err)
+	writeJSON(w, StatusFor(b.Code), b)
+	return b.Code
+}

@@ -1,0 +1,311 @@
+// Package api serves Tandem's client HTTP API (docs/api.md): signed writes,
+// linearizable and stale reads, cluster status, signed admin requests,
+// health, readiness and Prometheus metrics.
+//
+// The package owns HTTP concerns only — body limits, decoding, error mapping,
+// request authentication for admin endpoints and metrics. What a request
+// does is the Backend's business (internal/node implements it).
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandem-consensus/tandem/consensus"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// Backend is what the API needs from the node.
+type Backend interface {
+	// Submit prechecks, orders and applies env (forwarding to the leader when
+	// needed) and returns its Result.
+	Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error)
+	// Query reads the state machine, linearizably unless stale.
+	Query(ctx context.Context, q smr.Query, stale bool) (value json.RawMessage, index uint64, err error)
+	// Status reports this node.
+	Status(ctx context.Context) NodeStatus
+	// Members lists the voting configuration.
+	Members(ctx context.Context) ([]consensus.Member, error)
+	// Authorize checks that key holds perm in the local replica's ACL.
+	Authorize(key ed25519.PublicKey, perm smr.Permission) error
+	// Ready returns nil when the node can serve, or why not.
+	Ready() error
+	// Admin operations.
+	TransferLeader(ctx context.Context, id string) error
+	SnapshotSave(ctx context.Context, w io.Writer) (index uint64, err error)
+	SnapshotRestore(ctx context.Context, r io.Reader) error
+	AddMember(ctx context.Context, m consensus.Member) error
+	RemoveMember(ctx context.Context, id string) error
+}
+
+// NodeStatus is the body of GET /v1/status.
+type NodeStatus struct {
+	consensus.Status
+	StateHash string `json:"state_hash"`
+	Version   string `json:"version"`
+}
+
+// Config configures the server.
+type Config struct {
+	Backend Backend
+	Logger  *slog.Logger
+	// Registry receives the API's metrics and is served on /metrics.
+	Registry *prometheus.Registry
+	// MaxRequestBytes bounds every request body; checked before reading.
+	MaxRequestBytes int64
+	// MaxSnapshotBytes bounds a snapshot upload (default 1 GiB).
+	MaxSnapshotBytes int64
+	// AdminClockSkew is how far an admin request's time may be from ours
+	// (default 5 minutes).
+	AdminClockSkew time.Duration
+	// Now is the clock for admin request checks (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	cfg      Config
+	mux      *http.ServeMux
+	paths    map[string]*methodRoutes
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the handler and registers its metrics on cfg.Registry.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil || cfg.Registry == nil {
+		return nil, errors.New("api: Backend and Registry are required")
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		return nil, fmt.Errorf("api: MaxRequestBytes must be positive, got %d", cfg.MaxRequestBytes)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxSnapshotBytes <= 0 {
+		cfg.MaxSnapshotBytes = 1 << 30
+	}
+	if cfg.AdminClockSkew <= 0 {
+		cfg.AdminClockSkew = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:   cfg,
+		mux:   http.NewServeMux(),
+		paths: map[string]*methodRoutes{},
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_requests_total",
+			Help: "API requests by endpoint and result code (ok or the error code).",
+		}, []string{"endpoint", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tandem_request_duration_seconds",
+			Help:    "API request latency by endpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"endpoint"}),
+	}
+	if err := cfg.Registry.Register(s.requests); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	if err := cfg.Registry.Register(s.duration); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+
+	s.route("/v1/submit", http.MethodPost, s.cfg.MaxRequestBytes, s.handleSubmit)
+	s.route("/v1/query", http.MethodGet, 0, s.handleQuery)
+	s.route("/v1/status", http.MethodGet, 0, s.handleStatus)
+	s.route("/v1/members", http.MethodGet, 0, s.handleMembers)
+	s.route("/v1/admin/transfer-leader", http.MethodPost, s.cfg.MaxRequestBytes, s.admin(s.handleTransferLeader))
+	s.route("/v1/admin/snapshot", http.MethodGet, 0, s.admin(s.handleSnapshotSave))
+	s.route("/v1/admin/snapshot", http.MethodPost, s.cfg.MaxSnapshotBytes, s.admin(s.handleSnapshotRestore))
+	s.route("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.admin(s.handleAddMember))
+	s.route("/v1/admin/members/", http.MethodDelete, 0, s.admin(s.handleRemoveMember))
+	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	s.mux.HandleFunc("/readyz", s.handleReady)
+	s.mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.count("unknown", writeError(w, smr.Errorf(smr.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)))
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// handlerFunc handles a request and returns the code it answered with.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, body []byte) smr.Code
+
+// methodRoutes collects the handlers of one path by method.
+type methodRoutes struct {
+	byMethod map[string]routeEntry
+}
+
+type routeEntry struct {
+	limit int64
+	h     handlerFunc
+}
+
+// route registers h for method on path. A body, when the method has one, is
+// read in full with limit enforced first from Content-Length and then while
+// reading, so an oversized body is refused before it is buffered.
+func (s *Server) route(path, method string, limit int64, h handlerFunc) {
+	endpoint := strings.TrimSuffix(path, "/")
+	existing, ok := s.paths[path]
+	if !ok {
+		existing = &methodRoutes{byMethod: map[string]routeEntry{}}
+		s.paths[path] = existing
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			e, ok := existing.byMethod[r.Method]
+			if !ok {
+				allowed := make([]string, 0, len(existing.byMethod))
+				for m := range existing.byMethod {
+					allowed = append(allowed, m)
+				}
+				w.Header().Set("Allow", strings.Join(allowed, ", "))
+				s.count(endpoint, writeError(w, &smr.Error{Code: CodeMethodNotAllowed, Message: fmt.Sprintf("%s does not accept %s", r.URL.Path, r.Method)}))
+				return
+			}
+			var body []byte
+			if e.limit > 0 {
+				if r.ContentLength > e.limit {
+					s.count(endpoint, writeError(w, smr.Errorf(smr.CodeTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, e.limit)))
+					return
+				}
+				b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.limit))
+				if err != nil {
+					var tooBig *http.MaxBytesError
+					if errors.As(err, &tooBig) {
+						s.count(endpoint, writeError(w, err))
+					} else {
+						s.count(endpoint, writeError(w, smr.Errorf(smr.CodeMalformed, "reading request body: %v", err)))
+					}
+					return
+				}
+				body = b
+			}
+			code := e.h(w, r, body)
+			s.count(endpoint, code)
+			s.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+		})
+	}
+	existing.byMethod[method] = routeEntry{limit: limit, h: h}
+}
+
+func (s *Server) count(endpoint string, code smr.Code) {
+	label := string(code)
+	if code == smr.CodeOK {
+		label = "ok"
+	}
+	s.requests.WithLabelValues(endpoint, label).Inc()
+}
+
+// SubmitResponse is the body of a successful POST /v1/submit.
+type SubmitResponse struct {
+	Result smr.Result `json:"result"`
+}
+
+func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	var env smr.Envelope
+	if err := decodeStrict(body, &env); err != nil {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "envelope: %v", err))
+	}
+	res, err := s.cfg.Backend.Submit(r.Context(), &env)
+	if err != nil {
+		return writeError(w, err)
+	}
+	if res.Code != smr.CodeOK {
+		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res})
+		return res.Code
+	}
+	writeJSON(w, http.StatusOK, SubmitResponse{Result: res})
+	return smr.CodeOK
+}
+
+// QueryResponse is the body of a successful GET /v1/query.
+type QueryResponse struct {
+	Index uint64          `json:"index"`
+	Value json.RawMessage `json:"value"`
+}
+
+func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
+	q := r.URL.Query()
+	stale := false
+	if v := q.Get("stale"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return writeError(w, smr.Errorf(smr.CodeMalformed, "stale: %q is not a boolean", v))
+		}
+		stale = b
+	}
+	kind := q.Get("kind")
+	if kind == "" {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "kind: required query parameter is missing"))
+	}
+	val, idx, err := s.cfg.Backend.Query(r.Context(), smr.Query{Kind: smr.QueryKind(kind), Key: q.Get("key")}, stale)
+	if err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, QueryResponse{Index: idx, Value: val})
+	return smr.CodeOK
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Status(r.Context()))
+	return smr.CodeOK
+}
+
+// MembersResponse is the body of GET /v1/members.
+type MembersResponse struct {
+	Members []consensus.Member `json:"members"`
+}
+
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
+	ms, err := s.cfg.Backend.Members(r.Context())
+	if err != nil {
+		return writeError(w, err)
+	}
+	writeJSON(w, http.StatusOK, MembersResponse{Members: ms})
+	return smr.CodeOK
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if err := s.cfg.Backend.Ready(); err != nil {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}

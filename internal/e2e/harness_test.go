@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/internal/devcluster"
+	"github.com/tandem-consensus/tandem/internal/identity"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tandem-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "tandem")
+	build := exec.Command("go", "build", "-o", binary, "github.com/tandem-consensus/tandem/cmd/tandem")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building tandem:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fastRaft makes elections quick so failover tests stay short.
+var fastRaft = map[string]any{
+	"heartbeat_timeout":    "300ms",
+	"election_timeout":     "300ms",
+	"leader_lease_timeout": "150ms",
+	"commit_timeout":       "20ms",
+}
+
+type cluster struct {
+	*devcluster.Cluster
+	t      *testing.T
+	layout *devcluster.Layout
+	tls    *tls.Config
+	admin  ed25519.PrivateKey
+}
+
+// startCluster lays out and starts n real processes and waits until every
+// node reports the same leader.
+func startCluster(t *testing.T, n int, extra map[string]any) *cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	if _, ok := extra["raft"]; !ok {
+		extra["raft"] = fastRaft
+	}
+	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: n, Extra: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out io.Writer = io.Discard
+	if os.Getenv("TANDEM_E2E_LOG") != "" {
+		out = os.Stderr
+	}
+	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
+	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
+	c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLeader(nil, 30*time.Second)
+	return c
+}
+
+// newClient returns an SDK client for the given endpoints (all when nil).
+func (c *cluster) newClient(key ed25519.PrivateKey, endpoints ...string) *client.Client {
+	c.t.Helper()
+	if len(endpoints) == 0 {
+		endpoints = c.layout.Endpoints()
+	}
+	cfg := client.DefaultConfig()
+	cfg.Endpoints = endpoints
+	cfg.Key = key
+	cfg.TLS = c.tls
+	cfg.RequestTimeout = 3 * time.Second
+	cfg.Retry.MaxAttempts = 20
+	cl, err := client.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+func (c *cluster) endpoint(id string) string {
+	for _, n := range c.layout.Nodes {
+		if n.ID == id {
+			return n.Endpoint()
+		}
+	}
+	c.t.Fatalf("no node %s", id)
+	return ""
+}
+
+// status polls one node.
+func (c *cluster) status(id string) (*client.NodeStatus, error) {
+	cl := c.statusClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return cl.Status(ctx, c.endpoint(id))
+}
+
+func (c *cluster) statusClient() *client.Client {
+	cfg := client.DefaultConfig()
+	cfg.Endpoints = c.layout.Endpoints()
+	cfg.TLS = c.tls
+	cfg.Retry.MaxAttempts = 1
+	cl, err := client.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+// waitLeader waits until every node in ids (all when nil) names the same
+// leader, and returns it.
+func (c *cluster) waitLeader(ids []string, timeout time.Duration) string {
+	c.t.Helper()
+	if ids == nil {
+		for _, n := range c.layout.Nodes {
+			ids = append(ids, n.ID)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		leader, agreed := "", true
+		for _, id := range ids {
+			st, err := c.status(id)
+			if err != nil || st.LeaderID == "" || (leader != "" && st.LeaderID != leader) {
+				agreed = false
+				last = fmt.Sprintf("%s: %+v %v", id, st, err)
+				break
+			}
+			leader = st.LeaderID
+		}
+		if agreed {
+			return leader
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("no agreed leader among %v within %s (last: %s)", ids, timeout, last)
+	return ""
+}
+
+// waitConverged waits until the nodes report the same applied index and
+// state hash, and returns the hash.
+func (c *cluster) waitConverged(ids []string, timeout time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		var idx uint64
+		hash, same := "", true
+		for i, id := range ids {
+			st, err := c.status(id)
+			if err != nil {
+				same, last = false, fmt.Sprintf("%s: %v", id, err)
+				break
+			}
+			if i == 0 {
+				idx, hash = st.AppliedIndex, st.StateHash
+			} else if st.AppliedIndex != idx || st.StateHash != hash {
+				same = false
+				last = fmt.Sprintf("%s at %d/%s vs %d/%s", id, st.AppliedIndex, st.StateHash, idx, hash)
+				break
+			}
+		}
+		if same {
+			return hash
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("nodes %v did not converge within %s: %s", ids, timeout, last)
+	return ""
+}
+
+func (c *cluster) ids() []string {
+	var ids []string
+	for _, n := range c.layout.Nodes {
+		ids = append(ids, n.ID)
+	}
+	return ids
+}
+
+func without(ids []string, drop string) []string {
+	var out []string
+	for _, id := range ids {
+		if id != drop {
+			out = append(out, id)
+		}
+	}
+	return out
+}

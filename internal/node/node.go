@@ -1,0 +1,520 @@
+// Package node assembles a Tandem server from its parts — identity and TLS,
+// the peer transport, gossip membership, the replicated state machine, the
+// consensus engine and the HTTP API — and runs them until its context ends.
+//
+// Wiring is explicit: every part gets its dependencies from New, and Run
+// owns every goroutine the node starts.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/consensus"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/internal/membership"
+	"github.com/tandem-consensus/tandem/internal/transport"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// Version is reported by /v1/status; set by the binary.
+var Version = "dev"
+
+// Node is one running Tandem server.
+type Node struct {
+	cfg     config.Config
+	log     *slog.Logger
+	nodeKey ed25519.PublicKey
+
+	fsm     *appliedFSM
+	mux     *transport.Mux
+	engine  *raftengine.Engine
+	members *membership.Membership
+	rpc     *http.Client
+
+	registry *prometheus.Registry
+	apiLn    net.Listener
+	apiSrv   *http.Server
+	rpcSrv   *http.Server
+}
+
+// New opens the node's storage and listeners. Nothing runs until Run.
+// On error everything opened so far is closed again.
+func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("node", cfg.NodeID)
+	n = &Node{cfg: cfg, log: logger, registry: prometheus.NewRegistry()}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	nodeKeyPath := filepath.Join(cfg.DataDir, identity.NodeKeyFileName)
+	key, err := identity.LoadKeyFile(nodeKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w (create it with `tandem init --data-dir %s`)", err, cfg.DataDir)
+	}
+	n.nodeKey = key.Public().(ed25519.PublicKey)
+
+	admins := make([]ed25519.PublicKey, 0, len(cfg.BootstrapAdminKeys))
+	for _, s := range cfg.BootstrapAdminKeys {
+		k, err := identity.ParsePublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap_admin_keys: %q: %w", s, err)
+		}
+		admins = append(admins, k)
+	}
+	sm, err := smr.New(smr.Genesis{AdminKeys: admins, ResultWindow: cfg.Limits.ResultWindow, MaxCommandBytes: cfg.Limits.MaxCommandBytes})
+	if err != nil {
+		return nil, fmt.Errorf("state machine: %w", err)
+	}
+	n.fsm = newAppliedFSM(sm)
+
+	if cfg.TLS.CAFile == "" || cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "" {
+		return nil, errors.New("tls.ca_file, tls.cert_file and tls.key_file are required: node-to-node traffic is always mutual TLS")
+	}
+	peerServer, peerClient, err := identity.PeerTLS(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("peer TLS: %w", err)
+	}
+	n.mux, err = transport.Listen(cfg.PeerAddr, peerServer, peerClient, logger)
+	if err != nil {
+		return nil, fmt.Errorf("peer_addr %s: %w", cfg.PeerAddr, err)
+	}
+	closers = append(closers, func() { _ = n.mux.Close() })
+	n.rpc = n.mux.RPCHTTPClient()
+
+	if err := raftengine.SetupMetrics(n.registry); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "tandem_build_info",
+		Help:        "Build information; the value is always 1.",
+		ConstLabels: prometheus.Labels{"version": Version},
+	})
+	buildInfo.Set(1)
+	n.registry.MustRegister(buildInfo)
+
+	n.engine, err = raftengine.New(raftengine.Config{
+		NodeID:    cfg.NodeID,
+		DataDir:   cfg.DataDir,
+		Advertise: cfg.PeerAdvertiseAddr(),
+		Stream:    n.mux.RaftLayer(),
+		FSM:       n.fsm,
+		Raft:      cfg.Raft,
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raft engine: %w", err)
+	}
+	closers = append(closers, func() { _ = n.engine.Stop() })
+
+	var gossipKey []byte
+	if cfg.GossipKeyFile != "" {
+		gossipKey, err = readGossipKey(cfg.GossipKeyFile)
+		if err != nil {
+			return nil, err
+		}
+	}
+	n.members, err = membership.Start(context.Background(), membership.Config{
+		NodeID:        cfg.NodeID,
+		BindAddr:      cfg.GossipAddr,
+		AdvertiseAddr: cfg.GossipAdvertiseAddr(),
+		Join:          cfg.Join,
+		SecretKey:     gossipKey,
+		Meta:          membership.Meta{ID: cfg.NodeID, PeerAddr: cfg.PeerAdvertiseAddr(), APIAddr: cfg.APIAddr},
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s: %w", cfg.GossipAddr, err)
+	}
+	closers = append(closers, func() { _ = n.members.Shutdown() })
+
+	apiHandler, err := api.New(api.Config{Backend: n, Logger: logger, Registry: n.registry, MaxRequestBytes: cfg.Limits.MaxRequestBytes})
+	if err != nil {
+		return nil, err
+	}
+	n.apiLn, err = net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("api_addr %s: %w", cfg.APIAddr, err)
+	}
+	closers = append(closers, func() { _ = n.apiLn.Close() })
+	tlsCfg, err := identity.APIServerTLS(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.RequireMTLS)
+	if err != nil {
+		return nil, fmt.Errorf("api TLS: %w", err)
+	}
+	n.apiSrv = &http.Server{
+		Handler:           apiHandler,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	n.rpcSrv = &http.Server{
+		Handler:           n.rpcHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return n, nil
+}
+
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip_key_file: %w", err)
+	}
+	key, err := decodeGossipKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("gossip_key_file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// APIAddr is the address the API listens on (useful with port 0).
+func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
+
+// Run serves until ctx ends, then shuts everything down. It returns the
+// first error that stopped the node, or nil after a clean shutdown.
+func (n *Node) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := n.apiSrv.ServeTLS(n.apiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := n.rpcSrv.Serve(n.mux.RPCListener()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("forwarding server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return n.bootstrap(gctx) })
+	g.Go(func() error { n.reconcileMembers(gctx); return nil })
+	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", "cft")
+
+	<-gctx.Done()
+	n.log.Info("node stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.apiSrv.Shutdown(shutdownCtx)
+	_ = n.rpcSrv.Shutdown(shutdownCtx)
+	var errs []error
+	if err := n.members.Leave(time.Second); err != nil {
+		n.log.Debug("gossip leave", "err", err)
+	}
+	if err := n.members.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("gossip shutdown: %w", err))
+	}
+	if err := n.engine.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+	}
+	if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, fmt.Errorf("peer transport: %w", err))
+	}
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		errs = append(errs, err)
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// bootstrap forms the cluster on a node without Raft state: from the static
+// initial_members, or from the first bootstrap_expect servers discovered
+// through gossip. A node with neither waits to be added by the leader.
+func (n *Node) bootstrap(ctx context.Context) error {
+	has, err := n.engine.HasState()
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	if has {
+		return nil
+	}
+	var members []consensus.Member
+	switch {
+	case len(n.cfg.InitialMembers) > 0:
+		ms, err := n.cfg.Members()
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			members = append(members, consensus.Member{ID: m.ID, Address: m.Addr, Voter: true})
+		}
+	case n.cfg.BootstrapExpect > 0:
+		n.log.Info("waiting for servers to bootstrap", "bootstrap_expect", n.cfg.BootstrapExpect)
+		metas, err := n.members.WaitForExpect(ctx, n.cfg.BootstrapExpect)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("bootstrap_expect: %w", err)
+		}
+		for _, m := range metas {
+			members = append(members, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true})
+		}
+	default:
+		n.log.Info("no Raft state and no bootstrap configuration: waiting to be added to a cluster")
+		return nil
+	}
+	if err := n.engine.Bootstrap(members); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	n.log.Info("cluster bootstrapped", "members", len(members))
+	return nil
+}
+
+// reconcileMembers runs on every node and acts while it leads: servers that
+// gossip knows but Raft does not are added as voters (servers leave only by
+// an operator's remove-member).
+func (n *Node) reconcileMembers(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-n.members.Notify():
+		}
+		if n.engine.Status().Role != "leader" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		current, err := n.engine.Members(cctx)
+		if err != nil {
+			cancel()
+			continue
+		}
+		known := make(map[string]bool, len(current))
+		for _, m := range current {
+			known[m.ID] = true
+		}
+		for _, m := range n.members.Members() {
+			if known[m.ID] || m.PeerAddr == "" {
+				continue
+			}
+			n.log.Info("adding server discovered through gossip", "id", m.ID, "address", m.PeerAddr)
+			if err := n.engine.AddMember(cctx, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true}); err != nil {
+				n.log.Warn("adding server failed", "id", m.ID, "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+// --- api.Backend ---
+
+var _ api.Backend = (*Node)(nil)
+
+// Submit implements api.Backend.
+func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+	cached, err := n.fsm.Precheck(env)
+	if err != nil {
+		return smr.Result{}, err
+	}
+	if cached != nil {
+		return *cached, nil
+	}
+	res, err := n.proposeLocal(ctx, env)
+	var nl *consensus.NotLeaderError
+	if errors.As(err, &nl) {
+		if nl, err = n.awaitLeader(ctx, nl); err != nil {
+			return smr.Result{}, err
+		}
+		if nl == nil { // this node became the leader meanwhile
+			return n.proposeLocal(ctx, env)
+		}
+		return n.forwardPropose(ctx, nl, env)
+	}
+	return res, err
+}
+
+func (n *Node) proposeLocal(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+	return n.engine.Propose(ctx, env)
+}
+
+// awaitLeader waits (bounded) for a leader to be known. It returns nil when
+// this node is the leader.
+func (n *Node) awaitLeader(ctx context.Context, nl *consensus.NotLeaderError) (*consensus.NotLeaderError, error) {
+	if nl.LeaderAddr != "" {
+		return nl, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: no leader elected yet", api.ErrUnavailable)
+		case <-t.C:
+		}
+		st := n.engine.Status()
+		if st.Role == "leader" {
+			return nil, nil
+		}
+		if st.LeaderAddr != "" {
+			return &consensus.NotLeaderError{LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr}, nil
+		}
+	}
+}
+
+// Query implements api.Backend.
+func (n *Node) Query(ctx context.Context, q smr.Query, stale bool) (value json.RawMessage, index uint64, err error) {
+	if !stale {
+		if err := n.readBarrier(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	val, err := n.fsm.Query(q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return val, n.fsm.AppliedIndex(), nil
+}
+
+// readBarrier makes the local state reflect every write committed before
+// the call: on the leader through the engine, on a follower by waiting for
+// the read index the leader confirmed.
+func (n *Node) readBarrier(ctx context.Context) error {
+	err := n.engine.ReadBarrier(ctx)
+	var nl *consensus.NotLeaderError
+	if !errors.As(err, &nl) {
+		return err
+	}
+	nl, err = n.awaitLeader(ctx, nl)
+	if err != nil {
+		return err
+	}
+	if nl == nil {
+		return n.engine.ReadBarrier(ctx)
+	}
+	idx, err := n.forwardReadIndex(ctx, nl)
+	if err != nil {
+		return err
+	}
+	return n.fsm.waitApplied(ctx, idx)
+}
+
+// Status implements api.Backend.
+func (n *Node) Status(context.Context) api.NodeStatus {
+	st := n.engine.Status()
+	idx, sum := n.fsm.Hash()
+	st.AppliedIndex = idx
+	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version}
+}
+
+// Members implements api.Backend.
+func (n *Node) Members(ctx context.Context) ([]consensus.Member, error) { return n.engine.Members(ctx) }
+
+// Authorize implements api.Backend.
+func (n *Node) Authorize(key ed25519.PublicKey, perm smr.Permission) error {
+	return n.fsm.Authorize(key, perm)
+}
+
+// Ready implements api.Backend.
+func (n *Node) Ready() error {
+	st := n.engine.Status()
+	if st.LeaderID == "" {
+		return errors.New("no leader known")
+	}
+	if st.Role == "shutdown" {
+		return errors.New("shutting down")
+	}
+	return nil
+}
+
+// TransferLeader implements api.Backend.
+func (n *Node) TransferLeader(ctx context.Context, id string) error {
+	return n.onLeader(ctx, func() error { return n.engine.TransferLeadership(ctx, id) })
+}
+
+// SnapshotSave implements api.Backend.
+func (n *Node) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) {
+	if err := n.readBarrier(ctx); err != nil {
+		return 0, err
+	}
+	b, err := n.fsm.Snapshot()
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	idx := n.fsm.AppliedIndex()
+	if _, err := w.Write(b); err != nil {
+		return 0, fmt.Errorf("writing snapshot: %w", err)
+	}
+	return idx, nil
+}
+
+// SnapshotRestore implements api.Backend.
+func (n *Node) SnapshotRestore(ctx context.Context, r io.Reader) error {
+	return n.onLeader(ctx, func() error { return n.engine.RestoreSnapshot(ctx, r) })
+}
+
+// AddMember implements api.Backend.
+func (n *Node) AddMember(ctx context.Context, m consensus.Member) error {
+	return n.onLeader(ctx, func() error { return n.engine.AddMember(ctx, m) })
+}
+
+// RemoveMember implements api.Backend.
+func (n *Node) RemoveMember(ctx context.Context, id string) error {
+	return n.onLeader(ctx, func() error { return n.engine.RemoveMember(ctx, id) })
+}
+
+// onLeader runs an admin operation that the engine only accepts on the
+// leader; on a follower it answers no_leader naming the leader, so the
+// client can send it there.
+func (n *Node) onLeader(_ context.Context, f func() error) error {
+	err := f()
+	var nl *consensus.NotLeaderError
+	if errors.As(err, &nl) {
+		return fmt.Errorf("%w: this admin operation must be sent to the leader (%s)", api.ErrUnavailable, nl.LeaderID)
+	}
+	return err
+}
+
+// decodeGossipKey parses a memberlist key: base64 of 16, 24 or 32 bytes.
+func decodeGossipKey(s string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("not base64: %w", err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("key is %d bytes; memberlist needs 16, 24 or 32", len(k))
+	}
+}

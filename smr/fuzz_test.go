@@ -1,0 +1,130 @@
+package smr
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// FuzzDecodeCommand: decoding never panics; whatever decodes re-encodes to
+// bytes that decode to the same command, and that encoding is a fixed point.
+func FuzzDecodeCommand(f *testing.F) {
+	for _, seed := range []string{
+		`{"op":"register_session","session_id":"s1","metadata":{"a":"1"},"ttl_ms":1500}`,
+		`{"op":"register_tool","tool_name":"grep","definition":{"x":[1,"<&>"]}}`,
+		`{"op":"update_acl","subject":"` + testSubject + `","permission":"admin","effect":"allow"}`,
+		`{"op":"set_config","key":"k","value":"v"}`,
+		`{"op":"subscribe_resource","resource_uri":"u","subscriber":"s"}`,
+		`{"op":"delete_config","key":"k"} `,
+		`{"op":"nope"}`,
+		`{"OP":"set_config","key":"k"}`,
+		`[]`,
+		``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code == CodeOK || e.Message == "" {
+				t.Fatalf("DecodeCommand error %v is not a coded *Error", err)
+			}
+			return
+		}
+		enc, err := EncodeCommand(c)
+		if err != nil {
+			t.Fatalf("EncodeCommand of a decoded command %+v: %v", c, err)
+		}
+		back, err := DecodeCommand(enc)
+		if err != nil {
+			t.Fatalf("decode(encode(x)) failed for %s: %v", enc, err)
+		}
+		if !reflect.DeepEqual(normalize(withoutDefinition(back)), normalize(withoutDefinition(c))) || !sameDefinition(back.Definition, c.Definition) {
+			t.Fatalf("decode(encode(x)) = %+v, want %+v", back, c)
+		}
+		enc2, err := EncodeCommand(back)
+		if err != nil || !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding is not a fixed point: %s vs %s (%v)", enc, enc2, err)
+		}
+	})
+}
+
+// The definition is re-encoded (HTML-escaped) by encoding/json, so compare it
+// apart from the rest.
+func withoutDefinition(c Command) Command {
+	c.Definition = nil
+	return c
+}
+
+func sameDefinition(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// FuzzEntryUnmarshal: decoding never panics, and a decoded entry encodes to
+// exactly the input (the binary form is canonical). Apply of the bytes never
+// panics either.
+func FuzzEntryUnmarshal(f *testing.F) {
+	env := mustSign(f, testKey(1), 1, Command{Op: OpSetConfig, Key: "k", Value: "v"})
+	good := entryBytes(f, 123, env)
+	f.Add(good)
+	f.Add(good[:20])
+	f.Add(append([]byte{2}, good[1:]...))
+	f.Add([]byte{})
+	sm := mustNew(f, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(testKey(1))}})
+	var idx uint64
+	f.Fuzz(func(t *testing.T, b []byte) {
+		idx++
+		sm.Apply(idx, b)
+		var ent Entry
+		if err := ent.UnmarshalBinary(b); err != nil {
+			return
+		}
+		again, err := ent.MarshalBinary()
+		if err != nil {
+			t.Fatalf("MarshalBinary of a decoded entry: %v", err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("round trip changed the bytes:\n%x\n%x", b, again)
+		}
+	})
+}
+
+// FuzzRestore: Restore never panics; a rejected snapshot leaves the state
+// unchanged; an accepted one is reproduced exactly by Snapshot.
+func FuzzRestore(f *testing.F) {
+	snap, err := buildState(f).sm.Snapshot()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(snap)
+	f.Add(snap[:snapshotHeaderLen])
+	f.Add(resealed(snap, func(b []byte) []byte { return b[:len(b)-4] }))
+	f.Add(resealed(snap, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }))
+	f.Add([]byte("TANDEMSM"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sm := mustNew(t, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(testKey(5))}})
+		idx0, sum0 := sm.Hash()
+		if err := sm.Restore(b); err != nil {
+			if !errors.Is(err, ErrBadSnapshot) {
+				t.Fatalf("Restore error %v does not wrap ErrBadSnapshot", err)
+			}
+			if idx, sum := sm.Hash(); idx != idx0 || sum != sum0 {
+				t.Fatal("a rejected snapshot changed the state")
+			}
+			return
+		}
+		again, err := sm.Snapshot()
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("Snapshot after Restore differs from the input (%v)", err)
+		}
+	})
+}
