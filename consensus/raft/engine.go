@@ -80,8 +80,8 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := cfg.Logger.With("component", "raft", "node", cfg.NodeID)
-	rc.Logger = logging.NewHCLog(cfg.Logger.With("node", cfg.NodeID), "raft")
+	logger := cfg.Logger.With("component", "raft")
+	rc.Logger = logging.NewHCLog(cfg.Logger, "raft")
 
 	dir, err := prepareDir(cfg.DataDir)
 	if err != nil {

@@ -8,6 +8,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -44,7 +45,16 @@ func (s sink) Accept(name string, level hclog.Level, msg string, args ...any) {
 	if name != "" {
 		attrs = append(attrs, "component", name)
 	}
-	s.l.Log(context.Background(), lvl, msg, append(attrs, args...)...)
+	for _, a := range args {
+		// hclog.Fmt values are deferred Sprintf calls; render them.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				a = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+		attrs = append(attrs, a)
+	}
+	s.l.Log(context.Background(), lvl, msg, attrs...)
 }
 
 func slogLevel(l hclog.Level) slog.Level {

@@ -226,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	} else {
 		go m.retryJoin(jctx, slices.Clone(cfg.Join), cfg.JoinRetryMin, cfg.JoinRetryMax)
 	}
-	logger.Info("gossip started", "node", cfg.NodeID, "addr", m.LocalAddr(), "join", cfg.Join, "encrypted", len(cfg.SecretKey) > 0)
+	logger.Info("gossip started", "addr", m.LocalAddr(), "join", cfg.Join, "encrypted", len(cfg.SecretKey) > 0)
 	return m, nil
 }
 
@@ -406,7 +406,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	}
 	if _, ok := m.members[n.Name]; ok {
 		delete(m.members, n.Name)
-		m.logger.Info("member left or failed", "node", n.Name, "addr", n.Address())
+		m.logger.Info("member left or failed", "member", n.Name, "addr", n.Address())
 		m.changedLocked()
 	}
 }
@@ -421,7 +421,7 @@ func (e *events) upsert(n *memberlist.Node, what string) {
 	defer m.mu.Unlock()
 	if err != nil {
 		m.rejected.Add(1)
-		m.logger.Warn("ignoring member with invalid metadata", "node", n.Name, "addr", n.Address(), "event", what, "error", err)
+		m.logger.Warn("ignoring member with invalid metadata", "member", n.Name, "addr", n.Address(), "event", what, "error", err)
 		if _, ok := m.members[n.Name]; ok {
 			delete(m.members, n.Name)
 			m.changedLocked()
@@ -432,7 +432,7 @@ func (e *events) upsert(n *memberlist.Node, what string) {
 		return
 	}
 	m.members[n.Name] = meta
-	m.logger.Info("member "+what, "node", meta.ID, "peer_addr", meta.PeerAddr, "api_addr", meta.APIAddr)
+	m.logger.Info("member "+what, "member", meta.ID, "peer_addr", meta.PeerAddr, "api_addr", meta.APIAddr)
 	m.changedLocked()
 }
 

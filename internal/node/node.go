@@ -60,7 +60,7 @@ type Node struct {
 
 // New opens the node's storage and listeners. Nothing runs until Run.
 // On error everything opened so far is closed again.
-func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
+func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
@@ -68,7 +68,7 @@ func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("node", cfg.NodeID)
-	n = &Node{cfg: cfg, log: logger, registry: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, log: logger, registry: prometheus.NewRegistry()}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -109,7 +109,13 @@ func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer TLS: %w", err)
 	}
-	n.mux, err = transport.Listen(cfg.PeerAddr, peerServer, peerClient, logger)
+	n.mux, err = transport.ListenConfig(transport.Config{
+		Addr:      cfg.PeerAddr,
+		ServerTLS: peerServer,
+		ClientTLS: peerClient,
+		Logger:    logger,
+		PeerID:    identity.PeerNodeID,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("peer_addr %s: %w", cfg.PeerAddr, err)
 	}
@@ -141,6 +147,7 @@ func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("raft engine: %w", err)
 	}
 	closers = append(closers, func() { _ = n.engine.Stop() })
+	n.registry.MustRegister(n.engine.Collector())
 
 	var gossipKey []byte
 	if cfg.GossipKeyFile != "" {
@@ -185,6 +192,7 @@ func New(cfg config.Config, logger *slog.Logger) (n *Node, err error) {
 	}
 	n.rpcSrv = &http.Server{
 		Handler:           n.rpcHandler(),
+		ConnContext:       transport.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
@@ -464,18 +472,28 @@ func (n *Node) TransferLeader(ctx context.Context, id string) error {
 
 // SnapshotSave implements api.Backend.
 func (n *Node) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) {
-	if err := n.readBarrier(ctx); err != nil {
-		return 0, err
+	idx, err := n.engine.SaveSnapshot(ctx, w)
+	var nl *consensus.NotLeaderError
+	if errors.As(err, &nl) {
+		// A follower takes the snapshot after the leader's read index, so
+		// it is as fresh as one taken on the leader.
+		if err := n.readBarrier(ctx); err != nil {
+			return 0, err
+		}
+		b, err := n.fsm.Snapshot()
+		if err != nil {
+			return 0, fmt.Errorf("snapshot: %w", err)
+		}
+		idx, _, err := smr.SnapshotInfo(b)
+		if err != nil {
+			return 0, fmt.Errorf("snapshot: %w", err)
+		}
+		if _, err := w.Write(b); err != nil {
+			return 0, fmt.Errorf("writing snapshot: %w", err)
+		}
+		return idx, nil
 	}
-	b, err := n.fsm.Snapshot()
-	if err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	idx := n.fsm.AppliedIndex()
-	if _, err := w.Write(b); err != nil {
-		return 0, fmt.Errorf("writing snapshot: %w", err)
-	}
-	return idx, nil
+	return idx, err
 }
 
 // SnapshotRestore implements api.Backend.
