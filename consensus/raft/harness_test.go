@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-consensus/tandem/internal/testlog"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
@@ -38,20 +38,7 @@ func fastRaft() config.RaftConfig {
 
 // testLogger writes to t.Log at warn level (raft is chatty at info), or
 // at the level named by TANDEM_TEST_LOG (debug, info, ...).
-func testLogger(t *testing.T) *slog.Logger {
-	level := slog.LevelWarn
-	if v := os.Getenv("TANDEM_TEST_LOG"); v != "" {
-		level.UnmarshalText([]byte(v))
-	}
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelWarn) }
 
 // gatedSM wraps an smr.StateMachine; while a gate is set, Apply signals
 // entered and waits for the gate to close.

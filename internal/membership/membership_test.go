@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-consensus/tandem/internal/testlog"
+
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
 )
@@ -18,13 +20,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var fast = Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond, GossipInterval: 20 * time.Millisecond, PushPullInterval: 500 * time.Millisecond, SuspicionMult: 2}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func start(t *testing.T, id string, key []byte, join ...string) *Membership {
 	t.Helper()
@@ -34,7 +29,7 @@ func start(t *testing.T, id string, key []byte, join ...string) *Membership {
 		Join:         join,
 		SecretKey:    key,
 		Meta:         Meta{PeerAddr: "127.0.0.1:70" + id[len(id)-1:], APIAddr: "127.0.0.1:80" + id[len(id)-1:]},
-		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger:       testlog.New(t, slog.LevelInfo),
 		Timing:       fast,
 		JoinRetryMin: 20 * time.Millisecond,
 		JoinRetryMax: 100 * time.Millisecond,

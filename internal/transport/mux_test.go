@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-consensus/tandem/internal/testlog"
+
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 
@@ -74,16 +76,7 @@ func (p *pki) clientCert(t *testing.T, name string) *tls.Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t, slog.LevelDebug) }
 
 func listen(t *testing.T, p *pki, id string) *Mux {
 	t.Helper()
