@@ -42,6 +42,10 @@ type Meta struct {
 	ID       string `json:"id"`        // node ID; equals the memberlist node name
 	PeerAddr string `json:"peer_addr"` // node-to-node mTLS address (Raft, forwarding)
 	APIAddr  string `json:"api_addr"`  // client API address
+	// Join asks the leader to add this node as a voter. A node sets it
+	// when it starts with no Raft state and no bootstrap configuration;
+	// a node that was removed by an operator is not re-added by gossip.
+	Join bool `json:"join,omitempty"`
 }
 
 // Timing tunes memberlist's failure detector and gossip. Zero fields keep

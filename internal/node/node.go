@@ -149,6 +149,12 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	closers = append(closers, func() { _ = n.engine.Stop() })
 	n.registry.MustRegister(n.engine.Collector())
 
+	hasState, err := n.engine.HasState()
+	if err != nil {
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	wantsJoin := !hasState && len(cfg.InitialMembers) == 0 && cfg.BootstrapExpect == 0
+
 	var gossipKey []byte
 	if cfg.GossipKeyFile != "" {
 		gossipKey, err = readGossipKey(cfg.GossipKeyFile)
@@ -162,7 +168,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		AdvertiseAddr: cfg.GossipAdvertiseAddr(),
 		Join:          cfg.Join,
 		SecretKey:     gossipKey,
-		Meta:          membership.Meta{ID: cfg.NodeID, PeerAddr: cfg.PeerAdvertiseAddr(), APIAddr: cfg.APIAddr},
+		Meta:          membership.Meta{ID: cfg.NodeID, PeerAddr: cfg.PeerAdvertiseAddr(), APIAddr: cfg.APIAddr, Join: wantsJoin},
 		Logger:        logger,
 	})
 	if err != nil {
@@ -305,8 +311,10 @@ func (n *Node) bootstrap(ctx context.Context) error {
 }
 
 // reconcileMembers runs on every node and acts while it leads: servers that
-// gossip knows but Raft does not are added as voters (servers leave only by
-// an operator's remove-member).
+// gossip knows, that ask to join (they started with no state and no
+// bootstrap configuration) and that Raft does not know are added as voters.
+// Servers leave only by an operator's remove-member, and a removed server
+// is not added back by gossip.
 func (n *Node) reconcileMembers(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -331,7 +339,7 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 			known[m.ID] = true
 		}
 		for _, m := range n.members.Members() {
-			if known[m.ID] || m.PeerAddr == "" {
+			if known[m.ID] || !m.Join || m.PeerAddr == "" {
 				continue
 			}
 			n.log.Info("adding server discovered through gossip", "id", m.ID, "address", m.PeerAddr)
