@@ -46,9 +46,12 @@ func (s *Server) authenticateAdmin(r *http.Request, body []byte) error {
 	if err != nil {
 		return smr.Errorf(smr.CodeBadSignature, "%s: %q is not unix seconds", HeaderTime, tStr)
 	}
-	now := s.cfg.Now()
-	if d := now.Sub(time.Unix(unix, 0)); d > s.cfg.AdminClockSkew || -d > s.cfg.AdminClockSkew {
-		return smr.Errorf(smr.CodeBadSignature, "%s is %s away from this node's clock (allowed %s)", HeaderTime, d.Round(time.Second), s.cfg.AdminClockSkew)
+	// Compare times, not their difference: time.Time.Sub saturates, and
+	// negating the saturated minimum overflows, which would let a time
+	// far in the future through.
+	now, at := s.cfg.Now(), time.Unix(unix, 0)
+	if at.Before(now.Add(-s.cfg.AdminClockSkew)) || at.After(now.Add(s.cfg.AdminClockSkew)) {
+		return smr.Errorf(smr.CodeBadSignature, "%s %d is %s away from this node's clock (allowed %s)", HeaderTime, unix, now.Sub(at).Abs().Round(time.Second), s.cfg.AdminClockSkew)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(sigStr)
 	if err != nil || len(sig) != ed25519.SignatureSize {

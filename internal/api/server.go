@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -179,6 +180,7 @@ func (s *Server) route(path, method string, limit int64, h handlerFunc) {
 				for m := range existing.byMethod {
 					allowed = append(allowed, m)
 				}
+				slices.Sort(allowed)
 				w.Header().Set("Allow", strings.Join(allowed, ", "))
 				s.count(endpoint, writeError(w, &smr.Error{Code: CodeMethodNotAllowed, Message: fmt.Sprintf("%s does not accept %s", r.URL.Path, r.Method)}))
 				return
@@ -304,7 +306,10 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Decoder.More reports false for a following '}' or ']', so it cannot
+	// detect every kind of trailing data; decoding once more must hit EOF.
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return errors.New("trailing data after the JSON value")
 	}
 	return nil

@@ -357,7 +357,7 @@ var _ api.Backend = (*Node)(nil)
 
 // Submit implements api.Backend.
 func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
-	cached, err := n.fsm.Precheck(env)
+	cached, err := n.precheck(ctx, env)
 	if err != nil {
 		return smr.Result{}, err
 	}
@@ -376,6 +376,29 @@ func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error
 		return n.forwardPropose(ctx, nl, env)
 	}
 	return res, err
+}
+
+// precheck runs the state machine's Precheck. This replica may not have
+// applied every acknowledged write yet (a follower learns of commits after
+// the leader answers), and a rejection that a newer state could lift —
+// the client's invitation or a permission granted through another node, or
+// a seq window that moved on — is only reported after checking again at a
+// linearizable read point. Other answers do not depend on newer state.
+func (n *Node) precheck(ctx context.Context, env *smr.Envelope) (*smr.Result, error) {
+	cached, err := n.fsm.Precheck(env)
+	var se *smr.Error
+	if err == nil || !errors.As(err, &se) {
+		return cached, err
+	}
+	switch se.Code {
+	case smr.CodeUnknownClient, smr.CodePermissionDenied, smr.CodeSeqTooFar:
+	default:
+		return nil, err
+	}
+	if berr := n.readBarrier(ctx); berr != nil {
+		return nil, berr
+	}
+	return n.fsm.Precheck(env)
 }
 
 func (n *Node) proposeLocal(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
@@ -526,7 +549,9 @@ func (n *Node) onLeader(_ context.Context, f func() error) error {
 	err := f()
 	var nl *consensus.NotLeaderError
 	if errors.As(err, &nl) {
-		return fmt.Errorf("%w: this admin operation must be sent to the leader (%s)", api.ErrUnavailable, nl.LeaderID)
+		// Keep nl in the chain: the API reports its LeaderID as leader_id,
+		// which the SDK follows.
+		return fmt.Errorf("%w: this admin operation must be sent to the leader: %w", api.ErrUnavailable, nl)
 	}
 	return err
 }
