@@ -20,9 +20,12 @@ import (
 type Engine interface {
 	// Propose orders env and waits until it has been applied on this node,
 	// returning the state machine's Result. It returns a *NotLeaderError when
-	// this node cannot order entries (the caller forwards), ErrOutcomeUnknown
-	// when the entry may or may not commit later (leadership lost after it was
-	// appended, or ctx expired while waiting), and ErrStopped after Stop.
+	// this node cannot order entries (the caller forwards), an error wrapping
+	// ErrUnavailable when nothing was proposed (queue full, ctx ended
+	// first), ErrOutcomeUnknown when the entry may or may not commit later
+	// (leadership lost or the engine stopped after it was handed over, or ctx
+	// expired while waiting), and ErrStopped when the engine was already
+	// stopped before the call.
 	Propose(ctx context.Context, env *smr.Envelope) (smr.Result, error)
 
 	// ReadBarrier returns once this node's state machine reflects every write
@@ -83,6 +86,10 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown: the request may or may not have been applied")
 	// ErrStopped is returned by every method after Stop.
 	ErrStopped = errors.New("consensus engine stopped")
+	// ErrUnavailable is wrapped by errors after which nothing was proposed
+	// (no leader reachable, the leader's queue was full, the caller gave up
+	// before proposing); retrying, elsewhere or later, is safe.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // NotLeaderError is returned when an operation needs the leader. LeaderID and

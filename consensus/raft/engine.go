@@ -29,7 +29,7 @@ var (
 // leader could not queue an operation within the apply timeout, typically
 // because it is overloaded. Nothing was appended to the log: retrying is
 // safe and does not risk a double execution.
-var ErrNotEnqueued = errors.New("raft engine: the leader could not queue the request in time; nothing was appended, retry later")
+var ErrNotEnqueued = fmt.Errorf("raft engine: the leader could not queue the request in time; nothing was appended, retry later: %w", consensus.ErrUnavailable)
 
 // logCacheSize is the number of recent log entries kept in memory.
 const logCacheSize = 512

@@ -21,7 +21,7 @@ import (
 //   - consensus.ErrOutcomeUnknown: the entry was handed to Raft but
 //     leadership was lost, a snapshot restore aborted it, or ctx ended
 //     before it was applied; it may or may not be applied.
-//   - consensus.ErrStopped: the engine is stopped.
+//   - consensus.ErrStopped: the engine was stopped before the call.
 func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
 	if env == nil {
 		return smr.Result{}, errors.New("raft engine: propose: envelope is nil")
@@ -30,7 +30,7 @@ func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, er
 		return smr.Result{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return smr.Result{}, fmt.Errorf("raft engine: propose: %w", err)
+		return smr.Result{}, fmt.Errorf("raft engine: propose: %w: %w", consensus.ErrUnavailable, err)
 	}
 	ent := smr.Entry{Time: e.nextTime(), Env: *env}
 	data, err := ent.MarshalBinary()
@@ -39,7 +39,9 @@ func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, er
 	}
 	f := e.raft.Apply(data, e.enqueueTimeout(ctx))
 	if err := e.wait(ctx, f); err != nil {
-		if errors.Is(err, errWaitAborted) {
+		if errors.Is(err, errWaitAborted) || errors.Is(err, raft.ErrRaftShutdown) {
+			// The future was handed to Raft: the entry may have been
+			// appended and replicated, and a successor may commit it.
 			return smr.Result{}, fmt.Errorf("%w: %w", consensus.ErrOutcomeUnknown, err)
 		}
 		return smr.Result{}, e.mapErr(fmt.Errorf("raft engine: propose: %w", err))
@@ -91,7 +93,7 @@ func (e *Engine) ReadBarrier(ctx context.Context) error {
 	case <-g.done:
 		return g.err
 	case <-ctx.Done():
-		return fmt.Errorf("raft engine: read barrier: %w", ctx.Err())
+		return fmt.Errorf("raft engine: read barrier: %w: %w", consensus.ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -128,6 +130,11 @@ func (e *Engine) startBarrierLocked(g *barrierGroup) {
 			err = e.notLeader()
 		} else if ferr := e.raft.Barrier(e.cfg.Raft.ApplyTimeout).Error(); ferr != nil {
 			err = e.mapErr(fmt.Errorf("raft engine: read barrier: %w", ferr))
+			if errors.Is(err, consensus.ErrOutcomeUnknown) {
+				// A read has no outcome to be unsure of: the barrier
+				// failed, so the read is simply not served.
+				err = fmt.Errorf("%w: %w", consensus.ErrUnavailable, ferr)
+			}
 		}
 		e.barrierMu.Lock()
 		defer e.barrierMu.Unlock()

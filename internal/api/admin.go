@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -21,46 +20,65 @@ const (
 	HeaderSignature = "Tandem-Signature"
 )
 
-// admin wraps h with admin request authentication: a signature by a key
-// that holds the admin permission, over the method, path, time and body
-// hash, with the time within AdminClockSkew of ours.
+// adminCreds are the parsed admin headers of a request.
+type adminCreds struct {
+	key  ed25519.PublicKey
+	unix int64
+	sig  []byte
+}
+
+// admin wraps h with the second half of admin request authentication: the
+// signature over the method, request URI, time and body hash. The first
+// half (adminPreauth) ran before the body was read.
 func (s *Server) admin(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
-		if err := s.authenticateAdmin(r, body); err != nil {
+		c, err := s.adminCredentials(r)
+		if err != nil {
 			return writeError(w, err)
+		}
+		if !ed25519.Verify(c.key, smr.AdminSignBytes(r.Method, r.URL.RequestURI(), c.unix, body), c.sig) {
+			return writeError(w, smr.Errorf(smr.CodeBadSignature, "admin request signature does not verify for key %s", r.Header.Get(HeaderKey)))
 		}
 		return h(w, r, body)
 	}
 }
 
-func (s *Server) authenticateAdmin(r *http.Request, body []byte) error {
+// adminPreauth checks everything about an admin request that does not need
+// its body — the headers, the time, and that the key holds admin — so that
+// an unauthorised caller cannot make the node buffer a large body.
+func (s *Server) adminPreauth(r *http.Request) error {
+	c, err := s.adminCredentials(r)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Backend.Authorize(c.key, smr.PermAdmin)
+}
+
+func (s *Server) adminCredentials(r *http.Request) (adminCreds, error) {
 	keyStr, tStr, sigStr := r.Header.Get(HeaderKey), r.Header.Get(HeaderTime), r.Header.Get(HeaderSignature)
 	if keyStr == "" || tStr == "" || sigStr == "" {
-		return smr.Errorf(smr.CodeBadSignature, "admin requests need the %s, %s and %s headers", HeaderKey, HeaderTime, HeaderSignature)
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "admin requests need the %s, %s and %s headers", HeaderKey, HeaderTime, HeaderSignature)
 	}
-	key, err := base64.RawURLEncoding.DecodeString(keyStr)
-	if err != nil || len(key) != ed25519.PublicKeySize {
-		return smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 public key", HeaderKey)
+	key, err := smr.ParseKey(keyStr)
+	if err != nil {
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 public key", HeaderKey)
 	}
 	unix, err := strconv.ParseInt(tStr, 10, 64)
 	if err != nil {
-		return smr.Errorf(smr.CodeBadSignature, "%s: %q is not unix seconds", HeaderTime, tStr)
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s: %q is not unix seconds", HeaderTime, tStr)
 	}
 	// Compare times, not their difference: time.Time.Sub saturates, and
 	// negating the saturated minimum overflows, which would let a time
 	// far in the future through.
 	now, at := s.cfg.Now(), time.Unix(unix, 0)
 	if at.Before(now.Add(-s.cfg.AdminClockSkew)) || at.After(now.Add(s.cfg.AdminClockSkew)) {
-		return smr.Errorf(smr.CodeBadSignature, "%s %d is %s away from this node's clock (allowed %s)", HeaderTime, unix, now.Sub(at).Abs().Round(time.Second), s.cfg.AdminClockSkew)
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s %d is %s away from this node's clock (allowed %s)", HeaderTime, unix, now.Sub(at).Abs().Round(time.Second), s.cfg.AdminClockSkew)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(sigStr)
 	if err != nil || len(sig) != ed25519.SignatureSize {
-		return smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 signature", HeaderSignature)
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 signature", HeaderSignature)
 	}
-	if !ed25519.Verify(key, smr.AdminSignBytes(r.Method, r.URL.RequestURI(), unix, body), sig) {
-		return smr.Errorf(smr.CodeBadSignature, "admin request signature does not verify for key %s", keyStr)
-	}
-	return s.cfg.Backend.Authorize(ed25519.PublicKey(key), smr.PermAdmin)
+	return adminCreds{key: key, unix: unix, sig: sig}, nil
 }
 
 type transferLeaderRequest struct {
@@ -133,5 +151,3 @@ func (s *Server) handleRemoveMember(w http.ResponseWriter, r *http.Request, _ []
 	writeJSON(w, http.StatusOK, map[string]string{"status": "member removed", "id": id})
 	return smr.CodeOK
 }
-
-var _ = json.Marshal

@@ -75,7 +75,7 @@ func ErrorBodyFor(err error) ErrorBody {
 
 // ErrUnavailable marks errors after which nothing was proposed and the
 // client may retry elsewhere (no leader reachable, node shutting down).
-var ErrUnavailable = errors.New("unavailable")
+var ErrUnavailable = consensus.ErrUnavailable
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

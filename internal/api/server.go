@@ -130,11 +130,11 @@ func New(cfg Config) (*Server, error) {
 	s.route("/v1/query", http.MethodGet, 0, s.handleQuery)
 	s.route("/v1/status", http.MethodGet, 0, s.handleStatus)
 	s.route("/v1/members", http.MethodGet, 0, s.handleMembers)
-	s.route("/v1/admin/transfer-leader", http.MethodPost, s.cfg.MaxRequestBytes, s.admin(s.handleTransferLeader))
-	s.route("/v1/admin/snapshot", http.MethodGet, 0, s.admin(s.handleSnapshotSave))
-	s.route("/v1/admin/snapshot", http.MethodPost, s.cfg.MaxSnapshotBytes, s.admin(s.handleSnapshotRestore))
-	s.route("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.admin(s.handleAddMember))
-	s.route("/v1/admin/members/", http.MethodDelete, 0, s.admin(s.handleRemoveMember))
+	s.adminRoute("/v1/admin/transfer-leader", http.MethodPost, s.cfg.MaxRequestBytes, s.handleTransferLeader)
+	s.adminRoute("/v1/admin/snapshot", http.MethodGet, 0, s.handleSnapshotSave)
+	s.adminRoute("/v1/admin/snapshot", http.MethodPost, s.cfg.MaxSnapshotBytes, s.handleSnapshotRestore)
+	s.adminRoute("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.handleAddMember)
+	s.adminRoute("/v1/admin/members/", http.MethodDelete, 0, s.handleRemoveMember)
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -160,6 +160,7 @@ type methodRoutes struct {
 
 type routeEntry struct {
 	limit int64
+	pre   func(*http.Request) error // runs before the body is read; nil for none
 	h     handlerFunc
 }
 
@@ -167,6 +168,16 @@ type routeEntry struct {
 // read in full with limit enforced first from Content-Length and then while
 // reading, so an oversized body is refused before it is buffered.
 func (s *Server) route(path, method string, limit int64, h handlerFunc) {
+	s.addRoute(path, method, routeEntry{limit: limit, h: h})
+}
+
+// adminRoute registers an admin endpoint: authenticated in two steps,
+// before the body is read and after (the signature covers the body).
+func (s *Server) adminRoute(path, method string, limit int64, h handlerFunc) {
+	s.addRoute(path, method, routeEntry{limit: limit, pre: s.adminPreauth, h: s.admin(h)})
+}
+
+func (s *Server) addRoute(path, method string, entry routeEntry) {
 	endpoint := strings.TrimSuffix(path, "/")
 	existing, ok := s.paths[path]
 	if !ok {
@@ -185,12 +196,18 @@ func (s *Server) route(path, method string, limit int64, h handlerFunc) {
 				s.count(endpoint, writeError(w, &smr.Error{Code: CodeMethodNotAllowed, Message: fmt.Sprintf("%s does not accept %s", r.URL.Path, r.Method)}))
 				return
 			}
-			var body []byte
-			if e.limit > 0 {
-				if r.ContentLength > e.limit {
-					s.count(endpoint, writeError(w, smr.Errorf(smr.CodeTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, e.limit)))
+			if e.limit > 0 && r.ContentLength > e.limit {
+				s.count(endpoint, writeError(w, smr.Errorf(smr.CodeTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, e.limit)))
+				return
+			}
+			if e.pre != nil {
+				if err := e.pre(r); err != nil {
+					s.count(endpoint, writeError(w, err))
 					return
 				}
+			}
+			var body []byte
+			if e.limit > 0 {
 				b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.limit))
 				if err != nil {
 					var tooBig *http.MaxBytesError
@@ -208,7 +225,7 @@ func (s *Server) route(path, method string, limit int64, h handlerFunc) {
 			s.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 		})
 	}
-	existing.byMethod[method] = routeEntry{limit: limit, h: h}
+	existing.byMethod[method] = entry
 }
 
 func (s *Server) count(endpoint string, code smr.Code) {

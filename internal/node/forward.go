@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync/atomic"
 
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -21,7 +23,7 @@ import (
 const (
 	pathPropose   = "/internal/propose"
 	pathReadIndex = "/internal/read-index"
-	// maxForwardBytes bounds a forwarded request or response body.
+	// maxForwardBytes bounds a forwarded response body (a result).
 	maxForwardBytes = 64 << 20
 )
 
@@ -35,7 +37,11 @@ type readIndexResponse struct {
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+pathPropose, func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBytes))
+		if !n.fromMember(r) {
+			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "forwarding is accepted only from current members"))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.Limits.MaxRequestBytes))
 		if err != nil {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "forwarded envelope: %v", err))
 			return
@@ -45,8 +51,17 @@ func (n *Node) rpcHandler() http.Handler {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "forwarded envelope: %v", err))
 			return
 		}
-		res, err := n.proposeLocal(r.Context(), &env)
+		// The leader checks again what the forwarding node checked: a node
+		// certificate alone must not be enough to fill the log.
+		cached, err := n.fsm.Precheck(&env)
 		if err != nil {
+			writeRPCError(w, err)
+			return
+		}
+		res := smr.Result{}
+		if cached != nil {
+			res = *cached
+		} else if res, err = n.proposeLocal(r.Context(), &env); err != nil {
 			writeRPCError(w, err)
 			return
 		}
@@ -54,6 +69,10 @@ func (n *Node) rpcHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("POST "+pathReadIndex, func(w http.ResponseWriter, r *http.Request) {
+		if !n.fromMember(r) {
+			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "read index is served only to current members"))
+			return
+		}
 		if err := n.engine.ReadBarrier(r.Context()); err != nil {
 			writeRPCError(w, err)
 			return
@@ -62,6 +81,19 @@ func (n *Node) rpcHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(readIndexResponse{Index: n.fsm.AppliedIndex()})
 	})
 	return mux
+}
+
+// fromMember reports whether the calling node (verified by the peer
+// port's mutual TLS) is in the current configuration.
+func (n *Node) fromMember(r *http.Request) bool {
+	id := transport.PeerIDFromContext(r.Context())
+	if id == "" {
+		return false
+	}
+	if !n.peers.member(id) {
+		n.refreshPeers(r.Context()) // a member that joined since the last refresh
+	}
+	return n.peers.member(id)
 }
 
 func writeRPCError(w http.ResponseWriter, err error) {
@@ -89,7 +121,9 @@ func rpcError(b api.ErrorBody, leaderID string) error {
 // request was fully written, which decides between "unavailable" (nothing
 // reached the leader) and "outcome unknown".
 func (n *Node) forward(ctx context.Context, addr, leaderID, path string, body []byte, out any) (wrote bool, err error) {
-	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote = true }}
+	var sent atomic.Bool // set from net/http's writer goroutine
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) }}
+	defer func() { wrote = sent.Load() }()
 	ctx = httptrace.WithClientTrace(ctx, trace)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
@@ -97,7 +131,7 @@ func (n *Node) forward(ctx context.Context, addr, leaderID, path string, body []
 	}
 	resp, err := n.rpc.Do(req)
 	if err != nil {
-		return wrote, fmt.Errorf("forward to leader %s at %s: %w", leaderID, addr, err)
+		return sent.Load(), fmt.Errorf("forward to leader %s at %s: %w", leaderID, addr, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBytes))

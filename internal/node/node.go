@@ -46,11 +46,13 @@ type Node struct {
 	log     *slog.Logger
 	nodeKey ed25519.PublicKey
 
-	fsm     *appliedFSM
-	mux     *transport.Mux
-	engine  *raftengine.Engine
-	members *membership.Membership
-	rpc     *http.Client
+	fsm      *appliedFSM
+	mux      *transport.Mux
+	peers    peers
+	verifier *verifier
+	engine   *raftengine.Engine
+	members  *membership.Membership
+	rpc      *http.Client
 
 	registry *prometheus.Registry
 	apiLn    net.Listener
@@ -110,17 +112,26 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("peer TLS: %w", err)
 	}
 	n.mux, err = transport.ListenConfig(transport.Config{
-		Addr:      cfg.PeerAddr,
-		ServerTLS: peerServer,
-		ClientTLS: peerClient,
-		Logger:    logger,
-		PeerID:    identity.PeerNodeID,
+		Addr:         cfg.PeerAddr,
+		ServerTLS:    peerServer,
+		ClientTLS:    peerClient,
+		Logger:       logger,
+		PeerID:       identity.PeerNodeID,
+		ExpectedPeer: n.peers.expected,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("peer_addr %s: %w", cfg.PeerAddr, err)
 	}
 	closers = append(closers, func() { _ = n.mux.Close() })
 	n.rpc = n.mux.RPCHTTPClient()
+	n.verifier = &verifier{mux: n.mux}
+	if ms, err := cfg.Members(); err == nil && len(ms) > 0 {
+		initial := make([]consensus.Member, 0, len(ms))
+		for _, m := range ms {
+			initial = append(initial, consensus.Member{ID: m.ID, Address: m.Addr})
+		}
+		n.peers.set(initial)
+	}
 
 	if err := raftengine.SetupMetrics(n.registry); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -244,8 +255,17 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node stopping")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Stop taking requests and let the in-flight ones finish, then hand
+	// leadership over so the cluster does not wait for an election timeout.
 	_ = n.apiSrv.Shutdown(shutdownCtx)
 	_ = n.rpcSrv.Shutdown(shutdownCtx)
+	if n.engine.Status().Role == "leader" {
+		tctx, tcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := n.engine.TransferLeadership(tctx, ""); err != nil {
+			n.log.Info("leadership not handed over before stopping", "err", err)
+		}
+		tcancel()
+	}
 	var errs []error
 	if err := n.members.Leave(time.Second); err != nil {
 		n.log.Debug("gossip leave", "err", err)
@@ -289,16 +309,14 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		}
 	case n.cfg.BootstrapExpect > 0:
 		n.log.Info("waiting for servers to bootstrap", "bootstrap_expect", n.cfg.BootstrapExpect)
-		metas, err := n.members.WaitForExpect(ctx, n.cfg.BootstrapExpect)
+		ms, err := n.discoverExpected(ctx, n.cfg.BootstrapExpect)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("bootstrap_expect: %w", err)
 		}
-		for _, m := range metas {
-			members = append(members, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true})
-		}
+		members = ms
 	default:
 		n.log.Info("no Raft state and no bootstrap configuration: waiting to be added to a cluster")
 		return nil
@@ -310,11 +328,12 @@ func (n *Node) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// reconcileMembers runs on every node and acts while it leads: servers that
-// gossip knows, that ask to join (they started with no state and no
-// bootstrap configuration) and that Raft does not know are added as voters.
-// Servers leave only by an operator's remove-member, and a removed server
-// is not added back by gossip.
+// reconcileMembers runs on every node. It keeps the peer directory current
+// and, while this node leads, adds as voters the servers that gossip knows,
+// that ask to join (they started with no state and no bootstrap
+// configuration), that prove their identity on the peer port, and that Raft
+// does not know. Servers leave only by an operator's remove-member, and a
+// removed server is not added back by gossip.
 func (n *Node) reconcileMembers(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -325,6 +344,7 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 		case <-tick.C:
 		case <-n.members.Notify():
 		}
+		n.refreshPeers(ctx)
 		if n.engine.Status().Role != "leader" {
 			continue
 		}
@@ -340,6 +360,10 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 		}
 		for _, m := range n.members.Members() {
 			if known[m.ID] || !m.Join || m.PeerAddr == "" {
+				continue
+			}
+			if err := n.verifier.verify(cctx, m); err != nil {
+				n.log.Warn("not adding gossip member", "err", err)
 				continue
 			}
 			n.log.Info("adding server discovered through gossip", "id", m.ID, "address", m.PeerAddr)

@@ -53,6 +53,11 @@ type Config struct {
 	// crypto/tls has verified the chain, on both accepted and dialled
 	// connections. Default: DefaultPeerID.
 	PeerID func(tls.ConnectionState) (string, error)
+	// ExpectedPeer, when set, names the node that should answer at a
+	// dialled address (from the current membership); a server presenting
+	// another node's certificate is refused. ok=false means the address is
+	// not known, and any node certificate is accepted.
+	ExpectedPeer func(addr string) (id string, ok bool)
 }
 
 // Validate reports the first problem of c, naming the field.
@@ -121,6 +126,7 @@ type Mux struct {
 	logger    *slog.Logger
 	hsTimeout time.Duration
 	peerID    func(tls.ConnectionState) (string, error)
+	expected  func(addr string) (string, bool)
 
 	conns *connSet // every live connection accepted or dialled
 	done  chan struct{}
@@ -168,6 +174,7 @@ func ListenConfig(cfg Config) (*Mux, error) {
 		logger:    cfg.Logger.With("component", "transport"),
 		hsTimeout: cfg.HandshakeTimeout,
 		peerID:    cfg.PeerID,
+		expected:  cfg.ExpectedPeer,
 		conns:     newConnSet(),
 		done:      make(chan struct{}),
 	}
@@ -303,6 +310,12 @@ func (m *Mux) dial(ctx context.Context, addr string, proto byte) (*Conn, error) 
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("transport: refusing server at %s: %w", addr, err)
+	}
+	if m.expected != nil {
+		if want, ok := m.expected(addr); ok && want != id {
+			c.Close()
+			return nil, fmt.Errorf("transport: %s should be node %q but presented the certificate of node %q", addr, want, id)
+		}
 	}
 	c.peerID = id
 	if dl, ok := ctx.Deadline(); ok {
