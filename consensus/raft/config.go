@@ -63,8 +63,8 @@ type Config struct {
 	// Clock is the source of entry times. Default: time.Now.
 	Clock func() time.Time
 	// InspectSnapshot checks a snapshot without installing it and returns
-	// the applied index it carries. RestoreSnapshot refuses snapshots it
-	// rejects. Default: InspectSMRSnapshot.
+	// the applied index it carries. SaveSnapshot checks what it writes with
+	// it. Default: InspectSMRSnapshot.
 	InspectSnapshot func(snapshot []byte) (index uint64, err error)
 	// MaxSnapshotBytes bounds a snapshot read from Raft or a user. Default:
 	// DefaultMaxSnapshotBytes.

@@ -38,10 +38,12 @@
 // # Snapshots
 //
 // SaveSnapshot writes a linearizable copy of the state (ReadBarrier, then
-// StateMachine.Snapshot) and RestoreSnapshot installs one on the leader
-// through raft.Restore after checking it with Config.InspectSnapshot (Raft
-// panics if the FSM rejects a user snapshot, so it must be checked first).
-// Restoring replaces the whole state and is a disaster-recovery operation.
+// StateMachine.Snapshot). Restoring one is an ordinary log entry
+// (ProposeRestore): every replica verifies the admin's signature and
+// replaces its state at the same index, so the applied index never goes
+// backwards and an acknowledged restore is as durable as any write.
+// raft.Restore is not used: it is leader-local, and a restore acknowledged
+// by it can be lost if the leader fails before followers install it.
 //
 // All methods of Engine are safe for concurrent use.
 package raftengine

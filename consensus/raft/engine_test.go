@@ -422,9 +422,10 @@ func drain(ch <-chan string) {
 	}
 }
 
-// TestSaveAndRestoreSnapshot: a saved snapshot restored later brings every
-// node back to the saved state; later proposals keep working; an invalid
-// snapshot is refused without changing anything.
+// TestSaveAndRestoreSnapshot: a saved snapshot restored later (as a log
+// entry signed by an admin) brings every node back to the saved state at
+// the same, higher index; later proposals keep working; an invalid snapshot
+// or signature is refused without changing anything.
 func TestSaveAndRestoreSnapshot(t *testing.T) {
 	c := newCluster(t, 3, fastRaft())
 	c.bootstrap()
@@ -449,31 +450,54 @@ func TestSaveAndRestoreSnapshot(t *testing.T) {
 	if _, h := l.sm.Hash(); h == saved {
 		t.Fatal("state did not change after the save")
 	}
+	_, changed := l.sm.Hash()
 	before := l.sm.AppliedIndex()
+	const uri = "/v1/admin/snapshot"
 
-	if err := l.e.RestoreSnapshot(ctx, strings.NewReader("garbage")); err == nil || !strings.Contains(err.Error(), "invalid snapshot") {
-		t.Fatalf("restoring garbage = %v, want a refusal", err)
+	garbage, err := smr.SignRestore(c.admin, uri, time.Now().Unix(), []byte("garbage"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := l.sm.AppliedIndex(); got != before {
-		t.Fatalf("refused restore changed the applied index %d -> %d", before, got)
+	res, err := l.e.ProposeRestore(ctx, garbage)
+	if err != nil || res.Code != smr.CodeMalformed {
+		t.Fatalf("restoring garbage = %+v, %v; want a malformed result", res, err)
+	}
+	if _, h := l.sm.Hash(); h != changed {
+		t.Fatal("a refused restore changed the state")
+	}
+
+	good, err := smr.SignRestore(c.admin, uri, time.Now().Unix(), buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := *good
+	forged.Snapshot = append([]byte(nil), buf.Bytes()...)
+	forged.Sig = append([]byte(nil), good.Sig...)
+	forged.Sig[0] ^= 1
+	if res, err := l.e.ProposeRestore(ctx, &forged); err != nil || res.Code != smr.CodeBadSignature {
+		t.Fatalf("restoring with a forged signature = %+v, %v; want bad_signature", res, err)
 	}
 
 	var nl *consensus.NotLeaderError
 	for _, n := range c.nodes {
 		if n != l {
-			if err := n.e.RestoreSnapshot(ctx, bytes.NewReader(buf.Bytes())); !errors.As(err, &nl) {
-				t.Errorf("RestoreSnapshot on follower %s = %v, want NotLeaderError", n.id, err)
+			if _, err := n.e.ProposeRestore(ctx, good); !errors.As(err, &nl) {
+				t.Errorf("ProposeRestore on follower %s = %v, want NotLeaderError", n.id, err)
 			}
 			break
 		}
 	}
 
-	if err := l.e.RestoreSnapshot(ctx, bytes.NewReader(buf.Bytes())); err != nil {
-		t.Fatal(err)
+	res, err = l.e.ProposeRestore(ctx, good)
+	if err != nil || res.Code != smr.CodeOK {
+		t.Fatalf("restore = %+v, %v", res, err)
 	}
-	waitFor(t, "every node to hold the restored state", func() bool {
+	if res.Index <= before {
+		t.Fatalf("restore applied at index %d, not above the previous applied index %d", res.Index, before)
+	}
+	waitFor(t, "every node to hold the restored state at the restore's index", func() bool {
 		for _, n := range c.nodes {
-			if _, h := n.sm.Hash(); h != saved {
+			if idx, h := n.sm.Hash(); h != saved || idx < res.Index {
 				return false
 			}
 		}

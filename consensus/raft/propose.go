@@ -26,13 +26,36 @@ func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, er
 	if env == nil {
 		return smr.Result{}, errors.New("raft engine: propose: envelope is nil")
 	}
+	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewCommandEntry(t, *env) })
+}
+
+// ProposeGenesis orders the genesis entry that initializes the replicated
+// state machine (the first one applied wins; later ones are refused by the
+// state machine with already_initialized). Errors as for Propose.
+func (e *Engine) ProposeGenesis(ctx context.Context, g smr.Genesis) (smr.Result, error) {
+	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewGenesisEntry(t, g) })
+}
+
+// ProposeRestore orders a restore entry: every replica checks the admin's
+// signature and permission and replaces its state with the snapshot at the
+// same log index. Errors as for Propose.
+func (e *Engine) ProposeRestore(ctx context.Context, r *smr.Restore) (smr.Result, error) {
+	if r == nil {
+		return smr.Result{}, errors.New("raft engine: propose restore: restore is nil")
+	}
+	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewRestoreEntry(t, *r) })
+}
+
+// proposeEntry stamps the entry built by mk with the leader's time, hands
+// it to Raft and waits for its Result.
+func (e *Engine) proposeEntry(ctx context.Context, mk func(t int64) smr.Entry) (smr.Result, error) {
 	if err := e.leaderOnly(); err != nil {
 		return smr.Result{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return smr.Result{}, fmt.Errorf("raft engine: propose: %w: %w", consensus.ErrUnavailable, err)
 	}
-	ent := smr.Entry{Time: e.nextTime(), Env: *env}
+	ent := mk(e.nextTime())
 	data, err := ent.MarshalBinary()
 	if err != nil {
 		return smr.Result{}, fmt.Errorf("raft engine: propose: encode entry: %w", err)

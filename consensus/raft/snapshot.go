@@ -1,13 +1,10 @@
 package raftengine
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
 	"io"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -39,50 +36,6 @@ func (e *Engine) SaveSnapshot(ctx context.Context, w io.Writer) (index uint64, e
 		return 0, fmt.Errorf("raft engine: save snapshot: write: %w", err)
 	}
 	return index, nil
-}
-
-// RestoreSnapshot replaces the replicated state of the whole cluster with a
-// snapshot written by SaveSnapshot. It must run on the leader; it is a
-// disaster-recovery operation (see raft.Restore): writes in flight are
-// aborted and followers receive the state by snapshot installation.
-//
-// The snapshot is read (at most Config.MaxSnapshotBytes) and checked with
-// Config.InspectSnapshot first; an invalid snapshot is refused and nothing
-// changes. (raft.Restore panics if the FSM rejects the bytes, so the check
-// must come first.) The restored entry's Raft index is placed above both the
-// current log and the snapshot's own index, so later entries keep
-// increasing indexes in the state machine. If ctx ends first the restore
-// may still complete; the error then wraps ctx.Err().
-func (e *Engine) RestoreSnapshot(ctx context.Context, r io.Reader) error {
-	if err := e.leaderOnly(); err != nil {
-		return err
-	}
-	b, err := readLimited(r, e.cfg.MaxSnapshotBytes)
-	if err != nil {
-		return fmt.Errorf("raft engine: restore snapshot: %w", err)
-	}
-	index, err := e.cfg.InspectSnapshot(b)
-	if err != nil {
-		return fmt.Errorf("raft engine: restore snapshot: refusing an invalid snapshot: %w", err)
-	}
-	meta := &raft.SnapshotMeta{
-		Version: raft.SnapshotVersionMax,
-		Index:   index,
-		Size:    int64(len(b)),
-	}
-	timeout := e.enqueueTimeout(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.raft.Restore(meta, bytes.NewReader(b), timeout) }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("raft engine: restore snapshot: %w: %w", errWaitAborted, ctx.Err())
-	}
-	if err != nil {
-		return e.mapErr(fmt.Errorf("raft engine: restore snapshot: %w", err))
-	}
-	e.logger.Warn("replicated state replaced from a user snapshot", "snapshot_index", index, "bytes", len(b))
-	return nil
 }
 
 // InspectSMRSnapshot checks that b is a valid smr snapshot by restoring it
