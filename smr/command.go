@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/bits"
 	"slices"
 	"strconv"
 	"unicode"
@@ -151,26 +152,25 @@ func EncodeCommand(c Command) ([]byte, error) {
 // use may appear; every value must be within its limits. A rejection is an
 // *Error with CodeMalformed, CodeUnknownCommand or CodeTooLarge whose message
 // names the field.
+//
+// Apply stores these messages in Results, which are hashed, so they come
+// only from this package's templates: no encoding/json error text, and
+// untrusted strings escaped to ASCII.
 func DecodeCommand(b []byte) (Command, error) {
 	if !utf8.Valid(b) {
 		return Command{}, Errorf(CodeMalformed, "command is not valid UTF-8")
 	}
-	present, err := scanFields(b)
+	raws, present, err := scanFields(b)
 	if err != nil {
 		return Command{}, err
 	}
 	var c Command
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return Command{}, Errorf(CodeMalformed, "field %s must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	for f := fOp; f < fieldEnd; f <<= 1 {
+		if present&f != 0 {
+			if err := decodeField(&c, f, raws[fieldIndex(f)]); err != nil {
+				return Command{}, err
+			}
 		}
-		return Command{}, Errorf(CodeMalformed, "command does not decode: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Command{}, Errorf(CodeMalformed, "command has data after its JSON object")
 	}
 	if err := validateCommand(&c, present); err != nil {
 		return Command{}, err
@@ -178,77 +178,111 @@ func DecodeCommand(b []byte) (Command, error) {
 	if present&fDefinition != 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, c.Definition); err != nil {
-			return Command{}, Errorf(CodeMalformed, "definition does not compact: %v", err)
+			return Command{}, Errorf(CodeMalformed, "definition is not valid JSON")
 		}
 		c.Definition = buf.Bytes()
 	}
 	return c, nil
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "int64", "int", "uint64":
-		return "integer"
-	case "map", "struct":
-		return "object"
-	case "slice":
-		return "value"
+// decodeField decodes the raw JSON value of field f into c, with a message
+// of this package's own when the value has the wrong type.
+func decodeField(c *Command, f field, raw json.RawMessage) error {
+	var dst any
+	want := "a JSON string"
+	switch f {
+	case fOp:
+		dst = &c.Op
+	case fSessionID:
+		dst = &c.SessionID
+	case fMetadata:
+		dst, want = &c.Metadata, "a JSON object whose values are strings"
+	case fTTL:
+		dst, want = &c.TTLMillis, "a JSON integer that fits 64 bits"
+	case fToolName:
+		dst = &c.ToolName
+	case fDefinition:
+		dst, want = &c.Definition, "a JSON object"
+	case fResourceURI:
+		dst = &c.ResourceURI
+	case fSubscriber:
+		dst = &c.Subscriber
+	case fSubject:
+		dst = &c.Subject
+	case fPermission:
+		dst = &c.Permission
+	case fEffect:
+		dst = &c.Effect
+	case fKey:
+		dst = &c.Key
+	case fValue:
+		dst = &c.Value
+	default:
+		return Errorf(CodeMalformed, "field %s is not a command field", f.name())
 	}
-	return goKind
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return Errorf(CodeMalformed, "field %s must be %s", f.name(), want)
+	}
+	return nil
 }
 
-// scanFields walks the top level of the JSON object in b and returns the set
-// of fields present. It rejects non-objects, unknown or differently-cased
-// keys, duplicate keys, null values, duplicate metadata keys and trailing data.
-func scanFields(b []byte) (field, error) {
+// fieldIndex returns the bit position of a single field.
+func fieldIndex(f field) int { return bits.TrailingZeros16(uint16(f)) }
+
+// scanFields walks the top level of the JSON object in b and returns the raw
+// value of each field present (indexed by fieldIndex) and the set of fields
+// present. It rejects non-objects, unknown or differently-cased keys,
+// duplicate keys, null values, duplicate metadata keys and trailing data.
+func scanFields(b []byte) ([]json.RawMessage, field, error) {
+	notJSON := Errorf(CodeMalformed, "command is not valid JSON")
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if err != nil {
-		return 0, Errorf(CodeMalformed, "command is not valid JSON: %v", err)
+		return nil, 0, notJSON
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return 0, Errorf(CodeMalformed, "command must be a JSON object")
+		return nil, 0, Errorf(CodeMalformed, "command must be a JSON object")
 	}
+	raws := make([]json.RawMessage, fieldIndex(fieldEnd))
 	var present field
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return 0, Errorf(CodeMalformed, "command is not valid JSON: %v", err)
+			return nil, 0, notJSON
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return 0, Errorf(CodeMalformed, "command is not valid JSON: object key is not a string")
+			return nil, 0, Errorf(CodeMalformed, "command is not valid JSON: an object key is not a string")
 		}
 		f, ok := fieldByName(key)
 		if !ok {
-			return 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
+			return nil, 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
 		}
 		if present&f != 0 {
-			return 0, Errorf(CodeMalformed, "field %s appears more than once", key)
+			return nil, 0, Errorf(CodeMalformed, "field %s appears more than once", key)
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return 0, Errorf(CodeMalformed, "field %s is not valid JSON: %v", key, err)
+			return nil, 0, Errorf(CodeMalformed, "field %s is not valid JSON", key)
 		}
 		if string(raw) == "null" {
-			return 0, Errorf(CodeMalformed, "field %s is null", key)
+			return nil, 0, Errorf(CodeMalformed, "field %s is null", key)
 		}
 		if f == fMetadata {
 			if err := checkUniqueKeys(raw); err != nil {
-				return 0, err
+				return nil, 0, err
 			}
 		}
+		raws[fieldIndex(f)] = raw
 		present |= f
 	}
 	if _, err := dec.Token(); err != nil {
-		return 0, Errorf(CodeMalformed, "command is not valid JSON: %v", err)
+		return nil, 0, notJSON
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return 0, Errorf(CodeMalformed, "command has data after its JSON object")
+		return nil, 0, Errorf(CodeMalformed, "command has data after its JSON object")
 	}
-	return present, nil
+	return raws, present, nil
 }
 
 // checkUniqueKeys rejects a metadata object that names a key twice (JSON
@@ -456,7 +490,10 @@ func FormatKey(pub ed25519.PublicKey) string {
 func ParseKey(s string) (ed25519.PublicKey, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
-		return nil, Errorf(CodeMalformed, "key %s is not base64url without padding: %v", quote(s), err)
+		if ce, ok := errors.AsType[base64.CorruptInputError](err); ok {
+			return nil, Errorf(CodeMalformed, "key %s is not base64url without padding (bad input at byte %d)", quote(s), int64(ce))
+		}
+		return nil, Errorf(CodeMalformed, "key %s is not base64url without padding", quote(s))
 	}
 	if len(b) != ed25519.PublicKeySize {
 		return nil, Errorf(CodeMalformed, "key %s is %d bytes, an Ed25519 public key is %d", quote(s), len(b), ed25519.PublicKeySize)
@@ -465,15 +502,17 @@ func ParseKey(s string) (ed25519.PublicKey, error) {
 }
 
 // quote renders a caller-supplied string for a message, cut to a readable
-// length.
+// length. It escapes everything outside printable ASCII (strconv.QuoteToASCII
+// does not depend on the Unicode tables of the Go release), so a message
+// that quotes a string is the same bytes on every replica.
 func quote(s string) string {
 	const max = 64
 	if len(s) <= max {
-		return strconv.Quote(s)
+		return strconv.QuoteToASCII(s)
 	}
 	cut := max
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return strconv.Quote(s[:cut]) + "..."
+	return strconv.QuoteToASCII(s[:cut]) + "..."
 }

@@ -130,3 +130,55 @@ func grant(subject ed25519.PrivateKey, p Permission, e Effect) Command {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// genesisBytes encodes the genesis entry of g at time at.
+func genesisBytes(t fataler, at int64, g Genesis) []byte {
+	helper(t)
+	ent := NewGenesisEntry(at, g)
+	b, err := ent.MarshalBinary()
+	if err != nil {
+		t.Fatalf("genesis Entry.MarshalBinary: %v", err)
+	}
+	return b
+}
+
+// restoreBytes encodes the restore entry of r at r's signing time plus at
+// nanoseconds (within RestoreWindow for small at).
+func restoreBytes(t fataler, at int64, r *Restore) []byte {
+	helper(t)
+	ent := NewRestoreEntry(r.Time*1e9+at, *r)
+	b, err := ent.MarshalBinary()
+	if err != nil {
+		t.Fatalf("restore Entry.MarshalBinary: %v", err)
+	}
+	return b
+}
+
+// restoreURI is the request URI restores are signed for in tests.
+const restoreURI = "/v1/admin/snapshot"
+
+func mustSignRestore(t fataler, priv ed25519.PrivateKey, snap []byte) *Restore {
+	helper(t)
+	r, err := SignRestore(priv, restoreURI, 1_700_000_000, snap)
+	if err != nil {
+		t.Fatalf("SignRestore: %v", err)
+	}
+	return r
+}
+
+func mustSnapshot(t fataler, sm *StateMachine) []byte {
+	helper(t)
+	b, err := sm.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	return b
+}
+
+func genesisOf(privs ...ed25519.PrivateKey) Genesis {
+	var g Genesis
+	for _, p := range privs {
+		g.AdminKeys = append(g.AdminKeys, pubOf(p))
+	}
+	return g
+}

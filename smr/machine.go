@@ -12,74 +12,12 @@ import (
 	"sync/atomic"
 )
 
-// Defaults and bounds of Genesis.
-const (
-	DefaultResultWindow    = 1024
-	MaxResultWindow        = 1 << 20
-	DefaultMaxCommandBytes = 64 << 10
-	MaxMaxCommandBytes     = 16 << 20
-)
-
-// Genesis is the initial configuration of a state machine. Every replica of
-// a cluster must start from the same Genesis.
-type Genesis struct {
-	// AdminKeys hold the admin permission in the initial state (as ordinary
-	// admin allow rules, so they can be revoked later). At least one.
-	AdminKeys []ed25519.PublicKey
-	// ResultWindow is how many seqs below a client's highest executed seq
-	// keep their results for retries. 0 means DefaultResultWindow.
-	ResultWindow int
-	// MaxCommandBytes bounds the encoded command of an envelope. 0 means
-	// DefaultMaxCommandBytes.
-	MaxCommandBytes int
-}
-
-// WithDefaults returns g with zero fields set to their defaults.
-func (g Genesis) WithDefaults() Genesis {
-	if g.ResultWindow == 0 {
-		g.ResultWindow = DefaultResultWindow
-	}
-	if g.MaxCommandBytes == 0 {
-		g.MaxCommandBytes = DefaultMaxCommandBytes
-	}
-	return g
-}
-
-// Validate checks g after defaults are applied.
-func (g Genesis) Validate() error {
-	g = g.WithDefaults()
-	if len(g.AdminKeys) == 0 {
-		return errors.New("genesis needs at least one admin key")
-	}
-	seen := make(map[clientKey]int, len(g.AdminKeys))
-	for i, k := range g.AdminKeys {
-		if len(k) != ed25519.PublicKeySize {
-			return fmt.Errorf("genesis admin key %d is %d bytes, an Ed25519 public key is %d", i, len(k), ed25519.PublicKeySize)
-		}
-		ck := clientKey(k)
-		if j, dup := seen[ck]; dup {
-			return fmt.Errorf("genesis admin keys %d and %d are the same key %s", j, i, FormatKey(k))
-		}
-		seen[ck] = i
-	}
-	if g.ResultWindow < 1 || g.ResultWindow > MaxResultWindow {
-		return fmt.Errorf("result window is %d, must be 1..%d", g.ResultWindow, MaxResultWindow)
-	}
-	if g.MaxCommandBytes < 1 || g.MaxCommandBytes > MaxMaxCommandBytes {
-		return fmt.Errorf("max command bytes is %d, must be 1..%d", g.MaxCommandBytes, MaxMaxCommandBytes)
-	}
-	return nil
-}
-
 // StateMachine is Tandem's replicated state machine. It is a deterministic
 // function of the entries applied to it: replicas that apply the same
 // entries at the same indexes return the same Results and have the same
 // Hash. All methods are safe for concurrent use; Apply and Restore exclude
 // every other method, the rest share a read lock.
 type StateMachine struct {
-	window uint64
-	maxCmd int
-
 	mu      sync.RWMutex
 	applied uint64
 	st      *state
@@ -88,47 +26,108 @@ type StateMachine struct {
 	hash atomic.Pointer[[32]byte]
 }
 
-// New returns the state machine in its genesis state (applied index 0).
+// NewUninitialized returns a state machine without a genesis (applied index
+// 0): what every replica of a cluster starts from. Until a genesis entry is
+// applied, Precheck, Query, QueryAt, Authorize and PrecheckRestore return
+// CodeNotInitialized, and Apply of a command or restore entry returns a
+// Result with that code (the index is still recorded as applied).
+func NewUninitialized() *StateMachine {
+	return &StateMachine{st: newState()}
+}
+
+// New returns a state machine initialized with g (applied index 0). Its
+// state, and so its Hash, is exactly that of NewUninitialized after applying
+// the genesis entry of g. It is meant for tests and tools; a cluster starts
+// uninitialized and replicates its genesis through the log. An invalid g is
+// an error wrapping the *Error that Validate returns.
 func New(g Genesis) (*StateMachine, error) {
-	if err := g.Validate(); err != nil {
+	g = g.WithDefaults()
+	if err := g.check(); err != nil {
 		return nil, fmt.Errorf("smr: %w", err)
 	}
-	g = g.WithDefaults()
-	st := newState()
-	for _, k := range g.AdminKeys {
-		st.acl[clientKey(k)] = map[Permission]Effect{PermAdmin: EffectAllow}
+	m := NewUninitialized()
+	m.st.initialize(g)
+	return m, nil
+}
+
+// Initialized reports whether a genesis has been applied (or restored).
+func (m *StateMachine) Initialized() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.genesis != nil
+}
+
+// Genesis returns the replicated genesis (admin keys in ascending byte
+// order, defaults applied) and true, or false when there is none yet. The
+// returned value is a copy.
+func (m *StateMachine) Genesis() (Genesis, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.st.genesis == nil {
+		return Genesis{}, false
 	}
-	return &StateMachine{window: uint64(g.ResultWindow), maxCmd: g.MaxCommandBytes, st: st}, nil
+	return m.st.genesis.canonical(), true
 }
 
 // Apply executes the entry data (an Entry in its binary form) committed at
 // index. It never panics on bad input and returns the Result to report to
-// the client.
+// the client. Every Message it returns comes from this package's own
+// templates (untrusted strings are escaped to ASCII), so that Results, which
+// are hashed once stored, are equal on replicas built with different Go
+// versions.
 //
 //   - index must be greater than AppliedIndex(); otherwise the Result has
 //     CodeMalformed and nothing changes. Otherwise AppliedIndex() becomes
 //     index, whatever the outcome.
-//   - An entry that does not decode, an invalid signature, an unknown
-//     client or a seq outside the rules (zero, too old, too far, conflict)
-//     changes nothing else. A retained seq with the same command bytes
-//     returns the stored Result with Duplicate set and changes nothing else.
+//   - An entry that does not decode is CodeMalformed and changes nothing
+//     else.
+//
+// A genesis entry initializes an uninitialized state machine; Result.Value
+// is its GenesisInfo. An invalid genesis is CodeMalformed, and on an
+// initialized machine the entry is CodeAlreadyInitialized; both change
+// nothing else.
+//
+// A restore entry (see Restore) is checked in this order: signature
+// (CodeBadSignature), initialized (CodeNotInitialized), Admin holds admin
+// now (CodeUnknownClient, CodePermissionDenied), the snapshot decodes and
+// verifies and is initialized (CodeMalformed). On success the state content
+// becomes the snapshot's (genesis included), AppliedIndex stays index, and
+// Result.Value is a RestoreOutcome. On failure nothing else changes. No
+// Result of a genesis or restore entry is stored.
+//
+// A command entry:
+//
+//   - On an uninitialized machine it is CodeNotInitialized and changes
+//     nothing else.
+//   - An invalid signature changes nothing else. Then a retained seq with
+//     the same command bytes returns the stored Result with Duplicate set
+//     and changes nothing else, even if the client has since lost its
+//     invitation or permission.
+//   - An unknown client or a seq outside the rules (zero, too old, too far,
+//     conflict) changes nothing else.
 //   - Otherwise the seq is consumed: the Result, success or not, is stored
 //     for retries. A command that is too large, malformed or not permitted
 //     changes nothing else. A command that is executed first advances the
 //     clock to the entry's time (never backwards) and removes expired
 //     sessions.
 func (m *StateMachine) Apply(index uint64, data []byte) Result {
-	// The stateless checks (decoding, signature) run outside the lock.
+	// The stateless checks (decoding, signatures, snapshot parsing) run
+	// outside the lock.
 	var ent Entry
 	decErr := ent.UnmarshalBinary(data)
 	var sigErr error
+	var restore parsedRestore
 	if decErr == nil {
-		sigErr = ent.Env.Verify()
+		switch ent.Kind {
+		case EntryCommand:
+			sigErr = ent.Env.Verify()
+		case EntryRestore:
+			restore = parseRestore(ent.Restore)
+		}
 	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.hash.Store(nil)
 	if index <= m.applied {
 		return Result{Index: index, Code: CodeMalformed,
 			Message: fmt.Sprintf("index %d is not after the last applied index %d", index, m.applied)}
@@ -137,15 +136,47 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 	if decErr != nil {
 		return errResult(Result{Index: index}, decErr)
 	}
+	switch ent.Kind {
+	case EntryGenesis:
+		return m.applyGenesis(index, *ent.Genesis)
+	case EntryRestore:
+		return m.applyRestore(index, ent.Time, restore)
+	}
+	return m.applyCommand(index, &ent, sigErr)
+}
+
+// applyGenesis executes a genesis entry. The caller holds m.mu.
+func (m *StateMachine) applyGenesis(index uint64, g Genesis) Result {
+	res := Result{Index: index}
+	if m.st.genesis != nil {
+		return errResult(res, Errorf(CodeAlreadyInitialized, "the cluster is already initialized: a genesis entry was applied before, and the genesis is set once"))
+	}
+	if err := g.check(); err != nil {
+		return errResult(res, err)
+	}
+	m.hash.Store(nil)
+	m.st.initialize(g)
+	res.Value = mustJSON(m.st.genesis.Info())
+	return res
+}
+
+// applyCommand executes a command entry. The caller holds m.mu.
+func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error) Result {
 	res := Result{Index: index, Seq: ent.Env.Seq}
+	if m.st.genesis == nil {
+		return errResult(res, notInitialized())
+	}
 	if sigErr != nil {
 		return errResult(res, sigErr)
 	}
 	ck := clientKey(ent.Env.Client)
+	sum := sha256.Sum256(ent.Env.Command)
+	if dup := m.stored(ck, ent.Env.Seq, sum); dup != nil {
+		return *dup
+	}
 	if !m.st.known(ck) {
 		return errResult(res, unknownClient(ent.Env.Client))
 	}
-	sum := sha256.Sum256(ent.Env.Command)
 	if dup, err := m.checkSeq(ck, ent.Env.Seq, sum); err != nil {
 		return errResult(res, err)
 	} else if dup != nil {
@@ -153,6 +184,7 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 	}
 
 	// From here on the seq is consumed.
+	m.hash.Store(nil)
 	cmd, err := m.admit(ck, ent.Env.Command)
 	if err == nil {
 		m.st.advanceClock(ent.Time)
@@ -166,18 +198,51 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 }
 
 // errResult returns r carrying err. err is an *Error in every path of this
-// package; anything else is reported as malformed.
+// package; anything else is reported with a fixed message, so that no
+// library text reaches a stored Result.
 func errResult(r Result, err error) Result {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = &Error{Code: CodeMalformed, Message: err.Error()}
+		e = &Error{Code: CodeMalformed, Message: "the entry was rejected for an unclassified reason"}
 	}
 	r.Code, r.Message, r.Value = e.Code, e.Message, nil
 	return r
 }
 
+// errorText returns the message of an *Error, or err.Error() otherwise.
+func errorText(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
 func unknownClient(k ed25519.PublicKey) *Error {
 	return Errorf(CodeUnknownClient, "client %s is not invited: it has no allow rule in the ACL", FormatKey(k))
+}
+
+func notInitialized() *Error {
+	return Errorf(CodeNotInitialized, "the cluster has not been initialized yet: no genesis entry has been applied")
+}
+
+// stored returns the stored result of (client, seq) as a duplicate when it
+// was recorded for the same command bytes, and nil otherwise. It is checked
+// before the invitation, so that a client revoked after executing a seq
+// still gets that seq's result on a retry.
+func (m *StateMachine) stored(ck clientKey, seq uint64, sum [32]byte) *Result {
+	cs := m.st.clients[ck]
+	if cs == nil {
+		return nil
+	}
+	sr, ok := cs.results[seq]
+	if !ok || sr.sum != sum {
+		return nil
+	}
+	r := sr.res
+	r.Value = bytes.Clone(r.Value)
+	r.Duplicate = true
+	return &r
 }
 
 // checkSeq applies the exactly-once rules to (client, seq, command sum). It
@@ -187,6 +252,7 @@ func (m *StateMachine) checkSeq(ck clientKey, seq uint64, sum [32]byte) (*Result
 	if seq == 0 {
 		return nil, Errorf(CodeMalformed, "seq 0 is invalid: seqs start at 1")
 	}
+	window := m.st.window()
 	var highest uint64
 	if cs := m.st.clients[ck]; cs != nil {
 		highest = cs.highest
@@ -194,17 +260,14 @@ func (m *StateMachine) checkSeq(ck clientKey, seq uint64, sum [32]byte) (*Result
 			if sr.sum != sum {
 				return nil, Errorf(CodeSeqConflict, "seq %d was already executed with a different command (sha256 %x, this one %x)", seq, sr.sum[:8], sum[:8])
 			}
-			r := sr.res
-			r.Value = bytes.Clone(r.Value)
-			r.Duplicate = true
-			return &r, nil
+			return m.stored(ck, seq, sum), nil
 		}
 	}
-	if highest > m.window && seq <= highest-m.window {
-		return nil, Errorf(CodeSeqTooOld, "seq %d is older than the retained window (highest executed %d, window %d)", seq, highest, m.window)
+	if highest > window && seq <= highest-window {
+		return nil, Errorf(CodeSeqTooOld, "seq %d is older than the retained window (highest executed %d, window %d)", seq, highest, window)
 	}
-	if seq > highest && seq-highest > m.window {
-		return nil, Errorf(CodeSeqTooFar, "seq %d is too far ahead (highest executed %d, window %d: at most %d)", seq, highest, m.window, highest+m.window)
+	if seq > highest && seq-highest > window {
+		return nil, Errorf(CodeSeqTooFar, "seq %d is too far ahead (highest executed %d, window %d: at most %d)", seq, highest, window, highest+window)
 	}
 	return nil, nil
 }
@@ -212,8 +275,8 @@ func (m *StateMachine) checkSeq(ck clientKey, seq uint64, sum [32]byte) (*Result
 // admit runs the checks that consume a seq but change nothing else: size,
 // decoding and permission.
 func (m *StateMachine) admit(ck clientKey, b []byte) (Command, error) {
-	if len(b) > m.maxCmd {
-		return Command{}, Errorf(CodeTooLarge, "command is %d bytes, at most %d allowed", len(b), m.maxCmd)
+	if max := m.st.genesis.MaxCommandBytes; len(b) > max {
+		return Command{}, Errorf(CodeTooLarge, "command is %d bytes, at most %d allowed", len(b), max)
 	}
 	cmd, err := DecodeCommand(b)
 	if err != nil {
@@ -232,6 +295,7 @@ func (m *StateMachine) admit(ck clientKey, b []byte) (Command, error) {
 // record stores res for (client, seq), raises the client's highest seq and
 // prunes results that fell out of the window.
 func (m *StateMachine) record(ck clientKey, seq uint64, sum [32]byte, res Result) {
+	window := m.st.window()
 	cs := m.st.clients[ck]
 	if cs == nil {
 		cs = &clientState{results: make(map[uint64]storedResult)}
@@ -248,13 +312,13 @@ func (m *StateMachine) record(ck clientKey, seq uint64, sum [32]byte, res Result
 	// Retained seqs were in (old-window, old]; now they are in
 	// (seq-window, seq]. Drop (old-window, min(old, seq-window)]: at most
 	// window seqs.
-	if seq <= m.window {
+	if seq <= window {
 		return
 	}
-	hi := min(seq-m.window, old)
+	hi := min(seq-window, old)
 	lo := uint64(1)
-	if old > m.window {
-		lo = old - m.window + 1
+	if old > window {
+		lo = old - window + 1
 	}
 	if hi < lo {
 		return
@@ -274,28 +338,45 @@ func (m *StateMachine) record(ck clientKey, seq uint64, sum [32]byte, res Result
 
 // Precheck runs, against the current state, the checks Apply would run
 // before executing env, so that the API can reject a request without
-// proposing it: size, signature, known client, seq rules, command decoding
-// and permission. It returns the stored Result (Duplicate set) for a retry
-// of a retained seq with the same command, (nil, *Error) for a rejection,
-// and (nil, nil) when env should be proposed. It changes nothing. Apply
-// still decides: the state may change between Precheck and Apply.
+// proposing it: initialized, size, signature, stored result, known client,
+// seq rules, command decoding and permission. It returns the stored Result
+// (Duplicate set) for a retry of a retained seq with the same command (also
+// for a client revoked since), (nil, *Error) for a rejection, and (nil, nil)
+// when env should be proposed. It changes nothing. Apply still decides: the
+// state may change between Precheck and Apply. Its messages may be richer
+// than Apply's: they are not stored.
 func (m *StateMachine) Precheck(env *Envelope) (*Result, error) {
 	if env == nil {
 		return nil, Errorf(CodeMalformed, "no envelope")
 	}
-	if len(env.Command) > m.maxCmd {
-		return nil, Errorf(CodeTooLarge, "command is %d bytes, at most %d allowed", len(env.Command), m.maxCmd)
+	// The genesis of a state is never modified in place, so its limits can
+	// be read after the lock is released; the size is checked before the
+	// signature so that a huge body costs no verification.
+	m.mu.RLock()
+	g := m.st.genesis
+	m.mu.RUnlock()
+	if g == nil {
+		return nil, notInitialized()
+	}
+	if len(env.Command) > g.MaxCommandBytes {
+		return nil, Errorf(CodeTooLarge, "command is %d bytes, at most %d allowed", len(env.Command), g.MaxCommandBytes)
 	}
 	if err := env.Verify(); err != nil {
 		return nil, err
 	}
 	ck := clientKey(env.Client)
+	sum := sha256.Sum256(env.Command)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.st.genesis == nil {
+		return nil, notInitialized()
+	}
+	if dup := m.stored(ck, env.Seq, sum); dup != nil {
+		return dup, nil
+	}
 	if !m.st.known(ck) {
 		return nil, unknownClient(env.Client)
 	}
-	sum := sha256.Sum256(env.Command)
 	if dup, err := m.checkSeq(ck, env.Seq, sum); err != nil || dup != nil {
 		return dup, err
 	}
@@ -306,7 +387,7 @@ func (m *StateMachine) Precheck(env *Envelope) (*Result, error) {
 }
 
 // AppliedIndex returns the index of the last applied entry (or of the
-// restored snapshot), 0 for a fresh state machine.
+// snapshot installed by Restore), 0 for a fresh state machine.
 func (m *StateMachine) AppliedIndex() uint64 {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -318,7 +399,7 @@ func (m *StateMachine) AppliedIndex() uint64 {
 // equal. Replicas that applied the same entries return equal hashes.
 //
 // The hash is computed from the full encoding on the first call after a
-// change (O(state size)) and cached until the next Apply or Restore.
+// change (O(state size)) and cached until the state changes again.
 func (m *StateMachine) Hash() (index uint64, sum [32]byte) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -366,45 +447,70 @@ func (m *StateMachine) Snapshot() ([]byte, error) {
 	return append(b, check[:]...), nil
 }
 
-// Restore replaces the state with a snapshot produced by Snapshot. It checks
-// the magic, the version, the checksum, that the state hash matches the
-// content and that the content is in canonical form; on any failure it
-// returns an error wrapping ErrBadSnapshot and leaves the state unchanged.
-// Afterwards AppliedIndex and Hash are those of the snapshot.
+// Restore replaces the state with a snapshot produced by Snapshot: the way
+// an engine installs a snapshot from its leader. It checks the magic, the
+// version, the checksum, that the state hash matches the content and that
+// the content is in canonical form; on any failure it returns an error
+// wrapping ErrBadSnapshot and leaves the state unchanged. Afterwards
+// AppliedIndex and Hash are those of the snapshot, and the genesis is the
+// snapshot's (a snapshot of an uninitialized machine is accepted and leaves
+// this one uninitialized).
+//
+// An administrator's restore of a cluster is not this method: it is an
+// EntryRestore log entry, which keeps the applied index moving forwards.
 func (m *StateMachine) Restore(b []byte) error {
+	p, err := parseSnapshot(b)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.st, m.applied = p.st, p.index
+	sum := p.sum
+	m.hash.Store(&sum)
+	m.mu.Unlock()
+	return nil
+}
+
+// parsedSnapshot is a snapshot that passed every check of Restore.
+type parsedSnapshot struct {
+	st    *state
+	index uint64
+	sum   [32]byte // the state hash, verified against the content
+}
+
+// parseSnapshot checks and decodes a snapshot without touching any state
+// machine. Errors wrap ErrBadSnapshot; their text comes only from this
+// package's templates.
+func parseSnapshot(b []byte) (*parsedSnapshot, error) {
 	if len(b) < snapshotHeaderLen+sha256.Size {
-		return fmt.Errorf("%w: %d bytes, shorter than the %d-byte header and checksum", ErrBadSnapshot, len(b), snapshotHeaderLen+sha256.Size)
+		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header and checksum", ErrBadSnapshot, len(b), snapshotHeaderLen+sha256.Size)
 	}
 	if string(b[:len(snapshotMagic)]) != snapshotMagic {
-		return fmt.Errorf("%w: magic is %q, want %q", ErrBadSnapshot, b[:len(snapshotMagic)], snapshotMagic)
+		return nil, fmt.Errorf("%w: magic is %x, want %x (%s)", ErrBadSnapshot, b[:len(snapshotMagic)], snapshotMagic, snapshotMagic)
 	}
 	rest := b[len(snapshotMagic):]
 	if v := binary.BigEndian.Uint32(rest[:4]); v != snapshotVersion {
-		return fmt.Errorf("%w: version %d is unknown (this state machine reads version %d)", ErrBadSnapshot, v, snapshotVersion)
+		return nil, fmt.Errorf("%w: version %d is unknown (this state machine reads version %d)", ErrBadSnapshot, v, snapshotVersion)
 	}
 	payload, trailer := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if got := sha256.Sum256(payload); !bytes.Equal(got[:], trailer) {
-		return fmt.Errorf("%w: checksum mismatch: content sums to %x but the trailer says %x", ErrBadSnapshot, got, trailer)
+		return nil, fmt.Errorf("%w: checksum mismatch: content sums to %x but the trailer says %x", ErrBadSnapshot, got, trailer)
 	}
-	index := binary.BigEndian.Uint64(rest[4:12])
-	var want [32]byte
-	copy(want[:], rest[12:12+sha256.Size])
+	p := &parsedSnapshot{index: binary.BigEndian.Uint64(rest[4:12])}
+	copy(p.sum[:], rest[12:12+sha256.Size])
 	body := payload[snapshotHeaderLen:]
-	if got := sha256.Sum256(body); got != want {
-		return fmt.Errorf("%w: state hashes to %x but the header says %x", ErrBadSnapshot, got, want)
+	if got := sha256.Sum256(body); got != p.sum {
+		return nil, fmt.Errorf("%w: state hashes to %x but the header says %x", ErrBadSnapshot, got, p.sum)
 	}
 	st, err := decodeState(body)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
 	if !bytes.Equal(st.encode(), body) {
-		return fmt.Errorf("%w: state is not in canonical form (unsorted or duplicate entries)", ErrBadSnapshot)
+		return nil, fmt.Errorf("%w: state is not in canonical form (unsorted or duplicate entries)", ErrBadSnapshot)
 	}
-	m.mu.Lock()
-	m.st, m.applied = st, index
-	m.hash.Store(nil)
-	m.mu.Unlock()
-	return nil
+	p.st = st
+	return p, nil
 }
 
 // SnapshotInfo returns the applied index and state hash recorded in a

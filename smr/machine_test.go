@@ -30,8 +30,9 @@ func TestNewValidatesGenesis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sm.window != DefaultResultWindow || sm.maxCmd != DefaultMaxCommandBytes {
-		t.Fatalf("defaults: window %d, max command %d", sm.window, sm.maxCmd)
+	g, ok := sm.Genesis()
+	if !ok || g.ResultWindow != DefaultResultWindow || g.MaxCommandBytes != DefaultMaxCommandBytes {
+		t.Fatalf("defaults: %+v, %v", g, ok)
 	}
 }
 

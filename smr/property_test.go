@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -64,10 +65,45 @@ func genCommand(t *rapid.T) Command {
 	}
 }
 
-// genEntries draws n log entries from several clients: fresh seqs, retries,
-// conflicting reuses, random and zero seqs, malformed commands, broken
-// signatures and undecodable entries, with times that mostly advance.
-func genEntries(t *rapid.T, n int) [][]byte {
+// panicker is a fataler for fixtures built outside a test.
+type panicker struct{}
+
+func (panicker) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+// restorePool holds snapshots for restore entries in the random streams:
+// two initialized histories with different genesis parameters, an
+// uninitialized state and a corrupt copy (the last two are rejected).
+var restorePool = sync.OnceValue(func() [][]byte {
+	t := panicker{}
+	apply := func(sm *StateMachine, idx uint64, env *Envelope) {
+		if r := sm.Apply(idx, entryBytes(t, int64(idx)*100_000_000, env)); r.Code != CodeOK {
+			panic(fmt.Sprintf("restore pool fixture, entry %d: %+v", idx, r))
+		}
+	}
+	a := mustNew(t, propGenesis(8))
+	apply(a, 1, mustSign(t, propKeys[0], 1, grant(propKeys[2], PermSessionWrite, EffectAllow)))
+	apply(a, 2, mustSign(t, propKeys[2], 1, Command{Op: OpRegisterSession, SessionID: "a", TTLMillis: 300}))
+	apply(a, 3, mustSign(t, propKeys[0], 2, Command{Op: OpSetConfig, Key: "b", Value: "pool"}))
+	apply(a, 4, mustSign(t, propKeys[1], 1, Command{Op: OpSubscribeResource, ResourceURI: "c", Subscriber: "a"}))
+
+	b := mustNew(t, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(propKeys[1]), pubOf(propKeys[0])}, ResultWindow: 3, MaxCommandBytes: 120})
+	for seq := uint64(1); seq <= 6; seq++ {
+		apply(b, seq, mustSign(t, propKeys[1], seq, Command{Op: OpSetConfig, Key: "a", Value: fmt.Sprint(seq)}))
+	}
+	apply(b, 7, mustSign(t, propKeys[1], 7, grant(propKeys[0], PermAdmin, EffectRemove)))
+
+	corrupt := mustSnapshot(t, a)
+	corrupt[len(corrupt)-40] ^= 1
+	return [][]byte{mustSnapshot(t, a), mustSnapshot(t, b), mustSnapshot(t, NewUninitialized()), corrupt}
+})
+
+// genEntries draws n log entries: the genesis of g among the first three,
+// then, from several clients, fresh seqs, retries, conflicting reuses, random
+// and zero seqs, malformed commands, broken signatures, undecodable
+// entries, further (refused) genesis entries and restores of snapshots by
+// admins and others, with times that mostly advance. Entries before the
+// genesis are refused as not initialized.
+func genEntries(t *rapid.T, n int, g Genesis) [][]byte {
 	type sent struct {
 		client int
 		env    *Envelope
@@ -76,13 +112,18 @@ func genEntries(t *rapid.T, n int) [][]byte {
 	next := make([]uint64, len(propKeys))
 	now := int64(1_000_000_000)
 	out := make([][]byte, 0, n)
+	genesisAt := rapid.IntRange(0, 2).Draw(t, "genesisAt")
 	for i := range n {
 		now += rapid.Int64Range(-50_000_000, 200_000_000).Draw(t, "dt")
+		if i == genesisAt {
+			out = append(out, genesisBytes(t, now, g))
+			continue
+		}
 		// Mostly the admins, so that commands get through and invite others.
 		ci := rapid.SampledFrom([]int{0, 0, 0, 1, 1, 2, 2, 3, 4}).Draw(t, "client")
 		priv := propKeys[ci]
 		var env *Envelope
-		switch kind := rapid.IntRange(0, 19).Draw(t, "kind"); {
+		switch kind := rapid.IntRange(0, 22).Draw(t, "kind"); {
 		case kind < 11:
 			next[ci]++
 			env = mustSign(t, priv, next[ci], genCommand(t))
@@ -102,8 +143,23 @@ func genEntries(t *rapid.T, n int) [][]byte {
 			env = mustSign(t, priv, next[ci], genCommand(t))
 			env.Sig = slices.Clone(env.Sig)
 			env.Sig[rapid.IntRange(0, 63).Draw(t, "sigbyte")] ^= 1
-		default:
+		case kind < 20:
 			out = append(out, []byte{byte(i)})
+			continue
+		case kind < 22:
+			r := mustSignRestore(t, priv, rapid.SampledFrom(restorePool()).Draw(t, "snapshot"))
+			if rapid.IntRange(0, 5).Draw(t, "forge") == 0 {
+				r.Sig[0] ^= 1
+			}
+			out = append(out, restoreBytes(t, now, r))
+			continue
+		default:
+			if i < genesisAt {
+				out = append(out, []byte{})
+				continue
+			}
+			other := rapid.SampledFrom([]Genesis{g, propGenesis(3), {}}).Draw(t, "genesis")
+			out = append(out, genesisBytes(t, now, other))
 			continue
 		}
 		history = append(history, sent{client: ci, env: env})
@@ -132,6 +188,9 @@ func queryAll(t fataler, sm *StateMachine) string {
 	var s string
 	for _, k := range []QueryKind{QuerySessions, QueryTools, QueryResources, QueryACLs, QueryConfigs} {
 		out, err := sm.Query(Query{Kind: k})
+		if isCode(err, CodeNotInitialized) {
+			return "not initialized"
+		}
 		if err != nil {
 			t.Fatalf("Query(%s): %v", k, err)
 		}
@@ -140,14 +199,15 @@ func queryAll(t fataler, sm *StateMachine) string {
 	return s
 }
 
-// TestPropertyDeterminism (invariant 2): the same entries applied to two
-// fresh state machines give identical Results and identical hashes after
-// every step.
+// TestPropertyDeterminism (invariant 2): the same entries (genesis and
+// restores included) applied to two uninitialized state machines give
+// identical Results and identical hashes after every step, and the applied
+// index is always the index of the last entry.
 func TestPropertyDeterminism(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		window := rapid.SampledFrom([]int{3, 8, 1024}).Draw(t, "window")
-		entries := genEntries(t, rapid.IntRange(1, 50).Draw(t, "n"))
-		m1, m2 := mustNew(t, propGenesis(window)), mustNew(t, propGenesis(window))
+		entries := genEntries(t, rapid.IntRange(1, 50).Draw(t, "n"), propGenesis(window))
+		m1, m2 := NewUninitialized(), NewUninitialized()
 		for i, e := range entries {
 			idx := uint64(i + 1)
 			r1, r2 := m1.Apply(idx, e), m2.Apply(idx, e)
@@ -170,12 +230,13 @@ func TestPropertyDeterminism(t *testing.T) {
 }
 
 // TestPropertySnapshotRestore: Restore(Snapshot()) after a random prefix
-// gives the same hash, and then the same Results and hashes for the rest.
+// (possibly before the genesis) gives the same hash, and then the same
+// Results and hashes for the rest.
 func TestPropertySnapshotRestore(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		entries := genEntries(t, rapid.IntRange(1, 40).Draw(t, "n"))
+		entries := genEntries(t, rapid.IntRange(1, 40).Draw(t, "n"), propGenesis(8))
 		cut := rapid.IntRange(0, len(entries)).Draw(t, "cut")
-		orig := mustNew(t, propGenesis(8))
+		orig := NewUninitialized()
 		for i, e := range entries[:cut] {
 			orig.Apply(uint64(i+1), e)
 		}

@@ -59,11 +59,29 @@ type ClientInfo struct {
 // Query reads the state. The single-object kinds need Key and return
 // CodeNotFound when it names nothing; the list kinds ignore Key and return
 // arrays (possibly empty) in sorted order. Expired sessions are never
-// returned. Errors are *Error (CodeMalformed, CodeNotFound).
+// returned. Errors are *Error (CodeNotInitialized before the genesis,
+// CodeMalformed, CodeNotFound).
 func (m *StateMachine) Query(q Query) (json.RawMessage, error) {
+	v, _, err := m.QueryAt(q)
+	return v, err
+}
+
+// QueryAt is Query that also returns the applied index the value was read
+// at, taken under the same lock as the value (so the pair is consistent even
+// while entries are being applied). The index is returned with errors too.
+func (m *StateMachine) QueryAt(q Query) (value json.RawMessage, index uint64, err error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	value, err = m.query(q)
+	return value, m.applied, err
+}
+
+// query runs q against m.st. The caller holds m.mu.
+func (m *StateMachine) query(q Query) (json.RawMessage, error) {
 	st := m.st
+	if st.genesis == nil {
+		return nil, notInitialized()
+	}
 
 	needKey := func() error {
 		if q.Key == "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"container/heap"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -19,7 +20,11 @@ type clientKey [32]byte
 // canonical encoding (and so by the hash) except the expiry index, which is
 // derived from sessions.
 type state struct {
-	clock     int64 // Unix nanos; max of the times of executed entries
+	// genesis is nil until the state is initialized; then it holds the
+	// genesis in canonical form (defaults applied, admin keys sorted). It is
+	// never modified in place.
+	genesis   *Genesis
+	clock     int64 // Unix nanos; max of the times of executed commands
 	acl       map[clientKey]map[Permission]Effect
 	clients   map[clientKey]*clientState
 	sessions  map[string]*session
@@ -61,6 +66,19 @@ func newState() *state {
 		config:    make(map[string]string),
 	}
 }
+
+// initialize sets the genesis of an uninitialized (empty) state and gives
+// its admin keys an admin allow rule. g must pass check.
+func (st *state) initialize(g Genesis) {
+	c := g.canonical()
+	st.genesis = &c
+	for _, k := range c.AdminKeys {
+		st.acl[clientKey(k)] = map[Permission]Effect{PermAdmin: EffectAllow}
+	}
+}
+
+// window returns the result window of an initialized state.
+func (st *state) window() uint64 { return uint64(st.genesis.ResultWindow) }
 
 // expiryHeap is a min-heap of sessions by (expiry, id): popping it removes
 // expired sessions in a deterministic order without scanning all sessions.
@@ -182,9 +200,12 @@ func (st *state) admins() int {
 //
 // All integers are big-endian; a string or byte string is a uint32 length
 // and its bytes; a collection is a uint32 count and its elements sorted by
-// key (client keys bytewise, strings bytewise). Layout (format 1):
+// key (client keys bytewise, strings bytewise). Layout (format 2):
 //
-//	format (1 byte) || clock (int64)
+//	format (1 byte, 2) || initialized (1 byte, 0 or 1)
+//	genesis, when initialized: count, { admin key (32) } (ascending) ||
+//	           result window (uint32) || max command bytes (uint32)
+//	clock (int64)
 //	acl:       count, { subject (32) || count, { permission || effect } }
 //	clients:   count, { key (32) || highest (uint64) || count, { seq (uint64) || sum (32) ||
 //	                    index (uint64) || code || message || value } }
@@ -192,7 +213,10 @@ func (st *state) admins() int {
 //	tools:     count, { name || definition }
 //	resources: count, { uri || count, { subscriber } }
 //	config:    count, { key || value }
-const stateFormat byte = 1
+//
+// An uninitialized state has clock 0 and every collection empty. Format 1
+// (before the genesis was replicated state) is not read.
+const stateFormat byte = 2
 
 type encoder struct{ b []byte }
 
@@ -226,11 +250,26 @@ func sortedClientKeys[V any](m map[clientKey]V) []clientKey {
 func (st *state) encode() []byte {
 	e := &encoder{}
 	e.u8(stateFormat)
+	st.encodeGenesis(e)
 	e.i64(st.clock)
 	st.encodeACL(e)
 	st.encodeClients(e)
 	st.encodeContent(e)
 	return e.b
+}
+
+func (st *state) encodeGenesis(e *encoder) {
+	if st.genesis == nil {
+		e.u8(0)
+		return
+	}
+	e.u8(1)
+	e.u32(len(st.genesis.AdminKeys))
+	for _, k := range st.genesis.AdminKeys {
+		e.raw(k)
+	}
+	e.u32(st.genesis.ResultWindow)
+	e.u32(st.genesis.MaxCommandBytes)
 }
 
 func (st *state) encodeACL(e *encoder) {
@@ -337,6 +376,14 @@ func (d *decoder) u8(what string) byte {
 	return v[0]
 }
 
+func (d *decoder) u32(what string) uint32 {
+	v := d.take(4, what)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
+}
+
 func (d *decoder) u64(what string) uint64 {
 	v := d.take(8, what)
 	if v == nil {
@@ -390,6 +437,28 @@ func decodeState(b []byte) (*state, error) {
 	st := newState()
 	if f := d.u8("format"); d.err == nil && f != stateFormat {
 		return nil, fmt.Errorf("state format %d is unknown (this state machine reads format %d)", f, stateFormat)
+	}
+	switch init := d.u8("initialized flag"); {
+	case d.err != nil:
+	case init == 1:
+		g := &Genesis{AdminKeys: make([]ed25519.PublicKey, d.count("genesis admin keys", ed25519.PublicKeySize))}
+		for i := range g.AdminKeys {
+			k := d.key("genesis admin key")
+			if d.err == nil && i > 0 && bytes.Compare(g.AdminKeys[i-1], k[:]) >= 0 {
+				d.fail("genesis admin key %d is out of order: keys must be ascending and distinct", i)
+			}
+			g.AdminKeys[i] = ed25519.PublicKey(k[:])
+		}
+		g.ResultWindow = int(d.u32("genesis result window"))
+		g.MaxCommandBytes = int(d.u32("genesis max command bytes"))
+		if d.err == nil {
+			if err := g.check(); err != nil {
+				return nil, fmt.Errorf("state genesis is invalid: %s", err.Message)
+			}
+		}
+		st.genesis = g
+	case init != 0:
+		d.fail("initialized flag is %d, want 0 or 1", init)
 	}
 	st.clock = d.i64("clock")
 
@@ -485,6 +554,13 @@ func decodeState(b []byte) (*state, error) {
 	}
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%d bytes after the end of the state", len(d.b))
+	}
+	if st.genesis == nil {
+		if st.clock != 0 || len(st.acl) != 0 || len(st.clients) != 0 || len(st.sessions) != 0 ||
+			len(st.tools) != 0 || len(st.resources) != 0 || len(st.config) != 0 {
+			return nil, fmt.Errorf("state has no genesis but has content: an uninitialized state is empty")
+		}
+		return st, nil
 	}
 	if st.admins() == 0 {
 		return nil, fmt.Errorf("no subject holds an admin allow rule")

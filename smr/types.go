@@ -26,6 +26,13 @@ const (
 	CodeAlreadyExists    Code = "already_exists"    // the object exists and the command does not overwrite
 	CodeTooLarge         Code = "too_large"         // a field or the command exceeds its size limit
 	CodeLastAdmin        Code = "last_admin"        // the change would leave the cluster without an admin
+	// CodeNotInitialized: no genesis entry has been applied yet, so there is
+	// no ACL and no limits to judge a request by. Safe to retry once the
+	// cluster has been initialized.
+	CodeNotInitialized Code = "not_initialized"
+	// CodeAlreadyInitialized: a genesis entry was applied to a state machine
+	// that already has one; the genesis of a cluster is set once.
+	CodeAlreadyInitialized Code = "already_initialized"
 )
 
 // Error is a rejection with a stable code and a human-readable message that

@@ -117,10 +117,22 @@ func (s *Server) handleSnapshotRestore(w http.ResponseWriter, r *http.Request, b
 	if len(body) == 0 {
 		return writeError(w, smr.Errorf(smr.CodeMalformed, "snapshot restore: empty body"))
 	}
-	if err := s.cfg.Backend.SnapshotRestore(r.Context(), strings.NewReader(string(body))); err != nil {
+	// The admin's own request signature travels with the snapshot, so
+	// every replica checks it (and the admin permission) at the same index.
+	c, err := s.adminCredentials(r)
+	if err != nil {
 		return writeError(w, err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "snapshot restored"})
+	restore := &smr.Restore{Snapshot: body, Admin: c.key, Time: c.unix, RequestURI: r.URL.RequestURI(), Sig: c.sig}
+	res, err := s.cfg.Backend.SnapshotRestore(r.Context(), restore)
+	if err != nil {
+		return writeError(w, err)
+	}
+	if res.Code != smr.CodeOK {
+		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res})
+		return res.Code
+	}
+	writeJSON(w, http.StatusOK, SubmitResponse{Result: res})
 	return smr.CodeOK
 }
 

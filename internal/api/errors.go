@@ -41,11 +41,11 @@ func StatusFor(code smr.Code) int {
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld:
+	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld, smr.CodeAlreadyInitialized:
 		return http.StatusConflict
 	case smr.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeNoLeader, CodeOutcomeUnknown:
+	case CodeNoLeader, CodeOutcomeUnknown, smr.CodeNotInitialized:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -118,13 +118,15 @@ func (f *fakeBackend) SnapshotSave(_ context.Context, w io.Writer) (uint64, erro
 	return 9, err
 }
 
-func (f *fakeBackend) SnapshotRestore(_ context.Context, r io.Reader) error {
+func (f *fakeBackend) SnapshotRestore(_ context.Context, r *smr.Restore) (smr.Result, error) {
 	f.record("SnapshotRestore")
-	b, err := io.ReadAll(r)
 	f.mu.Lock()
-	f.restored = b
+	f.restored = append([]byte(nil), r.Snapshot...)
 	f.mu.Unlock()
-	return err
+	if err := r.Verify(); err != nil {
+		return smr.Result{}, err
+	}
+	return smr.Result{Index: 1}, nil
 }
 
 func (f *fakeBackend) AddMember(context.Context, consensus.Member) error {

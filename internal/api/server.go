@@ -47,7 +47,9 @@ type Backend interface {
 	// Admin operations.
 	TransferLeader(ctx context.Context, id string) error
 	SnapshotSave(ctx context.Context, w io.Writer) (index uint64, err error)
-	SnapshotRestore(ctx context.Context, r io.Reader) error
+	// SnapshotRestore orders a restore through the log (every replica
+	// verifies the admin's signature in r) and returns its Result.
+	SnapshotRestore(ctx context.Context, r *smr.Restore) (smr.Result, error)
 	AddMember(ctx context.Context, m consensus.Member) error
 	RemoveMember(ctx context.Context, id string) error
 }
@@ -67,7 +69,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxRequestBytes bounds every request body; checked before reading.
 	MaxRequestBytes int64
-	// MaxSnapshotBytes bounds a snapshot upload (default 1 GiB).
+	// MaxSnapshotBytes bounds a snapshot upload (default 64 MiB). A restore
+	// travels through the replicated log as one entry, so keep it modest.
 	MaxSnapshotBytes int64
 	// AdminClockSkew is how far an admin request's time may be from ours
 	// (default 5 minutes).
@@ -97,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.MaxSnapshotBytes <= 0 {
-		cfg.MaxSnapshotBytes = 1 << 30
+		cfg.MaxSnapshotBytes = 64 << 20
 	}
 	if cfg.AdminClockSkew <= 0 {
 		cfg.AdminClockSkew = 5 * time.Minute

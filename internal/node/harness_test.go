@@ -155,6 +155,15 @@ func startCluster(t *testing.T, size int) *testCluster {
 	for _, tn := range c.nodes {
 		c.start(tn)
 	}
+	// Ready: a leader is known and the genesis entry has been applied.
+	waitFor(t, "every node to be ready", 20*time.Second, func() bool {
+		for _, tn := range c.nodes {
+			if tn.n.Ready() != nil {
+				return false
+			}
+		}
+		return true
+	})
 	return c
 }
 

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ type Node struct {
 	nodeKey ed25519.PublicKey
 
 	fsm      *appliedFSM
+	genesis  smr.Genesis // this node's configured genesis; the replicated one wins
 	mux      *transport.Mux
 	peers    peers
 	verifier *verifier
@@ -98,11 +100,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		}
 		admins = append(admins, k)
 	}
-	sm, err := smr.New(smr.Genesis{AdminKeys: admins, ResultWindow: cfg.Limits.ResultWindow, MaxCommandBytes: cfg.Limits.MaxCommandBytes})
-	if err != nil {
-		return nil, fmt.Errorf("state machine: %w", err)
+	// The genesis (admin keys and the limits that change how commands
+	// execute) is replicated state: the first leader proposes it from its
+	// config, and every replica executes with the replicated values.
+	n.genesis = smr.Genesis{AdminKeys: admins, ResultWindow: cfg.Limits.ResultWindow, MaxCommandBytes: cfg.Limits.MaxCommandBytes}.WithDefaults()
+	if err := n.genesis.Validate(); err != nil {
+		return nil, fmt.Errorf("genesis from bootstrap_admin_keys and limits: %w", err)
 	}
-	n.fsm = newAppliedFSM(sm)
+	n.fsm = newAppliedFSM(smr.NewUninitialized())
 
 	if cfg.TLS.CAFile == "" || cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "" {
 		return nil, errors.New("tls.ca_file, tls.cert_file and tls.key_file are required: node-to-node traffic is always mutual TLS")
@@ -249,6 +254,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.bootstrap(gctx) })
 	g.Go(func() error { n.reconcileMembers(gctx); return nil })
+	g.Go(func() error { n.ensureGenesis(gctx); return nil })
 	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", "cft")
 
 	<-gctx.Done()
@@ -375,6 +381,47 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 	}
 }
 
+// ensureGenesis initializes the replicated state machine: while it is not
+// initialized and this node leads, it proposes the genesis built from its
+// own configuration (the first genesis applied wins; the state machine
+// refuses later ones). Once initialized it warns if this node's
+// configuration differs from the replicated genesis, which is the one in
+// effect.
+func (n *Node) ensureGenesis(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if g, ok := n.fsm.Genesis(); ok {
+			if !sameGenesis(g, n.genesis) {
+				n.log.Warn("this node's bootstrap_admin_keys or limits differ from the cluster's genesis; the cluster's values are in effect",
+					"cluster", g.Info(), "configured", n.genesis.Info())
+			}
+			return
+		}
+		if n.engine.Status().Role == "leader" {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			res, err := n.engine.ProposeGenesis(pctx, n.genesis)
+			cancel()
+			switch {
+			case err != nil:
+				n.log.Debug("genesis proposal did not complete", "err", err)
+			case res.Code == smr.CodeOK:
+				n.log.Info("cluster initialized", "index", res.Index, "genesis", n.genesis.Info())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sameGenesis(a, b smr.Genesis) bool {
+	ai, bi := a.Info(), b.Info()
+	return slices.Equal(ai.AdminKeys, bi.AdminKeys) && ai.ResultWindow == bi.ResultWindow && ai.MaxCommandBytes == bi.MaxCommandBytes
+}
+
 // --- api.Backend ---
 
 var _ api.Backend = (*Node)(nil)
@@ -462,11 +509,7 @@ func (n *Node) Query(ctx context.Context, q smr.Query, stale bool) (value json.R
 			return nil, 0, err
 		}
 	}
-	val, err := n.fsm.Query(q)
-	if err != nil {
-		return nil, 0, err
-	}
-	return val, n.fsm.AppliedIndex(), nil
+	return n.fsm.QueryAt(q)
 }
 
 // readBarrier makes the local state reflect every write committed before
@@ -514,6 +557,9 @@ func (n *Node) Ready() error {
 	if st.LeaderID == "" {
 		return errors.New("no leader known")
 	}
+	if !n.fsm.Initialized() {
+		return errors.New("the cluster has not applied its genesis entry yet")
+	}
 	if st.Role == "shutdown" {
 		return errors.New("shutting down")
 	}
@@ -552,8 +598,16 @@ func (n *Node) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) {
 }
 
 // SnapshotRestore implements api.Backend.
-func (n *Node) SnapshotRestore(ctx context.Context, r io.Reader) error {
-	return n.onLeader(ctx, func() error { return n.engine.RestoreSnapshot(ctx, r) })
+func (n *Node) SnapshotRestore(ctx context.Context, r *smr.Restore) (smr.Result, error) {
+	if err := n.fsm.PrecheckRestore(r); err != nil {
+		return smr.Result{}, err
+	}
+	var res smr.Result
+	err := n.onLeader(ctx, func() (err error) {
+		res, err = n.engine.ProposeRestore(ctx, r)
+		return err
+	})
+	return res, err
 }
 
 // AddMember implements api.Backend.

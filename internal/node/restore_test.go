@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -12,18 +11,10 @@ import (
 )
 
 // TestLinearizableReadAfterSnapshotRestore: once a snapshot restore has
-// been acknowledged, a linearizable read on any node must see the restored
-// state.
-//
-// It fails today, so it only runs with TANDEM_KNOWN_BUGS=1: the read index a
-// follower waits for is the state machine's applied index, which goes back
-// to the snapshot's index on a restore. A follower that has not installed
-// the restored snapshot yet has a higher applied index and answers from
-// the state before the restore.
+// been acknowledged, a linearizable read on any node sees the restored
+// state. (The restore is a log entry applied at a new, higher index on
+// every replica, so a follower's read index covers it.)
 func TestLinearizableReadAfterSnapshotRestore(t *testing.T) {
-	if os.Getenv("TANDEM_KNOWN_BUGS") == "" {
-		t.Skip("known bug (stale follower read after a snapshot restore); set TANDEM_KNOWN_BUGS=1 to run")
-	}
 	c := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -39,8 +30,12 @@ func TestLinearizableReadAfterSnapshotRestore(t *testing.T) {
 			c.submit(t, ctx, leader, c.admin, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "after-the-snapshot"})
 		}
 		waitConverged(t, c)
-		if err := leader.n.SnapshotRestore(ctx, bytes.NewReader(snap.Bytes())); err != nil {
+		r, err := smr.SignRestore(c.admin, "/v1/admin/snapshot", time.Now().Unix(), snap.Bytes())
+		if err != nil {
 			t.Fatal(err)
+		}
+		if res, err := leader.n.SnapshotRestore(ctx, r); err != nil || res.Code != smr.CodeOK {
+			t.Fatalf("restore: %+v %v", res, err)
 		}
 		for _, f := range c.followers(leader) {
 			got, idx, err := configValue(ctx, f, "k", false)
