@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+
+	"github.com/tandem-consensus/tandem/client/wire"
 )
 
 // NodeStatus is one node's report (GET /v1/status).
@@ -37,12 +39,7 @@ type EndpointStatus struct {
 }
 
 // Member is one member of the consensus configuration (GET /v1/members).
-type Member struct {
-	ID      string `json:"id"`
-	Address string `json:"address"` // node-to-node (peer) address
-	Voter   bool   `json:"voter"`
-	Leader  bool   `json:"leader"`
-}
+type Member = wire.Member
 
 // Status asks the node at endpoint (one attempt, no retry) for its status.
 // endpoint need not be one of Config.Endpoints. The client remembers which
@@ -88,9 +85,7 @@ func (c *Client) StatusAll(ctx context.Context) []EndpointStatus {
 // Members lists the consensus configuration as seen by the first node that
 // answers.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
-	var resp struct {
-		Members []Member `json:"members"`
-	}
+	var resp wire.MembersResponse
 	err := c.do(ctx, &call{
 		op:     "list members",
 		method: http.MethodGet,
@@ -109,9 +104,7 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 // TransferLeader asks the cluster to move leadership to node id, or to any
 // suitable node when id is empty.
 func (c *Client) TransferLeader(ctx context.Context, id string) error {
-	body, err := json.Marshal(struct {
-		ID string `json:"id"`
-	}{id})
+	body, err := json.Marshal(wire.TransferLeaderRequest{ID: id})
 	if err != nil {
 		return err
 	}
@@ -121,10 +114,7 @@ func (c *Client) TransferLeader(ctx context.Context, id string) error {
 // AddMember adds node id, reachable by its peers at addr (its peer
 // address, host:port), as a voter.
 func (c *Client) AddMember(ctx context.Context, id, addr string) error {
-	body, err := json.Marshal(struct {
-		ID      string `json:"id"`
-		Address string `json:"address"`
-	}{id, addr})
+	body, err := json.Marshal(wire.AddMemberRequest{ID: id, Address: addr})
 	if err != nil {
 		return err
 	}
@@ -152,10 +142,10 @@ func (c *Client) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) 
 		read:   true,
 		stream: true,
 		handle: func(resp *http.Response, ep string) error {
-			h := resp.Header.Get(HeaderSnapshotIndex)
+			h := resp.Header.Get(wire.HeaderSnapshotIndex)
 			idx, err := strconv.ParseUint(h, 10, 64)
 			if err != nil {
-				return fmt.Errorf("header %s: %q is not a log index", HeaderSnapshotIndex, h)
+				return fmt.Errorf("header %s: %q is not a log index", wire.HeaderSnapshotIndex, h)
 			}
 			if _, err := io.Copy(w, resp.Body); err != nil {
 				return fmt.Errorf("download snapshot: %w", err)

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -26,6 +26,10 @@ type Client struct {
 
 	mu   sync.Mutex
 	next uint64 // guarded by mu: the next seq to use; 0 = ask the cluster first
+	// floor, guarded by mu, is the least seq the next sync may choose: it
+	// stays above seqs this client already used that the cluster may not
+	// have executed yet.
+	floor uint64
 	// syncSem admits one caller at a time to ask the cluster for the
 	// highest seq; a channel so that waiting callers can give up.
 	syncSem chan struct{}
@@ -87,13 +91,13 @@ func (c *Client) Close() error {
 // PublicKey returns the client's public key, or nil without a key.
 func (c *Client) PublicKey() ed25519.PublicKey { return c.pub }
 
-// ID returns the client's public key in the form ACLs use (unpadded
-// base64url), or "" without a key.
+// ID returns the client's public key in the form ACLs use (smr.FormatKey:
+// unpadded base64url), or "" without a key.
 func (c *Client) ID() string {
 	if c.pub == nil {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString(c.pub)
+	return smr.FormatKey(c.pub)
 }
 
 // Endpoints returns the canonical endpoint URLs. The caller must not modify
@@ -110,8 +114,11 @@ func (c *Client) Endpoints() []string { return c.eps.urls }
 //   - a definitive rejection: an *APIError (its Result is set when the
 //     command was ordered and then rejected by the state machine);
 //   - attempts ran out or ctx ended after an attempt that may have reached
-//     the leader: a *RetryError wrapping ErrOutcomeUnknown (the write may or
-//     may not be applied; Resubmit its Envelope to find out);
+//     the leader, or a later attempt got an answer that cannot tell whether
+//     the earlier one executed (seq_too_old, unknown_client): a *RetryError
+//     wrapping ErrOutcomeUnknown, with that answer as RetryError.Last (the
+//     write may or may not be applied; Resubmit its Envelope to find out,
+//     unless the seq fell out of the result window);
 //   - no attempt can have been proposed: a *RetryError wrapping
 //     ErrUnavailable (nothing was applied).
 //
@@ -119,98 +126,134 @@ func (c *Client) Endpoints() []string { return c.eps.urls }
 // the first write the client asks the cluster (linearizably) for its highest
 // executed seq and continues after it, unless Config.StartSeq is set. After
 // a seq_conflict, seq_too_old or seq_too_far rejection it asks again before
-// the next write. A seq_conflict or seq_too_old rejection of Submit's own
-// seq is retried once with a fresh seq: such a seq can never execute, so
-// the command cannot run twice. (A seq_too_far seq could become valid
-// later, so that rejection is returned.)
+// the next write.
+//
+// Submit signs the command under a second seq at most once, and only when
+// the first seq was answered seq_conflict or seq_too_old while no attempt
+// of the call can have reached a node before that answer: that seq can
+// then never execute and the command was never delivered under it, so it
+// cannot run twice. Once an attempt may have been delivered, the call keeps
+// its seq to the end. (A seq_too_far seq could become valid later, so that
+// rejection is returned.)
 func (c *Client) Submit(ctx context.Context, cmd smr.Command) (smr.Result, error) {
 	if c.cfg.Key == nil {
 		return smr.Result{}, fmt.Errorf("submit %s: %w", cmd.Op, ErrNoKey)
 	}
-	for first := true; ; first = false {
+	for resigned := false; ; resigned = true {
 		seq, err := c.nextSeq(ctx)
 		if err != nil {
 			return smr.Result{}, fmt.Errorf("submit %s: %w", cmd.Op, err)
 		}
-		res, err := c.SubmitAt(ctx, seq, cmd)
-		// The counter was behind the cluster (another process used the
-		// key). A seq that is taken or too old can never execute, so the
-		// command is signed once more with a seq after the cluster's.
-		if code := ErrorCode(err); first && (code == smr.CodeSeqConflict || code == smr.CodeSeqTooOld) {
+		res, delivered, err := c.submitAt(ctx, seq, cmd, false)
+		if !resigned && !delivered && seqUnusable(err) {
+			// The counter was behind the cluster (another process used
+			// the key) and nothing of this call can have executed.
 			continue
 		}
 		return res, err
 	}
 }
 
+// seqUnusable reports whether err is a definitive rejection saying that its
+// seq can never execute (taken by another command, or below the result
+// window). A *RetryError carrying such a rejection is not definitive.
+func seqUnusable(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || errors.As(err, new(*RetryError)) {
+		return false
+	}
+	return ae.Code == smr.CodeSeqConflict || ae.Code == smr.CodeSeqTooOld
+}
+
 // SubmitAt is Submit with an explicit seq, for callers that retry a write
 // whose outcome was unknown in a new process: the same key, seq and command
 // give the same envelope, which the cluster executes at most once. The
-// client's own seq counter moves past seq.
+// client's own seq counter moves past seq. SubmitAt never signs under
+// another seq.
+//
+// SubmitAt cannot know whether seq was sent before, so it treats it as
+// possibly executed: an answer that cannot tell (seq_too_old: the seq fell
+// out of the cluster's result window; unknown_client) ends the call with a
+// *RetryError wrapping ErrOutcomeUnknown, with that answer as Last, even on
+// the first attempt. After seq_too_old, resending cannot resolve the
+// outcome; read the state the command would have changed instead.
 func (c *Client) SubmitAt(ctx context.Context, seq uint64, cmd smr.Command) (smr.Result, error) {
+	res, _, err := c.submitAt(ctx, seq, cmd, true)
+	return res, err
+}
+
+// submitAt signs cmd with seq and sends it. priorSent says that the caller
+// may have sent this envelope before (see call.priorSent). delivered
+// reports whether an attempt of this call may have reached a node without
+// a definitive answer.
+func (c *Client) submitAt(ctx context.Context, seq uint64, cmd smr.Command, priorSent bool) (res smr.Result, delivered bool, err error) {
 	if c.cfg.Key == nil {
-		return smr.Result{}, fmt.Errorf("submit %s: %w", cmd.Op, ErrNoKey)
+		return smr.Result{}, false, fmt.Errorf("submit %s: %w", cmd.Op, ErrNoKey)
 	}
 	if seq == 0 {
-		return smr.Result{}, fmt.Errorf("submit %s: seq 0 is not valid; seqs start at 1", cmd.Op)
+		return smr.Result{}, false, fmt.Errorf("submit %s: seq 0 is not valid; seqs start at 1", cmd.Op)
 	}
 	env, err := smr.Sign(c.cfg.Key, seq, cmd)
 	if err != nil {
-		return smr.Result{}, fmt.Errorf("submit %s: sign seq %d: %w", cmd.Op, seq, err)
+		return smr.Result{}, false, fmt.Errorf("submit %s: sign seq %d: %w", cmd.Op, seq, err)
 	}
 	c.observeSeq(seq)
-	return c.resubmit(ctx, env, string(cmd.Op))
+	return c.send(ctx, env, string(cmd.Op), priorSent)
 }
 
 // Resubmit sends an already signed envelope (typically RetryError.Envelope
-// of an earlier Submit) with the same retry rules and outcomes as Submit.
+// of an earlier Submit) with the same retry rules as Submit. Like SubmitAt
+// it treats the envelope as possibly executed before, so seq_too_old and
+// unknown_client end it with ErrOutcomeUnknown rather than a rejection.
 func (c *Client) Resubmit(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
 	if env == nil {
 		return smr.Result{}, errors.New("resubmit: envelope is nil")
 	}
-	return c.resubmit(ctx, env, "")
+	res, _, err := c.send(ctx, env, "", true)
+	return res, err
 }
 
-func (c *Client) resubmit(ctx context.Context, env *smr.Envelope, op string) (smr.Result, error) {
+// send posts env with retries; see submitAt.
+func (c *Client) send(ctx context.Context, env *smr.Envelope, op string, priorSent bool) (smr.Result, bool, error) {
 	body, err := json.Marshal(env)
 	if err != nil {
-		return smr.Result{}, fmt.Errorf("encode envelope seq %d: %w", env.Seq, err)
+		return smr.Result{}, false, fmt.Errorf("encode envelope seq %d: %w", env.Seq, err)
 	}
 	name := fmt.Sprintf("submit seq %d", env.Seq)
 	if op != "" {
 		name = fmt.Sprintf("submit %s seq %d", op, env.Seq)
 	}
-	var resp struct {
-		Result smr.Result `json:"result"`
-	}
-	err = c.do(ctx, &call{
+	var resp wire.SubmitResponse
+	cl := &call{
 		op:        name,
 		method:    http.MethodPost,
 		path:      "/v1/submit",
 		body:      body,
 		retrySent: true,
+		priorSent: priorSent,
 		handle:    decodeJSON(&resp),
 		onError: func(ae *APIError) {
 			switch ae.Code {
 			case smr.CodeSeqConflict, smr.CodeSeqTooOld, smr.CodeSeqTooFar:
-				c.resyncSeq()
+				c.resyncSeq(ae.Code)
 			}
 		},
-	})
+	}
+	err = c.do(ctx, cl)
 	if err != nil {
 		var re *RetryError
 		if errors.As(err, &re) {
 			re.Envelope = env
 		}
-		return smr.Result{}, err
+		return smr.Result{}, cl.delivered, err
 	}
 	if resp.Result.Code != smr.CodeOK {
 		// Defensive: a rejection is sent with an error status, but never
 		// report a rejected result as success.
 		r := resp.Result
-		return smr.Result{}, &APIError{Status: http.StatusOK, Code: r.Code, Message: r.Message, Result: &r}
+		return smr.Result{}, cl.delivered, &APIError{Status: http.StatusOK, Code: r.Code, Message: r.Message, Result: &r}
 	}
-	return resp.Result, nil
+	return resp.Result, cl.delivered, nil
 }
 
 // nextSeq returns a seq no other call of this client uses, asking the
@@ -243,7 +286,7 @@ func (c *Client) nextSeq(ctx context.Context) (uint64, error) {
 			}
 			c.mu.Lock()
 			if c.next == 0 {
-				c.next = st.HighestSeq + 1
+				c.next = max(st.HighestSeq+1, c.floor)
 			}
 			c.mu.Unlock()
 		}
@@ -251,18 +294,30 @@ func (c *Client) nextSeq(ctx context.Context) (uint64, error) {
 	}
 }
 
-// observeSeq moves the counter past seq when it is in use.
+// observeSeq moves the counter (or, while it is unknown, the floor) past
+// seq.
 func (c *Client) observeSeq(seq uint64) {
 	c.mu.Lock()
-	if c.next != 0 && c.next <= seq {
-		c.next = seq + 1
+	if c.next != 0 {
+		c.next = max(c.next, seq+1)
+	} else {
+		c.floor = max(c.floor, seq+1)
 	}
 	c.mu.Unlock()
 }
 
-// resyncSeq makes the next write ask the cluster for the highest seq.
-func (c *Client) resyncSeq() {
+// resyncSeq makes the next write ask the cluster for the highest seq after
+// a seq rejection with code. After seq_conflict and seq_too_old the counter
+// was behind the cluster, and the seqs it handed out may still be in flight:
+// the next seq stays above them. After seq_too_far the counter was ahead
+// and restarts from the cluster's answer.
+func (c *Client) resyncSeq(code smr.Code) {
 	c.mu.Lock()
+	if code == smr.CodeSeqTooFar {
+		c.floor = 0
+	} else {
+		c.floor = max(c.floor, c.next)
+	}
 	c.next = 0
 	c.mu.Unlock()
 }

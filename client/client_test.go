@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -123,7 +124,7 @@ func writeErr(w http.ResponseWriter, status int, code, msg, leader string) {
 	if status == 503 {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, errorBody{Code: smr.Code(code), Message: msg, LeaderID: leader})
+	writeJSON(w, status, wire.ErrorBody{Code: smr.Code(code), Message: msg, LeaderID: leader})
 }
 
 // dropConn closes the connection without answering: the request was
@@ -268,16 +269,18 @@ func TestSubmitOutcomeUnknownWhenAnswersAreLost(t *testing.T) {
 func TestSubmitTimeoutIsOutcomeUnknown(t *testing.T) {
 	a := newFakeNode(t, "n1")
 	a.submit = func(_ http.ResponseWriter, r *http.Request, _ smr.Envelope) { <-r.Context().Done() }
+	// Without StartSeq the client first asks n1 for its highest seq, so the
+	// submit reuses that connection: the attempt timeout then cannot expire
+	// in a slow dial, before the request was written.
 	c := newTestClient(t, []string{a.url()}, func(cfg *Config) {
-		cfg.StartSeq = 1
-		cfg.RequestTimeout = 50 * time.Millisecond
+		cfg.RequestTimeout = 200 * time.Millisecond
 		cfg.Retry.MaxAttempts = 2
 	})
 	_, err := c.Submit(ctxT(t), setCmd)
 	if !IsOutcomeUnknown(err) {
 		t.Fatalf("err = %v; want ErrOutcomeUnknown", err)
 	}
-	if !strings.Contains(err.Error(), "no answer within 50ms") {
+	if !strings.Contains(err.Error(), "no answer within 200ms") {
 		t.Fatalf("err = %v; want it to name the attempt timeout", err)
 	}
 }
@@ -304,6 +307,17 @@ func TestSubmitUnavailable(t *testing.T) {
 		var ae *APIError
 		if !errors.As(err, &ae) && !strings.Contains(err.Error(), "refused") {
 			t.Fatalf("err = %v; want the last attempt's error inside", err)
+		}
+	})
+	t.Run("not initialized", func(t *testing.T) {
+		a := newFakeNode(t, "n1")
+		a.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+			writeErr(w, 503, string(smr.CodeNotInitialized), "no genesis applied yet", "")
+		}
+		c := newTestClient(t, []string{a.url(), refusedEndpoint(t)}, func(cfg *Config) { cfg.StartSeq = 1 })
+		_, err := c.Submit(ctxT(t), setCmd)
+		if !IsUnavailable(err) || IsOutcomeUnknown(err) {
+			t.Fatalf("err = %v; want ErrUnavailable only", err)
 		}
 	})
 	t.Run("one maybe-received attempt makes it unknown", func(t *testing.T) {
@@ -467,7 +481,7 @@ func TestSubmitResignsAfterSeqConflict(t *testing.T) {
 func TestSubmitDefinitiveRejection(t *testing.T) {
 	a, b := newFakeNode(t, "n1"), newFakeNode(t, "n2")
 	a.submit = func(w http.ResponseWriter, _ *http.Request, env smr.Envelope) {
-		writeJSON(w, 403, errorBody{Code: smr.CodeLastAdmin, Message: "would leave no admin",
+		writeJSON(w, 403, wire.ErrorBody{Code: smr.CodeLastAdmin, Message: "would leave no admin",
 			Result: &smr.Result{Index: 12, Seq: env.Seq, Code: smr.CodeLastAdmin, Message: "would leave no admin"}})
 	}
 	c := newTestClient(t, []string{a.url(), b.url()}, func(cfg *Config) { cfg.StartSeq = 1 })
@@ -492,7 +506,7 @@ func TestSubmitServerErrorIsOutcomeUnknown(t *testing.T) {
 	c := newTestClient(t, []string{a.url(), b.url()}, func(cfg *Config) { cfg.StartSeq = 1 })
 	_, err := c.Submit(ctxT(t), setCmd)
 	var ae *APIError
-	if !IsOutcomeUnknown(err) || !errors.As(err, &ae) || ae.Code != CodeInternal {
+	if !IsOutcomeUnknown(err) || !errors.As(err, &ae) || ae.Code != wire.CodeInternal {
 		t.Fatalf("err = %v; want ErrOutcomeUnknown carrying the 500", err)
 	}
 }
@@ -752,7 +766,7 @@ func TestStatusAllAndMembers(t *testing.T) {
 	if all[0].Err != nil || all[0].Status.NodeID != "n1" || all[0].Status.Term != 3 {
 		t.Fatalf("entry 0 = %+v", all[0])
 	}
-	if ErrorCode(all[1].Err) != CodeInternal || all[1].Status != nil {
+	if ErrorCode(all[1].Err) != wire.CodeInternal || all[1].Status != nil {
 		t.Fatalf("entry 1 = %+v; want the 500", all[1])
 	}
 	if !IsUnavailable(all[2].Err) || all[2].Endpoint != down {
@@ -824,5 +838,154 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	if d := c.backoff(1, 50*time.Millisecond); d != 50*time.Millisecond {
 		t.Fatalf("Retry-After raises the delay: got %s", d)
+	}
+}
+
+// seqsSent lists the distinct seqs of the envelopes the nodes received.
+func seqsSent(nodes ...*fakeNode) map[uint64]int {
+	out := map[uint64]int{}
+	for _, n := range nodes {
+		for _, e := range n.envelopes() {
+			out[e.Seq]++
+		}
+	}
+	return out
+}
+
+// TestSubmitNeverResignsAfterPossibleDelivery reproduces a write whose first
+// attempt executes but whose answer is lost: a later attempt's answer that
+// cannot tell whether the first one executed must end the call as outcome
+// unknown, and the command must not be signed under a second seq.
+func TestSubmitNeverResignsAfterPossibleDelivery(t *testing.T) {
+	cases := []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+		code   smr.Code
+	}{
+		{"seq_too_old", func(w http.ResponseWriter) {
+			writeErr(w, 409, "seq_too_old", "seq 7 is older than the retained window", "")
+		}, smr.CodeSeqTooOld},
+		{"unknown_client", func(w http.ResponseWriter) {
+			writeErr(w, 403, "unknown_client", "client is not invited", "")
+		}, smr.CodeUnknownClient},
+		{"proxy 4xx", func(w http.ResponseWriter) {
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+		}, ""},
+		{"code unknown to the client", func(w http.ResponseWriter) {
+			writeErr(w, 409, "not_initialized", "this node has not joined a cluster", "")
+		}, "not_initialized"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+			var executed atomic.Int32
+			// n1 executes the write, then the connection breaks before the
+			// answer.
+			a.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+				executed.Add(1)
+				dropConn(w)
+			}
+			b.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) { tc.answer(w) }
+			a.highest = 6
+			c := newTestClient(t, []string{a.url(), b.url()}, nil)
+			_, err := c.Submit(ctxT(t), setCmd)
+			if !IsOutcomeUnknown(err) || IsUnavailable(err) {
+				t.Fatalf("err = %v; want ErrOutcomeUnknown only", err)
+			}
+			var re *RetryError
+			if !errors.As(err, &re) || re.Envelope == nil || re.Envelope.Seq != 7 || re.Attempts != 2 {
+				t.Fatalf("err = %#v; want a *RetryError for the seq-7 envelope after 2 attempts", err)
+			}
+			var ae *APIError
+			if !errors.As(re.Last, &ae) || ae.Code != tc.code || ErrorCode(err) != tc.code {
+				t.Fatalf("RetryError.Last = %v; want the %q answer", re.Last, tc.code)
+			}
+			if got := seqsSent(a, b); len(got) != 1 || got[7] != 2 {
+				t.Fatalf("seqs sent = %v; want only seq 7, twice", got)
+			}
+			for _, e := range append(a.envelopes(), b.envelopes()...) {
+				sameEnvelope(t, *re.Envelope, e)
+			}
+			if executed.Load() != 1 {
+				t.Fatalf("n1 executed %d times", executed.Load())
+			}
+		})
+	}
+}
+
+// A rejection that the state machine only gives after consulting the seq
+// table settles the earlier attempts: it is reported as such, still without
+// a second seq.
+func TestSubmitSeqConflictAfterPossibleDeliveryIsReturned(t *testing.T) {
+	a, b := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+	a.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) { dropConn(w) }
+	b.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+		writeErr(w, 409, "seq_conflict", "seq 3 was already executed with a different command", "")
+	}
+	c := newTestClient(t, []string{a.url(), b.url()}, func(cfg *Config) { cfg.StartSeq = 3 })
+	_, err := c.Submit(ctxT(t), setCmd)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != smr.CodeSeqConflict || IsOutcomeUnknown(err) {
+		t.Fatalf("err = %v; want the seq_conflict rejection", err)
+	}
+	if got := seqsSent(a, b); len(got) != 1 || got[3] != 2 {
+		t.Fatalf("seqs sent = %v; want only seq 3, twice", got)
+	}
+}
+
+// Attempts that cannot have reached a node (a refused dial, no_leader) do
+// not stop Submit from re-signing after seq_conflict or seq_too_old.
+func TestSubmitResignsWhenNothingWasDelivered(t *testing.T) {
+	for _, code := range []string{"seq_conflict", "seq_too_old"} {
+		t.Run(code, func(t *testing.T) {
+			a := newFakeNode(t, "n1")
+			noLeaderOnce := true
+			a.submit = func(w http.ResponseWriter, _ *http.Request, env smr.Envelope) {
+				if noLeaderOnce {
+					noLeaderOnce = false
+					writeErr(w, 503, "no_leader", "electing", "")
+					return
+				}
+				if env.Seq <= 15 {
+					writeErr(w, 409, code, "seq is taken", "")
+					return
+				}
+				writeResult(w, smr.Result{Index: 40, Seq: env.Seq})
+			}
+			// Another process used seqs up to 12 with this key; this client
+			// believes it is at 15, and seq 15 is gone.
+			a.highest = 12
+			// Attempts: refused, no_leader, refused, <code>; then seq 16:
+			// refused, success.
+			c := newTestClient(t, []string{refusedEndpoint(t), a.url()}, func(cfg *Config) { cfg.StartSeq = 15 })
+			res, err := c.Submit(ctxT(t), setCmd)
+			if err != nil || res.Seq != 16 {
+				t.Fatalf("Submit = %+v, %v; want success under seq 16 (above the seq already handed out)", res, err)
+			}
+			if got := seqsSent(a); len(got) != 2 || got[15] != 2 || got[16] != 1 {
+				t.Fatalf("seqs sent = %v; want 15 (no_leader, then %s) and 16", got, code)
+			}
+		})
+	}
+}
+
+// SubmitAt and Resubmit send a seq that an earlier call may have executed,
+// so seq_too_old is an unknown outcome even on their first attempt.
+func TestExplicitSeqTooOldIsOutcomeUnknown(t *testing.T) {
+	a := newFakeNode(t, "n1")
+	a.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+		writeErr(w, 409, "seq_too_old", "seq 4 is older than the retained window", "")
+	}
+	c := newTestClient(t, []string{a.url()}, func(cfg *Config) { cfg.StartSeq = 90 })
+	_, err := c.SubmitAt(ctxT(t), 4, setCmd)
+	var re *RetryError
+	if !IsOutcomeUnknown(err) || !errors.As(err, &re) || re.Envelope == nil || re.Envelope.Seq != 4 || ErrorCode(err) != smr.CodeSeqTooOld {
+		t.Fatalf("SubmitAt err = %v; want ErrOutcomeUnknown carrying seq_too_old for seq 4", err)
+	}
+	if _, err := c.Resubmit(ctxT(t), re.Envelope); !IsOutcomeUnknown(err) || ErrorCode(err) != smr.CodeSeqTooOld {
+		t.Fatalf("Resubmit err = %v; want ErrOutcomeUnknown carrying seq_too_old", err)
+	}
+	if got := seqsSent(a); len(got) != 1 || got[4] != 2 {
+		t.Fatalf("seqs sent = %v; want seq 4 twice and nothing else", got)
 	}
 }

@@ -26,10 +26,13 @@
 //   - success: the Result (a duplicate answer is a success);
 //   - a definitive rejection: *APIError with the stable code;
 //   - ErrOutcomeUnknown (in a *RetryError): some attempt may have reached the
-//     leader and no answer came back. The write may or may not be applied;
-//     it is never reported as either. Resubmit(RetryError.Envelope), or
-//     SubmitAt with the same seq and command from another process, is safe
-//     and finds out;
+//     leader and no answer came back, or a later attempt got an answer that
+//     cannot tell whether the earlier one executed (seq_too_old: the seq fell
+//     out of the cluster's result window; unknown_client). The write may or
+//     may not be applied; it is never reported as either.
+//     Resubmit(RetryError.Envelope), or SubmitAt with the same seq and
+//     command from another process, is safe and finds out while the seq is
+//     within the window;
 //   - ErrUnavailable (in a *RetryError): no attempt can have been proposed
 //     (every dial failed or every node said no_leader). Nothing was applied.
 //
@@ -41,8 +44,17 @@
 // together: the cluster keeps a window of results for that. A seq
 // rejected before ordering is skipped, not reused; after a seq_conflict,
 // seq_too_old or seq_too_far answer the client asks the cluster again
-// before its next write. Two processes must not write with the same key at
-// the same time.
+// before its next write. A call signs its command under a new seq only
+// when no attempt of the call can have reached a node (every earlier
+// attempt failed to connect or was told no_leader) and the seq was
+// answered seq_conflict or seq_too_old; once an attempt may have been
+// delivered, the call keeps its seq, so no command runs under two seqs.
+// Two processes must not write with the same key at the same time.
+//
+// # Wire format
+//
+// Package client/wire holds the header names, error body, API-level error
+// codes and response bodies that the SDK and the server share.
 //
 // # Reads, cluster and admin requests
 //

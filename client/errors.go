@@ -13,11 +13,16 @@ var (
 	// ErrOutcomeUnknown: the call ended without a definitive answer after at
 	// least one attempt may have reached a node that proposed the write
 	// (timeout or connection loss after the request was sent, 503
-	// outcome_unknown, or a server error after the request was accepted).
+	// outcome_unknown, or a server error after the request was accepted),
+	// or a resent envelope got an answer that cannot tell whether an
+	// earlier attempt executed (seq_too_old, unknown_client, a code the
+	// client does not know, a proxy's error; RetryError.Last holds it).
 	// The write may or may not have been applied. Resending the same
 	// envelope (Resubmit with RetryError.Envelope, or the same command with
 	// SubmitAt and the same seq) is safe: the cluster executes a (client,
-	// seq) at most once and answers a repeat with the stored result.
+	// seq) at most once and answers a repeat with the stored result. When
+	// ErrorCode reports smr.CodeSeqTooOld the cluster no longer remembers
+	// the seq, and only reading the state can tell.
 	ErrOutcomeUnknown = errors.New("outcome unknown: the request may or may not have been applied")
 
 	// ErrUnavailable: no node answered definitively and no attempt can have
@@ -28,14 +33,6 @@ var (
 	// ErrNoKey is returned by writes and admin requests on a Client whose
 	// Config.Key is nil.
 	ErrNoKey = errors.New("no client key: writes and admin requests must be signed; set Config.Key")
-)
-
-// API-level codes that the state machine does not produce (docs/api.md).
-const (
-	CodeNoLeader         smr.Code = "no_leader"
-	CodeOutcomeUnknown   smr.Code = "outcome_unknown"
-	CodeMethodNotAllowed smr.Code = "method_not_allowed"
-	CodeInternal         smr.Code = "internal"
 )
 
 // APIError is a definitive error answer of a node: a 4xx, or a 500 on a
@@ -61,7 +58,9 @@ func (e *APIError) Error() string {
 }
 
 // ErrorCode returns the API code of err if it is or wraps an *APIError, and
-// "" otherwise.
+// "" otherwise. A *RetryError wraps the *APIError of its last attempt, so a
+// code alone does not make an error definitive: check IsOutcomeUnknown and
+// IsUnavailable first.
 func ErrorCode(err error) smr.Code {
 	var ae *APIError
 	if errors.As(err, &ae) {

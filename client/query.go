@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -41,10 +42,7 @@ func (c *Client) Query(ctx context.Context, q smr.Query, opts ...ReadOption) (js
 	if o.stale {
 		v.Set("stale", "true")
 	}
-	var resp struct {
-		Index uint64          `json:"index"`
-		Value json.RawMessage `json:"value"`
-	}
+	var resp wire.QueryResponse
 	op := "query " + string(q.Kind)
 	if q.Key != "" {
 		op += fmt.Sprintf(" %q", q.Key)

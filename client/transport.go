@@ -18,16 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/smr"
-)
-
-// Admin request headers (docs/api.md).
-const (
-	HeaderKey       = "Tandem-Key"
-	HeaderTime      = "Tandem-Time"
-	HeaderSignature = "Tandem-Signature"
-	// HeaderSnapshotIndex carries the log index of a downloaded snapshot.
-	HeaderSnapshotIndex = "Tandem-Snapshot-Index"
 )
 
 // Bounds on bodies the client reads into memory.
@@ -51,6 +43,11 @@ type call struct {
 	// retrySent: a write that is safe to send again after an attempt that
 	// may have reached a node (a signed envelope: exactly-once by seq).
 	retrySent bool
+	// priorSent (with retrySent): the same request may have reached a node
+	// in an earlier call, so an answer that cannot tell whether it was
+	// executed ends the call with ErrOutcomeUnknown even on the first
+	// attempt (see settlesEarlierAttempts).
+	priorSent bool
 	// endpoint, when set, pins the call to one node with a single attempt.
 	endpoint string
 	// stream: the attempt timeout covers only the wait for the response
@@ -60,6 +57,10 @@ type call struct {
 	handle func(resp *http.Response, endpoint string) error
 	// onError sees every definitive *APIError before it is returned.
 	onError func(*APIError)
+
+	// delivered is set by do: some attempt of this call may have reached a
+	// node that acted on it without a definitive answer coming back.
+	delivered bool
 }
 
 // outcome is the verdict on one attempt.
@@ -70,14 +71,6 @@ type outcome struct {
 	final      bool // not done, but must not be retried (e.g. 500 on a write)
 	retryAfter time.Duration
 	leaderHint string
-}
-
-// errorBody is the JSON body of every error answer.
-type errorBody struct {
-	Code     smr.Code    `json:"code"`
-	Message  string      `json:"message"`
-	LeaderID string      `json:"leader_id,omitempty"`
-	Result   *smr.Result `json:"result,omitempty"`
 }
 
 // endpoints holds the node list, the preferred node and what the client
@@ -127,7 +120,10 @@ func (e *endpoints) unmapped() []string {
 // do runs c with retries across endpoints. It returns nil or a definitive
 // error from a node (*APIError, or a decoding error), or a *RetryError
 // wrapping ErrOutcomeUnknown or ErrUnavailable when no attempt gave a
-// definitive answer.
+// definitive answer. A rejection of a resent write that does not settle the
+// earlier attempts (settlesEarlierAttempts) is not definitive: it ends the
+// call with ErrOutcomeUnknown, carrying the rejection as RetryError.Last.
+// do records in c.delivered whether an attempt may have reached a node.
 func (cl *Client) do(ctx context.Context, c *call) error {
 	n := len(cl.eps.urls)
 	i := int(cl.eps.preferred.Load()) % n
@@ -152,9 +148,15 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 			if c.endpoint == "" && (o.err == nil || errors.As(o.err, new(*APIError))) {
 				cl.eps.preferred.Store(int64(i))
 			}
+			c.delivered = sent
 			var ae *APIError
-			if c.onError != nil && errors.As(o.err, &ae) {
-				c.onError(ae)
+			if errors.As(o.err, &ae) {
+				if c.onError != nil {
+					c.onError(ae)
+				}
+				if c.retrySent && (sent || c.priorSent) && !settlesEarlierAttempts(ae.Code) {
+					return &RetryError{Op: c.op, Attempts: attempts, Err: ErrOutcomeUnknown, Last: ae}
+				}
 			}
 			return o.err
 		}
@@ -184,11 +186,42 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 	if err := ctx.Err(); err != nil && !errors.Is(last, err) {
 		last = fmt.Errorf("%w (last attempt: %v)", err, last)
 	}
+	c.delivered = sent
 	sentinel := ErrUnavailable
 	if sent && !c.read {
 		sentinel = ErrOutcomeUnknown
 	}
 	return &RetryError{Op: c.op, Attempts: attempts, Err: sentinel, Last: last}
+}
+
+// settlesEarlierAttempts reports whether a rejection of a resent envelope
+// also settles the attempts before it, which may have reached a node. It
+// does when the code depends only on the envelope's bytes (every attempt
+// got it) or when the state machine consults the seq table before giving
+// it (an executed seq would have been answered with its stored result).
+// Other answers say nothing about an earlier attempt that may have
+// executed: seq_too_old (the seq fell out of the result window),
+// unknown_client (retained results are answered even to a revoked client,
+// but the invitation is checked before the window, so it also stands for a
+// seq that fell out of the window), not_initialized (a node that has not
+// caught up), codes this client does not know, and error bodies that are
+// not Tandem's (a proxy answered).
+func settlesEarlierAttempts(code smr.Code) bool {
+	switch code {
+	case smr.CodeMalformed, smr.CodeUnknownCommand, smr.CodeBadSignature, smr.CodeTooLarge,
+		smr.CodePermissionDenied, smr.CodeSeqConflict, smr.CodeSeqTooFar,
+		smr.CodeNotFound, smr.CodeAlreadyExists, smr.CodeLastAdmin:
+		return true
+	default:
+		return false
+	}
+}
+
+// nothingProposed reports whether a 503 with code says that the node
+// proposed nothing: it knows no leader, or it has not been initialized.
+// Other 503s (outcome_unknown, or a proxy's) may follow a proposal.
+func nothingProposed(code smr.Code) bool {
+	return code == wire.CodeNoLeader || code == smr.CodeNotInitialized
 }
 
 // attempt sends c once to ep and classifies what happened.
@@ -270,7 +303,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
 	ae := &APIError{Status: resp.StatusCode, Endpoint: ep}
-	var eb errorBody
+	var eb wire.ErrorBody
 	if rerr == nil && json.Unmarshal(raw, &eb) == nil && eb.Code != "" {
 		ae.Code, ae.Message, ae.LeaderID, ae.Result = eb.Code, eb.Message, eb.LeaderID, eb.Result
 	} else {
@@ -283,7 +316,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 	case resp.StatusCode == http.StatusServiceUnavailable:
 		return outcome{
 			err:        ae,
-			sent:       ae.Code != CodeNoLeader,
+			sent:       !nothingProposed(ae.Code),
 			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
 			leaderHint: ae.LeaderID,
 		}
@@ -333,9 +366,9 @@ func (cl *Client) signAdmin(req *http.Request, body []byte) {
 	now := cl.cfg.Now().Unix()
 	msg := smr.AdminSignBytes(req.Method, req.URL.RequestURI(), now, body)
 	sig := ed25519.Sign(cl.cfg.Key, msg)
-	req.Header.Set(HeaderKey, base64.RawURLEncoding.EncodeToString(cl.pub))
-	req.Header.Set(HeaderTime, strconv.FormatInt(now, 10))
-	req.Header.Set(HeaderSignature, base64.RawURLEncoding.EncodeToString(sig))
+	req.Header.Set(wire.HeaderKey, smr.FormatKey(cl.pub))
+	req.Header.Set(wire.HeaderTime, strconv.FormatInt(now, 10))
+	req.Header.Set(wire.HeaderSignature, base64.RawURLEncoding.EncodeToString(sig))
 }
 
 // resolveNode returns the index of the endpoint that serves nodeID, asking

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 func testAdminKey(t *testing.T) string {
@@ -18,7 +18,7 @@ func testAdminKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return identity.EncodePublicKey(pub)
+	return smr.FormatKey(pub)
 }
 
 // valid returns Default() plus the keys that have no usable default.
@@ -292,5 +292,32 @@ func TestSampleYAMLMentionsEveryKey(t *testing.T) {
 		if !strings.Contains(s, "\n"+strings.Repeat("  ", strings.Count(k.Name, "."))+leaf+": ") {
 			t.Errorf("sample YAML lacks key %s", k.Name)
 		}
+	}
+}
+
+// bootstrap_admin_keys accept exactly the spellings that ACL subjects (and
+// `tandem acl`) accept: smr.ParseKey's canonical form, nothing looser.
+func TestAdminKeysMatchACLParser(t *testing.T) {
+	key := testAdminKey(t)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, key[42])
+	nonCanonical := key[:42] + string(alphabet[last|1]) // same bytes, unused bits set
+	std := strings.NewReplacer("-", "+", "_", "/").Replace(key)
+	for _, s := range []string{key, " " + key, key + " ", "\t" + key, key + "=", nonCanonical, std, key[:42], "", "abc"} {
+		c := valid(t)
+		c.BootstrapAdminKeys = []string{s}
+		err := c.Validate()
+		_, perr := smr.ParseKey(s)
+		if (err == nil) != (perr == nil) {
+			t.Errorf("key %q: config.Validate = %v but smr.ParseKey = %v", s, err, perr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "bootstrap_admin_keys[0]") {
+			t.Errorf("key %q: %v does not name bootstrap_admin_keys[0]", s, err)
+		}
+	}
+	c := valid(t)
+	c.BootstrapAdminKeys = []string{key, key}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "duplicate of bootstrap_admin_keys[0]") {
+		t.Errorf("duplicate key: %v", err)
 	}
 }

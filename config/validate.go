@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Consensus modes (consensus_mode).
@@ -192,12 +193,19 @@ func (c *Config) validateAdminKeys(p *problems) {
 	}
 	seen := make(map[string]int, len(c.BootstrapAdminKeys))
 	for i, k := range c.BootstrapAdminKeys {
-		pub, err := identity.ParsePublicKey(k)
+		// The same parser as ACL subjects and `tandem acl`, so a key is
+		// accepted here exactly when it would be accepted there.
+		pub, err := smr.ParseKey(k)
 		if err != nil {
-			p.add("bootstrap_admin_keys", "bootstrap_admin_keys[%d]: %q is not an Ed25519 public key (43 characters of unpadded base64url, as printed by `tandem keygen`)", i, k)
+			reason := err.Error()
+			var se *smr.Error
+			if errors.As(err, &se) {
+				reason = se.Message
+			}
+			p.add("bootstrap_admin_keys", "bootstrap_admin_keys[%d]: %q is not an Ed25519 public key (want its 43 characters of canonical unpadded base64url, as printed by `tandem keygen`, without spaces): %s", i, k, reason)
 			continue
 		}
-		canon := identity.EncodePublicKey(pub)
+		canon := smr.FormatKey(pub)
 		if prev, dup := seen[canon]; dup {
 			p.add("bootstrap_admin_keys", "bootstrap_admin_keys[%d]: duplicate of bootstrap_admin_keys[%d]", i, prev)
 			continue

@@ -498,6 +498,11 @@ func ParseKey(s string) (ed25519.PublicKey, error) {
 	if len(b) != ed25519.PublicKeySize {
 		return nil, Errorf(CodeMalformed, "key %s is %d bytes, an Ed25519 public key is %d", quote(s), len(b), ed25519.PublicKeySize)
 	}
+	// The decoder skips '\r' and '\n' even in strict mode; a key has one
+	// spelling only.
+	if FormatKey(b) != s {
+		return nil, Errorf(CodeMalformed, "key %s is not in canonical base64url form (no line breaks or padding)", quote(s))
+	}
 	return ed25519.PublicKey(b), nil
 }
 

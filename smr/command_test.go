@@ -1,6 +1,7 @@
 package smr
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -160,6 +161,21 @@ func TestParseKey(t *testing.T) {
 	for _, bad := range []string{"", "!!", FormatKey(pub[:31]), FormatKey(append(pub, 0))} {
 		if _, err := ParseKey(bad); err == nil {
 			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+}
+
+// TestParseKeyOneSpelling: a key with line breaks inside or around it
+// (which Go's base64 decoder skips) is refused: every key has exactly one
+// accepted spelling.
+func TestParseKeyOneSpelling(t *testing.T) {
+	k := FormatKey(testKey(1).Public().(ed25519.PublicKey))
+	if _, err := ParseKey(k); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{k + "\n", "\r" + k, k[:10] + "\n" + k[10:]} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted a non-canonical spelling", bad)
 		}
 	}
 }

@@ -43,14 +43,28 @@ type outcomeUnknownError struct {
 }
 
 func (e *outcomeUnknownError) Error() string {
-	if e.seq != 0 {
+	if e.seq == 0 {
+		return fmt.Sprintf("outcome unknown: %s may or may not have taken effect.\n"+
+			"Retrying is safe (the request is idempotent); check with `tandem admin status` and `tandem admin members` first.\n"+
+			"cause: %v", e.what, e.err)
+	}
+	switch client.ErrorCode(e.err) {
+	case smr.CodeSeqTooOld:
+		// Resending cannot help: the cluster has forgotten the seq.
+		return fmt.Sprintf("outcome unknown: %s (seq %d) may or may not have been applied.\n"+
+			"Seq %d fell out of the cluster's result window, so the cluster no longer remembers whether it was executed; retrying with --seq %d cannot tell.\n"+
+			"Read the state the command changes (for example with `get` or `list`); if the change is missing, run the command again without --seq.\n"+
+			"cause: %v", e.what, e.seq, e.seq, e.seq, e.err)
+	case smr.CodeUnknownClient:
+		return fmt.Sprintf("outcome unknown: %s (seq %d) may or may not have been applied.\n"+
+			"The client key is not invited (any more), so the cluster cannot say whether seq %d was executed.\n"+
+			"Ask an admin to check the key's rules with `tandem acl get` and to read the state the command changes.\n"+
+			"cause: %v", e.what, e.seq, e.seq, e.err)
+	default:
 		return fmt.Sprintf("outcome unknown: %s (seq %d) may or may not have been applied.\n"+
 			"Retrying is safe: run the same command again with --seq %d and the cluster applies it at most once.\n"+
 			"cause: %v", e.what, e.seq, e.seq, e.err)
 	}
-	return fmt.Sprintf("outcome unknown: %s may or may not have taken effect.\n"+
-		"Retrying is safe (the request is idempotent); check with `tandem admin status` and `tandem admin members` first.\n"+
-		"cause: %v", e.what, e.err)
 }
 
 func (e *outcomeUnknownError) Unwrap() error { return e.err }
@@ -68,6 +82,23 @@ func explain(what string, err error) error {
 	}
 	return &outcomeUnknownError{what: what, seq: seq, err: err}
 }
+
+// seqConflictError explains a seq_conflict answer to a write sent with
+// --seq: the seq holds another command, which may be the one whose outcome
+// the operator is resolving.
+type seqConflictError struct {
+	seq uint64
+	err error
+}
+
+func (e *seqConflictError) Error() string {
+	return fmt.Sprintf("%v\n"+
+		"Seq %d was executed with a different command; this one was not applied. "+
+		"If you are resolving an unknown outcome, repeat the original command with exactly the same arguments and --seq %d; otherwise leave out --seq.",
+		e.err, e.seq, e.seq)
+}
+
+func (e *seqConflictError) Unwrap() error { return e.err }
 
 // clientEnv is what the verbs of one command group share: the global
 // options and the group's connection flags.
@@ -149,6 +180,9 @@ func (e *clientEnv) write(cmd *cobra.Command, seq uint64, c smr.Command) error {
 		res, err = cl.Submit(ctx, c)
 	}
 	if err != nil {
+		if seq != 0 && !client.IsOutcomeUnknown(err) && client.ErrorCode(err) == smr.CodeSeqConflict {
+			return &seqConflictError{seq: seq, err: err}
+		}
 		return explain(string(c.Op), err)
 	}
 	out := writeOutput{Index: res.Index, Seq: res.Seq, Duplicate: res.Duplicate, Value: res.Value}

@@ -65,7 +65,7 @@ func (b *smBackend) apply(env *smr.Envelope) (smr.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.index++
-	ent := smr.Entry{Time: time.Now().UnixNano(), Env: *env}
+	ent := smr.NewCommandEntry(time.Now().UnixNano(), *env)
 	data, err := ent.MarshalBinary()
 	if err != nil {
 		return smr.Result{}, err
@@ -143,15 +143,20 @@ func (b *smBackend) SnapshotSave(_ context.Context, w io.Writer) (uint64, error)
 	return b.sm.AppliedIndex(), err
 }
 
-func (b *smBackend) SnapshotRestore(_ context.Context, r io.Reader) error {
-	data, err := io.ReadAll(r)
+// SnapshotRestore orders the restore as a log entry, as a node does.
+func (b *smBackend) SnapshotRestore(_ context.Context, r *smr.Restore) (smr.Result, error) {
+	if err := b.sm.PrecheckRestore(r); err != nil {
+		return smr.Result{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.index++
+	ent := smr.NewRestoreEntry(time.Now().UnixNano(), *r)
+	data, err := ent.MarshalBinary()
 	if err != nil {
-		return err
+		return smr.Result{}, err
 	}
-	if err := b.sm.Restore(data); err != nil {
-		return smr.Errorf(smr.CodeMalformed, "%v", err)
-	}
-	return nil
+	return b.sm.Apply(b.index, data), nil
 }
 
 func (b *smBackend) AddMember(_ context.Context, m consensus.Member) error {
@@ -205,7 +210,7 @@ func newTestCluster(t *testing.T) *testCluster {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &testCluster{backend: b, srv: srv, keyFile: keyFile, adminPub: identity.EncodePublicKey(pub), dir: dir}
+	return &testCluster{backend: b, srv: srv, keyFile: keyFile, adminPub: smr.FormatKey(pub), dir: dir}
 }
 
 // clearClientEnv blanks the client connection variables.
@@ -327,7 +332,7 @@ func TestClientVerbsTableOutput(t *testing.T) {
 	}
 
 	other, _ := identity.GenerateKey()
-	otherPub := identity.EncodePublicKey(other.Public().(ed25519.PublicKey))
+	otherPub := smr.FormatKey(other.Public().(ed25519.PublicKey))
 	c.mustCLI(t, "acl", "grant", otherPub, "tool.write")
 	c.mustCLI(t, "acl", "deny", otherPub, "config.write")
 	if out = c.mustCLI(t, "acl", "get", otherPub); !hasRow(out, otherPub, "config.write", "deny") || !hasRow(out, otherPub, "tool.write", "allow") {
@@ -407,11 +412,63 @@ func TestWriteOutcomeUnknownAndRetryWithSeq(t *testing.T) {
 	}
 	// Another command with that seq is refused.
 	_, err = cli(t, "", "config", "set", "k", "v2", "--seq", "1", "--endpoints", c.srv.URL, "--key", c.keyFile)
-	if !strings.Contains(fmt.Sprint(err), "seq_conflict") || exitCode(err) != 1 {
+	if !strings.Contains(fmt.Sprint(err), "seq_conflict") || !strings.Contains(fmt.Sprint(err), "exactly the same arguments") || exitCode(err) != 1 {
 		t.Fatalf("other command with a used seq: %v", err)
 	}
 	if out = c.mustCLI(t, "config", "get", "k"); !hasRow(out, "k", "v1") {
 		t.Fatalf("config get:\n%s", out)
+	}
+}
+
+// A retry with --seq whose seq fell out of the result window cannot find
+// out what happened: the CLI must say the outcome is unknown, not that the
+// write failed, and must not suggest the same retry again.
+func TestRetryWithSeqBelowWindowIsOutcomeUnknown(t *testing.T) {
+	clearClientEnv(t)
+	c := newTestCluster(t)
+	admin, err := identity.LoadKeyFile(c.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := smr.New(smr.Genesis{AdminKeys: []ed25519.PublicKey{admin.Public().(ed25519.PublicKey)}, ResultWindow: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.backend.sm = sm // before any request
+
+	// seq 1 is applied, but its answer is lost.
+	applied := make(chan struct{})
+	c.backend.hook = func(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+		if _, err := c.backend.apply(env); err != nil {
+			return smr.Result{}, err
+		}
+		close(applied)
+		<-ctx.Done()
+		return smr.Result{}, ctx.Err()
+	}
+	_, err = cli(t, "", "config", "set", "k", "v1", "--timeout", "300ms", "--endpoints", c.srv.URL, "--key", c.keyFile)
+	if exitCode(err) != exitOutcomeUnknown || !strings.Contains(err.Error(), "--seq 1") {
+		t.Fatalf("first write: exit %d, %v; want an unknown outcome for seq 1", exitCode(err), err)
+	}
+	<-applied
+	c.backend.mu.Lock()
+	c.backend.hook = nil
+	c.backend.mu.Unlock()
+	// Later writes move the window past seq 1.
+	c.mustCLI(t, "config", "set", "a", "1")
+	c.mustCLI(t, "config", "set", "b", "2")
+	c.mustCLI(t, "config", "set", "c", "3")
+
+	_, err = cli(t, "", "config", "set", "k", "v1", "--seq", "1", "--endpoints", c.srv.URL, "--key", c.keyFile)
+	if exitCode(err) != exitOutcomeUnknown {
+		t.Fatalf("retry below the window: exit %d, %v; want %d (outcome unknown)", exitCode(err), err, exitOutcomeUnknown)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "outcome unknown") || !strings.Contains(msg, "result window") || !strings.Contains(msg, "seq_too_old") {
+		t.Fatalf("message does not explain that the seq fell out of the window:\n%s", msg)
+	}
+	if strings.Contains(msg, "Retrying is safe") {
+		t.Fatalf("message suggests a retry that cannot resolve the outcome:\n%s", msg)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // run executes the command tree with args and returns stdout, stderr and the
@@ -191,7 +192,7 @@ func TestKeygen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := identity.ParsePublicKey(res.PublicKey)
+	pub, err := smr.ParseKey(res.PublicKey)
 	if err != nil || !pub.Equal(k.Public()) {
 		t.Errorf("printed public key %q does not match the file (%v)", res.PublicKey, err)
 	}
@@ -230,7 +231,7 @@ func TestInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.PublicKey != identity.EncodePublicKey(k.Public().(ed25519.PublicKey)) {
+	if res.PublicKey != smr.FormatKey(k.Public().(ed25519.PublicKey)) {
 		t.Error("printed public key does not match node.key")
 	}
 	if _, _, err := run(t, "init", "--data-dir", dataDir); !errors.Is(err, identity.ErrFileExists) {

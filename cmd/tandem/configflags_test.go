@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -35,7 +36,7 @@ func adminKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return identity.EncodePublicKey(k.Public().(ed25519.PublicKey))
+	return smr.FormatKey(k.Public().(ed25519.PublicKey))
 }
 
 // writeFile writes content to name in a temp dir and returns the path.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // File names inside a CA directory.
@@ -31,7 +32,7 @@ func printKey(cmd *cobra.Command, g *globalOptions, label, keyFile string, pub e
 	if err != nil {
 		return err
 	}
-	out := keyOutput{PublicKey: identity.EncodePublicKey(pub), KeyFile: keyFile}
+	out := keyOutput{PublicKey: smr.FormatKey(pub), KeyFile: keyFile}
 	if format == outputJSON {
 		return writeJSON(cmd.OutOrStdout(), out)
 	}

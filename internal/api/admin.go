@@ -9,15 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-consensus/tandem/client/wire"
+
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Admin request headers (docs/api.md).
 const (
-	HeaderKey       = "Tandem-Key"
-	HeaderTime      = "Tandem-Time"
-	HeaderSignature = "Tandem-Signature"
+	HeaderKey       = wire.HeaderKey
+	HeaderTime      = wire.HeaderTime
+	HeaderSignature = wire.HeaderSignature
 )
 
 // adminCreds are the parsed admin headers of a request.
@@ -81,12 +83,8 @@ func (s *Server) adminCredentials(r *http.Request) (adminCreds, error) {
 	return adminCreds{key: key, unix: unix, sig: sig}, nil
 }
 
-type transferLeaderRequest struct {
-	ID string `json:"id"`
-}
-
 func (s *Server) handleTransferLeader(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
-	var req transferLeaderRequest
+	var req wire.TransferLeaderRequest
 	if len(strings.TrimSpace(string(body))) > 0 {
 		if err := decodeStrict(body, &req); err != nil {
 			return writeError(w, smr.Errorf(smr.CodeMalformed, "transfer-leader request: %v", err))
@@ -108,7 +106,7 @@ func (s *Server) handleSnapshotSave(w http.ResponseWriter, r *http.Request, _ []
 		return writeError(w, err)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Tandem-Snapshot-Index", strconv.FormatUint(idx, 10))
+	w.Header().Set(wire.HeaderSnapshotIndex, strconv.FormatUint(idx, 10))
 	_, _ = io.WriteString(w, buf.String())
 	return smr.CodeOK
 }
@@ -137,10 +135,11 @@ func (s *Server) handleSnapshotRestore(w http.ResponseWriter, r *http.Request, b
 }
 
 func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
-	var m consensus.Member
-	if err := decodeStrict(body, &m); err != nil {
+	var req wire.AddMemberRequest
+	if err := decodeStrict(body, &req); err != nil {
 		return writeError(w, smr.Errorf(smr.CodeMalformed, "member: %v", err))
 	}
+	m := consensus.Member{ID: req.ID, Address: req.Address}
 	if m.ID == "" || m.Address == "" {
 		return writeError(w, smr.Errorf(smr.CodeMalformed, "member: id and address are required"))
 	}

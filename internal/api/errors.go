@@ -6,25 +6,23 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/tandem-consensus/tandem/client/wire"
+
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
-// API-level codes that the state machine does not produce.
+// API-level codes that the state machine does not produce (defined with
+// the wire types clients share).
 const (
-	CodeNoLeader         smr.Code = "no_leader"
-	CodeOutcomeUnknown   smr.Code = "outcome_unknown"
-	CodeMethodNotAllowed smr.Code = "method_not_allowed"
-	CodeInternal         smr.Code = "internal"
+	CodeNoLeader         = wire.CodeNoLeader
+	CodeOutcomeUnknown   = wire.CodeOutcomeUnknown
+	CodeMethodNotAllowed = wire.CodeMethodNotAllowed
+	CodeInternal         = wire.CodeInternal
 )
 
 // ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Code     smr.Code    `json:"code"`
-	Message  string      `json:"message"`
-	LeaderID string      `json:"leader_id,omitempty"`
-	Result   *smr.Result `json:"result,omitempty"`
-}
+type ErrorBody = wire.ErrorBody
 
 // StatusFor maps a code to its HTTP status (docs/api.md).
 func StatusFor(code smr.Code) int {

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-consensus/tandem/client/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -240,9 +242,7 @@ func (s *Server) count(endpoint string, code smr.Code) {
 }
 
 // SubmitResponse is the body of a successful POST /v1/submit.
-type SubmitResponse struct {
-	Result smr.Result `json:"result"`
-}
+type SubmitResponse = wire.SubmitResponse
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
 	var env smr.Envelope
@@ -262,10 +262,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byt
 }
 
 // QueryResponse is the body of a successful GET /v1/query.
-type QueryResponse struct {
-	Index uint64          `json:"index"`
-	Value json.RawMessage `json:"value"`
-}
+type QueryResponse = wire.QueryResponse
 
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
 	q := r.URL.Query()
@@ -295,16 +292,18 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ []byte) 
 }
 
 // MembersResponse is the body of GET /v1/members.
-type MembersResponse struct {
-	Members []consensus.Member `json:"members"`
-}
+type MembersResponse = wire.MembersResponse
 
 func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request, _ []byte) smr.Code {
 	ms, err := s.cfg.Backend.Members(r.Context())
 	if err != nil {
 		return writeError(w, err)
 	}
-	writeJSON(w, http.StatusOK, MembersResponse{Members: ms})
+	out := MembersResponse{Members: make([]wire.Member, len(ms))}
+	for i, m := range ms {
+		out.Members[i] = wire.Member{ID: m.ID, Address: m.Address, Voter: m.Voter, Leader: m.Leader}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return smr.CodeOK
 }
 

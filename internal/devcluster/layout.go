@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Options describe the cluster to lay out.
@@ -123,7 +124,7 @@ func Prepare(opts Options) (*Layout, error) {
 	if err := identity.WriteKeyFile(l.AdminKeyPath, adminKey); err != nil {
 		return nil, err
 	}
-	l.AdminPublicKey = identity.EncodePublicKey(adminKey.Public().(ed25519.PublicKey))
+	l.AdminPublicKey = smr.FormatKey(adminKey.Public().(ed25519.PublicKey))
 	certPEM, keyPEM, err := ca.IssueClient("admin", 5*365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)

@@ -33,7 +33,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 	// so that seq 1 falls out of the retained window of 4.
 	admin := c.newClient(c.admin)
 	limitedKey, _ := identity.GenerateKey()
-	limited := identity.EncodePublicKey(limitedKey.Public().(ed25519.PublicKey))
+	limited := smr.FormatKey(limitedKey.Public().(ed25519.PublicKey))
 	if _, err := admin.UpdateACL(ctx, limited, smr.PermSessionWrite, smr.EffectAllow); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	adminInfo, _, err := admin.GetClient(ctx, identity.EncodePublicKey(c.admin.Public().(ed25519.PublicKey)))
+	adminInfo, _, err := admin.GetClient(ctx, smr.FormatKey(c.admin.Public().(ed25519.PublicKey)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := admin.UpdateACL(ctx, identity.EncodePublicKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
 			t.Fatal(err)
 		}
 		clients[i] = c.newClient(k)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,32 @@ func startCluster(t *testing.T, n int, extra map[string]any) *cluster {
 		t.Fatal(err)
 	}
 	c.waitLeader(nil, 30*time.Second)
+	c.waitReady(30 * time.Second)
 	return c
+}
+
+// waitReady waits until every node answers /readyz with 200: a leader is
+// known and the genesis entry has been applied.
+func (c *cluster) waitReady(timeout time.Duration) {
+	c.t.Helper()
+	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 2 * time.Second}
+	defer httpc.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for _, n := range c.layout.Nodes {
+		for {
+			resp, err := httpc.Get(n.Endpoint() + "/readyz")
+			if err == nil {
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("%s not ready within %s (%v)", n.ID, timeout, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // newClient returns an SDK client for the given endpoints (all when nil).

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -273,31 +274,50 @@ func WriteCertPair(certPath, keyPath string, certPEM, keyPEM []byte) error {
 	return nil
 }
 
-// CertNodeID returns the node ID of a node certificate: it must carry
-// OrganizationalUnit OUNode and a URI SAN tandem://node/<id> whose id equals
-// the CommonName. It does not verify the chain.
+// CertNodeID returns the node ID that a node certificate names. It is the
+// one definition of that mapping: every place that identifies a node by
+// its certificate (the configurations of this package, PeerNodeID,
+// ExpectNodeID, the node-to-node transport) must use it rather than read
+// the CommonName or the URIs itself.
+//
+// The certificate must carry OrganizationalUnit OUNode and not OUClient,
+// and exactly one URI SAN with scheme URIScheme, which must be
+// tandem://node/<id> with nothing else (no user, port, query, fragment or
+// escaped path) and whose id is a valid node ID (ValidateNodeID) equal to
+// the CommonName. CertNodeID does not verify the chain; the configurations
+// of this package do that before any caller sees the certificate.
 func CertNodeID(cert *x509.Certificate) (string, error) {
+	name := cert.Subject.CommonName
 	if !hasOU(cert, OUNode) {
 		return "", fmt.Errorf("certificate %q is not a node certificate (organizational unit %v, want %q)",
-			cert.Subject.CommonName, cert.Subject.OrganizationalUnit, OUNode)
+			name, cert.Subject.OrganizationalUnit, OUNode)
 	}
-	id := ""
+	if hasOU(cert, OUClient) {
+		return "", fmt.Errorf("certificate %q claims both roles %q and %q", name, OUNode, OUClient)
+	}
+	var node *url.URL
 	for _, u := range cert.URIs {
-		if u.Scheme == URIScheme && u.Host == "node" && len(u.Path) > 1 {
-			if id != "" {
-				return "", fmt.Errorf("certificate %q has more than one node URI", cert.Subject.CommonName)
-			}
-			id = u.Path[1:]
+		if u.Scheme != URIScheme {
+			continue
 		}
+		if node != nil {
+			return "", fmt.Errorf("certificate %q has more than one %s:// URI (%s, %s)", name, URIScheme, node, u)
+		}
+		node = u
 	}
-	if id == "" {
-		return "", fmt.Errorf("certificate %q has no %s://node/<id> URI", cert.Subject.CommonName, URIScheme)
+	if node == nil {
+		return "", fmt.Errorf("certificate %q has no %s://node/<id> URI", name, URIScheme)
 	}
-	if id != cert.Subject.CommonName {
-		return "", fmt.Errorf("certificate node URI names %q but its common name is %q", id, cert.Subject.CommonName)
+	id, ok := strings.CutPrefix(node.Path, "/")
+	if node.Host != "node" || !ok || node.Opaque != "" || node.User != nil || node.RawPath != "" ||
+		node.RawQuery != "" || node.ForceQuery || node.Fragment != "" || node.OmitHost {
+		return "", fmt.Errorf("certificate %q has URI %s, want exactly %s://node/<id>", name, node, URIScheme)
 	}
 	if err := ValidateNodeID(id); err != nil {
-		return "", fmt.Errorf("certificate: %w", err)
+		return "", fmt.Errorf("certificate %q: URI %s: %w", name, node, err)
+	}
+	if id != name {
+		return "", fmt.Errorf("certificate node URI names %q but its common name is %q", id, name)
 	}
 	return id, nil
 }

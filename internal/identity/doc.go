@@ -9,9 +9,10 @@
 // with mode 0600 into directories created with mode 0700, and a write never
 // replaces an existing file: losing a node or CA key by accident is worse
 // than an error. Loading a key refuses a file that group or others can read.
-// Public keys travel as unpadded base64url strings (EncodePublicKey,
-// ParsePublicKey); that is the form operators put in bootstrap_admin_keys and
-// ACLs.
+// Public keys travel as canonical unpadded base64url strings, the form
+// operators put in bootstrap_admin_keys and ACLs; smr.FormatKey and
+// smr.ParseKey are the one implementation (EncodePublicKey and
+// ParsePublicKey are the same functions).
 //
 // # Certificates
 //

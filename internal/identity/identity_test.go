@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -480,13 +483,24 @@ func TestPublicKeyEncoding(t *testing.T) {
 	if strings.ContainsAny(s, "=+/") || len(s) != 43 {
 		t.Errorf("encoding %q is not 43 chars of unpadded base64url", s)
 	}
-	got, err := ParsePublicKey("  " + s + "\n")
+	if s != smr.FormatKey(pub) {
+		t.Errorf("EncodePublicKey = %q, smr.FormatKey = %q", s, smr.FormatKey(pub))
+	}
+	got, err := ParsePublicKey(s)
 	if err != nil || !pub.Equal(got) {
 		t.Fatalf("round trip: %v", err)
 	}
-	for _, bad := range []string{"", "not base64!", s[:40], s + "AA", strings.Repeat("A", 43) + "="} {
+	// The last character carries two unused bits; setting one spells the
+	// same bytes differently, which the strict parser refuses.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, s[42])
+	nonCanonical := s[:42] + string(alphabet[last|1])
+	for _, bad := range []string{"", "not base64!", s[:40], s + "AA", strings.Repeat("A", 43) + "=",
+		" " + s, s + " ", nonCanonical} {
 		if _, err := ParsePublicKey(bad); err == nil {
 			t.Errorf("ParsePublicKey(%q) succeeded", bad)
+		} else if _, serr := smr.ParseKey(bad); serr == nil {
+			t.Errorf("ParsePublicKey(%q) refused what smr.ParseKey accepts", bad)
 		}
 	}
 }
@@ -501,5 +515,62 @@ func TestValidateNodeID(t *testing.T) {
 		if err := ValidateNodeID(bad); err == nil {
 			t.Errorf("ValidateNodeID(%q) accepted", bad)
 		}
+	}
+}
+
+func TestCertNodeIDIsStrict(t *testing.T) {
+	mk := func(cn string, ous []string, uris ...string) *x509.Certificate {
+		c := &x509.Certificate{}
+		c.Subject.CommonName = cn
+		c.Subject.OrganizationalUnit = ous
+		for _, s := range uris {
+			u, err := url.Parse(s)
+			if err != nil {
+				t.Fatalf("parse %q: %v", s, err)
+			}
+			c.URIs = append(c.URIs, u)
+		}
+		return c
+	}
+	node := []string{OUNode}
+	if id, err := CertNodeID(mk("n1", node, "tandem://node/n1")); err != nil || id != "n1" {
+		t.Fatalf("CertNodeID(well-formed) = %q, %v", id, err)
+	}
+	// URIs of other schemes do not matter.
+	if id, err := CertNodeID(mk("n1", node, "spiffe://example.org/x", "tandem://node/n1")); err != nil || id != "n1" {
+		t.Fatalf("CertNodeID(with a foreign URI) = %q, %v", id, err)
+	}
+	bad := []struct {
+		name string
+		cert *x509.Certificate
+	}{
+		{"client role", mk("n1", []string{OUClient}, "tandem://node/n1")},
+		{"both roles", mk("n1", []string{OUNode, OUClient}, "tandem://node/n1")},
+		{"no URI", mk("n1", node)},
+		{"client URI", mk("n1", node, "tandem://client/n1")},
+		{"two tandem URIs", mk("n1", node, "tandem://node/n1", "tandem://client/n1")},
+		{"same URI twice", mk("n1", node, "tandem://node/n1", "tandem://node/n1")},
+		{"query", mk("n1", node, "tandem://node/n1?x=1")},
+		{"empty query", mk("n1", node, "tandem://node/n1?")},
+		{"fragment", mk("n1", node, "tandem://node/n1#x")},
+		{"port", mk("n1", node, "tandem://node:1/n1")},
+		{"user", mk("n1", node, "tandem://u@node/n1")},
+		{"extra segment", mk("n1/x", node, "tandem://node/n1/x")},
+		{"escaped path", mk("n-1", node, "tandem://node/n%2D1")},
+		{"empty id", mk("", node, "tandem://node/")},
+		{"invalid id", mk("N1", node, "tandem://node/N1")},
+		{"common name differs", mk("n2", node, "tandem://node/n1")},
+	}
+	for _, tc := range bad {
+		if id, err := CertNodeID(tc.cert); err == nil {
+			t.Errorf("%s: CertNodeID = %q, want an error", tc.name, id)
+		}
+		cs := tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{tc.cert}}
+		if id, err := PeerNodeID(cs); err == nil {
+			t.Errorf("%s: PeerNodeID = %q, want an error", tc.name, id)
+		}
+	}
+	if _, err := PeerNodeID(tls.ConnectionState{PeerCertificates: []*x509.Certificate{mk("n1", node, "tandem://node/n1")}}); !errors.Is(err, ErrNotVerified) {
+		t.Errorf("PeerNodeID before the handshake completed: %v, want ErrNotVerified", err)
 	}
 }

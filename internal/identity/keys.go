@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -15,7 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
+
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // NodeKeyFileName is the name of a node's Ed25519 signing key inside its
@@ -73,28 +73,17 @@ func LoadKeyFile(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-// EncodePublicKey returns pub as unpadded base64url, the form used in
-// configuration (bootstrap_admin_keys), ACLs and the CLI.
-func EncodePublicKey(pub ed25519.PublicKey) string {
-	return base64.RawURLEncoding.EncodeToString(pub)
-}
+// EncodePublicKey returns pub in the form used in configuration
+// (bootstrap_admin_keys), ACLs and the CLI. It is smr.FormatKey, the one
+// implementation of that form; new code should call smr.FormatKey.
+func EncodePublicKey(pub ed25519.PublicKey) string { return smr.FormatKey(pub) }
 
-// ParsePublicKey parses an unpadded base64url Ed25519 public key as produced
-// by EncodePublicKey. Surrounding white space is ignored.
-func ParsePublicKey(s string) (ed25519.PublicKey, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, errors.New("public key is empty; want 43 characters of unpadded base64url (ed25519)")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("public key %q is not unpadded base64url: %w", s, err)
-	}
-	if len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("public key %q decodes to %d bytes, want %d (ed25519)", s, len(b), ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(b), nil
-}
+// ParsePublicKey parses a public key in the form EncodePublicKey returns.
+// It is smr.ParseKey: strict, canonical unpadded base64url of exactly 32
+// bytes, with no surrounding white space, so every accepted string names one
+// key and is the spelling ACLs use. A rejection is an *smr.Error with
+// smr.CodeMalformed. New code should call smr.ParseKey.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) { return smr.ParseKey(s) }
 
 // encodePrivateKeyPEM marshals k as a PEM PKCS#8 block.
 func encodePrivateKeyPEM(k crypto.Signer) ([]byte, error) {

@@ -117,10 +117,16 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// ExpectNodeID returns a copy of a client configuration made by PeerTLS or
-// ClientTLS that additionally fails the handshake unless the server's node
-// certificate names nodeID. Use it when the caller knows whom it dials (the
-// Raft transport knows the server ID of an address).
+// ExpectNodeID pins the server's identity when dialling: it returns a copy
+// of cfg, a client configuration made by PeerTLS or ClientTLS, whose
+// handshake fails unless the server's leaf certificate names nodeID
+// (CertNodeID, compared exactly). cfg's own VerifyConnection (chain and
+// role) still runs first; cfg itself is not modified. Without the pin any
+// node certificate of the cluster CA is accepted for any address, so a
+// caller that knows which node an address belongs to (the Raft transport
+// knows the server ID of each address) should dial through ExpectNodeID.
+// The returned configuration is for that one node only; an empty or
+// invalid nodeID makes every handshake fail.
 func ExpectNodeID(cfg *tls.Config, nodeID string) *tls.Config {
 	c := cfg.Clone()
 	inner := cfg.VerifyConnection
@@ -145,12 +151,14 @@ func ExpectNodeID(cfg *tls.Config, nodeID string) *tls.Config {
 	return c
 }
 
-// PeerNodeID returns the node ID in the peer's certificate. cs must come
-// from a connection that used a configuration of this package, which has
-// verified the chain and role before the handshake completed; PeerNodeID
-// itself only reads the leaf certificate. It fails when the handshake is not
-// complete, no certificate was presented (ErrNotVerified), or the peer holds
-// a client certificate.
+// PeerNodeID returns the node ID in the peer's certificate (CertNodeID of
+// the leaf); it is the check that identifies the node at the other end of
+// an accepted or dialled node-to-node connection. cs must come from a
+// connection that used a configuration of this package, which has verified
+// the chain and role before the handshake completed; PeerNodeID itself only
+// reads the leaf certificate. It fails when the handshake is not complete,
+// no certificate was presented (ErrNotVerified), or the leaf is not a
+// well-formed node certificate (a client certificate, for one).
 func PeerNodeID(cs tls.ConnectionState) (string, error) {
 	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
 		return "", ErrNotVerified
