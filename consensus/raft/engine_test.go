@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -440,6 +442,13 @@ func TestSaveAndRestoreSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	savedIndex, saved := l.sm.Hash()
+	savedConfigs, err := smr.New(smr.Genesis{AdminKeys: []ed25519.PublicKey{c.admin.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := savedConfigs.Restore(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
 	if index != savedIndex {
 		t.Errorf("SaveSnapshot index = %d, state machine applied %d", index, savedIndex)
 	}
@@ -495,14 +504,31 @@ func TestSaveAndRestoreSnapshot(t *testing.T) {
 	if res.Index <= before {
 		t.Fatalf("restore applied at index %d, not above the previous applied index %d", res.Index, before)
 	}
+	// The restored content is the saved one; the replicated clock does not
+	// go back, so the hash is the saved state's at the later clock, which
+	// the result reports.
+	var out smr.RestoreOutcome
+	if err := json.Unmarshal(res.Value, &out); err != nil || out.RestoredFromIndex != savedIndex {
+		t.Fatalf("restore outcome %s (%v), want restored_from_index %d", res.Value, err, savedIndex)
+	}
 	waitFor(t, "every node to hold the restored state at the restore's index", func() bool {
 		for _, n := range c.nodes {
-			if idx, h := n.sm.Hash(); h != saved || idx < res.Index {
+			if idx, h := n.sm.Hash(); hex.EncodeToString(h[:]) != out.StateHash || idx < res.Index {
 				return false
 			}
 		}
 		return true
 	})
+	for _, n := range c.nodes {
+		v, err := n.sm.Query(smr.Query{Kind: smr.QueryConfigs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := savedConfigs.Query(smr.Query{Kind: smr.QueryConfigs})
+		if string(v) != string(want) {
+			t.Fatalf("%s config after restore = %s, want the saved %s", n.id, v, want)
+		}
+	}
 	c.propose(2)
 	c.converged(c.leader())
 }
