@@ -72,9 +72,11 @@
 //
 // Apply is a pure function of the state and the entry: no wall clock, no
 // randomness and no map-order dependence. Time comes from entries: the state
-// clock is the maximum Entry.Time of the commands executed so far (engines
-// bound-check the leader's time before proposing and accepting); genesis
-// entries do not move it, and a restore takes the snapshot's clock. Sessions
+// clock is the maximum Entry.Time of the commands executed so far; genesis
+// entries do not move it, and a restore keeps the later of the snapshot's
+// clock and its own. The Raft engine trusts its leader's clock (crash
+// faults only) and keeps the times it proposes monotonic; the BFT engine
+// will have replicas refuse proposals whose time is too far from their own. Sessions
 // with a TTL expire when the clock reaches their expiry; they are removed
 // before the next command executes, in (expiry, id) order from an index, so
 // expiry never scans all sessions.

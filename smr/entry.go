@@ -31,12 +31,12 @@ func (k EntryKind) String() string {
 }
 
 // Entry is what the consensus log carries: a client envelope, the genesis
-// or a restore, and the time the proposing leader attached to it. Replicas
-// bound-check Time before accepting the entry (that is the engine's job);
-// the state machine's clock is the maximum of the times of the commands it
+// or a restore, and the time the proposing leader attached to it. Checking
+// that time against real time is the engine's job (see doc.go); the state
+// machine's clock is the maximum of the times of the commands it
 // has executed, so commands never move it backwards. A genesis entry does
-// not move it; a restore entry replaces it with the snapshot's, as it
-// replaces the rest of the state.
+// not move it; a restore entry replaces the state with the snapshot's but
+// keeps the later of the two clocks.
 //
 // Exactly the field of Kind is set: Env for EntryCommand, Genesis for
 // EntryGenesis, Restore for EntryRestore.
