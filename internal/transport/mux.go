@@ -21,6 +21,7 @@ import (
 const (
 	ProtoRaft byte = 'R' // Raft RPC stream (hashicorp/raft NetworkTransport)
 	ProtoRPC  byte = 'F' // forwarding RPC (HTTP/1.1 inside the TLS session)
+	ProtoBFT  byte = 'H' // BFT (HotStuff) consensus messages, framed
 )
 
 // NodeOU is the certificate OrganizationalUnit that marks a node
@@ -115,6 +116,7 @@ type Stats struct {
 	Undelivered       uint64 // connections dropped because no consumer accepted them in time
 	RaftConns         uint64 // connections handed to the Raft layer
 	RPCConns          uint64 // connections handed to the RPC listener
+	BFTConns          uint64 // connections handed to the BFT listener
 }
 
 // Mux is one mutual-TLS listener shared by Raft and forwarding RPCs. All
@@ -136,11 +138,12 @@ type Mux struct {
 	mu   sync.Mutex
 	raft *streamLayer // current Raft layer, nil until asked for
 	rpc  *listener    // current RPC listener, nil until asked for
+	bft  *listener    // current BFT listener, nil until asked for
 
 	httpTransport *http.Transport
 	httpClient    *http.Client
 
-	accepted, hsFailures, rejected, unknown, undelivered, raftConns, rpcConns atomic.Uint64
+	accepted, hsFailures, rejected, unknown, undelivered, raftConns, rpcConns, bftConns atomic.Uint64
 }
 
 // Listen opens a Mux on addr with the given TLS configurations and the
@@ -205,6 +208,7 @@ func (m *Mux) Stats() Stats {
 		Undelivered:       m.undelivered.Load(),
 		RaftConns:         m.raftConns.Load(),
 		RPCConns:          m.rpcConns.Load(),
+		BFTConns:          m.bftConns.Load(),
 	}
 }
 
@@ -255,6 +259,27 @@ func (m *Mux) RPCListener() net.Listener {
 		m.rpc = newListener(m, false)
 	}
 	return m.rpc
+}
+
+// BFTListener returns the listener of BFT consensus connections. As with
+// RPCListener, a closed listener is replaced on the next call.
+func (m *Mux) BFTListener() net.Listener {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bft == nil || m.bft.isClosed() {
+		m.bft = newListener(m, false)
+	}
+	return m.bft
+}
+
+// DialBFT dials a BFT consensus connection to the Mux at addr. The context
+// bounds the dial and the handshake.
+func (m *Mux) DialBFT(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := m.dial(ctx, addr, ProtoBFT)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // DialRPC dials a forwarding-RPC connection to the Mux at addr. The context
@@ -407,6 +432,8 @@ func (m *Mux) serveConn(raw net.Conn) {
 		}
 	case ProtoRPC:
 		l = m.rpc
+	case ProtoBFT:
+		l = m.bft
 	default:
 		m.mu.Unlock()
 		m.unknown.Add(1)
@@ -423,10 +450,13 @@ func (m *Mux) serveConn(raw net.Conn) {
 		c.Close()
 		return
 	}
-	if b[0] == ProtoRaft {
+	switch b[0] {
+	case ProtoRaft:
 		m.raftConns.Add(1)
-	} else {
+	case ProtoRPC:
 		m.rpcConns.Add(1)
+	case ProtoBFT:
+		m.bftConns.Add(1)
 	}
 }
 

@@ -410,3 +410,47 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestBFTConnectionsShareThePort: BFT consensus connections arrive on their
+// own listener, identify the dialling node, and carry bytes both ways.
+func TestBFTConnectionsShareThePort(t *testing.T) {
+	p := newPKI(t, "test-ca")
+	a, b := listen(t, p, "node-a"), listen(t, p, "node-b")
+	ln := b.BFTListener()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Errorf("bft accept: %v", err)
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := a.DialBFT(ctx, b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := PeerID(c); got != "node-b" {
+		t.Fatalf("dialled peer = %q, want node-b", got)
+	}
+	s := <-accepted
+	if s == nil {
+		t.FailNow()
+	}
+	defer s.Close()
+	if got := PeerID(s); got != "node-a" {
+		t.Fatalf("accepted peer = %q, want node-a", got)
+	}
+	if _, err := c.Write([]byte("vote")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "vote" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	waitFor(t, "the BFT connection to be counted", func() bool { return b.Stats().BFTConns == 1 })
+}
