@@ -56,6 +56,17 @@
 // Package client/wire holds the header names, error body, API-level error
 // codes and response bodies that the SDK and the server share.
 //
+// # Datasets
+//
+// CreateDataset, InviteAgent, RevokeAgent, SyncDataset, GetDataset and
+// ListDatasets are the typed calls of the dataset ops (docs/datasets.md).
+// A Replica is an agent's offline copy of one dataset: SetAt signs changes
+// and seq statements with the agent's key without contacting the cluster,
+// Export and Import relay signed changes between agents, and Sync pushes
+// the pending changes (in syncs that fit the command size limit) and pulls
+// the merged state with a linearizable read. Save and OpenReplica keep it
+// in a versioned JSON file (the key is never written).
+//
 // # Reads, cluster and admin requests
 //
 // Query and the typed Get/List reads are linearizable unless Stale is

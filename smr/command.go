@@ -25,7 +25,7 @@ const (
 
 // field is one JSON field of a Command, as a bit so that sets of fields are
 // cheap to build and compare.
-type field uint16
+type field uint32
 
 const (
 	fOp field = 1 << iota
@@ -41,6 +41,14 @@ const (
 	fEffect
 	fKey
 	fValue
+	fDataset
+	fCells
+	fCellSize
+	fStepLimit
+	fMaxAgentSeqs
+	fAgents
+	fRole
+	fSnapshot
 	fieldEnd
 )
 
@@ -73,6 +81,22 @@ func (f field) name() string {
 		return "key"
 	case fValue:
 		return "value"
+	case fDataset:
+		return "dataset"
+	case fCells:
+		return "cells"
+	case fCellSize:
+		return "cell_size"
+	case fStepLimit:
+		return "step_limit"
+	case fMaxAgentSeqs:
+		return "max_agent_seqs"
+	case fAgents:
+		return "agents"
+	case fRole:
+		return "role"
+	case fSnapshot:
+		return "snapshot"
 	}
 	return "?"
 }
@@ -88,6 +112,8 @@ func fieldByName(s string) (field, bool) {
 }
 
 // opSpec describes which fields an op uses and which permission it needs.
+// perm is empty for the dataset ops whose right comes from the dataset
+// (authorizeDataset).
 type opSpec struct {
 	required field
 	optional field
@@ -96,7 +122,8 @@ type opSpec struct {
 
 // knownOps is listed in messages about unknown ops.
 const knownOps = "register_session, renew_session, unregister_session, register_tool, unregister_tool, " +
-	"subscribe_resource, unsubscribe_resource, update_acl, set_config, delete_config"
+	"subscribe_resource, unsubscribe_resource, update_acl, set_config, delete_config, " +
+	"create_dataset, invite_agent, revoke_agent, sync_dataset"
 
 // specOf returns the spec of op and whether op is known.
 func specOf(op Op) (opSpec, bool) {
@@ -119,12 +146,21 @@ func specOf(op Op) (opSpec, bool) {
 		return opSpec{required: fKey, optional: fValue, perm: PermConfigWrite}, true
 	case OpDeleteConfig:
 		return opSpec{required: fKey, perm: PermConfigWrite}, true
+	case OpCreateDataset:
+		return opSpec{required: fDataset | fCells | fCellSize, optional: fStepLimit | fMaxAgentSeqs | fAgents, perm: PermDatasetCreate}, true
+	case OpInviteAgent, OpRevokeAgent:
+		return opSpec{required: fDataset | fSubject, optional: fRole}, true
+	case OpSyncDataset:
+		return opSpec{required: fDataset | fSnapshot}, true
 	}
 	return opSpec{}, false
 }
 
 // RequiredPermission returns the permission a command with op needs, and
-// false when op is unknown.
+// false when op is unknown. It is empty for the ops whose right comes from
+// the dataset they name: invite_agent and revoke_agent need an admin of the
+// dataset or the admin permission, sync_dataset an invited agent of the
+// dataset.
 func RequiredPermission(op Op) (Permission, bool) {
 	s, ok := specOf(op)
 	return s.perm, ok
@@ -217,6 +253,22 @@ func decodeField(c *Command, f field, raw json.RawMessage) error {
 		dst = &c.Key
 	case fValue:
 		dst = &c.Value
+	case fDataset:
+		dst = &c.Dataset
+	case fCells:
+		dst, want = &c.Cells, "a JSON integer"
+	case fCellSize:
+		dst, want = &c.CellSize, "a JSON integer"
+	case fStepLimit:
+		dst, want = &c.StepLimit, "a JSON integer in 0..18446744073709551615"
+	case fMaxAgentSeqs:
+		dst, want = &c.MaxAgentSeqs, "a JSON integer in 0..18446744073709551615"
+	case fAgents:
+		dst, want = &c.Agents, "a JSON array of strings"
+	case fRole:
+		dst = &c.Role
+	case fSnapshot:
+		dst, want = &c.Snapshot, "a JSON string of standard base64"
 	default:
 		return Errorf(CodeMalformed, "field %s is not a command field", f.name())
 	}
@@ -227,7 +279,7 @@ func decodeField(c *Command, f field, raw json.RawMessage) error {
 }
 
 // fieldIndex returns the bit position of a single field.
-func fieldIndex(f field) int { return bits.TrailingZeros16(uint16(f)) }
+func fieldIndex(f field) int { return bits.TrailingZeros32(uint32(f)) }
 
 // scanFields walks the top level of the JSON object in b and returns the raw
 // value of each field present (indexed by fieldIndex) and the set of fields
@@ -337,6 +389,14 @@ func presentFields(c *Command) field {
 	set(fEffect, c.Effect != "")
 	set(fKey, c.Key != "")
 	set(fValue, c.Value != "")
+	set(fDataset, c.Dataset != "")
+	set(fCells, c.Cells != 0)
+	set(fCellSize, c.CellSize != 0)
+	set(fStepLimit, c.StepLimit != 0)
+	set(fMaxAgentSeqs, c.MaxAgentSeqs != 0)
+	set(fAgents, len(c.Agents) > 0)
+	set(fRole, c.Role != "")
+	set(fSnapshot, len(c.Snapshot) > 0)
 	return p
 }
 
@@ -386,7 +446,7 @@ func validateCommand(c *Command, present field) error {
 		}},
 		{fPermission, func() error {
 			if !validPermission(c.Permission) {
-				return Errorf(CodeMalformed, "permission %s is not one of admin, session.write, tool.write, resource.write, config.write, acl.write", quote(string(c.Permission)))
+				return Errorf(CodeMalformed, "permission %s is not one of admin, session.write, tool.write, resource.write, config.write, acl.write, dataset.create", quote(string(c.Permission)))
 			}
 			return nil
 		}},
@@ -407,9 +467,29 @@ func validateCommand(c *Command, present field) error {
 			}
 			return nil
 		}},
+		{fDataset, func() error { return checkName("dataset", c.Dataset) }},
+		{fCells | fCellSize, func() error { return checkDatasetShape(c.Cells, c.CellSize) }},
+		{fMaxAgentSeqs, func() error {
+			if c.MaxAgentSeqs < 1 || c.MaxAgentSeqs > DefaultMaxAgentSeqs {
+				return Errorf(CodeMalformed, "max_agent_seqs is %d, must be 1..%d (leave it out for %d)", c.MaxAgentSeqs, uint64(DefaultMaxAgentSeqs), uint64(DefaultMaxAgentSeqs))
+			}
+			return nil
+		}},
+		{fAgents, func() error { return checkAgentList(c.Agents) }},
+		{fRole, func() error {
+			switch c.Role {
+			case RoleAgent, RoleAdmin:
+				return nil
+			}
+			return Errorf(CodeMalformed, "role %s is not one of agent, admin", quote(string(c.Role)))
+		}},
+		{fSnapshot, func() error {
+			_, err := DecodeDatasetSnapshot(c.Snapshot)
+			return err
+		}},
 	}
 	for _, ch := range checks {
-		if present&ch.f != 0 {
+		if present&ch.f == ch.f {
 			if err := ch.check(); err != nil {
 				return err
 			}
@@ -420,7 +500,7 @@ func validateCommand(c *Command, present field) error {
 
 func validPermission(p Permission) bool {
 	switch p {
-	case PermAdmin, PermSessionWrite, PermToolWrite, PermResourceWrite, PermConfigWrite, PermACLWrite:
+	case PermAdmin, PermSessionWrite, PermToolWrite, PermResourceWrite, PermConfigWrite, PermACLWrite, PermDatasetCreate:
 		return true
 	}
 	return false

@@ -1,6 +1,7 @@
 // Package smr is Tandem's replicated state machine: sessions, tools,
-// resource subscriptions, the ACL and cluster config, driven by signed
-// client envelopes that a consensus engine orders into a log.
+// resource subscriptions, the ACL, cluster config and shared datasets,
+// driven by signed client envelopes that a consensus engine orders into a
+// log.
 //
 // # Log entries
 //
@@ -49,11 +50,16 @@
 // # Clients and permissions
 //
 // Clients are invited: a key is known while it has at least one allow rule
-// in the ACL; the genesis admin keys start with an admin allow rule. A
-// command needs the permission of its op (RequiredPermission); an explicit
-// deny of that permission refuses it, otherwise an allow of that permission
-// or of admin grants it. The last admin allow rule cannot be removed or
-// turned into a deny (CodeLastAdmin).
+// in the ACL, or is an invited agent or an admin of at least one dataset;
+// the genesis admin keys start with an admin allow rule. A command needs
+// the permission of its op (RequiredPermission); an explicit deny of that
+// permission refuses it, otherwise an allow of that permission or of admin
+// grants it. The dataset ops invite_agent, revoke_agent and sync_dataset
+// need no ACL permission but the dataset's own right instead (an admin of
+// the dataset or the admin permission; an invited agent of the dataset), so
+// a key known only as an agent can sync its datasets and nothing else. The
+// last admin allow rule cannot be removed or turned into a deny
+// (CodeLastAdmin).
 //
 // # Commands
 //
@@ -64,9 +70,59 @@
 // (overwrites, reporting replaced), unregister_tool. Resources:
 // subscribe_resource (idempotent), unsubscribe_resource (a resource without
 // subscribers disappears). ACL: update_acl (subject, permission, allow |
-// deny | remove). Config: set_config, delete_config. Removing something
-// that does not exist is CodeNotFound. Result.Value of a success is an
-// Outcome.
+// deny | remove). Config: set_config, delete_config. Datasets:
+// create_dataset, invite_agent, revoke_agent, sync_dataset (below).
+// Removing something that does not exist is CodeNotFound. Result.Value of a
+// success is an Outcome (a SyncOutcome for sync_dataset).
+//
+// # Datasets (BFT Tiny Merge)
+//
+// A dataset has Cells cells of CellSize bytes, fixed at creation and
+// bounded (MaxDatasetCells, MaxCellSize, MaxDatasetBytes, and
+// MaxAllDatasetBytes over the cluster): its storage never grows. Each cell
+// holds a global seq and exactly CellSize bytes (a fresh cell: 0 and zero
+// bytes). create_dataset needs PermDatasetCreate (admin implies it); the
+// creator becomes the dataset's first admin; the log index of the create
+// entry is the dataset's Created, part of every agent signature
+// (DatasetRef), so signatures cannot be replayed into another dataset.
+// Dataset admins (and holders of admin) invite and revoke agents and
+// admins; a revoked agent keeps its record, so re-inviting it cannot reset
+// its counters.
+//
+// Agents sign, with their own keys, SeqStatements ("my highest local seq
+// is L", L at most the dataset's MaxAgentSeqs) and DatasetChanges (local
+// seq l, cell, global seq G, value). For each agent the dataset records the
+// highest signed L, how many local seqs it has spent and the local seq of
+// its last merged change. A sync_dataset command, sent by an invited agent,
+// carries a DatasetSnapshot (EncodeDatasetSnapshot: strict, canonical)
+// with statements and changes of any agents (relaying is allowed). The
+// statements are checked first, then the changes, in the snapshot's
+// canonical order; the first failing check rejects one of them with its
+// reason and it changes nothing:
+//
+//	statement: not_invited | revoked, bad_signature, above_cap
+//	change:    not_invited | revoked, bad_signature, cell_out_of_range,
+//	           value_size (not exactly CellSize bytes), replayed (l not
+//	           above the last merged local seq), seq_not_signed (l above
+//	           the signed L), too_high (the raise G - g exceeds the step
+//	           limit or the agent's signed unspent local seqs L - spent)
+//
+// A valid statement raises the recorded L. A valid change whose (G, value)
+// is not greater than the cell's (CompareCells: global seq, then value
+// bytewise; never the agent) loses the merge: it changes nothing and
+// spends nothing. A winning change replaces the cell, spends G - g (0 on a
+// tie won by value), records l and bumps the dataset's version. So the sum
+// of the cells' global seqs equals what the agents spent, never more than
+// agents x MaxAgentSeqs. MergeCell is the per-cell join. When agents have
+// signed enough local seqs, the cells a replica ends with are the per-cell
+// maximum of every change it was sent, whatever the order in which
+// different agents' syncs arrive, as long as each agent's own changes
+// arrive in local seq order; what each agent spent may depend on the order,
+// which consensus makes the same on every replica.
+//
+// The SyncOutcome lists the positions of accepted and lost changes and the
+// rejections with their reason codes (messages for the first
+// MaxRejectionMessages only, so stored results stay small).
 //
 // # Determinism
 //
@@ -103,5 +159,8 @@
 // Snapshot, AppliedIndex, Initialized and Genesis take a read lock. QueryAt
 // returns the applied index read under the same lock as the value.
 // Signature verification and snapshot parsing in Apply run before the lock
-// is taken.
+// is taken, and so do the agent signature checks of a sync_dataset (on up
+// to GOMAXPROCS goroutines, for the dataset as it stands under a read
+// lock; execution repeats them under the write lock only if the dataset's
+// identity changed in between).
 package smr

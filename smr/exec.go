@@ -18,26 +18,44 @@ import (
 //	update_acl:           subject, permission, effect, previous (the effect before, if any)
 //	set_config:           key, replaced
 //	delete_config:        key, removed
+//	create_dataset:       dataset, created (the log index agents sign for)
+//	invite_agent:         dataset, subject, role, unchanged (it already held the role)
+//	revoke_agent:         dataset, subject, role, removed
+//
+// sync_dataset answers with a SyncOutcome instead.
 type Outcome struct {
-	SessionID         string     `json:"session_id,omitempty"`
-	TTLMillis         int64      `json:"ttl_ms,omitempty"`
-	ExpiresAt         int64      `json:"expires_at,omitempty"` // Unix nanos, state clock + ttl
-	ToolName          string     `json:"tool_name,omitempty"`
-	ResourceURI       string     `json:"resource_uri,omitempty"`
-	Subscriber        string     `json:"subscriber,omitempty"`
-	Subject           string     `json:"subject,omitempty"`
-	Permission        Permission `json:"permission,omitempty"`
-	Effect            Effect     `json:"effect,omitempty"`
-	Previous          Effect     `json:"previous,omitempty"`
-	Key               string     `json:"key,omitempty"`
-	Replaced          bool       `json:"replaced,omitempty"`
-	Removed           bool       `json:"removed,omitempty"`
-	AlreadySubscribed bool       `json:"already_subscribed,omitempty"`
+	SessionID         string      `json:"session_id,omitempty"`
+	TTLMillis         int64       `json:"ttl_ms,omitempty"`
+	ExpiresAt         int64       `json:"expires_at,omitempty"` // Unix nanos, state clock + ttl
+	ToolName          string      `json:"tool_name,omitempty"`
+	ResourceURI       string      `json:"resource_uri,omitempty"`
+	Subscriber        string      `json:"subscriber,omitempty"`
+	Subject           string      `json:"subject,omitempty"`
+	Permission        Permission  `json:"permission,omitempty"`
+	Effect            Effect      `json:"effect,omitempty"`
+	Previous          Effect      `json:"previous,omitempty"`
+	Key               string      `json:"key,omitempty"`
+	Replaced          bool        `json:"replaced,omitempty"`
+	Removed           bool        `json:"removed,omitempty"`
+	AlreadySubscribed bool        `json:"already_subscribed,omitempty"`
+	Dataset           string      `json:"dataset,omitempty"`
+	Created           uint64      `json:"created,omitempty"`
+	Role              DatasetRole `json:"role,omitempty"`
+	Unchanged         bool        `json:"unchanged,omitempty"`
+}
+
+// execEnv is what execution needs besides the command: the log index, the
+// signing client and, for sync_dataset, the signature checks Apply made
+// before it took the lock (nil: none).
+type execEnv struct {
+	index  uint64
+	client clientKey
+	sigs   *syncSigs
 }
 
 // execute applies a decoded, permitted command to the state. On error the
 // state is unchanged.
-func (st *state) execute(c *Command) (json.RawMessage, error) {
+func (st *state) execute(c *Command, env execEnv) (json.RawMessage, error) {
 	var out Outcome
 	switch c.Op {
 	case OpRegisterSession:
@@ -123,6 +141,15 @@ func (st *state) execute(c *Command) (json.RawMessage, error) {
 		}
 		delete(st.config, c.Key)
 		out = Outcome{Key: c.Key, Removed: true}
+
+	case OpCreateDataset:
+		return st.createDataset(c, env.index, env.client)
+	case OpInviteAgent:
+		return st.inviteAgent(c)
+	case OpRevokeAgent:
+		return st.revokeAgent(c)
+	case OpSyncDataset:
+		return st.syncDataset(c, env.sigs)
 
 	default:
 		// DecodeCommand only returns known ops.

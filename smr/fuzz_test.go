@@ -25,6 +25,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"op":"register_session","session_id":"\u0378\u00e9","ttl_ms":1e3}`,
 		`{"op":"update_acl","subject":"a+b/","permission":"admin","effect":"allow"}`,
 		`{"OP":"set_config","key":"k"}`,
+		`{"op":"create_dataset","dataset":"d","cells":4,"cell_size":8,"step_limit":3,"max_agent_seqs":100,"agents":["` + testSubject + `"]}`,
+		`{"op":"invite_agent","dataset":"d","subject":"` + testSubject + `","role":"admin"}`,
+		`{"op":"revoke_agent","dataset":"d","subject":"` + testSubject + `"}`,
+		`{"op":"sync_dataset","dataset":"d","snapshot":"AQAAAAAAAA=="}`,
+		`{"op":"create_dataset","dataset":"d","cells":65536,"cell_size":4096}`,
 		`[]`,
 		``,
 	} {
@@ -131,6 +136,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(resealed(snap, func(b []byte) []byte { return b[:len(b)-4] }))
 	f.Add(resealed(snap, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }))
 	f.Add([]byte("TANDEMSM"))
+	f.Add(datasetStateSnapshot(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sm := mustNew(t, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(testKey(5))}})
 		idx0, sum0 := sm.Hash()

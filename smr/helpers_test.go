@@ -105,7 +105,7 @@ func (h *harness) hash() [32]byte {
 }
 
 // domainHash hashes everything but the exactly-once records: the clock, the
-// ACL, sessions, tools, resources and config.
+// ACL, sessions, tools, resources, config and datasets.
 func (h *harness) domainHash() [32]byte {
 	h.sm.mu.RLock()
 	defer h.sm.mu.RUnlock()
@@ -113,6 +113,7 @@ func (h *harness) domainHash() [32]byte {
 	e.i64(h.sm.st.clock)
 	h.sm.st.encodeACL(e)
 	h.sm.st.encodeContent(e)
+	h.sm.st.encodeDatasets(e)
 	return sha256.Sum256(e.b)
 }
 

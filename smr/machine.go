@@ -117,10 +117,14 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 	decErr := ent.UnmarshalBinary(data)
 	var sigErr error
 	var restore parsedRestore
+	var sigs *syncSigs
 	if decErr == nil {
 		switch ent.Kind {
 		case EntryCommand:
 			sigErr = ent.Env.Verify()
+			if sigErr == nil {
+				sigs = m.presync(ent.Env.Command)
+			}
 		case EntryRestore:
 			restore = parseRestore(ent.Restore)
 		}
@@ -142,7 +146,7 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 	case EntryRestore:
 		return m.applyRestore(index, ent.Time, restore)
 	}
-	return m.applyCommand(index, &ent, sigErr)
+	return m.applyCommand(index, &ent, sigErr, sigs)
 }
 
 // applyGenesis executes a genesis entry. The caller holds m.mu.
@@ -160,8 +164,10 @@ func (m *StateMachine) applyGenesis(index uint64, g Genesis) Result {
 	return res
 }
 
-// applyCommand executes a command entry. The caller holds m.mu.
-func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error) Result {
+// applyCommand executes a command entry; sigs are the agent signature
+// checks of a sync_dataset made before the lock (or nil). The caller holds
+// m.mu.
+func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error, sigs *syncSigs) Result {
 	res := Result{Index: index, Seq: ent.Env.Seq}
 	if m.st.genesis == nil {
 		return errResult(res, notInitialized())
@@ -188,7 +194,7 @@ func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error) Resu
 	cmd, err := m.admit(ck, ent.Env.Command)
 	if err == nil {
 		m.st.advanceClock(ent.Time)
-		res.Value, err = m.st.execute(&cmd)
+		res.Value, err = m.st.execute(&cmd, execEnv{index: index, client: ck, sigs: sigs})
 	}
 	if err != nil {
 		res = errResult(res, err)
@@ -219,7 +225,7 @@ func errorText(err error) string {
 }
 
 func unknownClient(k ed25519.PublicKey) *Error {
-	return Errorf(CodeUnknownClient, "client %s is not invited: it has no allow rule in the ACL", FormatKey(k))
+	return Errorf(CodeUnknownClient, "client %s is not invited: it has no allow rule in the ACL and is no agent or admin of a dataset", FormatKey(k))
 }
 
 func notInitialized() *Error {
@@ -273,7 +279,8 @@ func (m *StateMachine) checkSeq(ck clientKey, seq uint64, sum [32]byte) (*Result
 }
 
 // admit runs the checks that consume a seq but change nothing else: size,
-// decoding and permission.
+// decoding and permission (for the dataset ops invite_agent, revoke_agent
+// and sync_dataset, the dataset's own rights: authorizeDataset).
 func (m *StateMachine) admit(ck clientKey, b []byte) (Command, error) {
 	if max := m.st.genesis.MaxCommandBytes; len(b) > max {
 		return Command{}, Errorf(CodeTooLarge, "command is %d bytes, at most %d allowed", len(b), max)
@@ -283,6 +290,12 @@ func (m *StateMachine) admit(ck clientKey, b []byte) (Command, error) {
 		return Command{}, err
 	}
 	perm, _ := RequiredPermission(cmd.Op)
+	if perm == "" {
+		if err := m.st.authorizeDataset(ck, &cmd); err != nil {
+			return Command{}, err
+		}
+		return cmd, nil
+	}
 	if !m.st.allowed(ck, perm) {
 		if m.st.acl[ck][perm] == EffectDeny {
 			return Command{}, Errorf(CodePermissionDenied, "op %s needs permission %s, which is denied to client %s", cmd.Op, perm, FormatKey(ck[:]))

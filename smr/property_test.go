@@ -30,7 +30,7 @@ func propGenesis(window int) Genesis {
 // (same session, same rule) often.
 func genCommand(t *rapid.T) Command {
 	id := rapid.SampledFrom([]string{"a", "b", "c"})
-	switch rapid.IntRange(0, 11).Draw(t, "op") {
+	switch rapid.IntRange(0, 14).Draw(t, "op") {
 	case 0:
 		c := Command{Op: OpRegisterSession, SessionID: id.Draw(t, "session"),
 			TTLMillis: rapid.SampledFrom([]int64{0, 1, 50, 300}).Draw(t, "ttl")}
@@ -60,6 +60,28 @@ func genCommand(t *rapid.T) Command {
 		}
 	case 8:
 		return Command{Op: OpSetConfig, Key: id.Draw(t, "key"), Value: id.Draw(t, "value")}
+	case 12:
+		c := Command{Op: OpCreateDataset, Dataset: id.Draw(t, "dataset"), Cells: rapid.IntRange(1, 3).Draw(t, "cells"), CellSize: 1,
+			StepLimit: rapid.Uint64Range(0, 2).Draw(t, "step limit")}
+		if rapid.Bool().Draw(t, "agents") {
+			c.Agents = []string{FormatKey(pubOf(rapid.SampledFrom(propKeys).Draw(t, "agent")))}
+		}
+		return c
+	case 13:
+		return Command{Op: rapid.SampledFrom([]Op{OpInviteAgent, OpRevokeAgent}).Draw(t, "dataset op"), Dataset: id.Draw(t, "dataset"),
+			Subject: FormatKey(pubOf(rapid.SampledFrom(propKeys).Draw(t, "subject"))),
+			Role:    rapid.SampledFrom([]DatasetRole{"", RoleAgent, RoleAdmin}).Draw(t, "role")}
+	case 14:
+		// Signed for a guessed creation index: some verify, most do not.
+		name := id.Draw(t, "dataset")
+		ref := DatasetRef{Name: name, Created: rapid.Uint64Range(1, 12).Draw(t, "created")}
+		agent := rapid.SampledFrom(propKeys).Draw(t, "agent")
+		snap := DatasetSnapshot{Statements: []SeqStatement{signedStatement(t, agent, ref, rapid.Uint64Range(0, 4).Draw(t, "max"))}}
+		for l := range rapid.Uint64Range(0, 3).Draw(t, "changes") {
+			snap.Changes = append(snap.Changes, signedChange(t, agent, ref, l+1, uint32(rapid.IntRange(0, 3).Draw(t, "cell")),
+				rapid.Uint64Range(0, 3).Draw(t, "global seq"), []byte{rapid.Byte().Draw(t, "value")}))
+		}
+		return syncCommand(t, name, snap)
 	default:
 		return Command{Op: OpDeleteConfig, Key: id.Draw(t, "key")}
 	}
@@ -186,7 +208,7 @@ func mustNew(t fataler, g Genesis) *StateMachine {
 
 func queryAll(t fataler, sm *StateMachine) string {
 	var s string
-	for _, k := range []QueryKind{QuerySessions, QueryTools, QueryResources, QueryACLs, QueryConfigs} {
+	for _, k := range []QueryKind{QuerySessions, QueryTools, QueryResources, QueryACLs, QueryConfigs, QueryDatasets} {
 		out, err := sm.Query(Query{Kind: k})
 		if isCode(err, CodeNotInitialized) {
 			return "not initialized"

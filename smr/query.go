@@ -49,7 +49,8 @@ type ConfigEntry struct {
 }
 
 // ClientInfo describes a client key (QueryClient): whether it is invited
-// and the highest seq executed for it (0 if none).
+// (an allow rule in the ACL, or a member of a dataset) and the highest seq
+// executed for it (0 if none).
 type ClientInfo struct {
 	Client     string `json:"client"`
 	Known      bool   `json:"known"`
@@ -196,8 +197,25 @@ func (m *StateMachine) query(q Query) (json.RawMessage, error) {
 			info.HighestSeq = cs.highest
 		}
 		return mustJSON(info), nil
+
+	case QueryDataset:
+		if err := needKey(); err != nil {
+			return nil, err
+		}
+		ds, ok := st.datasets[q.Key]
+		if !ok {
+			return nil, Errorf(CodeNotFound, "dataset %s does not exist", quote(q.Key))
+		}
+		return mustJSON(ds.info(true)), nil
+
+	case QueryDatasets:
+		out := make([]DatasetInfo, 0, len(st.datasets))
+		for _, name := range sortedKeys(st.datasets) {
+			out = append(out, st.datasets[name].info(false))
+		}
+		return mustJSON(out), nil
 	}
-	return nil, Errorf(CodeMalformed, "unknown query kind %s (known: session, sessions, tool, tools, resource, resources, acl, acls, config, configs, client)", quote(string(q.Kind)))
+	return nil, Errorf(CodeMalformed, "unknown query kind %s (known: session, sessions, tool, tools, resource, resources, acl, acls, config, configs, client, dataset, datasets)", quote(string(q.Kind)))
 }
 
 func sessionInfo(s *session) SessionInfo {

@@ -32,6 +32,13 @@ type state struct {
 	tools     map[string]json.RawMessage
 	resources map[string]map[string]struct{}
 	config    map[string]string
+	datasets  map[string]*dataset
+
+	// Derived from datasets (not encoded): refs counts, per key, the
+	// datasets it is an invited agent or an admin of; datasetBytes sums
+	// the storage of every dataset.
+	refs         map[clientKey]int
+	datasetBytes int
 }
 
 // clientState is the exactly-once record of one client: the highest
@@ -64,6 +71,8 @@ func newState() *state {
 		tools:     make(map[string]json.RawMessage),
 		resources: make(map[string]map[string]struct{}),
 		config:    make(map[string]string),
+		datasets:  make(map[string]*dataset),
+		refs:      make(map[clientKey]int),
 	}
 }
 
@@ -162,14 +171,15 @@ func expiryAt(clock, ttlMillis int64) int64 {
 // live reports whether s has not expired at the state's clock.
 func (st *state) live(s *session) bool { return s.ttl == 0 || s.expiry > st.clock }
 
-// known reports whether the client has at least one allow rule.
+// known reports whether the client has at least one allow rule, or is an
+// invited agent or an admin of at least one dataset.
 func (st *state) known(k clientKey) bool {
 	for _, e := range st.acl[k] {
 		if e == EffectAllow {
 			return true
 		}
 	}
-	return false
+	return st.refs[k] > 0
 }
 
 // allowed applies the permission rule: an explicit deny for p refuses; else
@@ -200,9 +210,9 @@ func (st *state) admins() int {
 //
 // All integers are big-endian; a string or byte string is a uint32 length
 // and its bytes; a collection is a uint32 count and its elements sorted by
-// key (client keys bytewise, strings bytewise). Layout (format 2):
+// key (client keys bytewise, strings bytewise). Layout (format 3):
 //
-//	format (1 byte, 2) || initialized (1 byte, 0 or 1)
+//	format (1 byte, 3) || initialized (1 byte, 0 or 1)
 //	genesis, when initialized: count, { admin key (32) } (ascending) ||
 //	           result window (uint32) || max command bytes (uint32)
 //	clock (int64)
@@ -213,10 +223,12 @@ func (st *state) admins() int {
 //	tools:     count, { name || definition }
 //	resources: count, { uri || count, { subscriber } }
 //	config:    count, { key || value }
+//	datasets:  see encodeDatasets
 //
-// An uninitialized state has clock 0 and every collection empty. Format 1
-// (before the genesis was replicated state) is not read.
-const stateFormat byte = 2
+// An uninitialized state has clock 0 and every collection empty. Formats 1
+// (before the genesis was replicated state) and 2 (before datasets) are not
+// read.
+const stateFormat byte = 3
 
 type encoder struct{ b []byte }
 
@@ -255,6 +267,7 @@ func (st *state) encode() []byte {
 	st.encodeACL(e)
 	st.encodeClients(e)
 	st.encodeContent(e)
+	st.encodeDatasets(e)
 	return e.b
 }
 
@@ -549,6 +562,8 @@ func decodeState(b []byte) (*state, error) {
 		st.config[k] = d.str("config value")
 	}
 
+	d.datasets(st)
+
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -557,7 +572,7 @@ func decodeState(b []byte) (*state, error) {
 	}
 	if st.genesis == nil {
 		if st.clock != 0 || len(st.acl) != 0 || len(st.clients) != 0 || len(st.sessions) != 0 ||
-			len(st.tools) != 0 || len(st.resources) != 0 || len(st.config) != 0 {
+			len(st.tools) != 0 || len(st.resources) != 0 || len(st.config) != 0 || len(st.datasets) != 0 {
 			return nil, fmt.Errorf("state has no genesis but has content: an uninitialized state is empty")
 		}
 		return st, nil

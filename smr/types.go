@@ -70,6 +70,10 @@ const (
 	PermResourceWrite Permission = "resource.write"
 	PermConfigWrite   Permission = "config.write"
 	PermACLWrite      Permission = "acl.write"
+	// PermDatasetCreate lets a client create datasets (create_dataset). The
+	// other dataset ops are authorised by the dataset itself: its admins
+	// invite and revoke agents, its invited agents sync.
+	PermDatasetCreate Permission = "dataset.create"
 )
 
 // Effect of an ACL rule.
@@ -97,6 +101,10 @@ const (
 	OpUpdateACL           Op = "update_acl"
 	OpSetConfig           Op = "set_config"
 	OpDeleteConfig        Op = "delete_config"
+	OpCreateDataset       Op = "create_dataset"
+	OpInviteAgent         Op = "invite_agent"
+	OpRevokeAgent         Op = "revoke_agent"
+	OpSyncDataset         Op = "sync_dataset"
 )
 
 // Command is the body a client signs. It is encoded as JSON with exactly the
@@ -117,7 +125,7 @@ type Command struct {
 	ResourceURI string `json:"resource_uri,omitempty"`
 	Subscriber  string `json:"subscriber,omitempty"`
 
-	// ACL.
+	// ACL (Subject also names the agent of invite_agent and revoke_agent).
 	Subject    string     `json:"subject,omitempty"` // a client public key, base64url without padding
 	Permission Permission `json:"permission,omitempty"`
 	Effect     Effect     `json:"effect,omitempty"`
@@ -125,6 +133,16 @@ type Command struct {
 	// Config.
 	Key   string `json:"key,omitempty"`
 	Value string `json:"value,omitempty"`
+
+	// Datasets (see dataset.go).
+	Dataset      string      `json:"dataset,omitempty"`        // dataset name
+	Cells        int         `json:"cells,omitempty"`          // create_dataset: number of cells
+	CellSize     int         `json:"cell_size,omitempty"`      // create_dataset: bytes per cell
+	StepLimit    uint64      `json:"step_limit,omitempty"`     // create_dataset: largest raise of one change; 0 = no limit
+	MaxAgentSeqs uint64      `json:"max_agent_seqs,omitempty"` // create_dataset: cap of an agent's signed local seqs; 0 = DefaultMaxAgentSeqs
+	Agents       []string    `json:"agents,omitempty"`         // create_dataset: agents invited at creation (base64url keys)
+	Role         DatasetRole `json:"role,omitempty"`           // invite_agent, revoke_agent: agent (default) or admin
+	Snapshot     []byte      `json:"snapshot,omitempty"`       // sync_dataset: EncodeDatasetSnapshot bytes (base64 in JSON)
 }
 
 // Result is the outcome of one executed (or rejected at apply time)
@@ -162,7 +180,9 @@ const (
 	QueryACLs      QueryKind = "acls"
 	QueryConfig    QueryKind = "config" // one key
 	QueryConfigs   QueryKind = "configs"
-	QueryClient    QueryKind = "client" // a client's highest executed seq and whether it is known
+	QueryClient    QueryKind = "client"   // a client's highest executed seq and whether it is known
+	QueryDataset   QueryKind = "dataset"  // one dataset with its cells and agents
+	QueryDatasets  QueryKind = "datasets" // every dataset, without cells and agents
 )
 
 // Query is a read of the state machine.

@@ -572,7 +572,7 @@ func newResourceCmd(g *globalOptions) *cobra.Command {
 func knownPermissions() []smr.Permission {
 	return []smr.Permission{
 		smr.PermAdmin, smr.PermSessionWrite, smr.PermToolWrite,
-		smr.PermResourceWrite, smr.PermConfigWrite, smr.PermACLWrite,
+		smr.PermResourceWrite, smr.PermConfigWrite, smr.PermACLWrite, smr.PermDatasetCreate,
 	}
 }
 

@@ -6,6 +6,8 @@ import "github.com/spf13/cobra"
 func addMoreCommands(root *cobra.Command, g *globalOptions) {
 	root.AddCommand(newServeCmd(g), newDevCmd(g))
 	addClientCommands(root, g)
+	addDatasetCommands(root, g)
+	addBenchCommands(root, g)
 	for _, c := range root.Commands() {
 		if c.Name() == "config" {
 			addClusterConfigVerbs(c, g)
