@@ -259,9 +259,21 @@ func TestSnapshotInstallCatchUp(t *testing.T) {
 	c.stop(idx)
 
 	c.propose(30)
-	waitFor(t, "the leader to truncate the log past the stopped node", func() bool {
-		first, err := c.leader().e.logs.FirstIndex()
-		return err == nil && first > lastSeen+1
+	// Every running node, not just the current leader, must have truncated
+	// past what the stopped node has: leadership can move (a loaded machine
+	// misses heartbeats), and a leader that still holds the entries would
+	// rightly send them instead of a snapshot.
+	waitFor(t, "every running node to truncate its log past the stopped node", func() bool {
+		for i, n := range c.nodes {
+			if i == idx {
+				continue
+			}
+			first, err := n.e.logs.FirstIndex()
+			if err != nil || first <= lastSeen+1 {
+				return false
+			}
+		}
+		return true
 	})
 
 	c.start(idx)
