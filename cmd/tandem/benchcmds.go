@@ -21,7 +21,7 @@ import (
 
 // addBenchCommands adds `tandem bench` to root.
 func addBenchCommands(root *cobra.Command, g *globalOptions) {
-	root.AddCommand(group(newClientEnv(g), "bench", "Measure a running cluster's throughput", newBenchDatasetCmd))
+	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd))
 }
 
 // benchDatasetOptions are the flags of `bench dataset`.
