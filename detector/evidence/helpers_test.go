@@ -1,0 +1,203 @@
+package evidence
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/detector/bftlog"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+const testEpoch = 7
+
+// fixture is a 4-member set with deterministic keys n0..n3, plus n9, a key
+// outside the set.
+type fixture struct {
+	t       testing.TB
+	priv    map[NodeID]ed25519.PrivateKey
+	members *Members
+}
+
+func testKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("evidence test key " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	f := &fixture{t: t, priv: map[NodeID]ed25519.PrivateKey{}}
+	var ms []Member
+	for i := range 4 {
+		id := NodeID(fmt.Sprintf("n%d", i))
+		f.priv[id] = testKey(string(id))
+		ms = append(ms, Member{ID: id, PublicKey: f.priv[id].Public().(ed25519.PublicKey)})
+	}
+	f.priv["n9"] = testKey("n9")
+	m, err := NewMembers(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.members = m
+	return f
+}
+
+func (f *fixture) author(id NodeID) bftlog.Author {
+	a, err := bftlog.AuthorOf(f.priv[id].Public().(ed25519.PublicKey))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return a
+}
+
+// envelope returns a binary client envelope; valid says whether its client
+// signature verifies.
+func envelope(t testing.TB, valid bool, body string) []byte {
+	t.Helper()
+	priv := testKey("client")
+	env := smr.Envelope{Client: priv.Public().(ed25519.PublicKey), Seq: 1, Command: []byte(body)}
+	env.Sig = ed25519.Sign(priv, env.SignBytes())
+	if !valid {
+		env.Sig[0] ^= 0xff
+	}
+	b, err := env.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// entry returns a binary smr command entry around envelope(valid, body).
+func entry(t testing.TB, valid bool, body string) []byte {
+	t.Helper()
+	var env smr.Envelope
+	if err := env.UnmarshalBinary(envelope(t, valid, body)); err != nil {
+		t.Fatal(err)
+	}
+	ent := smr.NewCommandEntry(1_700_000_000_000_000_000, env)
+	b, err := ent.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (f *fixture) block(view types.View, proposer NodeID, payload ...[]byte) *types.Block {
+	b := &types.Block{View: view, Height: uint64(view), Proposer: types.NodeID(proposer), Payload: payload,
+		Justify: types.QC{View: view - 1, Block: types.Hash{1}}}
+	b.Sig = ed25519.Sign(f.priv[proposer], types.ProposalSignBytes(testEpoch, view, b.Hash()))
+	return b
+}
+
+func (f *fixture) vote(view types.View, block types.Hash, voter NodeID) *types.Vote {
+	return &types.Vote{View: view, Block: block, Voter: types.NodeID(voter),
+		Sig: ed25519.Sign(f.priv[voter], types.VoteSignBytes(testEpoch, view, block))}
+}
+
+func (f *fixture) must(e *Evidence, err error) *Evidence {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return e
+}
+
+func (f *fixture) equivocatingProposals() *Evidence {
+	a := f.block(5, "n1", envelope(f.t, true, "a"))
+	b := f.block(5, "n1", envelope(f.t, true, "b"))
+	return f.must(FromHotStuff(&types.Evidence{Kind: types.EquivocatingProposal, Offender: "n1", View: 5, Blocks: [2]*types.Block{a, b}}, testEpoch))
+}
+
+func (f *fixture) doubleVote() *Evidence {
+	return f.must(FromHotStuff(&types.Evidence{Kind: types.DuplicateVote, Offender: "n2", View: 9,
+		Votes: [2]*types.Vote{f.vote(9, types.Hash{1}, "n2"), f.vote(9, types.Hash{2}, "n2")}}, testEpoch))
+}
+
+func (f *fixture) invalidPayload(valid bool) *Evidence {
+	b := f.block(6, "n1", envelope(f.t, true, "ok"), envelope(f.t, valid, "bad"))
+	return f.must(FromHotStuff(&types.Evidence{Kind: types.InvalidPayload, Offender: "n1", View: 6, Blocks: [2]*types.Block{b}, Command: 1}, testEpoch))
+}
+
+func (f *fixture) attest(leader NodeID, epoch, term, seq uint64, payload []byte) *ProposalAttestation {
+	a, err := SignProposal(f.priv[leader], leader, epoch, term, seq, payload)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return a
+}
+
+func (f *fixture) invalidEntry() *Evidence {
+	p := entry(f.t, false, "forged")
+	return f.must(NewInvalidEntry(f.attest("n0", testEpoch, 3, 4, p), p))
+}
+
+func (f *fixture) leaderEquivocation() *Evidence {
+	return f.must(NewLeaderEquivocation(f.attest("n0", testEpoch, 3, 4, entry(f.t, true, "x")), f.attest("n0", testEpoch, 3, 4, entry(f.t, true, "y"))))
+}
+
+func (f *fixture) msg(id NodeID, prev bftlog.ID, deps []bftlog.Dep, content string) *bftlog.Message {
+	m, err := bftlog.NewMessage(f.priv[id], prev, deps, []byte(content))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return m
+}
+
+func (f *fixture) forkProof(id NodeID) *bftlog.ForkProof {
+	root := f.msg(id, bftlog.ID{}, nil, "root")
+	return &bftlog.ForkProof{A: f.msg(id, root.ID(), nil, "left"), B: f.msg(id, root.ID(), nil, "right")}
+}
+
+func (f *fixture) logFork() *Evidence {
+	return f.must(FromForkProof(f.forkProof("n3"), f.members, testEpoch))
+}
+
+// invalidProof builds, through a bftlog.Store, the proof that n2 signed a
+// message whose dep claims author n1 but points at a message of n3.
+func (f *fixture) invalidProof() *bftlog.InvalidProof {
+	s, err := bftlog.NewStore(bftlog.DefaultConfig())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	other := f.msg("n3", bftlog.ID{}, nil, "n3's")
+	if err := s.Add(other); err != nil {
+		f.t.Fatal(err)
+	}
+	bad := f.msg("n2", bftlog.ID{}, []bftlog.Dep{{Author: f.author("n1"), ID: other.ID()}}, "lie")
+	if err := s.Add(bad); err == nil {
+		f.t.Fatal("store accepted a dep with the wrong author")
+	}
+	p, ok := s.InvalidProofOf(f.author("n2"))
+	if !ok {
+		f.t.Fatal("store kept no invalid proof")
+	}
+	return p
+}
+
+func (f *fixture) invalidMessage() *Evidence {
+	return f.must(FromInvalidProof(f.invalidProof(), f.members, testEpoch))
+}
+
+func (f *fixture) accusation(accuser, accused NodeID, m Metric, v int64, at int64) *Evidence {
+	a, err := SignAccusation(f.priv[accuser], Accusation{Accuser: accuser, Accused: accused, Metric: m, Value: v, Epoch: testEpoch, At: at, Detail: "seen"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.must(FromAccusation(a))
+}
+
+// samples returns one valid evidence of every kind and form.
+func (f *fixture) samples() map[string]*Evidence {
+	return map[string]*Evidence{
+		"equivocating-proposals":        f.equivocatingProposals(),
+		"double-vote":                   f.doubleVote(),
+		"invalid-client-signature/hs":   f.invalidPayload(false),
+		"invalid-client-signature/raft": f.invalidEntry(),
+		"log-fork":                      f.logFork(),
+		"invalid-message":               f.invalidMessage(),
+		"leader-equivocation":           f.leaderEquivocation(),
+		"accusation":                    f.accusation("n0", "n1", MetricSelectiveOmission, 4, 1_000),
+	}
+}
