@@ -21,7 +21,7 @@ import (
 
 // addBenchCommands adds `tandem bench` to root.
 func addBenchCommands(root *cobra.Command, g *globalOptions) {
-	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd))
+	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd, newBenchPlotCmd))
 }
 
 // benchDatasetOptions are the flags of `bench dataset`.
