@@ -28,6 +28,14 @@ type NodeStatus struct {
 	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
 	StateHash         string `json:"state_hash"` // hex SHA-256 of the state at AppliedIndex
 	Version           string `json:"version,omitempty"`
+
+	// HotStuff (mode bft) only; zero in mode cft.
+	View            uint64 `json:"view,omitempty"`             // current view (Term repeats it)
+	HighQCView      uint64 `json:"high_qc_view,omitempty"`     // view of the highest QC the node knows
+	LockedQCView    uint64 `json:"locked_qc_view,omitempty"`   // view of the QC the node is locked on
+	CommittedHeight uint64 `json:"committed_height,omitempty"` // height of the last committed block
+	CommittedView   uint64 `json:"committed_view,omitempty"`   // view of the last committed block
+	ViewChangeAlert bool   `json:"view_change_alert,omitempty"`
 }
 
 // EndpointStatus is the answer of one endpoint to StatusAll: Status, or

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -29,6 +30,43 @@ func valid(t *testing.T) Config {
 	c.TLS = TLSConfig{CAFile: "ca.pem", CertFile: "node-1.pem", KeyFile: "node-1-key.pem"}
 	c.BootstrapAdminKeys = []string{testAdminKey(t)}
 	return c
+}
+
+// bftMembers returns n initial_members entries node-1 … node-n, each with
+// a fresh node public key.
+func bftMembers(t *testing.T, n int) []string {
+	t.Helper()
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("node-%d=127.0.0.1:%d/%s", i+1, 7901+i, testAdminKey(t))
+	}
+	return out
+}
+
+// TestBFTModeValidates: consensus_mode bft with four keyed members passes,
+// and ParseMember returns each member's key.
+func TestBFTModeValidates(t *testing.T) {
+	c := valid(t)
+	c.ConsensusMode = ModeBFT
+	c.InitialMembers = bftMembers(t, 4)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	ms, err := c.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range ms {
+		want := strings.SplitN(c.InitialMembers[i], "/", 2)[1]
+		if m.PublicKey == nil || smr.FormatKey(m.PublicKey) != want || m.Addr != fmt.Sprintf("127.0.0.1:%d", 7901+i) {
+			t.Errorf("member %d = %+v, want key %s", i, m, want)
+		}
+	}
+	// The same entries are accepted in cft mode (the key is unused there).
+	c.ConsensusMode = ModeCFT
+	if err := c.Validate(); err != nil {
+		t.Fatalf("cft with keyed members: Validate() = %v", err)
+	}
 }
 
 func TestDefaultPlusRequiredValidates(t *testing.T) {
@@ -94,7 +132,26 @@ func TestValidateBadValues(t *testing.T) {
 		{"bad node_id", func(c *Config) { c.NodeID = "Node_1" }, "node_id", []string{`"Node_1"`}},
 		{"empty data_dir", func(c *Config) { c.DataDir = "" }, "data_dir", []string{"data_dir is required"}},
 		{"unknown mode", func(c *Config) { c.ConsensusMode = "bfft" }, "consensus_mode", []string{`consensus_mode: "bfft" is not one of auto, cft, bft`}},
-		{"bft not yet", func(c *Config) { c.ConsensusMode = "bft" }, "consensus_mode", []string{`"bft"`, "not available in this build", `use "cft"`}},
+		{"bft without committee", func(c *Config) { c.ConsensusMode = "bft" }, "initial_members", []string{"consensus_mode bft needs a static committee", "id=host:port/node-public-key", "at least 4 members"}},
+		{"bft with bootstrap_expect", func(c *Config) {
+			c.ConsensusMode = "bft"
+			c.BootstrapExpect = 4
+		}, "bootstrap_expect", []string{"bootstrap_expect (4) cannot form a bft cluster", "initial_members"}},
+		{"bft three members", func(c *Config) {
+			c.ConsensusMode = "bft"
+			c.InitialMembers = bftMembers(t, 3)
+		}, "initial_members", []string{"needs at least 4 members in initial_members, got 3", "n >= 3f+1"}},
+		{"bft member without key", func(c *Config) {
+			c.ConsensusMode = "bft"
+			c.InitialMembers = append(bftMembers(t, 3), "node-9=127.0.0.1:7909")
+		}, "initial_members", []string{`initial_members[3]: "node-9=127.0.0.1:7909" has no node public key`}},
+		{"bft duplicate key", func(c *Config) {
+			c.ConsensusMode = "bft"
+			ms := bftMembers(t, 4)
+			ms[3] = "node-4=127.0.0.1:7904/" + strings.SplitN(ms[0], "/", 2)[1]
+			c.InitialMembers = ms
+		}, "initial_members", []string{`initial_members[3]: node public key of "node-4" is also the key of initial_members[0]`}},
+		{"member bad key", func(c *Config) { c.InitialMembers = []string{"node-1=127.0.0.1:7002/xyz"} }, "initial_members", []string{`initial_members[0]: "node-1=127.0.0.1:7002/xyz": the node public key after '/' is not an Ed25519 public key`}},
 		{"auto not yet", func(c *Config) { c.ConsensusMode = "auto" }, "consensus_mode", []string{`"auto"`, "not available", "HotStuff"}},
 		{"signatures off", func(c *Config) { c.RequireSignatures = false }, "require_signatures", []string{"require_signatures", "cannot be turned off"}},
 		{"rsa", func(c *Config) { c.SignatureAlgorithm = "rsa" }, "signature_algorithm", []string{`signature_algorithm: "rsa"`, "ed25519"}},
@@ -257,7 +314,7 @@ func TestMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Member{{"node-1", "127.0.0.1:7002"}, {"node-2", "10.0.0.2:7002"}}
+	want := []Member{{ID: "node-1", Addr: "127.0.0.1:7002"}, {ID: "node-2", Addr: "10.0.0.2:7002"}}
 	if !reflect.DeepEqual(ms, want) {
 		t.Errorf("Members() = %v, want %v", ms, want)
 	}

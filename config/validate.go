@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math"
@@ -217,8 +218,10 @@ func (c *Config) validateAdminKeys(p *problems) {
 func (c *Config) validateConsensus(p *problems) {
 	switch c.ConsensusMode {
 	case ModeCFT:
-	case ModeBFT, ModeAuto:
-		p.add("consensus_mode", "consensus_mode: %q is not available in this build yet (the HotStuff engine and the mode selector have not landed); use %q", c.ConsensusMode, ModeCFT)
+	case ModeBFT:
+		c.validateBFTCommittee(p)
+	case ModeAuto:
+		p.add("consensus_mode", "consensus_mode: %q is not available in this build yet (the mode selector that escalates from Raft to HotStuff has not landed); use %q or %q", c.ConsensusMode, ModeCFT, ModeBFT)
 	default:
 		p.add("consensus_mode", "consensus_mode: %q is not one of %s", c.ConsensusMode, strings.Join(consensusModes, ", "))
 	}
@@ -254,6 +257,44 @@ func (c *Config) validateConsensus(p *problems) {
 	}
 	if c.MaxViewChangeRetries < 1 {
 		p.add("max_view_change_retries", "max_view_change_retries: %d must be >= 1", c.MaxViewChangeRetries)
+	}
+}
+
+// MinBFTMembers is the smallest committee consensus_mode bft accepts:
+// n = 3f+1 with f = 1, the smallest n that tolerates one Byzantine member.
+const MinBFTMembers = 4
+
+// validateBFTCommittee checks what consensus_mode bft needs from cluster
+// formation: a static committee of at least MinBFTMembers members in
+// initial_members, each with its node public key.
+func (c *Config) validateBFTCommittee(p *problems) {
+	if c.BootstrapExpect > 0 {
+		p.add("bootstrap_expect", "bootstrap_expect (%d) cannot form a bft cluster: in bft mode every member must know every other member's signing key before the first vote, which discovery through gossip cannot establish; list all %d or more members in initial_members as id=host:port/node-public-key instead", c.BootstrapExpect, MinBFTMembers)
+		return
+	}
+	if len(c.InitialMembers) == 0 {
+		p.add("initial_members", "consensus_mode bft needs a static committee: list every member, this node included, in initial_members as id=host:port/node-public-key (the public key `tandem init` printed for that node's data_dir/node.key); at least %d members, because BFT tolerates f faulty members only with n >= 3f+1", MinBFTMembers)
+		return
+	}
+	if n := len(c.InitialMembers); n < MinBFTMembers {
+		p.add("initial_members", "consensus_mode bft needs at least %d members in initial_members, got %d: BFT tolerates f Byzantine members only with n >= 3f+1 (4 members tolerate 1); use consensus_mode cft for a smaller crash-fault-tolerant cluster", MinBFTMembers, n)
+	}
+	keys := make(map[string]int, len(c.InitialMembers))
+	for i, s := range c.InitialMembers {
+		m, err := ParseMember(s)
+		if err != nil {
+			continue // reported by validateFormation
+		}
+		if m.PublicKey == nil {
+			p.add("initial_members", "initial_members[%d]: %q has no node public key; in bft mode write it as %s=%s/<public key of that node's data_dir/node.key, as printed by `tandem init`>", i, s, m.ID, m.Addr)
+			continue
+		}
+		k := string(m.PublicKey)
+		if prev, dup := keys[k]; dup {
+			p.add("initial_members", "initial_members[%d]: node public key of %q is also the key of initial_members[%d]; every member needs its own key, or one key would count twice in every quorum", i, m.ID, prev)
+			continue
+		}
+		keys[k] = i
 	}
 }
 
@@ -304,15 +345,34 @@ func (l *LogConfig) validate(p *problems) {
 type Member struct {
 	ID   string // node ID
 	Addr string // peer address, host:port
+	// PublicKey is the member's node signing key (the public half of its
+	// data_dir/node.key), or nil when the entry names none. consensus_mode
+	// bft needs it for every member; cft ignores it.
+	PublicKey ed25519.PublicKey
 }
 
-// ParseMember parses an initial_members entry "id=host:port".
+// ParseMember parses an initial_members entry "id=host:port", optionally
+// followed by "/" and the member's node public key in the form `tandem
+// init` prints (canonical unpadded base64url): "id=host:port/key".
 func ParseMember(s string) (Member, error) {
 	id, addr, ok := strings.Cut(s, "=")
 	if !ok {
 		return Member{}, fmt.Errorf("%q is not id=host:port", s)
 	}
 	id, addr = strings.TrimSpace(id), strings.TrimSpace(addr)
+	var pub ed25519.PublicKey
+	if a, key, hasKey := strings.Cut(addr, "/"); hasKey {
+		k, err := smr.ParseKey(strings.TrimSpace(key))
+		if err != nil {
+			reason := err.Error()
+			var se *smr.Error
+			if errors.As(err, &se) {
+				reason = se.Message
+			}
+			return Member{}, fmt.Errorf("%q: the node public key after '/' is not an Ed25519 public key (want the 43 characters `tandem init` printed): %s", s, reason)
+		}
+		addr, pub = strings.TrimSpace(a), k
+	}
 	if err := identity.ValidateNodeID(id); err != nil {
 		return Member{}, fmt.Errorf("%q: %w", s, err)
 	}
@@ -323,7 +383,7 @@ func ParseMember(s string) (Member, error) {
 	if isUnspecified(host) || port == 0 {
 		return Member{}, fmt.Errorf("%q: address must be dialable (no wildcard host, no port 0)", s)
 	}
-	return Member{ID: id, Addr: addr}, nil
+	return Member{ID: id, Addr: addr, PublicKey: pub}, nil
 }
 
 // Members parses InitialMembers. It returns the first parse error; Validate

@@ -2,8 +2,9 @@
 // the node: ordering signed client envelopes into one log that drives the
 // replicated state machine (smr), linearizable reads, status and membership.
 //
-// Engines: consensus/raft (crash faults, hashicorp/raft). The HotStuff engine
-// (Byzantine faults) satisfies the same interface.
+// Engines: consensus/raft (crash faults, hashicorp/raft) and
+// consensus/hotstuff/engine (Byzantine faults, Tandem's own chained
+// HotStuff).
 package consensus
 
 import (
@@ -68,6 +69,16 @@ type Status struct {
 	LastIndex    uint64 `json:"last_index"`
 	// LastSnapshotIndex is the index of the newest local snapshot, 0 if none.
 	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+
+	// HotStuff (mode "bft") only; zero and omitted in mode "cft".
+	View            uint64 `json:"view,omitempty"`             // current view (Term repeats it)
+	HighQCView      uint64 `json:"high_qc_view,omitempty"`     // view of the highest QC this node knows
+	LockedQCView    uint64 `json:"locked_qc_view,omitempty"`   // view of the QC this node is locked on
+	CommittedHeight uint64 `json:"committed_height,omitempty"` // height of the last committed block
+	CommittedView   uint64 `json:"committed_view,omitempty"`   // view of the last committed block
+	// ViewChangeAlert is set while max_view_change_retries consecutive views
+	// have timed out without progress.
+	ViewChangeAlert bool `json:"view_change_alert,omitempty"`
 }
 
 // Member is one voting member of the cluster.

@@ -47,7 +47,8 @@ func newAdminStatusCmd(e *clientEnv) *cobra.Command {
 		Short: "Show the status of every endpoint, one row per node",
 		Long: `Ask every endpoint for its status: role, term, leader, commit and applied
 index and the state hash at the applied index (equal hashes at equal applied
-indexes mean equal state). A node that does not answer gets a row with the
+indexes mean equal state). In bft mode the columns are the view, the current
+view's leader, the view of the highest QC and the committed block height. A node that does not answer gets a row with the
 error, and the command then exits non-zero.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,6 +64,10 @@ error, and the command then exits non-zero.`,
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			all := cl.StatusAll(ctx)
+			bft := false
+			for _, s := range all {
+				bft = bft || (s.Err == nil && s.Status.Mode == "bft")
+			}
 			failed := 0
 			out := make([]statusRow, len(all))
 			rows := make([][]string, len(all))
@@ -72,15 +77,26 @@ error, and the command then exits non-zero.`,
 					failed++
 					out[i].Error = rootCause(s.Err).Error()
 					rows[i] = []string{s.Endpoint, "unreachable", "-", "-", "-", "-", "error: " + out[i].Error}
+					if bft {
+						rows[i] = []string{s.Endpoint, "unreachable", "-", "-", "-", "-", "-", "-", "error: " + out[i].Error}
+					}
 					continue
 				}
 				st := s.Status
+				if bft {
+					rows[i] = []string{orDash(st.NodeID), orDash(st.Role), fmt.Sprint(st.View), orDash(st.LeaderID), fmt.Sprint(st.HighQCView),
+						fmt.Sprint(st.CommittedHeight), fmt.Sprint(st.CommitIndex), fmt.Sprint(st.AppliedIndex), shortHash(st.StateHash)}
+					continue
+				}
 				rows[i] = []string{orDash(st.NodeID), orDash(st.Role), fmt.Sprint(st.Term), orDash(st.LeaderID),
 					fmt.Sprint(st.CommitIndex), fmt.Sprint(st.AppliedIndex), shortHash(st.StateHash)}
 			}
-			if format == outputJSON {
+			switch {
+			case format == outputJSON:
 				err = writeJSON(cmd.OutOrStdout(), out)
-			} else {
+			case bft:
+				err = writeTable(cmd.OutOrStdout(), []string{"NODE", "ROLE", "VIEW", "LEADER", "HIGH_QC", "HEIGHT", "COMMIT", "APPLIED", "HASH"}, rows)
+			default:
 				err = writeTable(cmd.OutOrStdout(), []string{"NODE", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "HASH"}, rows)
 			}
 			if err != nil {

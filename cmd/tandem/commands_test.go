@@ -57,7 +57,7 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("check via --config: %v", err)
 	}
 
-	bad := writeFile(t, "bad.yaml", "node_id: Node_1\nconsensus_mode: bft\nrequire_signatures: false\n")
+	bad := writeFile(t, "bad.yaml", "node_id: Node_1\nconsensus_mode: auto\nrequire_signatures: false\n")
 	_, _, err = run(t, "config", "check", bad)
 	if err == nil {
 		t.Fatal("check bad file succeeded")

@@ -35,6 +35,10 @@ keys, an admin client key and certificate, a gossip key and one config file
 per node), starts one "tandem serve" process per node, prefixes their log
 lines with [nodeN], and stops them all on Ctrl-C.
 
+With --mode bft the nodes run the HotStuff engine: their configs list every
+node's peer address and node public key in initial_members (a BFT committee is
+static), and view_change_timeout is 1s. BFT needs at least 4 nodes.
+
 A second run reuses the directory and its data; --fresh starts over.
 The CLI reads <dir>/client.yaml through TANDEM_CLIENT_CONFIG.`,
 		Args: cobra.NoArgs,
@@ -70,6 +74,9 @@ func (o *devOptions) validate() error {
 			return fmt.Errorf("--mode: %s", p.Msg)
 		}
 	}
+	if o.mode == config.ModeBFT && o.nodes < config.MinBFTMembers {
+		return fmt.Errorf("--nodes: %d is too few for --mode bft: BFT tolerates f faulty nodes only with n >= 3f+1, so it needs at least %d", o.nodes, config.MinBFTMembers)
+	}
 	return nil
 }
 
@@ -101,7 +108,7 @@ func (o *devOptions) run(ctx context.Context, out io.Writer) error {
 	}()
 
 	printBanner(out, layout, c)
-	go reportLeader(ctx, out, layout)
+	go reportLeader(ctx, out, layout, o.mode)
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
 	for {
@@ -150,8 +157,9 @@ func rel(p string) string {
 }
 
 // reportLeader prints one line when the cluster has elected its first
-// leader, so the operator knows when it is ready.
-func reportLeader(ctx context.Context, out io.Writer, l *devcluster.Layout) {
+// leader (in bft mode: has committed its genesis), so the operator knows
+// when it is ready.
+func reportLeader(ctx context.Context, out io.Writer, l *devcluster.Layout, mode string) {
 	tlsCfg, err := identity.ClientTLS(l.CAFile, l.ClientCertFile, l.ClientKeyFile)
 	if err != nil {
 		return
@@ -171,8 +179,13 @@ func reportLeader(ctx context.Context, out io.Writer, l *devcluster.Layout) {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			st, err := cl.Status(sctx, ep)
 			cancel()
-			if err == nil && st.LeaderID != "" {
+			if err == nil && st.LeaderID != "" && mode != config.ModeBFT {
 				fmt.Fprintf(out, "\n>>> cluster ready after %s: leader is %s, term %d\n\n", time.Since(start).Round(time.Millisecond), st.LeaderID, st.Term)
+				return
+			}
+			if err == nil && mode == config.ModeBFT && st.AppliedIndex > 0 {
+				fmt.Fprintf(out, "\n>>> cluster ready after %s: view %d (leader %s), log index %d\n\n",
+					time.Since(start).Round(time.Millisecond), st.Term, st.LeaderID, st.CommitIndex)
 				return
 			}
 		}

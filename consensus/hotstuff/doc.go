@@ -1,8 +1,8 @@
-// Package hotstuff will hold Tandem's Byzantine-fault-tolerant engine: the
-// shell that owns the goroutine, clock, transport and block store and drives
-// the pure protocol core in the subpackages to satisfy consensus.Engine
-// (design invariant 3). Today it holds only this overview; the shell is
-// still to be written.
+// Package hotstuff holds Tandem's Byzantine-fault-tolerant engine: the pure
+// protocol in the subpackages, and the shell (engine/) that owns the
+// goroutine, clock, transport and block store and drives the core to
+// satisfy consensus.Engine (design invariant 3). This package itself holds
+// only this overview.
 //
 // # Subpackages
 //
@@ -19,6 +19,8 @@
 //	                ForceViewChange in; Ready/Advance out
 //	sim/            deterministic simulated network and clock for tests
 //	twins/          Twins scenarios (two instances per identity), JSON
+//	engine/         the shell: loop, block store (bolt), BFT transport over
+//	                the peer port, entry validator, metrics
 //
 // # What the shell must do
 //
@@ -39,4 +41,9 @@
 //   - Answer clients (f+1 matching signed replies in BFT mode), serve
 //     ReadBarrier through the log, and do state transfer from checkpoints
 //     when a peer is behind the committed blocks peers still retain.
+//
+// engine/ does all of this except: it counts and logs evidence events but
+// does not yet hand them to the detector, nothing calls SetQuarantined yet,
+// replies are not signed yet, and there is no state transfer (peers serve
+// every committed block from their block stores instead).
 package hotstuff

@@ -33,7 +33,11 @@ type Options struct {
 	// peer BasePort+100+i and gossip BasePort+200+i. Zero picks free
 	// ephemeral ports (tests).
 	BasePort int
-	// Mode is the consensus_mode written to every node's config.
+	// Mode is the consensus_mode written to every node's config. In bft mode
+	// the cluster forms from initial_members, which list every node's peer
+	// address and node public key (a BFT committee must be static), with
+	// view_change_timeout 1s and vote_timeout 300ms unless Extra sets them;
+	// otherwise it forms through gossip with bootstrap_expect.
 	Mode string
 	// Extra keys merged into every node's config (e.g. raft timeouts).
 	Extra map[string]any
@@ -55,6 +59,7 @@ func (n NodeLayout) Endpoint() string { return "https://" + n.APIAddr }
 // Layout is a prepared cluster directory.
 type Layout struct {
 	Dir              string
+	Mode             string // consensus_mode of every node ("" in layouts written before modes: cft)
 	Nodes            []NodeLayout
 	CAFile           string
 	AdminKeyPath     string
@@ -94,6 +99,12 @@ func Prepare(opts Options) (*Layout, error) {
 		if len(l.Nodes) != opts.Nodes {
 			return nil, fmt.Errorf("%s holds a %d-node cluster, not %d: use another --dir or --fresh", dir, len(l.Nodes), opts.Nodes)
 		}
+		if l.Mode == "" {
+			l.Mode = "cft"
+		}
+		if l.Mode != opts.Mode {
+			return nil, fmt.Errorf("%s holds a %s cluster, not %s: its configs and data are for that mode; use another --dir or --fresh", dir, l.Mode, opts.Mode)
+		}
 		return l, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -103,6 +114,7 @@ func Prepare(opts Options) (*Layout, error) {
 	}
 	l := &Layout{
 		Dir:              dir,
+		Mode:             opts.Mode,
 		CAFile:           filepath.Join(dir, "ca", "ca.pem"),
 		AdminKeyPath:     filepath.Join(dir, "admin.key"),
 		ClientCertFile:   filepath.Join(dir, "ca", "admin-client.pem"),
@@ -145,6 +157,8 @@ func Prepare(opts Options) (*Layout, error) {
 	for i := range opts.Nodes {
 		joins = append(joins, ports[i][2])
 	}
+	// Keys and certificates first: a bft config lists every member's key.
+	members := make([]string, opts.Nodes)
 	for i := range opts.Nodes {
 		id := "node" + strconv.Itoa(i+1)
 		n := NodeLayout{
@@ -155,34 +169,42 @@ func Prepare(opts Options) (*Layout, error) {
 			PeerAddr:   ports[i][1],
 			GossipAddr: ports[i][2],
 		}
-		certFile := filepath.Join(dir, "ca", id+".pem")
-		keyFile := filepath.Join(dir, "ca", id+"-key.pem")
 		cp, kp, err := ca.IssueNode(id, []string{"127.0.0.1", "::1", "localhost"}, 5*365*24*time.Hour)
 		if err != nil {
 			return nil, fmt.Errorf("certificate for %s: %w", id, err)
 		}
-		if err := identity.WriteCertPair(certFile, keyFile, cp, kp); err != nil {
+		if err := identity.WriteCertPair(nodeCertFile(dir, id), nodeCertKeyFile(dir, id), cp, kp); err != nil {
 			return nil, err
 		}
 		nk, err := identity.GenerateKey()
 		if err != nil {
 			return nil, err
 		}
-		if err := identity.WriteKeyFile(filepath.Join(n.DataDir, "node.key"), nk); err != nil {
+		if err := identity.WriteKeyFile(filepath.Join(n.DataDir, identity.NodeKeyFileName), nk); err != nil {
 			return nil, err
 		}
+		members[i] = id + "=" + n.PeerAddr + "/" + smr.FormatKey(nk.Public().(ed25519.PublicKey))
+		l.Nodes = append(l.Nodes, n)
+	}
+	for _, n := range l.Nodes {
 		cfg := map[string]any{
-			"node_id":              id,
+			"node_id":              n.ID,
 			"data_dir":             n.DataDir,
 			"api_addr":             n.APIAddr,
 			"peer_addr":            n.PeerAddr,
 			"gossip_addr":          n.GossipAddr,
 			"join":                 joins,
-			"bootstrap_expect":     opts.Nodes,
 			"gossip_key_file":      gossipKeyFile,
 			"bootstrap_admin_keys": []string{l.AdminPublicKey},
 			"consensus_mode":       opts.Mode,
-			"tls":                  map[string]any{"ca_file": l.CAFile, "cert_file": certFile, "key_file": keyFile},
+			"tls":                  map[string]any{"ca_file": l.CAFile, "cert_file": nodeCertFile(dir, n.ID), "key_file": nodeCertKeyFile(dir, n.ID)},
+		}
+		if opts.Mode == "bft" {
+			cfg["initial_members"] = members
+			cfg["view_change_timeout"] = "1s"
+			cfg["vote_timeout"] = "300ms"
+		} else {
+			cfg["bootstrap_expect"] = opts.Nodes
 		}
 		for k, v := range opts.Extra {
 			cfg[k] = v
@@ -190,7 +212,6 @@ func Prepare(opts Options) (*Layout, error) {
 		if err := writeYAML(n.ConfigPath, cfg); err != nil {
 			return nil, err
 		}
-		l.Nodes = append(l.Nodes, n)
 	}
 	if err := writeYAML(l.ClientConfigPath, map[string]any{
 		"endpoints":     l.Endpoints(),
@@ -206,6 +227,9 @@ func Prepare(opts Options) (*Layout, error) {
 	}
 	return l, nil
 }
+
+func nodeCertFile(dir, id string) string    { return filepath.Join(dir, "ca", id+".pem") }
+func nodeCertKeyFile(dir, id string) string { return filepath.Join(dir, "ca", id+"-key.pem") }
 
 func load(dir string) (*Layout, error) {
 	b, err := os.ReadFile(filepath.Join(dir, layoutFile))

@@ -102,6 +102,14 @@ func fastRaftConfig() config.RaftConfig {
 // without error) when the test ends.
 func startCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
+	return startClusterMode(t, size, config.ModeCFT)
+}
+
+// startClusterMode is startCluster with consensus_mode mode. In bft mode
+// initial_members carry every node's public key and the view timeouts are
+// short.
+func startClusterMode(t *testing.T, size int, mode string) *testCluster {
+	t.Helper()
 	pki := t.TempDir()
 	caFile := filepath.Join(pki, "ca.pem")
 	ca, err := identity.CreateCA(caFile, filepath.Join(pki, "ca-key.pem"), "tandem-test-ca", time.Hour)
@@ -118,10 +126,18 @@ func startCluster(t *testing.T, size int) *testCluster {
 	ids := make([]string, size)
 	peers := make([]int, size)
 	var members []string
+	nodeKeys := make([]ed25519.PrivateKey, size)
 	for i := range size {
 		ids[i] = fmt.Sprintf("node-%d", i+1)
 		peers[i] = ports.pick(t, false)
-		members = append(members, fmt.Sprintf("%s=127.0.0.1:%d", ids[i], peers[i]))
+		if nodeKeys[i], err = identity.GenerateKey(); err != nil {
+			t.Fatal(err)
+		}
+		m := fmt.Sprintf("%s=127.0.0.1:%d", ids[i], peers[i])
+		if mode == config.ModeBFT {
+			m += "/" + smr.FormatKey(nodeKeys[i].Public().(ed25519.PublicKey))
+		}
+		members = append(members, m)
 	}
 	for i, id := range ids {
 		certPEM, keyPEM, err := ca.IssueNode(id, []string{"127.0.0.1"}, time.Hour)
@@ -133,11 +149,7 @@ func startCluster(t *testing.T, size int) *testCluster {
 			t.Fatal(err)
 		}
 		dataDir := t.TempDir()
-		nodeKey, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := identity.WriteKeyFile(filepath.Join(dataDir, identity.NodeKeyFileName), nodeKey); err != nil {
+		if err := identity.WriteKeyFile(filepath.Join(dataDir, identity.NodeKeyFileName), nodeKeys[i]); err != nil {
 			t.Fatal(err)
 		}
 		cfg := config.Default()
@@ -150,6 +162,11 @@ func startCluster(t *testing.T, size int) *testCluster {
 		cfg.TLS = config.TLSConfig{CAFile: caFile, CertFile: certFile, KeyFile: keyFile}
 		cfg.BootstrapAdminKeys = []string{identity.EncodePublicKey(admin.Public().(ed25519.PublicKey))}
 		cfg.Raft = fastRaftConfig()
+		cfg.ConsensusMode = mode
+		if mode == config.ModeBFT {
+			cfg.ViewChangeTimeout = 500 * time.Millisecond
+			cfg.VoteTimeout = 150 * time.Millisecond
+		}
 		c.nodes = append(c.nodes, &testNode{id: id, cfg: cfg})
 	}
 	for _, tn := range c.nodes {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/consensus"
+	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/internal/identity"
@@ -52,9 +53,13 @@ type Node struct {
 	mux      *transport.Mux
 	peers    peers
 	verifier *verifier
-	engine   *raftengine.Engine
-	members  *membership.Membership
-	rpc      *http.Client
+	// engine is the consensus engine of consensus_mode: raft in cft mode,
+	// bft in bft mode (the other one is nil).
+	engine  consensus.Engine
+	raft    *raftengine.Engine
+	bft     *hsengine.Engine
+	members *membership.Membership
+	rpc     *http.Client
 
 	registry *prometheus.Registry
 	apiLn    net.Listener
@@ -150,26 +155,37 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	buildInfo.Set(1)
 	n.registry.MustRegister(buildInfo)
 
-	n.engine, err = raftengine.New(raftengine.Config{
-		NodeID:    cfg.NodeID,
-		DataDir:   cfg.DataDir,
-		Advertise: cfg.PeerAdvertiseAddr(),
-		Stream:    n.mux.RaftLayer(),
-		FSM:       n.fsm,
-		Raft:      cfg.Raft,
-		Logger:    logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raft engine: %w", err)
-	}
-	closers = append(closers, func() { _ = n.engine.Stop() })
-	n.registry.MustRegister(n.engine.Collector())
+	wantsJoin := false
+	if n.bftMode() {
+		if n.bft, err = n.newBFTEngine(key, logger); err != nil {
+			return nil, err
+		}
+		n.engine = n.bft
+		closers = append(closers, func() { _ = n.bft.Stop() })
+		n.registry.MustRegister(n.bft.Collector())
+	} else {
+		n.raft, err = raftengine.New(raftengine.Config{
+			NodeID:    cfg.NodeID,
+			DataDir:   cfg.DataDir,
+			Advertise: cfg.PeerAdvertiseAddr(),
+			Stream:    n.mux.RaftLayer(),
+			FSM:       n.fsm,
+			Raft:      cfg.Raft,
+			Logger:    logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("raft engine: %w", err)
+		}
+		n.engine = n.raft
+		closers = append(closers, func() { _ = n.raft.Stop() })
+		n.registry.MustRegister(n.raft.Collector())
 
-	hasState, err := n.engine.HasState()
-	if err != nil {
-		return nil, fmt.Errorf("raft state: %w", err)
+		hasState, err := n.raft.HasState()
+		if err != nil {
+			return nil, fmt.Errorf("raft state: %w", err)
+		}
+		wantsJoin = !hasState && len(cfg.InitialMembers) == 0 && cfg.BootstrapExpect == 0
 	}
-	wantsJoin := !hasState && len(cfg.InitialMembers) == 0 && cfg.BootstrapExpect == 0
 
 	var gossipKey []byte
 	if cfg.GossipKeyFile != "" {
@@ -252,10 +268,17 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return n.bootstrap(gctx) })
-	g.Go(func() error { n.reconcileMembers(gctx); return nil })
-	g.Go(func() error { n.ensureGenesis(gctx); return nil })
-	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", "cft")
+	if n.bftMode() {
+		// The committee is static and the engine queues the genesis itself:
+		// nothing to bootstrap or reconcile.
+		g.Go(func() error { n.watchGenesis(gctx); return nil })
+		g.Go(func() error { return n.watchEngine(gctx) })
+	} else {
+		g.Go(func() error { return n.bootstrap(gctx) })
+		g.Go(func() error { n.reconcileMembers(gctx); return nil })
+		g.Go(func() error { n.ensureGenesis(gctx); return nil })
+	}
+	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", n.cfg.ConsensusMode)
 
 	<-gctx.Done()
 	n.log.Info("node stopping")
@@ -265,7 +288,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// leadership over so the cluster does not wait for an election timeout.
 	_ = n.apiSrv.Shutdown(shutdownCtx)
 	_ = n.rpcSrv.Shutdown(shutdownCtx)
-	if n.engine.Status().Role == "leader" {
+	if !n.bftMode() && n.engine.Status().Role == "leader" {
 		tctx, tcancel := context.WithTimeout(context.Background(), 3*time.Second)
 		if err := n.engine.TransferLeadership(tctx, ""); err != nil {
 			n.log.Info("leadership not handed over before stopping", "err", err)
@@ -280,7 +303,7 @@ func (n *Node) Run(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("gossip shutdown: %w", err))
 	}
 	if err := n.engine.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		errs = append(errs, fmt.Errorf("%s engine shutdown: %w", n.cfg.ConsensusMode, err))
 	}
 	if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		errs = append(errs, fmt.Errorf("peer transport: %w", err))
@@ -296,7 +319,7 @@ func (n *Node) Run(ctx context.Context) error {
 // initial_members, or from the first bootstrap_expect servers discovered
 // through gossip. A node with neither waits to be added by the leader.
 func (n *Node) bootstrap(ctx context.Context) error {
-	has, err := n.engine.HasState()
+	has, err := n.raft.HasState()
 	if err != nil {
 		return fmt.Errorf("raft state: %w", err)
 	}
@@ -327,7 +350,7 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		n.log.Info("no Raft state and no bootstrap configuration: waiting to be added to a cluster")
 		return nil
 	}
-	if err := n.engine.Bootstrap(members); err != nil {
+	if err := n.raft.Bootstrap(members); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.log.Info("cluster bootstrapped", "members", len(members))
@@ -373,7 +396,7 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 				continue
 			}
 			n.log.Info("adding server discovered through gossip", "id", m.ID, "address", m.PeerAddr)
-			if err := n.engine.AddMember(cctx, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true}); err != nil {
+			if err := n.raft.AddMember(cctx, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true}); err != nil {
 				n.log.Warn("adding server failed", "id", m.ID, "err", err)
 			}
 		}
@@ -400,7 +423,7 @@ func (n *Node) ensureGenesis(ctx context.Context) {
 		}
 		if n.engine.Status().Role == "leader" {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			res, err := n.engine.ProposeGenesis(pctx, n.genesis)
+			res, err := n.raft.ProposeGenesis(pctx, n.genesis)
 			cancel()
 			switch {
 			case err != nil:
@@ -566,35 +589,42 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// TransferLeader implements api.Backend.
+// TransferLeader implements api.Backend. In bft mode it forces a view
+// change (on this node and, by request, on its peers); any node takes it.
 func (n *Node) TransferLeader(ctx context.Context, id string) error {
+	if n.bftMode() {
+		return n.bft.TransferLeadership(ctx, id)
+	}
 	return n.onLeader(ctx, func() error { return n.engine.TransferLeadership(ctx, id) })
 }
 
-// SnapshotSave implements api.Backend.
+// SnapshotSave implements api.Backend. The Raft leader snapshots through
+// its engine; a Raft follower, and every node in bft mode (all replicas
+// apply the same log), snapshots its own state machine after a read barrier,
+// which makes it as fresh as one taken on the leader.
 func (n *Node) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) {
-	idx, err := n.engine.SaveSnapshot(ctx, w)
-	var nl *consensus.NotLeaderError
-	if errors.As(err, &nl) {
-		// A follower takes the snapshot after the leader's read index, so
-		// it is as fresh as one taken on the leader.
-		if err := n.readBarrier(ctx); err != nil {
-			return 0, err
+	if !n.bftMode() {
+		idx, err := n.raft.SaveSnapshot(ctx, w)
+		var nl *consensus.NotLeaderError
+		if !errors.As(err, &nl) {
+			return idx, err
 		}
-		b, err := n.fsm.Snapshot()
-		if err != nil {
-			return 0, fmt.Errorf("snapshot: %w", err)
-		}
-		idx, _, err := smr.SnapshotInfo(b)
-		if err != nil {
-			return 0, fmt.Errorf("snapshot: %w", err)
-		}
-		if _, err := w.Write(b); err != nil {
-			return 0, fmt.Errorf("writing snapshot: %w", err)
-		}
-		return idx, nil
 	}
-	return idx, err
+	if err := n.readBarrier(ctx); err != nil {
+		return 0, err
+	}
+	b, err := n.fsm.Snapshot()
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	idx, _, err := smr.SnapshotInfo(b)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return 0, fmt.Errorf("writing snapshot: %w", err)
+	}
+	return idx, nil
 }
 
 // SnapshotRestore implements api.Backend.
@@ -602,22 +632,31 @@ func (n *Node) SnapshotRestore(ctx context.Context, r *smr.Restore) (smr.Result,
 	if err := n.fsm.PrecheckRestore(r); err != nil {
 		return smr.Result{}, err
 	}
+	if n.bftMode() {
+		return n.bft.ProposeRestore(ctx, r)
+	}
 	var res smr.Result
 	err := n.onLeader(ctx, func() (err error) {
-		res, err = n.engine.ProposeRestore(ctx, r)
+		res, err = n.raft.ProposeRestore(ctx, r)
 		return err
 	})
 	return res, err
 }
 
-// AddMember implements api.Backend.
+// AddMember implements api.Backend. In bft mode the committee is fixed.
 func (n *Node) AddMember(ctx context.Context, m consensus.Member) error {
-	return n.onLeader(ctx, func() error { return n.engine.AddMember(ctx, m) })
+	if n.bftMode() {
+		return staticCommittee("add member " + m.ID)
+	}
+	return n.onLeader(ctx, func() error { return n.raft.AddMember(ctx, m) })
 }
 
-// RemoveMember implements api.Backend.
+// RemoveMember implements api.Backend. In bft mode the committee is fixed.
 func (n *Node) RemoveMember(ctx context.Context, id string) error {
-	return n.onLeader(ctx, func() error { return n.engine.RemoveMember(ctx, id) })
+	if n.bftMode() {
+		return staticCommittee("remove member " + id)
+	}
+	return n.onLeader(ctx, func() error { return n.raft.RemoveMember(ctx, id) })
 }
 
 // onLeader runs an admin operation that the engine only accepts on the

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/leaderrotation"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/pacemaker"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 )
 
@@ -453,5 +454,47 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := core.ParseVariant("pbft"); err == nil {
 		t.Error("unknown variant parsed")
+	}
+}
+
+// TestIdleLeaderPropagatesCommit: once a leader forms the QC that commits a
+// block with commands, it proposes the next block at once even though it
+// has nothing more to order, so the other replicas learn of the commit
+// from that block's justify instead of an IdlePropose delay later (with a
+// long idle delay a write would otherwise be visible on the replica that
+// formed the QC long before the replica the client used).
+func TestIdleLeaderPropagatesCommit(t *testing.T) {
+	for _, v := range []core.Variant{core.ThreeChain, core.TwoChain} {
+		t.Run(v.String(), func(t *testing.T) {
+			c := newCluster(t, 4, v, func(cfg *core.Config) {
+				cfg.Pacemaker = pacemaker.Config{ViewTimeout: 40, ResendInterval: 10, MaxRetries: 2}
+				cfg.IdlePropose = 30
+			})
+			// Let the cluster go idle first (past the genesis views).
+			for range 100 {
+				c.tick()
+			}
+			c.propose("write")
+			first := -1
+			for i := range 60 {
+				c.tick()
+				n := 0
+				for _, id := range c.ids {
+					if slices.Contains(c.commands(id), "write") {
+						n++
+					}
+				}
+				if n > 0 && first < 0 {
+					first = i
+				}
+				if n == len(c.ids) {
+					if i-first > 1 {
+						t.Fatalf("the first replica committed the write at tick %d, the last at tick %d (idle delay 30)", first, i)
+					}
+					return
+				}
+			}
+			t.Fatalf("not every replica committed the write (first at tick %d)", first)
+		})
 	}
 }

@@ -725,10 +725,13 @@ func (c *Core) tryPropose() {
 	c.broadcast(&types.Proposal{Block: b, TC: tc}, true)
 }
 
-// pendingPayload reports whether an uncommitted block with commands lies
-// between the root and h (it needs more blocks on top to commit).
+// pendingPayload reports whether a block with commands lies between the
+// root and h, root included: an uncommitted one needs more blocks on top to
+// commit, and a committed root with commands was committed by a QC that
+// only this replica may hold yet (the next block's justify carries it to
+// the others, who would otherwise commit it an idle delay later).
 func (c *Core) pendingPayload(h types.Hash) bool {
-	_, rh := c.tree.Root()
+	root, rh := c.tree.Root()
 	for x := h; x != rh; {
 		b, ok := c.tree.Get(x)
 		if !ok {
@@ -739,7 +742,7 @@ func (c *Core) pendingPayload(h types.Hash) bool {
 		}
 		x = b.Parent
 	}
-	return false
+	return len(root.Payload) > 0 && root.View > 0
 }
 
 // selectCommands picks up to MaxBatch queued commands that are not already

@@ -1,0 +1,1072 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandem-consensus/tandem/consensus"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/leaderrotation"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/safety"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+var _ consensus.Engine = (*Engine)(nil)
+
+// ErrStaticCommittee is returned by membership changes in bft mode: the
+// committee of an epoch is fixed (initial_members); changing it needs a new
+// epoch.
+var ErrStaticCommittee = errors.New("the BFT committee is fixed for the epoch (initial_members): members cannot be added or removed at run time")
+
+// Engine tuning that is not configurable.
+const (
+	// recentCommitted is how many committed blocks a restarted core gets
+	// back (leader reputation history).
+	recentCommitted = 256
+	// maxOrphans bounds the blocks a core holds while it fetches their
+	// ancestors; it is also the longest gap a lagging replica can close by
+	// fetching blocks.
+	maxOrphans = 16384
+	// maxResponseBytes bounds the blocks of one BlockResponse this node
+	// sends.
+	maxResponseBytes = 8 << 20
+	// maxBlockRequestsPerSecond bounds the block requests served to one
+	// peer per second (each reads up to MaxBlocksPerResponse blocks from
+	// the store), so a member cannot keep this node busy reading for it.
+	// A replica catching up needs far fewer.
+	maxBlockRequestsPerSecond = 200
+	// maxDrain is how many queued inputs one loop iteration takes before it
+	// handles the resulting Ready.
+	maxDrain = 256
+	// inboxLen is the capacity of the inbound frame queue; readers block
+	// (and TCP pushes back on the sender) when it is full.
+	inboxLen = 4096
+	// verifiedCacheSize is how many verified command hashes are
+	// remembered.
+	verifiedCacheSize = 1 << 16
+	// maxInflight bounds the locally handed-over commands tracked for
+	// re-forwarding.
+	maxInflight = 100_000
+)
+
+// Engine is the HotStuff consensus engine of one node: the shell around the
+// pure core (consensus/hotstuff/core). One goroutine, the loop, owns the
+// core; it feeds it ticks, inbound messages and commands, and handles each
+// Ready in order: persist (safety data is already durable, blocks and the
+// committed chain go to the block store), send, apply, then Advance. Every
+// exported method is safe for concurrent use.
+type Engine struct {
+	cfg       Config
+	log       *slog.Logger
+	committee *types.Committee
+	addrs     map[types.NodeID]string
+	members   []consensus.Member
+	validator *entryValidator
+	genesis   []byte // encoded genesis entry, nil if none configured
+	store     *blockStore
+	net       *peerNet
+	ln        net.Listener
+	fsm       StateMachine
+	stats     *counters
+
+	// Owned by the loop.
+	core      *core.Core
+	lastIndex uint64 // log index of the last committed entry
+	height    uint64 // height of the last committed block
+	snapIndex uint64 // log index of the stored snapshot
+	ticks     uint64
+	viewReqAt map[types.NodeID]time.Time
+	served    map[types.NodeID]*rateWindow // block requests served per peer
+	inflight  map[types.Hash]*inflightCmd
+	outCmds   [][]byte // handed over this iteration, to forward
+	lastView  types.View
+
+	proposeCh chan proposal
+	ctrlCh    chan func()
+
+	waitMu  sync.Mutex
+	waiters map[types.Hash][]chan smr.Result
+
+	status   atomic.Pointer[statusSnap]
+	viewMu   sync.Mutex
+	viewChan chan struct{} // closed and replaced when the view changes
+
+	timeMu   sync.Mutex
+	lastTime int64
+
+	markerBase uint64
+	markerSeq  atomic.Uint64
+	readMu     sync.Mutex
+	readCur    *readGroup
+	readNext   *readGroup
+	readClosed bool // set by Stop under readMu: no marker starts after it
+	readWG     sync.WaitGroup
+
+	stopCh   chan struct{}
+	loopDone chan struct{}
+	stopOnce sync.Once
+	stopped  atomic.Bool
+	stopErr  error
+	fatal    atomic.Pointer[error]
+}
+
+type proposal struct {
+	cmd   []byte
+	reply chan error
+}
+
+type inflightCmd struct {
+	cmd  []byte
+	sent uint64 // tick of the last forward
+	born uint64
+}
+
+type statusSnap struct {
+	core      core.Status
+	lastIndex uint64
+}
+
+// counters are the engine's event counters (the transport has its own).
+type counters struct {
+	net                                 netCounters
+	stepErrors, invalidForwarded        atomic.Uint64
+	evidence, alerts                    atomic.Uint64
+	viewChangesQC, viewChangesTC        atomic.Uint64
+	forcedViewChanges, remoteViewChange atomic.Uint64
+	blocksCommitted, entriesApplied     atomic.Uint64
+	blockRequestsServed, reforwarded    atomic.Uint64
+	blockRequestsRefused                atomic.Uint64
+}
+
+// genesisState derives the genesis block's content from the epoch and the
+// committee, so that every member configured with the same committee starts
+// from the same genesis block, and another committee's blocks and
+// certificates never verify here.
+func genesisState(epoch uint64, ms []Member) []byte {
+	sorted := slices.Clone(ms)
+	slices.SortFunc(sorted, func(a, b Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	h := sha256.New()
+	h.Write([]byte("tandem/hotstuff/genesis/v1\x00"))
+	h.Write(binary.BigEndian.AppendUint64(nil, epoch))
+	for _, m := range sorted {
+		h.Write([]byte{byte(len(m.ID))})
+		h.Write([]byte(m.ID))
+		h.Write(m.PublicKey)
+	}
+	return h.Sum(nil)
+}
+
+// New opens the engine's storage under DataDir/hotstuff, rebuilds the state
+// machine from the stored snapshot and committed chain, restores the core,
+// and starts the transport and the loop. A fresh replica starts from the
+// genesis block and, if Config.Genesis is set, proposes the genesis entry.
+//
+// New refuses to start when the safety data is corrupt (voting without it
+// could sign twice in one view) or the block store belongs to another
+// committee.
+func New(cfg Config) (_ *Engine, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	pm, idle, err := cfg.pacemakerConfig()
+	if err != nil {
+		return nil, err
+	}
+	if n := cfg.FSM.AppliedIndex(); n != 0 {
+		return nil, fmt.Errorf("hotstuff engine: the state machine has applied index %d; it must be fresh, the engine rebuilds it from its own storage", n)
+	}
+	log := cfg.Logger.With("component", "hotstuff")
+	e := &Engine{
+		cfg:       cfg,
+		log:       log,
+		addrs:     map[types.NodeID]string{},
+		fsm:       cfg.FSM,
+		stats:     &counters{},
+		viewReqAt: map[types.NodeID]time.Time{},
+		served:    map[types.NodeID]*rateWindow{},
+		inflight:  map[types.Hash]*inflightCmd{},
+		proposeCh: make(chan proposal, 1024),
+		ctrlCh:    make(chan func()),
+		waiters:   map[types.Hash][]chan smr.Result{},
+		viewChan:  make(chan struct{}),
+		stopCh:    make(chan struct{}),
+		loopDone:  make(chan struct{}),
+	}
+	var nonce [8]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("hotstuff engine: random marker nonce: %w", err)
+	}
+	e.markerBase = binary.BigEndian.Uint64(nonce[:])
+
+	tm := make([]types.Member, 0, len(cfg.Members))
+	for _, m := range cfg.Members {
+		tm = append(tm, types.Member{ID: m.ID, PublicKey: m.PublicKey})
+		e.addrs[m.ID] = m.Addr
+		e.members = append(e.members, consensus.Member{ID: string(m.ID), Address: m.Addr, Voter: true})
+	}
+	slices.SortFunc(e.members, func(a, b consensus.Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members))
+	e.committee, err = types.NewCommittee(types.CommitteeConfig{Epoch: cfg.Epoch, Members: tm, Genesis: genesisBlock.Hash()})
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	if cfg.Genesis != nil {
+		ent := smr.NewGenesisEntry(0, *cfg.Genesis)
+		if e.genesis, err = ent.MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("hotstuff engine: genesis entry: %w", err)
+		}
+	}
+	e.validator = &entryValidator{now: cfg.Clock, maxSkew: cfg.MaxClockSkew, genesis: e.genesis, cache: newVerifiedCache(verifiedCacheSize)}
+
+	dir := filepath.Join(cfg.DataDir, "hotstuff")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	e.store, err = openStore(filepath.Join(dir, "blocks.db"), genesisBlock.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = e.store.close()
+		}
+	}()
+	st, err := e.store.load(recentCommitted)
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	if err := e.rebuild(st); err != nil {
+		return nil, fmt.Errorf("hotstuff engine: rebuild the state machine: %w", err)
+	}
+
+	verifier := types.NewQCCache(e.committee, 4096)
+	safetyPath := filepath.Join(dir, "safety")
+	rules, err := core.NewSafety(safety.NewFileStore(safetyPath), types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
+	if err != nil {
+		if safety.IsCorruption(err) {
+			return nil, fmt.Errorf("hotstuff engine: refusing to start: %w (restore %s from a backup; deleting it lets this replica vote twice in views it already voted in)", err, safetyPath)
+		}
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	ids := e.committee.Members()
+	var rot leaderrotation.Rotation
+	if cfg.Rotation == RotationRoundRobin {
+		rot = leaderrotation.NewRoundRobin(ids)
+	} else {
+		rc := leaderrotation.DefaultReputationConfig(len(ids))
+		rc.Window = max(rc.Window, cfg.ReputationWindow)
+		rot = leaderrotation.NewReputation(ids, rc)
+	}
+	cc := core.DefaultConfig()
+	cc.ID = cfg.ID
+	cc.Committee = e.committee
+	cc.Genesis = genesisBlock
+	cc.Safety = rules
+	cc.Verifier = verifier
+	cc.Variant = cfg.Variant
+	cc.Rotation = rot
+	cc.Validator = e.validator
+	cc.Pacemaker = pm
+	cc.MaxBatch = cfg.MaxBatch
+	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
+	cc.IdlePropose = idle
+	cc.RetainCommitted = recentCommitted
+	cc.MaxOrphans = maxOrphans
+	cc.Logger = log
+	if st.root != nil {
+		cc.Restore = &core.Restore{Root: st.root, RootQC: st.rootQC, Blocks: st.pending, Committed: st.recent}
+	}
+	e.core, err = core.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	e.lastView = e.core.View()
+	e.publishStatus()
+
+	e.ln = cfg.Network.BFTListener()
+	e.net = newPeerNet(peerNetConfig{
+		self:       cfg.ID,
+		network:    cfg.Network,
+		peerID:     cfg.PeerID,
+		addrs:      e.addrs,
+		maxFrame:   cfg.MaxFrameBytes,
+		queueLen:   cfg.SendQueueLen,
+		queueBytes: cfg.SendQueueBytes,
+		inboxLen:   inboxLen,
+		log:        log,
+		stats:      &e.stats.net,
+		precheck:   e.precheck,
+	})
+	// Log before the loop starts: from then on only the loop reads its
+	// fields.
+	log.Info("hotstuff engine starting", "members", len(ids), "quorum", e.committee.Quorum(), "view", e.core.View(),
+		"committed_height", e.height, "log_index", e.lastIndex, "variant", cfg.Variant.String(), "rotation", cfg.Rotation,
+		"view_change_timeout", cfg.ViewChangeTimeout, "tick", cfg.Tick)
+	e.net.start(e.ln)
+	go e.run()
+	return e, nil
+}
+
+// rebuild restores the state machine from the stored snapshot and replays
+// the committed blocks above it, in order, through Apply.
+func (e *Engine) rebuild(st state) error {
+	e.height = st.last.height
+	from, idx := uint64(0), uint64(0)
+	snap, err := e.store.snapshot()
+	if err != nil {
+		return err
+	}
+	if snap != nil && snap.height <= st.last.height {
+		if err := e.fsm.Restore(snap.data); err != nil {
+			e.log.Warn("stored state machine snapshot does not restore; replaying the whole committed log", "err", err)
+		} else if got := e.fsm.AppliedIndex(); got != snap.index {
+			return fmt.Errorf("snapshot at height %d claims log index %d, the state machine reports %d", snap.height, snap.index, got)
+		} else {
+			from, idx = snap.height, snap.index
+			e.snapIndex = snap.index
+		}
+	}
+	replayed := 0
+	err = e.store.replay(from, func(ce chainEntry, b *types.Block) error {
+		if ce.first != idx+1 {
+			return fmt.Errorf("committed block at height %d starts at log index %d, want %d", ce.height, ce.first, idx+1)
+		}
+		idx = e.applyCommands(b, ce.first, false)
+		if idx != ce.last {
+			return fmt.Errorf("committed block at height %d ends at log index %d, the record says %d", ce.height, idx, ce.last)
+		}
+		replayed++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.lastIndex = idx
+	if replayed > 0 || snap != nil {
+		e.log.Info("state machine rebuilt", "snapshot_index", e.snapIndex, "blocks_replayed", replayed, "log_index", idx, "committed_height", e.height)
+	}
+	return nil
+}
+
+// --- the loop ---
+
+func (e *Engine) run() {
+	defer close(e.loopDone)
+	ticker := time.NewTicker(e.cfg.Tick)
+	defer ticker.Stop()
+	if e.genesis != nil && e.lastIndex == 0 {
+		if err := e.core.Propose(e.genesis); err != nil {
+			e.log.Error("cannot queue the genesis entry", "err", err)
+		}
+	}
+	resendTicks := uint64(max(e.cfg.ViewChangeTimeout/e.cfg.Tick, 1))
+	for {
+		select {
+		case <-e.stopCh:
+			return
+		case <-ticker.C:
+			e.ticks++
+			e.core.Tick()
+			if e.ticks%resendTicks == 0 {
+				e.reforward(resendTicks)
+			}
+		case in := <-e.net.inbox:
+			e.handleInbound(in)
+		drainIn:
+			for range maxDrain {
+				select {
+				case in := <-e.net.inbox:
+					e.handleInbound(in)
+				default:
+					break drainIn
+				}
+			}
+		case p := <-e.proposeCh:
+			e.handlePropose(p)
+		drainProp:
+			for range maxDrain {
+				select {
+				case p := <-e.proposeCh:
+					e.handlePropose(p)
+				default:
+					break drainProp
+				}
+			}
+		case fn := <-e.ctrlCh:
+			fn()
+		}
+		if err := e.processReady(); err != nil {
+			e.log.Error("hotstuff engine halted: cannot persist consensus state", "err", err)
+			e.fatal.Store(&err)
+			return
+		}
+		e.publishStatus()
+	}
+}
+
+func (e *Engine) handleInbound(in inbound) {
+	switch in.f.kind {
+	case frameMessage:
+		if r, ok := in.f.msg.(*types.BlockRequest); ok {
+			e.serveBlocks(in.from, r)
+			return
+		}
+		if err := e.core.Step(in.from, in.f.msg); err != nil {
+			e.stats.stepErrors.Add(1)
+			e.log.Debug("message rejected", "from", string(in.from), "type", in.f.msg.MsgType().String(), "err", err)
+		}
+	case frameCommands:
+		for _, c := range in.f.cmds {
+			if err := e.core.Propose(c); err != nil {
+				e.stats.invalidForwarded.Add(1)
+				e.log.Debug("forwarded command not queued", "from", string(in.from), "err", err)
+			}
+		}
+	case frameViewChange:
+		e.onViewChangeRequest(in.from, in.f.view)
+	}
+}
+
+// serveBlocks answers a block request from the block store, which holds
+// every block since genesis (the core alone keeps only recent ones), so a
+// replica that was away can fetch its way back.
+func (e *Engine) serveBlocks(to types.NodeID, r *types.BlockRequest) {
+	n := min(int(r.Count), types.MaxBlocksPerResponse)
+	if n == 0 {
+		return
+	}
+	w := e.served[to]
+	if w == nil {
+		w = &rateWindow{}
+		e.served[to] = w
+	}
+	if !w.allow(e.cfg.Clock(), maxBlockRequestsPerSecond) {
+		e.stats.blockRequestsRefused.Add(1)
+		return
+	}
+	blocks, err := e.store.ancestry(r.Hash, n, min(maxResponseBytes, e.cfg.MaxFrameBytes/2))
+	if err != nil {
+		e.log.Error("reading blocks for a peer", "peer", string(to), "err", err)
+		return
+	}
+	if len(blocks) == 0 {
+		return
+	}
+	e.stats.blockRequestsServed.Add(1)
+	e.net.send(to, encodeMessageFrame(&types.BlockResponse{Blocks: blocks}))
+}
+
+func (e *Engine) handlePropose(p proposal) {
+	err := e.core.Propose(p.cmd)
+	p.reply <- err
+	if err != nil {
+		return
+	}
+	h := types.CommandHash(p.cmd)
+	if _, ok := e.inflight[h]; !ok && len(e.inflight) < maxInflight {
+		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
+	}
+	e.outCmds = append(e.outCmds, p.cmd)
+}
+
+// forward sends commands handed over on this node to every peer, so that
+// whichever replica leads the next views can order them.
+func (e *Engine) forward(cmds [][]byte) {
+	limit := max(e.cfg.MaxFrameBytes/2, 1)
+	for len(cmds) > 0 {
+		n, size := 0, 0
+		for n < len(cmds) && n < MaxForwardBatch && (n == 0 || size+len(cmds[n])+4 <= limit) {
+			size += len(cmds[n]) + 4
+			n++
+		}
+		e.net.broadcast(encodeCommandsFrame(cmds[:n]))
+		cmds = cmds[n:]
+	}
+}
+
+// reforward sends again the commands handed over here that have waited at
+// least every ticks since their last forward (a frame may have been dropped
+// by a full send queue or a broken connection), and forgets those that
+// waited ten times as long.
+func (e *Engine) reforward(every uint64) {
+	var again [][]byte
+	for h, c := range e.inflight {
+		switch {
+		case e.ticks-c.born >= 10*every:
+			delete(e.inflight, h)
+		case e.ticks-c.sent >= every:
+			c.sent = e.ticks
+			again = append(again, c.cmd)
+		}
+	}
+	if len(again) > 0 {
+		e.stats.reforwarded.Add(uint64(len(again)))
+		e.forward(again)
+	}
+}
+
+// processReady handles the core's Ready in the order the core requires:
+// persist, send, apply, events, Advance.
+func (e *Engine) processReady() error {
+	if len(e.outCmds) > 0 {
+		e.forward(e.outCmds)
+		e.outCmds = nil
+	}
+	if !e.core.HasReady() {
+		return nil
+	}
+	rd := e.core.Ready()
+
+	// 1. Persist the accepted blocks and the committed chain (with the log
+	// indexes its entries take). The safety data is already durable.
+	committed := make([]committedBlock, 0, len(rd.Committed))
+	idx, height := e.lastIndex, e.height
+	for _, b := range rd.Committed {
+		if b.Height != height+1 {
+			return fmt.Errorf("committed block at height %d does not follow height %d", b.Height, height)
+		}
+		n := countEntries(b)
+		committed = append(committed, committedBlock{block: b, entry: chainEntry{height: b.Height, hash: b.Hash(), first: idx + 1, last: idx + n}})
+		idx += n
+		height = b.Height
+	}
+	if err := e.store.save(rd.Blocks, committed, rd.CommitQC); err != nil {
+		return err
+	}
+
+	// 2. Send.
+	for _, m := range rd.Messages {
+		f := encodeMessageFrame(m.Msg)
+		if m.To == "" {
+			e.net.broadcast(f)
+		} else {
+			e.net.send(m.To, f)
+		}
+	}
+
+	// 3. Apply.
+	for _, c := range committed {
+		e.applyCommands(c.block, c.entry.first, true)
+		e.lastIndex, e.height = c.entry.last, c.entry.height
+		e.stats.blocksCommitted.Add(1)
+	}
+	if len(committed) > 0 && e.lastIndex >= e.snapIndex+e.cfg.SnapshotInterval {
+		e.snapshot()
+	}
+
+	// 4. Events.
+	for _, ev := range rd.Events {
+		switch ev.Kind {
+		case core.EventEvidence:
+			e.stats.evidence.Add(1)
+		case core.EventAlert:
+			e.stats.alerts.Add(1)
+			e.log.Error("view change alert: consecutive views timed out without progress", "view", ev.View, "detail", ev.Detail)
+		case core.EventAlertCleared:
+			e.log.Warn("view change alert cleared: progress resumed", "view", ev.View)
+		case core.EventViewChange:
+			if ev.Detail == "TC" {
+				e.stats.viewChangesTC.Add(1)
+			} else {
+				e.stats.viewChangesQC.Add(1)
+			}
+		}
+	}
+
+	// 5. Advance.
+	e.core.Advance()
+	return nil
+}
+
+// countEntries is how many log indexes b's payload takes: every command
+// but read markers.
+func countEntries(b *types.Block) uint64 {
+	var n uint64
+	for _, c := range b.Payload {
+		if !isReadMarker(c) {
+			n++
+		}
+	}
+	return n
+}
+
+// applyCommands applies b's entries from log index first on and returns
+// the last index used (first−1 when none). live completes waiters and
+// forgets in-flight commands; replay at start-up does not.
+func (e *Engine) applyCommands(b *types.Block, first uint64, live bool) uint64 {
+	idx := first - 1
+	for _, cmd := range b.Payload {
+		var res smr.Result
+		if !isReadMarker(cmd) {
+			idx++
+			res = e.fsm.Apply(idx, cmd)
+			e.stats.entriesApplied.Add(1)
+		}
+		if live {
+			h := types.CommandHash(cmd)
+			delete(e.inflight, h)
+			e.complete(h, res)
+		}
+	}
+	return idx
+}
+
+// snapshot stores a state machine snapshot at the current height.
+func (e *Engine) snapshot() {
+	data, err := e.fsm.Snapshot()
+	if err != nil {
+		e.log.Warn("state machine snapshot failed", "err", err)
+		return
+	}
+	if err := e.store.saveSnapshot(storedSnapshot{height: e.height, index: e.lastIndex, data: data}); err != nil {
+		e.log.Warn("storing the state machine snapshot failed", "err", err)
+		return
+	}
+	e.snapIndex = e.lastIndex
+	e.log.Debug("state machine snapshot stored", "height", e.height, "index", e.lastIndex, "bytes", len(data))
+}
+
+func (e *Engine) publishStatus() {
+	st := e.core.Status()
+	e.status.Store(&statusSnap{core: st, lastIndex: e.lastIndex})
+	if st.View != e.lastView {
+		e.lastView = st.View
+		e.viewMu.Lock()
+		close(e.viewChan)
+		e.viewChan = make(chan struct{})
+		e.viewMu.Unlock()
+	}
+}
+
+// precheck runs in the transport's reader goroutines: it verifies the
+// client signatures of forwarded commands (dropping invalid ones) and of
+// proposals' payloads (only to fill the verified cache, so the loop's own
+// check is a lookup; the core still judges the proposal).
+func (e *Engine) precheck(from types.NodeID, f *frame) bool {
+	switch f.kind {
+	case frameCommands:
+		keep := f.cmds[:0]
+		for _, c := range f.cmds {
+			if err := e.validator.Validate(c); err != nil {
+				e.stats.invalidForwarded.Add(1)
+				e.log.Debug("dropping an invalid forwarded command", "from", string(from), "err", err)
+				continue
+			}
+			keep = append(keep, c)
+		}
+		f.cmds = keep
+		return len(keep) > 0
+	case frameMessage:
+		if p, ok := f.msg.(*types.Proposal); ok && p.Block != nil {
+			for _, c := range p.Block.Payload {
+				_ = e.validator.Validate(c)
+			}
+		}
+	}
+	return true
+}
+
+// onViewChangeRequest forces a view change asked for by a peer (an
+// operator's transfer-leader there), at most once per view change timeout
+// per peer and only for the view this replica is in.
+func (e *Engine) onViewChangeRequest(from types.NodeID, v types.View) {
+	if v != e.core.View() {
+		return
+	}
+	now := e.cfg.Clock()
+	if last, ok := e.viewReqAt[from]; ok && now.Sub(last) < e.cfg.ViewChangeTimeout {
+		return
+	}
+	e.viewReqAt[from] = now
+	e.stats.remoteViewChange.Add(1)
+	e.log.Info("view change requested by a peer", "peer", string(from), "view", v)
+	e.core.ForceViewChange()
+}
+
+// rateWindow counts events in the current one-second window.
+type rateWindow struct {
+	start time.Time
+	n     int
+}
+
+// allow reports whether one more event fits under limit per second.
+func (w *rateWindow) allow(now time.Time, limit int) bool {
+	if now.Sub(w.start) >= time.Second || now.Before(w.start) {
+		w.start, w.n = now, 0
+	}
+	if w.n >= limit {
+		return false
+	}
+	w.n++
+	return true
+}
+
+// --- waiters ---
+
+func (e *Engine) addWaiter(h types.Hash) chan smr.Result {
+	ch := make(chan smr.Result, 1)
+	e.waitMu.Lock()
+	e.waiters[h] = append(e.waiters[h], ch)
+	e.waitMu.Unlock()
+	return ch
+}
+
+func (e *Engine) removeWaiter(h types.Hash, ch chan smr.Result) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	ws := e.waiters[h]
+	if i := slices.Index(ws, ch); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(e.waiters, h)
+	} else {
+		e.waiters[h] = ws
+	}
+}
+
+func (e *Engine) complete(h types.Hash, res smr.Result) {
+	e.waitMu.Lock()
+	ws, ok := e.waiters[h]
+	if ok {
+		delete(e.waiters, h)
+	}
+	e.waitMu.Unlock()
+	for _, ch := range ws {
+		ch <- res // capacity 1, one send per waiter
+	}
+}
+
+// --- consensus.Engine ---
+
+// Propose orders env through HotStuff and returns the Result of applying
+// it on this node. Any replica can take a proposal: it wraps env in an
+// smr.Entry stamped with its own clock, queues it and forwards it to every
+// peer, so whichever replica leads the next views orders it. Errors:
+//
+//   - an *smr.Error when the entry is invalid here (bad signature, too
+//     large); nothing was proposed;
+//   - consensus.ErrUnavailable (wrapped) when nothing was proposed (the
+//     queue is full, or ctx ended before the hand-over);
+//   - consensus.ErrOutcomeUnknown when the entry was handed over but ctx
+//     ended, or the engine stopped, before it was applied here;
+//   - consensus.ErrStopped after Stop.
+func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+	if env == nil {
+		return smr.Result{}, errors.New("hotstuff engine: propose: envelope is nil")
+	}
+	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewCommandEntry(t, *env) })
+}
+
+// ProposeRestore orders an admin-signed restore entry; errors as for
+// Propose. The whole entry travels in one block, so its snapshot must fit
+// types.MaxCommandBytes.
+func (e *Engine) ProposeRestore(ctx context.Context, r *smr.Restore) (smr.Result, error) {
+	if r == nil {
+		return smr.Result{}, errors.New("hotstuff engine: propose restore: restore is nil")
+	}
+	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewRestoreEntry(t, *r) })
+}
+
+func (e *Engine) proposeEntry(ctx context.Context, mk func(t int64) smr.Entry) (smr.Result, error) {
+	if e.stopped.Load() {
+		return smr.Result{}, consensus.ErrStopped
+	}
+	ent := mk(e.nextTime())
+	data, err := ent.MarshalBinary()
+	if err != nil {
+		return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w", err)
+	}
+	if len(data) > types.MaxCommandBytes {
+		return smr.Result{}, smr.Errorf(smr.CodeTooLarge, "entry is %d bytes; one BFT log entry can carry at most %d", len(data), types.MaxCommandBytes)
+	}
+	return e.order(ctx, data)
+}
+
+// nextTime returns the clock in Unix nanoseconds, never below the previous
+// value it returned.
+func (e *Engine) nextTime() int64 {
+	t := e.cfg.Clock().UnixNano()
+	e.timeMu.Lock()
+	defer e.timeMu.Unlock()
+	t = max(t, e.lastTime)
+	e.lastTime = t
+	return t
+}
+
+// order validates cmd, hands it to the loop and waits until it is applied.
+func (e *Engine) order(ctx context.Context, cmd []byte) (smr.Result, error) {
+	if err := e.validator.Validate(cmd); err != nil {
+		return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w", err)
+	}
+	h := types.CommandHash(cmd)
+	ch := e.addWaiter(h)
+	p := proposal{cmd: cmd, reply: make(chan error, 1)}
+	select {
+	case e.proposeCh <- p:
+	case <-ctx.Done():
+		e.removeWaiter(h, ch)
+		return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w: %w", consensus.ErrUnavailable, ctx.Err())
+	case <-e.loopDone:
+		e.removeWaiter(h, ch)
+		return smr.Result{}, consensus.ErrStopped
+	}
+	select {
+	case err := <-p.reply:
+		if err != nil {
+			e.removeWaiter(h, ch)
+			if errors.Is(err, core.ErrQueueFull) {
+				return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w: %w", consensus.ErrUnavailable, err)
+			}
+			return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w", err)
+		}
+	case <-e.loopDone:
+		e.removeWaiter(h, ch)
+		return smr.Result{}, fmt.Errorf("%w: the engine stopped while taking the entry", consensus.ErrOutcomeUnknown)
+	}
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-ctx.Done():
+		e.removeWaiter(h, ch)
+		return smr.Result{}, fmt.Errorf("%w: %w", consensus.ErrOutcomeUnknown, ctx.Err())
+	case <-e.loopDone:
+		e.removeWaiter(h, ch)
+		return smr.Result{}, fmt.Errorf("%w: the engine stopped before the entry was applied", consensus.ErrOutcomeUnknown)
+	}
+}
+
+// readGroup is one read marker shared by the ReadBarrier callers that
+// joined it.
+type readGroup struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// ReadBarrier returns once this node's state machine reflects every write
+// committed before the call. It orders a read marker (a command that
+// changes nothing) through consensus and waits until this node has applied
+// it: the marker's block extends every block committed before the marker
+// existed. No lease and no leader are involved, so it works on every
+// replica. Callers arriving while a marker is in flight share the next
+// one, ordered after the current one completes. If ctx ends first, the
+// error wraps consensus.ErrUnavailable and ctx.Err().
+func (e *Engine) ReadBarrier(ctx context.Context) error {
+	if e.stopped.Load() {
+		return consensus.ErrStopped
+	}
+	g := e.joinRead()
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return fmt.Errorf("hotstuff engine: read barrier: %w: %w", consensus.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (e *Engine) joinRead() *readGroup {
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
+	if e.readCur == nil {
+		e.readCur = &readGroup{done: make(chan struct{})}
+		e.startReadLocked(e.readCur)
+		return e.readCur
+	}
+	if e.readNext == nil {
+		e.readNext = &readGroup{done: make(chan struct{})}
+	}
+	return e.readNext
+}
+
+// startReadLocked orders g's marker in a goroutine; when it is applied the
+// waiting group starts. readMu must be held.
+func (e *Engine) startReadLocked(g *readGroup) {
+	if e.readClosed {
+		g.err = consensus.ErrStopped
+		close(g.done)
+		e.readCur = nil
+		return
+	}
+	e.readWG.Add(1)
+	go func() {
+		defer e.readWG.Done()
+		marker := newReadMarker(e.cfg.ID, e.markerBase+e.markerSeq.Add(1))
+		_, err := e.order(context.Background(), marker)
+		if err != nil {
+			err = fmt.Errorf("hotstuff engine: read barrier: %w: %w", consensus.ErrUnavailable, err)
+		}
+		e.readMu.Lock()
+		defer e.readMu.Unlock()
+		g.err = err
+		close(g.done)
+		e.readCur, e.readNext = e.readNext, nil
+		if e.readCur != nil {
+			e.startReadLocked(e.readCur)
+		}
+	}()
+}
+
+// Status reports the view (also as Term), the leader of the current view,
+// the highest QC, the committed height and the log indexes. Role is
+// "leader" while this node leads the current view, "shutdown" after Stop,
+// "follower" otherwise.
+func (e *Engine) Status() consensus.Status {
+	s := e.status.Load()
+	role := "follower"
+	switch {
+	case e.stopped.Load() || e.fatal.Load() != nil:
+		role = "shutdown"
+	case s.core.Leader == e.cfg.ID:
+		role = "leader"
+	}
+	return consensus.Status{
+		Mode:            "bft",
+		NodeID:          string(e.cfg.ID),
+		Role:            role,
+		Term:            uint64(s.core.View),
+		LeaderID:        string(s.core.Leader),
+		LeaderAddr:      e.addrs[s.core.Leader],
+		CommitIndex:     s.lastIndex,
+		AppliedIndex:    e.fsm.AppliedIndex(),
+		LastIndex:       s.lastIndex,
+		View:            uint64(s.core.View),
+		HighQCView:      uint64(s.core.HighQCView),
+		LockedQCView:    uint64(s.core.LockedQCView),
+		CommittedHeight: s.core.CommittedHeight,
+		CommittedView:   uint64(s.core.CommittedView),
+		ViewChangeAlert: s.core.Alert,
+	}
+}
+
+// Members lists the committee, marking the leader of the current view.
+func (e *Engine) Members(context.Context) ([]consensus.Member, error) {
+	if e.stopped.Load() {
+		return nil, consensus.ErrStopped
+	}
+	leader := string(e.status.Load().core.Leader)
+	out := slices.Clone(e.members)
+	for i := range out {
+		out[i].Leader = out[i].ID == leader
+	}
+	return out, nil
+}
+
+// TransferLeadership forces a view change: leaders follow the rotation, so
+// the next view's leader takes over. This replica times out its view and
+// asks every peer to do the same (a view change needs a quorum of
+// timeouts; each peer honours such a request at most once per view change
+// timeout per sender). id must be empty or name the next view's leader. It
+// returns once this node has left the view, or with an error wrapping
+// consensus.ErrUnavailable when ctx ends first.
+func (e *Engine) TransferLeadership(ctx context.Context, id string) error {
+	if e.stopped.Load() {
+		return consensus.ErrStopped
+	}
+	var from types.View
+	var cerr error
+	done := make(chan struct{})
+	e.viewMu.Lock()
+	changed := e.viewChan
+	e.viewMu.Unlock()
+	fn := func() {
+		defer close(done)
+		from = e.core.View()
+		if next := e.core.Leader(from + 1); id != "" && types.NodeID(id) != next {
+			cerr = smr.Errorf(smr.CodeMalformed, "in bft mode leaders follow the rotation: the next view's leader is %q, not %q; omit the node ID to force a view change", next, id)
+			return
+		}
+		e.stats.forcedViewChanges.Add(1)
+		e.log.Info("forced view change", "view", from)
+		e.core.ForceViewChange()
+		e.net.broadcast(encodeViewChangeFrame(from))
+	}
+	select {
+	case e.ctrlCh <- fn:
+	case <-ctx.Done():
+		return fmt.Errorf("hotstuff engine: view change: %w: %w", consensus.ErrUnavailable, ctx.Err())
+	case <-e.loopDone:
+		return consensus.ErrStopped
+	}
+	<-done
+	if cerr != nil {
+		return cerr
+	}
+	for {
+		if e.status.Load().core.View > from {
+			return nil
+		}
+		select {
+		case <-changed:
+			e.viewMu.Lock()
+			changed = e.viewChan
+			e.viewMu.Unlock()
+		case <-ctx.Done():
+			return fmt.Errorf("hotstuff engine: view change from view %d requested, still in it: %w: %w", from, consensus.ErrUnavailable, ctx.Err())
+		case <-e.loopDone:
+			return consensus.ErrStopped
+		}
+	}
+}
+
+// Stop stops the loop and the transport, fails the callers still waiting
+// (ErrOutcomeUnknown for handed-over entries) and closes the block store.
+// It is idempotent; later calls return the first call's error.
+func (e *Engine) Stop() error {
+	e.stopOnce.Do(func() {
+		e.stopped.Store(true)
+		close(e.stopCh)
+		<-e.loopDone
+		e.net.close(e.ln)
+		e.readMu.Lock()
+		e.readClosed = true
+		e.readMu.Unlock()
+		e.readWG.Wait()
+		if err := e.store.close(); err != nil {
+			e.stopErr = fmt.Errorf("hotstuff engine: close block store: %w", err)
+		}
+		e.log.Info("hotstuff engine stopped", "view", e.status.Load().core.View, "log_index", e.status.Load().lastIndex)
+	})
+	return e.stopErr
+}
+
+// Err returns the error that halted the engine's loop (a failed write to
+// its storage), or nil.
+func (e *Engine) Err() error {
+	if p := e.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Committee returns the epoch's committee.
+func (e *Engine) Committee() *types.Committee { return e.committee }

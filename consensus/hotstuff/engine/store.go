@@ -1,0 +1,365 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+)
+
+// The block store is one bolt file (data_dir/hotstuff/blocks.db):
+//
+//	meta     "genesis"  -> genesis block hash (the committee it belongs to)
+//	         "root_qc"  -> types.MarshalQC of the QC certifying the last
+//	                       committed block
+//	         "snapshot" -> height u64 | index u64 | state machine snapshot
+//	blocks   hash       -> types.MarshalBlock (every block the core accepted
+//	                       that is committed or may still commit)
+//	pending  hash       -> height u64 (accepted, not committed yet)
+//	chain    height u64 -> hash | first index u64 | last index u64 (the
+//	                       committed chain; the indexes are the log indexes
+//	                       of the block's state machine entries, first >
+//	                       last when it has none)
+//
+// Every write is one bolt transaction, fsynced before it returns.
+var (
+	bucketMeta    = []byte("meta")
+	bucketBlocks  = []byte("blocks")
+	bucketPending = []byte("pending")
+	bucketChain   = []byte("chain")
+
+	keyGenesis  = []byte("genesis")
+	keyRootQC   = []byte("root_qc")
+	keySnapshot = []byte("snapshot")
+)
+
+// ErrWrongCommittee is returned by openStore when the store belongs to
+// another committee (another genesis block): the data directory was made
+// for a different cluster or epoch.
+var ErrWrongCommittee = errors.New("block store belongs to another committee")
+
+// blockStore persists blocks, the committed chain and state machine
+// snapshots. It is used by the engine's loop only (bolt itself is safe for
+// concurrent use, the store's invariants assume one writer).
+type blockStore struct {
+	db   *bolt.DB
+	path string
+}
+
+// chainEntry is one committed block's record.
+type chainEntry struct {
+	height      uint64
+	hash        types.Hash
+	first, last uint64 // log indexes of its entries; first = last+1 when none
+}
+
+// committedBlock is a block being recorded as committed.
+type committedBlock struct {
+	block *types.Block
+	entry chainEntry
+}
+
+// storedSnapshot is a state machine snapshot taken after the committed
+// block at height, when the log index was index.
+type storedSnapshot struct {
+	height, index uint64
+	data          []byte
+}
+
+func openStore(path string, genesis types.Hash) (*blockStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open block store %s: %w", path, err)
+	}
+	s := &blockStore{db: db, path: path}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketBlocks, bucketPending, bucketChain} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if g := meta.Get(keyGenesis); g != nil {
+			if !bytes.Equal(g, genesis[:]) {
+				return fmt.Errorf("%s holds genesis block %x, this committee's genesis is %s: %w", path, g[:8], genesis, ErrWrongCommittee)
+			}
+			return nil
+		}
+		return meta.Put(keyGenesis, genesis[:])
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("block store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *blockStore) close() error { return s.db.Close() }
+
+func encodeChainEntry(e chainEntry) []byte {
+	b := make([]byte, 0, 32+16)
+	b = append(b, e.hash[:]...)
+	b = binary.BigEndian.AppendUint64(b, e.first)
+	return binary.BigEndian.AppendUint64(b, e.last)
+}
+
+func decodeChainEntry(height uint64, v []byte) (chainEntry, error) {
+	if len(v) != 48 {
+		return chainEntry{}, fmt.Errorf("chain record at height %d has %d bytes, want 48", height, len(v))
+	}
+	e := chainEntry{height: height}
+	copy(e.hash[:], v[:32])
+	e.first = binary.BigEndian.Uint64(v[32:40])
+	e.last = binary.BigEndian.Uint64(v[40:48])
+	return e, nil
+}
+
+func heightKey(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h) }
+
+// save records blocks the core accepted and blocks it committed (with the
+// QC that certifies the last of them) in one durable transaction. A
+// committed block is normally among the accepted ones of this or an earlier
+// call; it is stored again if not.
+func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, commitQC types.QC) error {
+	if len(accepted) == 0 && len(committed) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		blocks, pending, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketPending), tx.Bucket(bucketChain)
+		for _, b := range accepted {
+			h := b.Hash()
+			if err := blocks.Put(h[:], types.MarshalBlock(b)); err != nil {
+				return err
+			}
+			if err := pending.Put(h[:], heightKey(b.Height)); err != nil {
+				return err
+			}
+		}
+		if len(committed) == 0 {
+			return nil
+		}
+		for _, c := range committed {
+			h := c.entry.hash
+			if blocks.Get(h[:]) == nil {
+				if err := blocks.Put(h[:], types.MarshalBlock(c.block)); err != nil {
+					return err
+				}
+			}
+			if err := chain.Put(heightKey(c.entry.height), encodeChainEntry(c.entry)); err != nil {
+				return err
+			}
+			if err := pending.Delete(h[:]); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyRootQC, types.MarshalQC(commitQC)); err != nil {
+			return err
+		}
+		// Forget blocks of forks that can no longer commit: pending blocks at
+		// or below the new committed height.
+		root := committed[len(committed)-1].entry.height
+		var dead [][]byte
+		cur := pending.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if len(v) == 8 && binary.BigEndian.Uint64(v) <= root {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range dead {
+			if err := pending.Delete(k); err != nil {
+				return err
+			}
+			if err := blocks.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// saveSnapshot replaces the stored state machine snapshot.
+func (s *blockStore) saveSnapshot(snap storedSnapshot) error {
+	v := make([]byte, 0, 16+len(snap.data))
+	v = binary.BigEndian.AppendUint64(v, snap.height)
+	v = binary.BigEndian.AppendUint64(v, snap.index)
+	v = append(v, snap.data...)
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySnapshot, v) })
+}
+
+// snapshot returns the stored snapshot, or nil.
+func (s *blockStore) snapshot() (*storedSnapshot, error) {
+	var out *storedSnapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keySnapshot)
+		if v == nil {
+			return nil
+		}
+		if len(v) < 16 {
+			return fmt.Errorf("stored snapshot record has %d bytes", len(v))
+		}
+		out = &storedSnapshot{
+			height: binary.BigEndian.Uint64(v[:8]),
+			index:  binary.BigEndian.Uint64(v[8:16]),
+			data:   append([]byte(nil), v[16:]...),
+		}
+		return nil
+	})
+	return out, err
+}
+
+// block returns the stored block with hash h.
+func (s *blockStore) block(h types.Hash) (*types.Block, error) {
+	var b *types.Block
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBlocks).Get(h[:])
+		if v == nil {
+			return nil
+		}
+		var err error
+		b, err = types.UnmarshalBlock(v)
+		return err
+	})
+	return b, err
+}
+
+// ancestry returns up to n stored blocks starting at h and following parent
+// links (newest first), stopping at a missing block, the genesis block, or
+// once the encoded blocks exceed maxBytes (at least one block is returned
+// when h is stored).
+func (s *blockStore) ancestry(h types.Hash, n, maxBytes int) ([]*types.Block, error) {
+	var out []*types.Block
+	err := s.db.View(func(tx *bolt.Tx) error {
+		blocks := tx.Bucket(bucketBlocks)
+		size := 0
+		for len(out) < n {
+			v := blocks.Get(h[:])
+			if v == nil || (len(out) > 0 && size+len(v) > maxBytes) {
+				return nil
+			}
+			b, err := types.UnmarshalBlock(v)
+			if err != nil {
+				return fmt.Errorf("stored block %s: %w", h, err)
+			}
+			if b.View == 0 {
+				return nil
+			}
+			size += len(v)
+			out = append(out, b)
+			h = b.Parent
+		}
+		return nil
+	})
+	return out, err
+}
+
+// state is what a restarting engine reads back.
+type state struct {
+	// last is the last committed block's record (height 0 = nothing
+	// committed beyond genesis).
+	last   chainEntry
+	root   *types.Block // nil when nothing was committed
+	rootQC types.QC
+	// pending are the uncommitted blocks above root.
+	pending []*types.Block
+	// recent are the last committed blocks, lowest first, root included.
+	recent []*types.Block
+}
+
+// load reads the committed root, its QC, the pending blocks and the last
+// `recent` committed blocks.
+func (s *blockStore) load(recent int) (state, error) {
+	var st state
+	err := s.db.View(func(tx *bolt.Tx) error {
+		blocks, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketChain)
+		get := func(h types.Hash) (*types.Block, error) {
+			v := blocks.Get(h[:])
+			if v == nil {
+				return nil, fmt.Errorf("block %s is recorded but not stored", h)
+			}
+			return types.UnmarshalBlock(v)
+		}
+		cur := chain.Cursor()
+		k, v := cur.Last()
+		if k == nil {
+			return nil
+		}
+		last, err := decodeChainEntry(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return err
+		}
+		st.last = last
+		if st.root, err = get(last.hash); err != nil {
+			return err
+		}
+		qcb := tx.Bucket(bucketMeta).Get(keyRootQC)
+		if qcb == nil {
+			return errors.New("committed chain without a root QC")
+		}
+		if st.rootQC, err = types.UnmarshalQC(qcb); err != nil {
+			return fmt.Errorf("root QC: %w", err)
+		}
+		for ; k != nil && len(st.recent) < recent; k, v = cur.Prev() {
+			e, err := decodeChainEntry(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			b, err := get(e.hash)
+			if err != nil {
+				return err
+			}
+			st.recent = append(st.recent, b)
+		}
+		for i, j := 0, len(st.recent)-1; i < j; i, j = i+1, j-1 {
+			st.recent[i], st.recent[j] = st.recent[j], st.recent[i]
+		}
+		pc := tx.Bucket(bucketPending).Cursor()
+		for pk, pv := pc.First(); pk != nil; pk, pv = pc.Next() {
+			if len(pv) != 8 || binary.BigEndian.Uint64(pv) <= last.height {
+				continue
+			}
+			var h types.Hash
+			copy(h[:], pk)
+			b, err := get(h)
+			if err != nil {
+				return err
+			}
+			st.pending = append(st.pending, b)
+		}
+		return nil
+	})
+	if err != nil {
+		return state{}, fmt.Errorf("load block store %s: %w", s.path, err)
+	}
+	return st, nil
+}
+
+// replay calls fn for every committed block above height from, in order.
+func (s *blockStore) replay(from uint64, fn func(e chainEntry, b *types.Block) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		blocks := tx.Bucket(bucketBlocks)
+		cur := tx.Bucket(bucketChain).Cursor()
+		for k, v := cur.Seek(heightKey(from + 1)); k != nil; k, v = cur.Next() {
+			e, err := decodeChainEntry(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			raw := blocks.Get(e.hash[:])
+			if raw == nil {
+				return fmt.Errorf("committed block %s at height %d is not stored", e.hash, e.height)
+			}
+			b, err := types.UnmarshalBlock(raw)
+			if err != nil {
+				return fmt.Errorf("committed block at height %d: %w", e.height, err)
+			}
+			if err := fn(e, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

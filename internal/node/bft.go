@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tandem-consensus/tandem/config"
+	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// consensus_mode bft: the node runs the HotStuff engine over the peer
+// port's BFT protocol. The committee is static: initial_members lists every
+// member's peer address and node public key (id=host:port/key), and this
+// node signs votes, timeouts and proposals with data_dir/node.key, whose
+// public half must be the key listed for it. There is no leader to forward
+// to: every node takes writes (the engine queues them and forwards them to
+// its peers, and whichever member leads the next view orders them) and
+// serves linearizable reads (a read marker ordered through consensus).
+
+// bftMode reports whether the node runs the HotStuff engine.
+func (n *Node) bftMode() bool { return n.cfg.ConsensusMode == config.ModeBFT }
+
+// newBFTEngine builds the HotStuff engine from the configuration.
+func (n *Node) newBFTEngine(key ed25519.PrivateKey, logger *slog.Logger) (*hsengine.Engine, error) {
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return nil, err
+	}
+	members := make([]hsengine.Member, 0, len(ms))
+	for _, m := range ms {
+		if m.PublicKey == nil {
+			return nil, fmt.Errorf("initial_members: %s has no node public key; bft mode needs id=host:port/key for every member", m.ID)
+		}
+		if m.ID == n.cfg.NodeID && !m.PublicKey.Equal(key.Public()) {
+			return nil, fmt.Errorf("initial_members lists %s for this node, but data_dir/node.key has public key %s: list the key `tandem init` printed for this data directory",
+				smr.FormatKey(m.PublicKey), smr.FormatKey(key.Public().(ed25519.PublicKey)))
+		}
+		members = append(members, hsengine.Member{ID: types.NodeID(m.ID), Addr: m.Addr, PublicKey: m.PublicKey})
+	}
+	e, err := hsengine.New(hsengine.Config{
+		ID:                   types.NodeID(n.cfg.NodeID),
+		Members:              members,
+		Key:                  key,
+		DataDir:              n.cfg.DataDir,
+		Network:              n.mux,
+		FSM:                  n.fsm,
+		Genesis:              &n.genesis,
+		ViewChangeTimeout:    n.cfg.ViewChangeTimeout,
+		VoteTimeout:          n.cfg.VoteTimeout,
+		MaxViewChangeRetries: n.cfg.MaxViewChangeRetries,
+		MaxClockSkew:         max(hsengine.DefaultMaxClockSkew, n.cfg.ViewChangeTimeout),
+		SnapshotInterval:     n.cfg.CheckpointInterval,
+		Logger:               logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	return e, nil
+}
+
+// staticCommittee is the answer to a membership change in bft mode.
+func staticCommittee(op string) error {
+	return smr.Errorf(smr.CodeMalformed, "%s: consensus_mode is bft, and %v", op, hsengine.ErrStaticCommittee)
+}
+
+// watchGenesis warns, once the cluster is initialized, when this node's
+// bootstrap_admin_keys or limits differ from the replicated genesis (in
+// bft mode every member queues its own genesis entry and votes only for a
+// block whose genesis entry equals its own).
+func (n *Node) watchGenesis(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if g, ok := n.fsm.Genesis(); ok {
+			if !sameGenesis(g, n.genesis) {
+				n.log.Warn("this node's bootstrap_admin_keys or limits differ from the cluster's genesis; the cluster's values are in effect",
+					"cluster", g.Info(), "configured", n.genesis.Info())
+			} else {
+				n.log.Info("cluster initialized", "genesis", g.Info())
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watchEngine stops the node when the HotStuff engine halts (its storage
+// failed): a replica that cannot persist must not keep serving.
+func (n *Node) watchEngine(ctx context.Context) error {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := n.bft.Err(); err != nil {
+			return fmt.Errorf("hotstuff engine halted: %w", err)
+		}
+	}
+}
