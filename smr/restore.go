@@ -138,16 +138,24 @@ func (m *StateMachine) applyRestore(index uint64, entryTime int64, p parsedResto
 	if err := m.checkRestore(p); err != nil {
 		return errResult(res, err)
 	}
-	if at := entryTime / 1e9; p.r.Time < at-RestoreWindow || p.r.Time > at+RestoreWindow {
-		return errResult(res, Errorf(CodeBadSignature, "restore was signed at unix time %d, more than %d seconds from the entry's time %d; sign it again", p.r.Time, RestoreWindow, at))
+	// The window is checked against the later of the entry's time and the
+	// replicated clock: whoever wraps the restore in an entry chooses the
+	// entry's time (in BFT mode, any replica), but not the clock.
+	if at := max(entryTime, m.st.clock) / 1e9; p.r.Time < at-RestoreWindow || p.r.Time > at+RestoreWindow {
+		return errResult(res, Errorf(CodeBadSignature, "restore was signed at unix time %d, more than %d seconds from the cluster's time %d; sign it again", p.r.Time, RestoreWindow, at))
+	}
+	if p.r.Time <= m.st.lastRestore {
+		return errResult(res, Errorf(CodeSeqConflict, "a restore signed at unix time %d was already applied (this one is signed at %d); a restore applies once", m.st.lastRestore, p.r.Time))
 	}
 	clock := m.st.clock
 	m.st = p.snap.st
 	sum := p.snap.sum
-	if clock > m.st.clock {
-		// The replicated clock never goes back: the restored state runs on
-		// from the later of its own time and the time before the restore
-		// (sessions that expired meanwhile expire now).
+	if p.r.Time > m.st.lastRestore || clock > m.st.clock {
+		// The restored state remembers this restore (so it cannot be
+		// applied again), and the replicated clock never goes back: the
+		// state runs on from the later of its own time and the time
+		// before the restore (sessions that expired meanwhile expire now).
+		m.st.lastRestore = max(p.r.Time, m.st.lastRestore)
 		m.st.advanceClock(clock)
 		sum = m.st.hash()
 	}

@@ -14,7 +14,7 @@ import (
 func TestRestoreEntry(t *testing.T) {
 	src := buildState(t) // admin testKey(1), window default
 	snap := mustSnapshot(t, src.sm)
-	snapIdx, snapSum := src.sm.Hash()
+	snapIdx, _ := src.sm.Hash()
 
 	admin, member := testKey(5), testKey(6)
 	h := newHarness(t, admin)
@@ -35,12 +35,18 @@ func TestRestoreEntry(t *testing.T) {
 	if err := json.Unmarshal(res.Value, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.RestoredFromIndex != snapIdx || out.StateHash != hex.EncodeToString(snapSum[:]) {
-		t.Fatalf("restore value = %s, want index %d hash %x", res.Value, snapIdx, snapSum)
+	// The content is the snapshot's; the state also remembers this restore
+	// (so it cannot apply twice), so its hash is the snapshot's content
+	// with that time, which the result reports.
+	want := *src.sm.st
+	want.lastRestore = r.Time
+	wantSum := want.hash()
+	if out.RestoredFromIndex != snapIdx || out.StateHash != hex.EncodeToString(wantSum[:]) {
+		t.Fatalf("restore value = %s, want index %d hash %x", res.Value, snapIdx, wantSum)
 	}
 	idx, sum := h.sm.Hash()
-	if idx != h.idx || sum != snapSum || sum != h.sm.st.hash() {
-		t.Fatalf("after restore: index %d hash %x, want %d %x", idx, sum, h.idx, snapSum)
+	if idx != h.idx || sum != wantSum || sum != h.sm.st.hash() {
+		t.Fatalf("after restore: index %d hash %x, want %d %x", idx, sum, h.idx, wantSum)
 	}
 	if _, err := h.sm.Query(Query{Kind: QueryConfig, Key: "mine"}); !isCode(err, CodeNotFound) {
 		t.Fatalf("content from before the restore survived: %v", err)
@@ -202,5 +208,31 @@ func TestRestoreReplayOutsideWindow(t *testing.T) {
 		if _, after := h.sm.Hash(); after != before {
 			t.Fatalf("a refused restore changed the state")
 		}
+	}
+}
+
+// TestRestoreAppliesOnce: the same signed restore ordered twice (a faulty
+// replica re-wrapping it, or a forwarded copy committed again) is refused
+// the second time, even with a fresh entry time, and changes nothing.
+func TestRestoreAppliesOnce(t *testing.T) {
+	src := buildState(t)
+	snap := mustSnapshot(t, src.sm)
+	admin := testKey(1) // an admin in the snapshot too, so the second restore passes the ACL check
+	h := newHarness(t, admin)
+	h.idx = 100
+	h.do(admin, 1, Command{Op: OpSetConfig, Key: "mine", Value: "1"})
+	r := mustSignRestore(t, admin, snap)
+	if res := h.sm.Apply(h.idx+1, restoreBytes(t, 1e9, r)); res.Code != CodeOK {
+		t.Fatalf("first restore: %+v", res)
+	}
+	h.idx++
+	_, before := h.sm.Hash()
+	res := h.sm.Apply(h.idx+1, restoreBytes(t, 2e9, r))
+	h.idx++
+	if res.Code != CodeSeqConflict {
+		t.Fatalf("second application of the same restore: %+v, want seq_conflict", res)
+	}
+	if _, after := h.sm.Hash(); after != before {
+		t.Fatal("a refused restore changed the state")
 	}
 }

@@ -25,6 +25,10 @@ type state struct {
 	// never modified in place.
 	genesis   *Genesis
 	clock     int64 // Unix nanos; max of the times of executed commands
+	// lastRestore is the signing time (unix seconds) of the newest restore
+	// applied; a restore signed at or before it is refused, so a captured
+	// restore cannot be applied twice.
+	lastRestore int64
 	acl       map[clientKey]map[Permission]Effect
 	clients   map[clientKey]*clientState
 	sessions  map[string]*session
@@ -210,12 +214,12 @@ func (st *state) admins() int {
 //
 // All integers are big-endian; a string or byte string is a uint32 length
 // and its bytes; a collection is a uint32 count and its elements sorted by
-// key (client keys bytewise, strings bytewise). Layout (format 3):
+// key (client keys bytewise, strings bytewise). Layout (format 4):
 //
-//	format (1 byte, 3) || initialized (1 byte, 0 or 1)
+//	format (1 byte, 4) || initialized (1 byte, 0 or 1)
 //	genesis, when initialized: count, { admin key (32) } (ascending) ||
 //	           result window (uint32) || max command bytes (uint32)
-//	clock (int64)
+//	clock (int64) || last restore (int64, unix seconds)
 //	acl:       count, { subject (32) || count, { permission || effect } }
 //	clients:   count, { key (32) || highest (uint64) || count, { seq (uint64) || sum (32) ||
 //	                    index (uint64) || code || message || value } }
@@ -226,9 +230,9 @@ func (st *state) admins() int {
 //	datasets:  see encodeDatasets
 //
 // An uninitialized state has clock 0 and every collection empty. Formats 1
-// (before the genesis was replicated state) and 2 (before datasets) are not
-// read.
-const stateFormat byte = 3
+// (before the genesis was replicated state), 2 (before datasets) and 3
+// (before the last restore time) are not read.
+const stateFormat byte = 4
 
 type encoder struct{ b []byte }
 
@@ -264,6 +268,7 @@ func (st *state) encode() []byte {
 	e.u8(stateFormat)
 	st.encodeGenesis(e)
 	e.i64(st.clock)
+	e.i64(st.lastRestore)
 	st.encodeACL(e)
 	st.encodeClients(e)
 	st.encodeContent(e)
@@ -474,6 +479,7 @@ func decodeState(b []byte) (*state, error) {
 		d.fail("initialized flag is %d, want 0 or 1", init)
 	}
 	st.clock = d.i64("clock")
+	st.lastRestore = d.i64("last restore")
 
 	for range d.count("acl", 32+4) {
 		k := d.key("acl subject")
@@ -571,7 +577,7 @@ func decodeState(b []byte) (*state, error) {
 		return nil, fmt.Errorf("%d bytes after the end of the state", len(d.b))
 	}
 	if st.genesis == nil {
-		if st.clock != 0 || len(st.acl) != 0 || len(st.clients) != 0 || len(st.sessions) != 0 ||
+		if st.clock != 0 || st.lastRestore != 0 || len(st.acl) != 0 || len(st.clients) != 0 || len(st.sessions) != 0 ||
 			len(st.tools) != 0 || len(st.resources) != 0 || len(st.config) != 0 || len(st.datasets) != 0 {
 			return nil, fmt.Errorf("state has no genesis but has content: an uninitialized state is empty")
 		}

@@ -30,7 +30,8 @@ func TestLinearizableReadAfterSnapshotRestore(t *testing.T) {
 			c.submit(t, ctx, leader, c.admin, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "after-the-snapshot"})
 		}
 		waitConverged(t, c)
-		r, err := smr.SignRestore(c.admin, "/v1/admin/snapshot", time.Now().Unix(), snap.Bytes())
+		// Each restore is signed at a later second: a restore applies once.
+		r, err := smr.SignRestore(c.admin, "/v1/admin/snapshot", time.Now().Unix()+int64(round), snap.Bytes())
 		if err != nil {
 			t.Fatal(err)
 		}
