@@ -23,20 +23,20 @@ type state struct {
 	// genesis is nil until the state is initialized; then it holds the
 	// genesis in canonical form (defaults applied, admin keys sorted). It is
 	// never modified in place.
-	genesis   *Genesis
-	clock     int64 // Unix nanos; max of the times of executed commands
+	genesis *Genesis
+	clock   int64 // Unix nanos; max of the times of executed commands
 	// lastRestore is the signing time (unix seconds) of the newest restore
 	// applied; a restore signed at or before it is refused, so a captured
 	// restore cannot be applied twice.
 	lastRestore int64
-	acl       map[clientKey]map[Permission]Effect
-	clients   map[clientKey]*clientState
-	sessions  map[string]*session
-	expiries  expiryHeap // sessions with a TTL, ordered by (expiry, id)
-	tools     map[string]json.RawMessage
-	resources map[string]map[string]struct{}
-	config    map[string]string
-	datasets  map[string]*dataset
+	acl         map[clientKey]map[Permission]Effect
+	clients     map[clientKey]*clientState
+	sessions    map[string]*session
+	expiries    expiryHeap // sessions with a TTL, ordered by (expiry, id)
+	tools       map[string]json.RawMessage
+	resources   map[string]map[string]struct{}
+	config      map[string]string
+	datasets    map[string]*dataset
 
 	// Derived from datasets (not encoded): refs counts, per key, the
 	// datasets it is an invited agent or an admin of; datasetBytes sums

@@ -380,11 +380,22 @@ func (e *Engine) rebuild(st state) error {
 
 // --- the loop ---
 
+// needsGenesis reports whether the state machine still waits for its
+// genesis entry: asked of the state machine when it can tell (entries that
+// committed before the genesis must not stop it from being proposed again
+// after a restart), else inferred from an empty log.
+func (e *Engine) needsGenesis() bool {
+	if sm, ok := e.cfg.FSM.(interface{ Initialized() bool }); ok {
+		return !sm.Initialized()
+	}
+	return e.lastIndex == 0
+}
+
 func (e *Engine) run() {
 	defer close(e.loopDone)
 	ticker := time.NewTicker(e.cfg.Tick)
 	defer ticker.Stop()
-	if e.genesis != nil && e.lastIndex == 0 {
+	if e.genesis != nil && e.needsGenesis() {
 		if err := e.core.Propose(e.genesis); err != nil {
 			e.log.Error("cannot queue the genesis entry", "err", err)
 		}
