@@ -2,19 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ed25519"
-	"fmt"
-	"io"
-	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/internal/devcluster"
-	"github.com/tandem-consensus/tandem/internal/identity"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // startBFTCluster lays out and starts four `tandem serve` processes in
@@ -25,28 +16,8 @@ func startBFTCluster(t *testing.T) *cluster {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
+	c := launch(t, devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
 		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out io.Writer = io.Discard
-	if os.Getenv("TANDEM_E2E_LOG") != "" {
-		out = os.Stderr
-	}
-	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
-	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
-	c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
 	c.waitReady(30 * time.Second)
 	return c
 }
@@ -102,56 +73,9 @@ func TestBFTLeaderKillUnderLoad(t *testing.T) {
 	c := startBFTCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	admin := c.newClient(c.admin)
-
-	const writers = 6
-	clients := make([]*client.Client, writers)
-	for i := range clients {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			t.Fatal(err)
-		}
-		// Each writer starts at a different node; the SDK moves on to the
-		// next endpoint when one fails.
-		eps := c.layout.Endpoints()
-		rot := append(append([]string(nil), eps[i%len(eps):]...), eps[:i%len(eps)]...)
-		clients[i] = c.newClient(k, rot...)
-	}
-
-	var (
-		mu       sync.Mutex
-		outcomes []writeOutcome
-		stop     atomic.Bool
-		afterAck atomic.Int64
-		killed   atomic.Bool
-		wg       sync.WaitGroup
-	)
-	for i, cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; !stop.Load(); j++ {
-				key := fmt.Sprintf("w%d-%d", i, j)
-				startedAfterKill := killed.Load()
-				wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-				_, err := cl.SetConfig(wctx, key, "v")
-				wcancel()
-				o := writeOutcome{key: key, ok: err == nil, unknown: client.IsOutcomeUnknown(err)}
-				if err != nil && !o.unknown && !client.IsUnavailable(err) {
-					t.Errorf("write %s: unexpected definitive error: %v", key, err)
-				}
-				if o.ok && startedAfterKill {
-					afterAck.Add(1)
-				}
-				mu.Lock()
-				outcomes = append(outcomes, o)
-				mu.Unlock()
-			}
-		}()
-	}
+	// Each writer starts at a different node; the SDK moves on to the next
+	// endpoint when one fails.
+	load := startWriteLoad(t, ctx, c.inviteWriters(ctx, 6, true))
 
 	time.Sleep(1500 * time.Millisecond)
 	st, err := c.status("node1")
@@ -163,52 +87,25 @@ func TestBFTLeaderKillUnderLoad(t *testing.T) {
 	if err := c.Kill(victim); err != nil {
 		t.Fatal(err)
 	}
-	killed.Store(true)
+	load.markFault()
 	killedAt := time.Now()
 	survivors := without(c.ids(), victim)
 	deadline := time.Now().Add(30 * time.Second)
 	var firstAck time.Duration
-	for afterAck.Load() < 20 && time.Now().Before(deadline) {
-		if firstAck == 0 && afterAck.Load() > 0 {
+	for load.afterAck.Load() < 20 && time.Now().Before(deadline) {
+		if firstAck == 0 && load.afterAck.Load() > 0 {
 			firstAck = time.Since(killedAt)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop.Store(true)
-	wg.Wait()
-	if afterAck.Load() < 20 {
-		t.Fatalf("only %d writes acknowledged after %s was killed", afterAck.Load(), victim)
+	outcomes := load.finish()
+	if n := load.afterAck.Load(); n < 20 {
+		t.Fatalf("only %d writes acknowledged after %s was killed", n, victim)
 	}
-	t.Logf("first write acknowledged %s after the kill; %d after it", firstAck.Round(time.Millisecond), afterAck.Load())
+	t.Logf("first write acknowledged %s after the kill; %d after it", firstAck.Round(time.Millisecond), load.afterAck.Load())
 
 	hash := c.waitConverged(survivors, 20*time.Second)
-	var acked, unknown int
-	for _, id := range survivors {
-		reader := c.newClient(nil, c.endpoint(id))
-		entries, _, err := reader.ListConfig(ctx, client.Stale())
-		if err != nil {
-			t.Fatalf("list on %s: %v", id, err)
-		}
-		present := map[string]int{}
-		for _, e := range entries {
-			present[e.Key]++
-		}
-		acked, unknown = 0, 0
-		for _, o := range outcomes {
-			switch {
-			case o.ok:
-				acked++
-				if present[o.key] != 1 {
-					t.Errorf("%s: acknowledged write %s present %d times", id, o.key, present[o.key])
-				}
-			case o.unknown:
-				unknown++
-				if present[o.key] > 1 {
-					t.Errorf("%s: write %s with unknown outcome present %d times", id, o.key, present[o.key])
-				}
-			}
-		}
-	}
+	acked, unknown := c.checkOutcomes(ctx, survivors, outcomes)
 	t.Logf("writes: %d acknowledged, %d unknown, %d total", acked, unknown, len(outcomes))
 
 	if err := c.Start(victim); err != nil {

@@ -2,16 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/ed25519"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/internal/identity"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // TestClusterServesThroughAnyNode: a 4-node cluster forms, elects a leader,
@@ -49,12 +41,6 @@ func TestClusterServesThroughAnyNode(t *testing.T) {
 	c.waitConverged(c.ids(), 10*time.Second)
 }
 
-type writeOutcome struct {
-	key     string
-	ok      bool
-	unknown bool
-}
-
 // TestLeaderKillUnderLoad: kill -9 of the leader process while clients
 // write concurrently. A new leader takes over; every acknowledged write is
 // present on every surviving node (by state hash and by reading each key);
@@ -64,52 +50,7 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	admin := c.newClient(c.admin)
-
-	const writers = 6
-	clients := make([]*client.Client, writers)
-	for i := range clients {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = c.newClient(k)
-	}
-
-	var (
-		mu       sync.Mutex
-		outcomes []writeOutcome
-		stop     atomic.Bool
-		afterAck atomic.Int64 // acks of writes started after the kill
-		killed   atomic.Bool
-		wg       sync.WaitGroup
-	)
-	for i, cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; !stop.Load(); j++ {
-				key := fmt.Sprintf("w%d-%d", i, j)
-				startedAfterKill := killed.Load()
-				wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-				_, err := cl.SetConfig(wctx, key, "v")
-				wcancel()
-				o := writeOutcome{key: key, ok: err == nil, unknown: client.IsOutcomeUnknown(err)}
-				if err != nil && !o.unknown && !client.IsUnavailable(err) {
-					t.Errorf("write %s: unexpected definitive error: %v", key, err)
-				}
-				if o.ok && startedAfterKill {
-					afterAck.Add(1)
-				}
-				mu.Lock()
-				outcomes = append(outcomes, o)
-				mu.Unlock()
-			}
-		}()
-	}
+	load := startWriteLoad(t, ctx, c.inviteWriters(ctx, 6, false))
 
 	time.Sleep(1500 * time.Millisecond)
 	old := c.waitLeader(nil, 10*time.Second)
@@ -117,16 +58,15 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 	if err := c.Kill(old); err != nil {
 		t.Fatal(err)
 	}
-	killed.Store(true)
+	load.markFault()
 	survivors := without(c.ids(), old)
 	deadline := time.Now().Add(20 * time.Second)
-	for afterAck.Load() < 20 && time.Now().Before(deadline) {
+	for load.afterAck.Load() < 20 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	stop.Store(true)
-	wg.Wait()
-	if afterAck.Load() < 20 {
-		t.Fatalf("only %d writes acknowledged after the leader was killed", afterAck.Load())
+	outcomes := load.finish()
+	if n := load.afterAck.Load(); n < 20 {
+		t.Fatalf("only %d writes acknowledged after the leader was killed", n)
 	}
 	newLeader := c.waitLeader(survivors, 10*time.Second)
 	if newLeader == old {
@@ -134,33 +74,7 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 	}
 
 	hash := c.waitConverged(survivors, 20*time.Second)
-	var acked, unknown int
-	for _, id := range survivors {
-		reader := c.newClient(nil, c.endpoint(id))
-		entries, _, err := reader.ListConfig(ctx, client.Stale())
-		if err != nil {
-			t.Fatalf("list on %s: %v", id, err)
-		}
-		present := map[string]int{}
-		for _, e := range entries {
-			present[e.Key]++
-		}
-		acked, unknown = 0, 0
-		for _, o := range outcomes {
-			switch {
-			case o.ok:
-				acked++
-				if present[o.key] != 1 {
-					t.Errorf("%s: acknowledged write %s present %d times", id, o.key, present[o.key])
-				}
-			case o.unknown:
-				unknown++
-				if present[o.key] > 1 {
-					t.Errorf("%s: write %s with unknown outcome present %d times", id, o.key, present[o.key])
-				}
-			}
-		}
-	}
+	acked, unknown := c.checkOutcomes(ctx, survivors, outcomes)
 	t.Logf("writes: %d acknowledged, %d unknown, %d total; new leader %s", acked, unknown, len(outcomes), newLeader)
 
 	if err := c.Start(old); err != nil {

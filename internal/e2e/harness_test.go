@@ -67,7 +67,18 @@ func startCluster(t *testing.T, n int, extra map[string]any) *cluster {
 	if _, ok := extra["raft"]; !ok {
 		extra["raft"] = fastRaft
 	}
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: n, Extra: extra})
+	c := launch(t, devcluster.Options{Dir: t.TempDir(), Nodes: n, Extra: extra})
+	c.waitLeader(nil, 30*time.Second)
+	c.waitReady(30 * time.Second)
+	return c
+}
+
+// launch lays out and starts the processes of opts and returns the
+// cluster with a client TLS config and the admin key; StopAll runs at
+// cleanup.
+func launch(t *testing.T, opts devcluster.Options) *cluster {
+	t.Helper()
+	layout, err := devcluster.Prepare(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +99,6 @@ func startCluster(t *testing.T, n int, extra map[string]any) *cluster {
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
-	c.waitLeader(nil, 30*time.Second)
-	c.waitReady(30 * time.Second)
 	return c
 }
 

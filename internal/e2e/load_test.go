@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+type writeOutcome struct {
+	key     string
+	ok      bool
+	unknown bool
+}
+
+// inviteWriters creates n clients with fresh keys holding config.write.
+// With rotate, client i starts at endpoint i (mod the node count).
+func (c *cluster) inviteWriters(ctx context.Context, n int, rotate bool) []*client.Client {
+	c.t.Helper()
+	admin := c.newClient(c.admin)
+	clients := make([]*client.Client, n)
+	for i := range clients {
+		k, err := identity.GenerateKey()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+			c.t.Fatal(err)
+		}
+		eps := c.layout.Endpoints()
+		if rotate {
+			eps = append(append([]string(nil), eps[i%len(eps):]...), eps[:i%len(eps)]...)
+		}
+		clients[i] = c.newClient(k, eps...)
+	}
+	return clients
+}
+
+// writeLoad runs one goroutine per client writing unique keys back to back
+// and records every outcome. A definitive error other than "unavailable"
+// fails the test: under crash faults writes either succeed, are reported
+// unknown, or were never proposed.
+type writeLoad struct {
+	mu       sync.Mutex
+	outcomes []writeOutcome
+	stop     atomic.Bool
+	fault    atomic.Bool
+	afterAck atomic.Int64 // acks of writes started after markFault
+	wg       sync.WaitGroup
+}
+
+func startWriteLoad(t *testing.T, ctx context.Context, clients []*client.Client) *writeLoad {
+	l := &writeLoad{}
+	for i, cl := range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for j := 0; !l.stop.Load(); j++ {
+				key := fmt.Sprintf("w%d-%d", i, j)
+				after := l.fault.Load()
+				wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				_, err := cl.SetConfig(wctx, key, "v")
+				cancel()
+				o := writeOutcome{key: key, ok: err == nil, unknown: client.IsOutcomeUnknown(err)}
+				if err != nil && !o.unknown && !client.IsUnavailable(err) {
+					t.Errorf("write %s: unexpected definitive error: %v", key, err)
+				}
+				if o.ok && after {
+					l.afterAck.Add(1)
+				}
+				l.mu.Lock()
+				l.outcomes = append(l.outcomes, o)
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// markFault notes that the fault was injected: later acks are counted.
+func (l *writeLoad) markFault() { l.fault.Store(true) }
+
+// finish stops the writers and returns every outcome.
+func (l *writeLoad) finish() []writeOutcome {
+	l.stop.Store(true)
+	l.wg.Wait()
+	return l.outcomes
+}
+
+// checkOutcomes reads every survivor's config (stale, after convergence)
+// and checks that each acknowledged write is present exactly once and each
+// unknown one at most once. It returns the counts of the last survivor.
+func (c *cluster) checkOutcomes(ctx context.Context, survivors []string, outcomes []writeOutcome) (acked, unknown int) {
+	c.t.Helper()
+	for _, id := range survivors {
+		reader := c.newClient(nil, c.endpoint(id))
+		entries, _, err := reader.ListConfig(ctx, client.Stale())
+		if err != nil {
+			c.t.Fatalf("list on %s: %v", id, err)
+		}
+		present := map[string]int{}
+		for _, e := range entries {
+			present[e.Key]++
+		}
+		acked, unknown = 0, 0
+		for _, o := range outcomes {
+			switch {
+			case o.ok:
+				acked++
+				if present[o.key] != 1 {
+					c.t.Errorf("%s: acknowledged write %s present %d times", id, o.key, present[o.key])
+				}
+			case o.unknown:
+				unknown++
+				if present[o.key] > 1 {
+					c.t.Errorf("%s: write %s with unknown outcome present %d times", id, o.key, present[o.key])
+				}
+			}
+		}
+	}
+	return acked, unknown
+}
