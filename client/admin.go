@@ -111,12 +111,50 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 
 // TransferLeader asks the cluster to move leadership to node id, or to any
 // suitable node when id is empty.
+//
+// In bft mode a replica leaves its view only once f+1 distinct members
+// asked it to (one faulty member must not be able to force view changes),
+// so the request is sent to every endpoint at once and succeeds when any
+// node confirms the view change.
 func (c *Client) TransferLeader(ctx context.Context, id string) error {
 	body, err := json.Marshal(wire.TransferLeaderRequest{ID: id})
 	if err != nil {
 		return err
 	}
-	return c.adminDo(ctx, &call{op: "transfer leadership", method: http.MethodPost, path: "/v1/admin/transfer-leader", body: body})
+	mk := func(ep string) *call {
+		return &call{op: "transfer leadership", method: http.MethodPost, path: "/v1/admin/transfer-leader", body: body, endpoint: ep}
+	}
+	if !c.bftMode(ctx) {
+		cl := mk("")
+		return c.adminDo(ctx, cl)
+	}
+	eps := c.Endpoints()
+	errs := make([]error, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.adminDo(ctx, mk(ep))
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bftMode reports whether the first node that answers runs in bft mode.
+func (c *Client) bftMode(ctx context.Context) bool {
+	for _, s := range c.StatusAll(ctx) {
+		if s.Status != nil {
+			return s.Status.Mode == "bft"
+		}
+	}
+	return false
 }
 
 // AddMember adds node id, reachable by its peers at addr (its peer

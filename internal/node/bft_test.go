@@ -51,9 +51,17 @@ func TestBFTCluster(t *testing.T) {
 		t.Fatalf("snapshot on a non-leader: index %d, %d bytes, %v", idx, buf.Len(), err)
 	}
 
+	// A view change needs f+1 requesters (2 of 4), as an operator's CLI
+	// asks every node.
 	before := c.nodes[0].n.Status(ctx).View
-	if err := c.nodes[0].n.TransferLeader(ctx, ""); err != nil {
-		t.Fatalf("transfer-leader (view change): %v", err)
+	errs := make(chan error, 2)
+	for _, tn := range c.nodes[:2] {
+		go func() { errs <- tn.n.TransferLeader(ctx, "") }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("transfer-leader (view change): %v", err)
+		}
 	}
 	if v := c.nodes[0].n.Status(ctx).View; v <= before {
 		t.Fatalf("view %d after a forced view change from %d", v, before)

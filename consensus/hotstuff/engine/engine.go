@@ -89,6 +89,7 @@ type Engine struct {
 	snapIndex uint64 // log index of the stored snapshot
 	ticks     uint64
 	viewReqAt map[types.NodeID]time.Time
+	viewReqs  map[types.NodeID]types.View  // the view each member (self included) last asked to leave
 	served    map[types.NodeID]*rateWindow // block requests served per peer
 	inflight  map[types.Hash]*inflightCmd
 	outCmds   [][]byte // handed over this iteration, to forward
@@ -205,6 +206,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		fsm:       cfg.FSM,
 		stats:     &counters{},
 		viewReqAt: map[types.NodeID]time.Time{},
+		viewReqs:  map[types.NodeID]types.View{},
 		served:    map[types.NodeID]*rateWindow{},
 		inflight:  map[types.Hash]*inflightCmd{},
 		proposeCh: make(chan proposal, 1024),
@@ -707,9 +709,12 @@ func (e *Engine) precheck(from types.NodeID, f *frame) bool {
 	return true
 }
 
-// onViewChangeRequest forces a view change asked for by a peer (an
+// onViewChangeRequest records a peer's request to leave view v (an
 // operator's transfer-leader there), at most once per view change timeout
-// per peer and only for the view this replica is in.
+// per peer and only for the view this replica is in. The replica leaves
+// the view only once f+1 distinct members (itself included) asked for it:
+// one faulty member alone cannot make every replica time out (DESIGN 8).
+// An operator forces a view change by asking every node (the CLI does).
 func (e *Engine) onViewChangeRequest(from types.NodeID, v types.View) {
 	if v != e.core.View() {
 		return
@@ -721,7 +726,21 @@ func (e *Engine) onViewChangeRequest(from types.NodeID, v types.View) {
 	e.viewReqAt[from] = now
 	e.stats.remoteViewChange.Add(1)
 	e.log.Info("view change requested by a peer", "peer", string(from), "view", v)
-	e.core.ForceViewChange()
+	e.viewReqs[from] = v
+	e.maybeForceViewChange(v)
+}
+
+// maybeForceViewChange leaves view v once f+1 distinct members asked to.
+func (e *Engine) maybeForceViewChange(v types.View) {
+	n := 0
+	for _, w := range e.viewReqs {
+		if w == v {
+			n++
+		}
+	}
+	if n >= e.committee.F()+1 {
+		e.core.ForceViewChange()
+	}
 }
 
 // rateWindow counts events in the current one-second window.
@@ -992,13 +1011,15 @@ func (e *Engine) Members(context.Context) ([]consensus.Member, error) {
 	return out, nil
 }
 
-// TransferLeadership forces a view change: leaders follow the rotation, so
-// the next view's leader takes over. This replica times out its view and
-// asks every peer to do the same (a view change needs a quorum of
-// timeouts; each peer honours such a request at most once per view change
-// timeout per sender). id must be empty or name the next view's leader. It
-// returns once this node has left the view, or with an error wrapping
-// consensus.ErrUnavailable when ctx ends first.
+// TransferLeadership asks for a view change: leaders follow the rotation,
+// so the next view's leader takes over. This replica records its request
+// and sends it to every peer; a replica leaves the view once f+1 distinct
+// members (itself included) asked for it, so an operator asks every node
+// (the SDK does) and one faulty member cannot force view changes. Each
+// peer counts at most one request per view change timeout per sender. id
+// must be empty or name the next view's leader. It returns once this node
+// has left the view, or with an error wrapping consensus.ErrUnavailable
+// when ctx ends first.
 func (e *Engine) TransferLeadership(ctx context.Context, id string) error {
 	if e.stopped.Load() {
 		return consensus.ErrStopped
@@ -1017,9 +1038,10 @@ func (e *Engine) TransferLeadership(ctx context.Context, id string) error {
 			return
 		}
 		e.stats.forcedViewChanges.Add(1)
-		e.log.Info("forced view change", "view", from)
-		e.core.ForceViewChange()
+		e.log.Info("forced view change requested", "view", from)
+		e.viewReqs[e.cfg.ID] = from
 		e.net.broadcast(encodeViewChangeFrame(from))
+		e.maybeForceViewChange(from)
 	}
 	select {
 	case e.ctrlCh <- fn:
