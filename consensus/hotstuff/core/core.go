@@ -60,6 +60,11 @@ type Config struct {
 	Pacemaker pacemaker.Config
 	// MaxBatch is the most commands this replica puts in one block.
 	MaxBatch int
+	// MaxBatchBytes bounds the total bytes of the commands in one block
+	// (default DefaultMaxBatchBytes; at least types.MaxCommandBytes, so a
+	// single command always fits). It keeps every proposal well below the
+	// transport's frame limit whatever the command sizes.
+	MaxBatchBytes int
 	// MaxPending bounds queued, not yet committed commands.
 	MaxPending int
 	// IdlePropose is how many ticks a leader with nothing to order (no
@@ -98,12 +103,16 @@ type Restore struct {
 	Committed []*types.Block
 }
 
+// DefaultMaxBatchBytes is the default bound on a block's command bytes.
+const DefaultMaxBatchBytes = 16 << 20
+
 // DefaultConfig returns the tunables' defaults; the caller fills ID,
 // Committee, Genesis and Safety.
 func DefaultConfig() Config {
 	return Config{
 		Pacemaker:       pacemaker.DefaultConfig(),
 		MaxBatch:        256,
+		MaxBatchBytes:   DefaultMaxBatchBytes,
 		MaxPending:      100_000,
 		IdlePropose:     5,
 		SyncBatch:       32,
@@ -123,6 +132,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("core: safety signer is %q, ID is %q", c.Safety.ID(), c.ID)
 	case c.Genesis.Hash() != c.Committee.Genesis():
 		return fmt.Errorf("core: genesis block hash %s differs from the committee's %s", c.Genesis.Hash(), c.Committee.Genesis())
+	case c.MaxBatchBytes != 0 && c.MaxBatchBytes < types.MaxCommandBytes:
+		return fmt.Errorf("core: max batch bytes %d is below the largest command (%d bytes)", c.MaxBatchBytes, types.MaxCommandBytes)
 	case c.MaxBatch < 1 || c.MaxBatch > types.MaxCommands:
 		return fmt.Errorf("core: max batch %d outside [1, %d]", c.MaxBatch, types.MaxCommands)
 	case c.MaxPending < c.MaxBatch:

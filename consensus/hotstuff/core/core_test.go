@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -496,5 +497,33 @@ func TestIdleLeaderPropagatesCommit(t *testing.T) {
 			}
 			t.Fatalf("not every replica committed the write (first at tick %d)", first)
 		})
+	}
+}
+
+// TestBlocksBoundedInBytes: a block's commands never exceed MaxBatchBytes,
+// however many are queued, so a proposal always fits the transport's
+// frames; every command still commits, in order.
+func TestBlocksBoundedInBytes(t *testing.T) {
+	const limit = types.MaxCommandBytes
+	c := newCluster(t, 4, core.ThreeChain, func(cfg *core.Config) { cfg.MaxBatchBytes = limit })
+	big := func(tag byte) string { return string(bytes.Repeat([]byte{tag}, limit/2+1)) }
+	want := []string{big('a'), big('b'), big('c')}
+	c.propose(want...)
+	for range 30 {
+		c.tick()
+	}
+	for _, id := range c.ids {
+		if got := c.commands(id); !slices.Equal(got, want) {
+			t.Fatalf("%s committed %d commands, want the 3 large ones in order", id, len(got))
+		}
+		for _, b := range c.committed[id] {
+			size := 0
+			for _, cmd := range b.Payload {
+				size += len(cmd)
+			}
+			if size > limit {
+				t.Fatalf("block of %d command bytes, limit %d", size, limit)
+			}
+		}
 	}
 }

@@ -763,14 +763,24 @@ func (c *Core) selectCommands(parent types.Hash) [][]byte {
 		}
 		x = b.Parent
 	}
+	limit := c.cfg.MaxBatchBytes
+	if limit <= 0 {
+		limit = DefaultMaxBatchBytes
+	}
 	var out [][]byte
+	size := 0
 	for _, q := range c.queue {
 		if len(out) >= c.cfg.MaxBatch {
 			break
 		}
-		if !inChain[q.hash] {
-			out = append(out, q.cmd)
+		if inChain[q.hash] {
+			continue
 		}
+		if size+len(q.cmd) > limit && len(out) > 0 {
+			break // the rest goes in the next block
+		}
+		out = append(out, q.cmd)
+		size += len(q.cmd)
 	}
 	return out
 }
