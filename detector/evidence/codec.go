@@ -3,6 +3,8 @@ package evidence
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/tandem-consensus/tandem/internal/binread"
 )
 
 // Encoding limits. They bound what a decoder allocates and what a peer can
@@ -39,83 +41,34 @@ func (e *encoder) bytes32(p []byte) { e.u32(uint32(len(p))); e.b = append(e.b, p
 
 // decoder reads the encoding strictly. The first failure sticks: later reads
 // return zero values and err keeps the first message.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
+type decoder struct{ binread.Reader }
 
-func (d *decoder) fail(field, format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("evidence: decode: %w: %s at byte %d: %s", ErrMalformed, field, d.off, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) take(field string, n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(d.b)-d.off {
-		d.fail(field, "needs %d bytes, %d left", n, len(d.b)-d.off)
-		return nil
-	}
-	p := d.b[d.off : d.off+n]
-	d.off += n
-	return p
-}
-
-func (d *decoder) u8(field string) uint8 {
-	p := d.take(field, 1)
-	if p == nil {
-		return 0
-	}
-	return p[0]
-}
-
-func (d *decoder) u16(field string) uint16 {
-	p := d.take(field, 2)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(p)
-}
-
-func (d *decoder) u32(field string) uint32 {
-	p := d.take(field, 4)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint32(p)
-}
-
-func (d *decoder) u64(field string) uint64 {
-	p := d.take(field, 8)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint64(p)
+func newDecoder(b []byte) *decoder {
+	return &decoder{binread.New(b, func(field string, off int, reason string) error {
+		return fmt.Errorf("evidence: decode: %w: %s at byte %d: %s", ErrMalformed, field, off, reason)
+	})}
 }
 
 func (d *decoder) hash(field string) Hash {
 	var h Hash
-	copy(h[:], d.take(field, len(h)))
+	copy(h[:], d.Take(field, len(h)))
 	return h
 }
 
 // id reads a u8-length node ID of 1 to MaxIDLen bytes.
 func (d *decoder) id(field string) NodeID {
-	n := int(d.u8(field + " length"))
-	if d.err == nil && n == 0 {
-		d.fail(field, "empty node ID")
+	n := int(d.U8(field + " length"))
+	if d.Err() == nil && n == 0 {
+		d.Fail(field, "empty node ID")
 		return ""
 	}
-	return NodeID(d.take(field, n))
+	return NodeID(d.Take(field, n))
 }
 
 // bytes8 reads a u8-length byte string into a new slice.
 func (d *decoder) bytes8(field string) []byte {
-	n := int(d.u8(field + " length"))
-	p := d.take(field, n)
+	n := int(d.U8(field + " length"))
+	p := d.Take(field, n)
 	if p == nil {
 		return nil
 	}
@@ -123,27 +76,27 @@ func (d *decoder) bytes8(field string) []byte {
 }
 
 func (d *decoder) str16(field string, max int) string {
-	n := int(d.u16(field + " length"))
-	if d.err == nil && n > max {
-		d.fail(field, "%d bytes, at most %d allowed", n, max)
+	n := int(d.U16(field + " length"))
+	if d.Err() == nil && n > max {
+		d.Fail(field, "%d bytes, at most %d allowed", n, max)
 		return ""
 	}
-	return string(d.take(field, n))
+	return string(d.Take(field, n))
 }
 
 // bytes32 reads a u32-length byte string; the result aliases the input.
 func (d *decoder) bytes32(field string) []byte {
-	n := d.u32(field + " length")
-	if d.err == nil && uint64(n) > uint64(len(d.b)-d.off) {
-		d.fail(field, "length %d, only %d bytes left", n, len(d.b)-d.off)
+	n := d.U32(field + " length")
+	if d.Err() == nil && uint64(n) > uint64(d.Remaining()) {
+		d.Fail(field, "length %d, only %d bytes left", n, d.Remaining())
 		return nil
 	}
-	return d.take(field, int(n))
+	return d.Take(field, int(n))
 }
 
 func (d *decoder) finish() error {
-	if d.err == nil && d.off != len(d.b) {
-		d.fail("end", "%d trailing bytes", len(d.b)-d.off)
+	if d.Err() == nil && d.Remaining() != 0 {
+		d.Fail("end", "%d trailing bytes", d.Remaining())
 	}
-	return d.err
+	return d.Err()
 }

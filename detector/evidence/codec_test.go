@@ -124,11 +124,11 @@ func TestUnmarshalRejects(t *testing.T) {
 // swapTail swaps the two u32-length-prefixed strings that follow offset off.
 func swapTail(t *testing.T, b []byte, off int) []byte {
 	t.Helper()
-	d := &decoder{b: b, off: off}
+	d := newDecoder(b[off:])
 	x := d.bytes32("x")
 	y := d.bytes32("y")
-	if d.err != nil || d.off != len(b) {
-		t.Fatalf("swapTail: %v", d.err)
+	if d.Err() != nil || d.Remaining() != 0 {
+		t.Fatalf("swapTail: %v", d.Err())
 	}
 	var e encoder
 	e.raw(b[:off])

@@ -223,25 +223,25 @@ func Unmarshal(b []byte) (*Evidence, error) {
 	if len(b) > MaxEncodedSize {
 		return nil, fmt.Errorf("evidence: decode: %w: %d bytes, at most %d allowed", ErrMalformed, len(b), MaxEncodedSize)
 	}
-	d := &decoder{b: b}
-	if v := d.u8("version"); d.err == nil && v != WireVersion {
-		d.fail("version", "version %d, want %d", v, WireVersion)
+	d := newDecoder(b)
+	if v := d.U8("version"); d.Err() == nil && v != WireVersion {
+		d.Fail("version", "version %d, want %d", v, WireVersion)
 	}
-	e := &Evidence{Kind: Kind(d.u8("kind"))}
-	if d.err == nil && !e.Kind.Valid() {
-		d.fail("kind", "unknown kind %d", uint8(e.Kind))
+	e := &Evidence{Kind: Kind(d.U8("kind"))}
+	if d.Err() == nil && !e.Kind.Valid() {
+		d.Fail("kind", "unknown kind %d", uint8(e.Kind))
 	}
 	e.Offender = d.id("offender")
-	e.Epoch = d.u64("epoch")
-	if d.err != nil {
-		return nil, d.err
+	e.Epoch = d.U64("epoch")
+	if d.Err() != nil {
+		return nil, d.Err()
 	}
 	switch e.Kind {
 	case KindEquivocatingProposals, KindDoubleVote:
 		e.HotStuff = d.hotstuff()
 	case KindInvalidClientSignature:
-		switch form := d.u8("form"); {
-		case d.err != nil:
+		switch form := d.U8("form"); {
+		case d.Err() != nil:
 		case form == formHotStuff:
 			e.HotStuff = d.hotstuff()
 		case form == formRaft:
@@ -249,38 +249,38 @@ func Unmarshal(b []byte) (*Evidence, error) {
 			payload := d.bytes32("payload")
 			e.Entry = &SignedEntry{Attestation: a, Payload: append([]byte{}, payload...)}
 		default:
-			d.fail("form", "unknown form %d", form)
+			d.Fail("form", "unknown form %d", form)
 		}
 	case KindLogFork:
 		a, b := d.message("fork message A"), d.message("fork message B")
-		if d.err == nil && a.ID().Compare(b.ID()) >= 0 {
-			d.fail("fork proof", "messages %s and %s not in increasing id order", a.ID().Short(), b.ID().Short())
+		if d.Err() == nil && a.ID().Compare(b.ID()) >= 0 {
+			d.Fail("fork proof", "messages %s and %s not in increasing id order", a.ID().Short(), b.ID().Short())
 		}
 		e.Fork = &bftlog.ForkProof{A: a, B: b}
 	case KindInvalidMessage:
 		p := &bftlog.InvalidProof{Message: d.message("invalid message")}
-		p.Reason = bftlog.InvalidReason(d.u8("reason"))
+		p.Reason = bftlog.InvalidReason(d.U8("reason"))
 		p.Detail = d.str16("detail", maxProofDetail)
-		n := int(d.u16("witness count"))
-		if d.err == nil && n > maxWitness {
-			d.fail("witness count", "%d witness messages, at most %d allowed", n, maxWitness)
+		n := int(d.U16("witness count"))
+		if d.Err() == nil && n > maxWitness {
+			d.Fail("witness count", "%d witness messages, at most %d allowed", n, maxWitness)
 		}
-		for i := 0; i < n && d.err == nil; i++ {
+		for i := 0; i < n && d.Err() == nil; i++ {
 			p.Witness = append(p.Witness, d.message(fmt.Sprintf("witness %d", i)))
 		}
 		e.Invalid = p
 	case KindLeaderEquivocation:
 		a, b := d.attestation("attestation A"), d.attestation("attestation B")
-		if d.err == nil && a.PayloadHash.Compare(b.PayloadHash) >= 0 {
-			d.fail("attestations", "not in increasing payload-hash order")
+		if d.Err() == nil && a.PayloadHash.Compare(b.PayloadHash) >= 0 {
+			d.Fail("attestations", "not in increasing payload-hash order")
 		}
 		e.Proposals = [2]*ProposalAttestation{a, b}
 	case KindAccusation:
 		a := &Accusation{Accuser: d.id("accuser"), Accused: d.id("accused")}
-		a.Metric = Metric(d.u8("metric"))
-		a.Value = int64(d.u64("value"))
-		a.Epoch = d.u64("accusation epoch")
-		a.At = int64(d.u64("at"))
+		a.Metric = Metric(d.U8("metric"))
+		a.Value = int64(d.U64("value"))
+		a.Epoch = d.U64("accusation epoch")
+		a.At = int64(d.U64("at"))
 		a.Detail = d.str16("detail", MaxDetail)
 		a.Sig = d.bytes8("signature")
 		e.Accusation = a
@@ -293,12 +293,12 @@ func Unmarshal(b []byte) (*Evidence, error) {
 
 func (d *decoder) hotstuff() *types.Evidence {
 	raw := d.bytes32("hotstuff evidence")
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	ev, err := types.UnmarshalEvidence(raw)
 	if err != nil {
-		d.fail("hotstuff evidence", "%v", err)
+		d.Fail("hotstuff evidence", "%v", err)
 		return nil
 	}
 	return ev
@@ -306,9 +306,9 @@ func (d *decoder) hotstuff() *types.Evidence {
 
 func (d *decoder) attestation(field string) *ProposalAttestation {
 	a := &ProposalAttestation{Leader: d.id(field + " leader")}
-	a.Epoch = d.u64(field + " epoch")
-	a.Term = d.u64(field + " term")
-	a.Seq = d.u64(field + " seq")
+	a.Epoch = d.U64(field + " epoch")
+	a.Term = d.U64(field + " term")
+	a.Seq = d.U64(field + " seq")
 	a.PayloadHash = d.hash(field + " payload hash")
 	a.Sig = d.bytes8(field + " signature")
 	return a
@@ -316,12 +316,12 @@ func (d *decoder) attestation(field string) *ProposalAttestation {
 
 func (d *decoder) message(field string) *bftlog.Message {
 	raw := d.bytes32(field)
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	m, err := bftlog.DecodeMessage(raw)
 	if err != nil {
-		d.fail(field, "%v", err)
+		d.Fail(field, "%v", err)
 		return nil
 	}
 	return m

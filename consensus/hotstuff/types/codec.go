@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tandem-consensus/tandem/internal/binread"
 )
 
 // Structural limits enforced by the decoders. They bound what a peer can
@@ -85,86 +87,40 @@ func (e *encoder) bool(v bool) {
 // decoder reads what encoder writes. The first error sticks; later reads
 // return zero values.
 type decoder struct {
+	binread.Reader
 	what string
-	b    []byte
-	off  int
-	err  error
 	path []string // enclosing fields, for error messages
+}
+
+// newDecoder returns a decoder of what (for messages) over b.
+func newDecoder(what string, b []byte) *decoder {
+	d := &decoder{what: what}
+	d.Reader = binread.New(b, func(field string, off int, reason string) error {
+		full := strings.Join(append(slices.Clone(d.path), field), ".")
+		return &DecodeError{What: d.what, Field: full, Offset: off, Reason: reason}
+	})
+	return d
 }
 
 func (d *decoder) push(field string) { d.path = append(d.path, field) }
 func (d *decoder) pop()              { d.path = d.path[:len(d.path)-1] }
 
-func (d *decoder) fail(field, format string, args ...any) {
-	if d.err == nil {
-		full := strings.Join(append(slices.Clone(d.path), field), ".")
-		d.err = &DecodeError{What: d.what, Field: full, Offset: d.off, Reason: fmt.Sprintf(format, args...)}
-	}
-}
-
-func (d *decoder) remaining() int { return len(d.b) - d.off }
-
-func (d *decoder) take(field string, n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n < 0 || n > d.remaining() {
-		d.fail(field, "needs %d bytes, %d left", n, d.remaining())
-		return nil
-	}
-	p := d.b[d.off : d.off+n]
-	d.off += n
-	return p
-}
-
-func (d *decoder) u8(field string) uint8 {
-	p := d.take(field, 1)
-	if p == nil {
-		return 0
-	}
-	return p[0]
-}
-
-func (d *decoder) u16(field string) uint16 {
-	p := d.take(field, 2)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(p)
-}
-
-func (d *decoder) u32(field string) uint32 {
-	p := d.take(field, 4)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint32(p)
-}
-
-func (d *decoder) u64(field string) uint64 {
-	p := d.take(field, 8)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint64(p)
-}
-
 func (d *decoder) hash(field string) Hash {
 	var h Hash
-	if p := d.take(field, len(h)); p != nil {
+	if p := d.Take(field, len(h)); p != nil {
 		copy(h[:], p)
 	}
 	return h
 }
 
 func (d *decoder) id(field string) NodeID {
-	n := int(d.u8(field))
-	p := d.take(field, n)
-	if d.err != nil {
+	n := int(d.U8(field))
+	p := d.Take(field, n)
+	if d.Err() != nil {
 		return ""
 	}
 	if n == 0 {
-		d.fail(field, "empty node ID")
+		d.Fail(field, "empty node ID")
 		return ""
 	}
 	return NodeID(p)
@@ -172,12 +128,12 @@ func (d *decoder) id(field string) NodeID {
 
 // bytes16 copies a u16-length-prefixed byte string of at most max bytes.
 func (d *decoder) bytes16(field string, max int) []byte {
-	n := int(d.u16(field))
-	if d.err == nil && n > max {
-		d.fail(field, "length %d exceeds limit %d", n, max)
+	n := int(d.U16(field))
+	if d.Err() == nil && n > max {
+		d.Fail(field, "length %d exceeds limit %d", n, max)
 		return nil
 	}
-	p := d.take(field, n)
+	p := d.Take(field, n)
 	if p == nil {
 		return nil
 	}
@@ -185,12 +141,12 @@ func (d *decoder) bytes16(field string, max int) []byte {
 }
 
 func (d *decoder) bytes32(field string, max int) []byte {
-	n := d.u32(field)
-	if d.err == nil && uint64(n) > uint64(max) {
-		d.fail(field, "length %d exceeds limit %d", n, max)
+	n := d.U32(field)
+	if d.Err() == nil && uint64(n) > uint64(max) {
+		d.Fail(field, "length %d exceeds limit %d", n, max)
 		return nil
 	}
-	p := d.take(field, int(n))
+	p := d.Take(field, int(n))
 	if p == nil {
 		return nil
 	}
@@ -198,9 +154,9 @@ func (d *decoder) bytes32(field string, max int) []byte {
 }
 
 func (d *decoder) bool(field string) bool {
-	v := d.u8(field)
+	v := d.U8(field)
 	if v > 1 {
-		d.fail(field, "boolean byte %d is not 0 or 1", v)
+		d.Fail(field, "boolean byte %d is not 0 or 1", v)
 	}
 	return v == 1
 }
@@ -209,45 +165,45 @@ func (d *decoder) bool(field string) bool {
 // the bytes left (each element needs at least minElem bytes), so a forged
 // count cannot make the caller allocate.
 func (d *decoder) count16(field string, max, minElem int) int {
-	n := int(d.u16(field))
+	n := int(d.U16(field))
 	d.checkCount(field, n, max, minElem)
-	if d.err != nil {
+	if d.Err() != nil {
 		return 0
 	}
 	return n
 }
 
 func (d *decoder) count32(field string, max, minElem int) int {
-	n := d.u32(field)
-	if d.err == nil && uint64(n) > uint64(max) {
-		d.fail(field, "count %d exceeds limit %d", n, max)
+	n := d.U32(field)
+	if d.Err() == nil && uint64(n) > uint64(max) {
+		d.Fail(field, "count %d exceeds limit %d", n, max)
 		return 0
 	}
 	d.checkCount(field, int(n), max, minElem)
-	if d.err != nil {
+	if d.Err() != nil {
 		return 0
 	}
 	return int(n)
 }
 
 func (d *decoder) checkCount(field string, n, max, minElem int) {
-	if d.err != nil {
+	if d.Err() != nil {
 		return
 	}
 	if n > max {
-		d.fail(field, "count %d exceeds limit %d", n, max)
+		d.Fail(field, "count %d exceeds limit %d", n, max)
 		return
 	}
-	if minElem > 0 && n > d.remaining()/minElem {
-		d.fail(field, "count %d cannot fit in %d remaining bytes", n, d.remaining())
+	if minElem > 0 && n > d.Remaining()/minElem {
+		d.Fail(field, "count %d cannot fit in %d remaining bytes", n, d.Remaining())
 	}
 }
 
 func (d *decoder) finish() error {
-	if d.err == nil && d.remaining() != 0 {
-		d.fail("end", "%d trailing bytes", d.remaining())
+	if d.Err() == nil && d.Remaining() != 0 {
+		d.Fail("end", "%d trailing bytes", d.Remaining())
 	}
-	return d.err
+	return d.Err()
 }
 
 // --- QC ---
@@ -266,16 +222,16 @@ func (d *decoder) qc(field string) QC {
 	d.push(field)
 	defer d.pop()
 	var qc QC
-	qc.View = View(d.u64("view"))
+	qc.View = View(d.U64("view"))
 	qc.Block = d.hash("block")
 	n := d.count16("sigs", MaxSigners, 1+1+2)
 	if n > 0 {
 		qc.Sigs = make([]PartialSig, 0, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
+	for i := 0; i < n && d.Err() == nil; i++ {
 		s := PartialSig{Signer: d.id("signer"), Sig: d.bytes16("sig", MaxSigLen)}
-		if d.err == nil && i > 0 && s.Signer <= qc.Sigs[i-1].Signer {
-			d.fail("signer", "signer %q not after %q (signers must be sorted and distinct)", s.Signer, qc.Sigs[i-1].Signer)
+		if d.Err() == nil && i > 0 && s.Signer <= qc.Sigs[i-1].Signer {
+			d.Fail("signer", "signer %q not after %q (signers must be sorted and distinct)", s.Signer, qc.Sigs[i-1].Signer)
 		}
 		qc.Sigs = append(qc.Sigs, s)
 	}
@@ -298,16 +254,16 @@ func (e *encoder) tc(tc *TC) {
 func (d *decoder) tc(field string) *TC {
 	d.push(field)
 	defer d.pop()
-	tc := &TC{View: View(d.u64("view"))}
+	tc := &TC{View: View(d.U64("view"))}
 	tc.HighQC = d.qc("high_qc")
 	n := d.count16("sigs", MaxSigners, 1+1+8+2)
 	if n > 0 {
 		tc.Sigs = make([]TimeoutSig, 0, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
-		s := TimeoutSig{Signer: d.id("signer"), HighQCView: View(d.u64("high_qc_view")), Sig: d.bytes16("sig", MaxSigLen)}
-		if d.err == nil && i > 0 && s.Signer <= tc.Sigs[i-1].Signer {
-			d.fail("signer", "signer %q not after %q (signers must be sorted and distinct)", s.Signer, tc.Sigs[i-1].Signer)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		s := TimeoutSig{Signer: d.id("signer"), HighQCView: View(d.U64("high_qc_view")), Sig: d.bytes16("sig", MaxSigLen)}
+		if d.Err() == nil && i > 0 && s.Signer <= tc.Sigs[i-1].Signer {
+			d.Fail("signer", "signer %q not after %q (signers must be sorted and distinct)", s.Signer, tc.Sigs[i-1].Signer)
 		}
 		tc.Sigs = append(tc.Sigs, s)
 	}
@@ -348,23 +304,23 @@ func (d *decoder) block(field string) *Block {
 	defer d.pop()
 	b := &Block{}
 	b.Parent = d.hash("parent")
-	b.View = View(d.u64("view"))
-	b.Height = d.u64("height")
+	b.View = View(d.U64("view"))
+	b.Height = d.U64("height")
 	b.Justify = d.qc("justify")
 	// The genesis block has no proposer; every other block has one.
-	n := int(d.u8("proposer"))
-	if p := d.take("proposer", n); p != nil {
+	n := int(d.U8("proposer"))
+	if p := d.Take("proposer", n); p != nil {
 		b.Proposer = NodeID(p)
 	}
 	cnt := d.count32("payload", MaxCommands, 4)
 	if cnt > 0 {
 		b.Payload = make([][]byte, 0, cnt)
 	}
-	for i := 0; i < cnt && d.err == nil; i++ {
+	for i := 0; i < cnt && d.Err() == nil; i++ {
 		b.Payload = append(b.Payload, d.bytes32("command", MaxCommandBytes))
 	}
 	b.Sig = d.bytes16("sig", MaxSigLen)
-	if d.err == nil && len(b.Sig) == 0 {
+	if d.Err() == nil && len(b.Sig) == 0 {
 		b.Sig = nil
 	}
 	return b
@@ -390,7 +346,7 @@ func MarshalQC(qc QC) []byte {
 
 // UnmarshalQC decodes a QC written by MarshalQC.
 func UnmarshalQC(b []byte) (QC, error) {
-	d := decoder{what: "qc", b: b}
+	d := newDecoder("qc", b)
 	qc := d.qc("qc")
 	return qc, d.finish()
 }
@@ -404,7 +360,7 @@ func MarshalTC(tc *TC) []byte {
 
 // UnmarshalTC decodes a TC written by MarshalTC.
 func UnmarshalTC(b []byte) (*TC, error) {
-	d := decoder{what: "tc", b: b}
+	d := newDecoder("tc", b)
 	tc := d.tc("tc")
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -421,7 +377,7 @@ func MarshalBlock(b *Block) []byte {
 
 // UnmarshalBlock decodes a block written by MarshalBlock.
 func UnmarshalBlock(p []byte) (*Block, error) {
-	d := decoder{what: "block", b: p}
+	d := newDecoder("block", p)
 	b := d.block("block")
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -438,7 +394,7 @@ func MarshalVote(v *Vote) []byte {
 
 // UnmarshalVote decodes a vote written by MarshalVote.
 func UnmarshalVote(p []byte) (*Vote, error) {
-	d := decoder{what: "vote", b: p}
+	d := newDecoder("vote", p)
 	v := d.vote()
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -455,7 +411,7 @@ func MarshalTimeout(t *Timeout) []byte {
 
 // UnmarshalTimeout decodes a timeout written by MarshalTimeout.
 func UnmarshalTimeout(p []byte) (*Timeout, error) {
-	d := decoder{what: "timeout", b: p}
+	d := newDecoder("timeout", p)
 	t := d.timeout()
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -472,7 +428,7 @@ func (e *encoder) vote(v *Vote) {
 
 func (d *decoder) vote() *Vote {
 	return &Vote{
-		View:  View(d.u64("view")),
+		View:  View(d.U64("view")),
 		Block: d.hash("block"),
 		Voter: d.id("voter"),
 		Sig:   d.bytes16("sig", MaxSigLen),
@@ -488,7 +444,7 @@ func (e *encoder) timeout(t *Timeout) {
 }
 
 func (d *decoder) timeout() *Timeout {
-	t := &Timeout{View: View(d.u64("view"))}
+	t := &Timeout{View: View(d.U64("view"))}
 	t.HighQC = d.qc("high_qc")
 	t.Sender = d.id("sender")
 	t.Sig = d.bytes16("sig", MaxSigLen)
@@ -534,13 +490,13 @@ const maxBlockBytes = 1 << 30
 // DecodeMessage decodes bytes written by EncodeMessage. Errors wrap
 // ErrMalformed.
 func DecodeMessage(p []byte) (Message, error) {
-	d := decoder{what: "message", b: p}
-	if v := d.u8("version"); d.err == nil && v != WireVersion {
-		d.fail("version", "unsupported wire version %d (want %d)", v, WireVersion)
+	d := newDecoder("message", p)
+	if v := d.U8("version"); d.Err() == nil && v != WireVersion {
+		d.Fail("version", "unsupported wire version %d (want %d)", v, WireVersion)
 	}
-	t := MsgType(d.u8("type"))
-	if d.err != nil {
-		return nil, d.err
+	t := MsgType(d.U8("type"))
+	if d.Err() != nil {
+		return nil, d.Err()
 	}
 	d.what = t.String()
 	var m Message
@@ -552,18 +508,18 @@ func DecodeMessage(p []byte) (Message, error) {
 	case MsgTimeout:
 		m = d.timeout()
 	case MsgBlockRequest:
-		m = &BlockRequest{Hash: d.hash("hash"), Count: d.u16("count")}
+		m = &BlockRequest{Hash: d.hash("hash"), Count: d.U16("count")}
 	case MsgBlockResponse:
 		n := d.count16("blocks", MaxBlocksPerResponse, 4)
 		r := &BlockResponse{}
-		for i := 0; i < n && d.err == nil; i++ {
+		for i := 0; i < n && d.Err() == nil; i++ {
 			raw := d.bytes32("block", maxBlockBytes)
-			if d.err != nil {
+			if d.Err() != nil {
 				break
 			}
 			b, err := UnmarshalBlock(raw)
 			if err != nil {
-				d.fail("block", "block %d: %v", i, err)
+				d.Fail("block", "block %d: %v", i, err)
 				break
 			}
 			r.Blocks = append(r.Blocks, b)
@@ -572,7 +528,7 @@ func DecodeMessage(p []byte) (Message, error) {
 	case MsgSync:
 		m = &SyncInfo{HighQC: d.qc("high_qc"), TC: d.optTC("tc")}
 	default:
-		d.fail("type", "unknown message type %d", uint8(t))
+		d.Fail("type", "unknown message type %d", uint8(t))
 	}
 	if err := d.finish(); err != nil {
 		return nil, err

@@ -187,22 +187,22 @@ func MarshalEvidence(ev *Evidence) []byte {
 // UnmarshalEvidence decodes MarshalEvidence output. It checks the encoding
 // only; call Verify to check the proof.
 func UnmarshalEvidence(p []byte) (*Evidence, error) {
-	d := decoder{what: "evidence", b: p}
-	if v := d.u8("version"); d.err == nil && v != WireVersion {
-		d.fail("version", "unsupported version %d", v)
+	d := newDecoder("evidence", p)
+	if v := d.U8("version"); d.Err() == nil && v != WireVersion {
+		d.Fail("version", "unsupported version %d", v)
 	}
-	ev := &Evidence{Kind: EvidenceKind(d.u8("kind"))}
+	ev := &Evidence{Kind: EvidenceKind(d.U8("kind"))}
 	ev.Offender = d.id("offender")
-	ev.View = View(d.u64("view"))
+	ev.View = View(d.U64("view"))
 	for i := range ev.Blocks {
 		if d.bool("block.present") {
 			raw := d.bytes32("block", maxBlockBytes)
-			if d.err != nil {
+			if d.Err() != nil {
 				break
 			}
 			b, err := UnmarshalBlock(raw)
 			if err != nil {
-				d.fail("block", "%v", err)
+				d.Fail("block", "%v", err)
 				break
 			}
 			ev.Blocks[i] = b
@@ -213,9 +213,9 @@ func UnmarshalEvidence(p []byte) (*Evidence, error) {
 			ev.Votes[i] = d.vote()
 		}
 	}
-	cmd := d.u32("command")
-	if d.err == nil && cmd > MaxCommands {
-		d.fail("command", "index %d exceeds %d", cmd, MaxCommands)
+	cmd := d.U32("command")
+	if d.Err() == nil && cmd > MaxCommands {
+		d.Fail("command", "index %d exceeds %d", cmd, MaxCommands)
 	}
 	ev.Command = int(cmd)
 	ev.Reason = string(d.bytes16("reason", 1<<15))
