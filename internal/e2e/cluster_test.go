@@ -14,30 +14,7 @@ func TestClusterServesThroughAnyNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	for _, n := range c.layout.Nodes {
-		cl := c.newClient(c.admin, n.Endpoint())
-		res, err := cl.SetConfig(ctx, "written-via-"+n.ID, n.ID)
-		if err != nil {
-			t.Fatalf("write through %s: %v", n.ID, err)
-		}
-		if res.Index == 0 || res.Duplicate {
-			t.Fatalf("write through %s: unexpected result %+v", n.ID, res)
-		}
-	}
-	for _, reader := range c.layout.Nodes {
-		cl := c.newClient(nil, reader.Endpoint())
-		for _, writer := range c.layout.Nodes {
-			// Linearizable read: it must see every acknowledged write,
-			// whichever node it is served by.
-			e, _, err := cl.GetConfig(ctx, "written-via-"+writer.ID)
-			if err != nil {
-				t.Fatalf("read %s through %s: %v", writer.ID, reader.ID, err)
-			}
-			if e.Value != writer.ID {
-				t.Fatalf("read through %s: key of %s = %q", reader.ID, writer.ID, e.Value)
-			}
-		}
-	}
+	c.writeAndReadThroughEveryNode(ctx)
 	c.waitConverged(c.ids(), 10*time.Second)
 }
 

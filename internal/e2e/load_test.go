@@ -127,3 +127,32 @@ func (c *cluster) checkOutcomes(ctx context.Context, survivors []string, outcome
 	}
 	return acked, unknown
 }
+
+// writeAndReadThroughEveryNode writes one key through each node and then
+// reads every key through every node with linearizable reads: each read
+// must see every acknowledged write, whichever node serves it.
+func (c *cluster) writeAndReadThroughEveryNode(ctx context.Context) {
+	c.t.Helper()
+	for _, n := range c.layout.Nodes {
+		cl := c.newClient(c.admin, n.Endpoint())
+		res, err := cl.SetConfig(ctx, "written-via-"+n.ID, n.ID)
+		if err != nil {
+			c.t.Fatalf("write through %s: %v", n.ID, err)
+		}
+		if res.Index == 0 || res.Duplicate {
+			c.t.Fatalf("write through %s: unexpected result %+v", n.ID, res)
+		}
+	}
+	for _, reader := range c.layout.Nodes {
+		cl := c.newClient(nil, reader.Endpoint())
+		for _, writer := range c.layout.Nodes {
+			e, _, err := cl.GetConfig(ctx, "written-via-"+writer.ID)
+			if err != nil {
+				c.t.Fatalf("read %s through %s: %v", writer.ID, reader.ID, err)
+			}
+			if e.Value != writer.ID {
+				c.t.Fatalf("read through %s: key of %s = %q", reader.ID, writer.ID, e.Value)
+			}
+		}
+	}
+}
