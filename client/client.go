@@ -92,7 +92,7 @@ func (c *Client) Close() error {
 func (c *Client) PublicKey() ed25519.PublicKey { return c.pub }
 
 // ID returns the client's public key in the form ACLs use (smr.FormatKey:
-// unpadded base64url), or "" without a key.
+// lowercase hex), or "" without a key.
 func (c *Client) ID() string {
 	if c.pub == nil {
 		return ""

@@ -425,7 +425,7 @@ func TestSeqContinuesFromCluster(t *testing.T) {
 	a.mu.Lock()
 	q := a.queries[0]
 	a.mu.Unlock()
-	wantKey := base64.RawURLEncoding.EncodeToString(c.PublicKey())
+	wantKey := smr.FormatKey(c.PublicKey())
 	if q != "key="+wantKey+"&kind=client" {
 		t.Fatalf("client query = %q; want a linearizable kind=client query for key %s", q, wantKey)
 	}
@@ -636,7 +636,7 @@ func TestQueryUnavailable(t *testing.T) {
 // verifyAdmin checks the admin headers of r against docs/api.md, building
 // the signed bytes independently of the client.
 func verifyAdmin(t *testing.T, r *http.Request, body []byte, pub ed25519.PublicKey, now time.Time) error {
-	key, err := base64.RawURLEncoding.DecodeString(r.Header.Get("Tandem-Key"))
+	key, err := hex.DecodeString(r.Header.Get("Tandem-Key"))
 	if err != nil || !bytes.Equal(key, pub) {
 		return fmt.Errorf("Tandem-Key %q is not the client key", r.Header.Get("Tandem-Key"))
 	}

@@ -57,7 +57,7 @@ func (c *Client) Unsubscribe(ctx context.Context, uri, subscriber string) (smr.R
 }
 
 // UpdateACL sets the rule for (subject, perm): allow, deny, or remove it.
-// subject is a client public key in unpadded base64url (see Client.ID).
+// subject is a client public key in lowercase hex (see Client.ID).
 func (c *Client) UpdateACL(ctx context.Context, subject string, perm smr.Permission, effect smr.Effect) (smr.Result, error) {
 	return c.Submit(ctx, smr.Command{Op: smr.OpUpdateACL, Subject: subject, Permission: perm, Effect: effect})
 }

@@ -20,7 +20,7 @@ type DatasetSpec struct {
 	// MaxAgentSeqs caps the local seqs an agent may sign; 0 means
 	// smr.DefaultMaxAgentSeqs (which is also the largest allowed).
 	MaxAgentSeqs uint64
-	// Agents are invited at creation (public keys, unpadded base64url).
+	// Agents are invited at creation (public keys, lowercase hex).
 	Agents []string
 }
 
@@ -32,7 +32,7 @@ func (c *Client) CreateDataset(ctx context.Context, spec DatasetSpec) (smr.Resul
 		StepLimit: spec.StepLimit, MaxAgentSeqs: spec.MaxAgentSeqs, Agents: spec.Agents})
 }
 
-// InviteAgent gives agent (a public key, unpadded base64url) role in
+// InviteAgent gives agent (a public key, lowercase hex) role in
 // dataset: smr.RoleAgent (may sync changes; the default when role is
 // empty) or smr.RoleAdmin (may invite and revoke). It needs an admin of
 // the dataset or the admin permission.

@@ -107,7 +107,7 @@ func (c *Client) ListResources(ctx context.Context, opts ...ReadOption) ([]smr.R
 	return get[[]smr.ResourceInfo](ctx, c, smr.QueryResources, "", opts)
 }
 
-// GetACL reads the rules of subject (a public key, unpadded base64url).
+// GetACL reads the rules of subject (a public key, lowercase hex).
 func (c *Client) GetACL(ctx context.Context, subject string, opts ...ReadOption) (smr.ACLInfo, uint64, error) {
 	return get[smr.ACLInfo](ctx, c, smr.QueryACL, subject, opts)
 }
@@ -127,8 +127,8 @@ func (c *Client) ListConfig(ctx context.Context, opts ...ReadOption) ([]smr.Conf
 	return get[[]smr.ConfigEntry](ctx, c, smr.QueryConfigs, "", opts)
 }
 
-// GetClient reads the exactly-once record of client key id (unpadded
-// base64url; see Client.ID): whether the key is invited and its highest
+// GetClient reads the exactly-once record of client key id (lowercase
+// hex; see Client.ID): whether the key is invited and its highest
 // executed seq. Without Stale it is linearizable, so HighestSeq covers
 // every write acknowledged before the call.
 func (c *Client) GetClient(ctx context.Context, id string, opts ...ReadOption) (smr.ClientInfo, uint64, error) {

@@ -223,7 +223,7 @@ func (r *Replica) Dataset() smr.DatasetInfo {
 	return r.info
 }
 
-// Agent returns the agent's public key (unpadded base64url).
+// Agent returns the agent's public key (lowercase hex).
 func (r *Replica) Agent() string { return r.agent }
 
 // Get returns cell i of the local view: the pulled cell merged with the
@@ -711,7 +711,7 @@ const (
 )
 
 // replicaFile is the JSON form of a Replica (version 1). Byte strings are
-// standard base64; keys unpadded base64url.
+// standard base64; keys lowercase hex.
 type replicaFile struct {
 	Format       string              `json:"format"`  // "tandem-dataset-replica"
 	Version      int                 `json:"version"` // 1

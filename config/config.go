@@ -30,7 +30,7 @@ type Config struct {
 
 	TLS TLSConfig `mapstructure:"tls" yaml:"tls"`
 
-	// BootstrapAdminKeys are client public keys (base64url, no padding) that
+	// BootstrapAdminKeys are client public keys (64 lowercase hex digits) that
 	// hold the admin permission in the genesis state. Every node of a cluster
 	// must list the same keys. At least one is required.
 	BootstrapAdminKeys []string `mapstructure:"bootstrap_admin_keys" yaml:"bootstrap_admin_keys"`

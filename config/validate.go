@@ -203,7 +203,7 @@ func (c *Config) validateAdminKeys(p *problems) {
 			if errors.As(err, &se) {
 				reason = se.Message
 			}
-			p.add("bootstrap_admin_keys", "bootstrap_admin_keys[%d]: %q is not an Ed25519 public key (want its 43 characters of canonical unpadded base64url, as printed by `tandem keygen`, without spaces): %s", i, k, reason)
+			p.add("bootstrap_admin_keys", "bootstrap_admin_keys[%d]: %q is not an Ed25519 public key (want its 64 lowercase hex digits, as printed by `tandem keygen`, without spaces): %s", i, k, reason)
 			continue
 		}
 		canon := smr.FormatKey(pub)
@@ -353,7 +353,7 @@ type Member struct {
 
 // ParseMember parses an initial_members entry "id=host:port", optionally
 // followed by "/" and the member's node public key in the form `tandem
-// init` prints (canonical unpadded base64url): "id=host:port/key".
+// init` prints (64 lowercase hex digits): "id=host:port/key".
 func ParseMember(s string) (Member, error) {
 	id, addr, ok := strings.Cut(s, "=")
 	if !ok {
@@ -369,7 +369,7 @@ func ParseMember(s string) (Member, error) {
 			if errors.As(err, &se) {
 				reason = se.Message
 			}
-			return Member{}, fmt.Errorf("%q: the node public key after '/' is not an Ed25519 public key (want the 43 characters `tandem init` printed): %s", s, reason)
+			return Member{}, fmt.Errorf("%q: the node public key after '/' is not an Ed25519 public key (want the 64 hex digits `tandem init` printed): %s", s, reason)
 		}
 		addr, pub = strings.TrimSpace(a), k
 	}

@@ -3,9 +3,8 @@ package smr
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"math/bits"
 	"slices"
@@ -558,30 +557,31 @@ func checkDefinition(def json.RawMessage) error {
 	return nil
 }
 
-// FormatKey renders a client public key as it appears in ACL subjects and
-// queries: base64url without padding.
+// FormatKey renders a client public key as it appears in ACL subjects,
+// queries, configuration and the CLI: 64 lowercase hexadecimal digits. Hex
+// never begins with '-', so a key is never mistaken for a command-line flag,
+// and it needs no escaping in URLs, file names or YAML.
 func FormatKey(pub ed25519.PublicKey) string {
-	return base64.RawURLEncoding.EncodeToString(pub)
+	return hex.EncodeToString(pub)
 }
 
-// ParseKey parses a base64url (no padding) Ed25519 public key. Only the
-// canonical spelling of each key is accepted. A rejection is an *Error with
-// CodeMalformed.
+// ParseKey parses an Ed25519 public key spelt as FormatKey spells it. Only
+// that canonical spelling is accepted (lowercase, no prefix, no white
+// space), so every accepted string names one key. A rejection is an *Error
+// with CodeMalformed.
 func ParseKey(s string) (ed25519.PublicKey, error) {
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil {
-		if ce, ok := errors.AsType[base64.CorruptInputError](err); ok {
-			return nil, Errorf(CodeMalformed, "key %s is not base64url without padding (bad input at byte %d)", quote(s), int64(ce))
+	if len(s) != 2*ed25519.PublicKeySize {
+		return nil, Errorf(CodeMalformed, "key %s has %d characters, an Ed25519 public key is %d lowercase hex digits", quote(s), len(s), 2*ed25519.PublicKeySize)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return nil, Errorf(CodeMalformed, "key %s is not lowercase hex (bad character at byte %d)", quote(s), i)
 		}
-		return nil, Errorf(CodeMalformed, "key %s is not base64url without padding", quote(s))
 	}
-	if len(b) != ed25519.PublicKeySize {
-		return nil, Errorf(CodeMalformed, "key %s is %d bytes, an Ed25519 public key is %d", quote(s), len(b), ed25519.PublicKeySize)
-	}
-	// The decoder skips '\r' and '\n' even in strict mode; a key has one
-	// spelling only.
-	if FormatKey(b) != s {
-		return nil, Errorf(CodeMalformed, "key %s is not in canonical base64url form (no line breaks or padding)", quote(s))
+	b, err := hex.DecodeString(s)
+	if err != nil { // unreachable after the checks above
+		return nil, Errorf(CodeMalformed, "key %s is not lowercase hex", quote(s))
 	}
 	return ed25519.PublicKey(b), nil
 }

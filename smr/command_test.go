@@ -105,9 +105,11 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"long config value", `{"op":"set_config","key":"k","value":"` + strings.Repeat("v", MaxConfigValueBytes+1) + `"}`, CodeTooLarge, "value is"},
 		{"bad effect", `{"op":"update_acl","subject":"` + testSubject + `","permission":"admin","effect":"maybe"}`, CodeMalformed, "effect"},
 		{"bad permission", `{"op":"update_acl","subject":"` + testSubject + `","permission":"root","effect":"allow"}`, CodeMalformed, "permission"},
-		{"subject not base64url", `{"op":"update_acl","subject":"a+b/","permission":"admin","effect":"allow"}`, CodeMalformed, "base64url"},
-		{"subject short", `{"op":"update_acl","subject":"AAAA","permission":"admin","effect":"allow"}`, CodeMalformed, "3 bytes"},
-		{"subject padded", `{"op":"update_acl","subject":"` + testSubject + `=","permission":"admin","effect":"allow"}`, CodeMalformed, "base64url"},
+		{"subject not hex", `{"op":"update_acl","subject":"` + strings.Repeat("zz", 32) + `","permission":"admin","effect":"allow"}`, CodeMalformed, "not lowercase hex"},
+		{"subject upper-case hex", `{"op":"update_acl","subject":"` + strings.ToUpper(testSubject) + `","permission":"admin","effect":"allow"}`, CodeMalformed, "not lowercase hex"},
+		{"subject short", `{"op":"update_acl","subject":"AAAA","permission":"admin","effect":"allow"}`, CodeMalformed, "has 4 characters"},
+		{"subject with trailing byte", `{"op":"update_acl","subject":"` + testSubject + `0","permission":"admin","effect":"allow"}`, CodeMalformed, "has 65 characters"},
+		{"subject base64url", `{"op":"update_acl","subject":"-mC8ORef4ygCXa87fD_EUxwqniUiRAOgCsvS_JHZ9aU","permission":"admin","effect":"allow"}`, CodeMalformed, "64 lowercase hex digits"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

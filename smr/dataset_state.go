@@ -548,7 +548,7 @@ type DatasetInfo struct {
 	StepLimit    uint64      `json:"step_limit"` // 0: no limit
 	MaxAgentSeqs uint64      `json:"max_agent_seqs"`
 	Version      uint64      `json:"version"`     // number of changes merged so far
-	Admins       []string    `json:"admins"`      // base64url keys, sorted
+	Admins       []string    `json:"admins"`      // hex keys, sorted
 	AgentCount   int         `json:"agent_count"` // invited agents
 	Agents       []AgentInfo `json:"agents,omitempty"`
 	// Values are the cells that differ from a fresh cell (global seq 0,
@@ -561,7 +561,7 @@ func (d DatasetInfo) Ref() DatasetRef { return DatasetRef{Name: d.Name, Created:
 
 // AgentInfo is the record of one agent of a dataset.
 type AgentInfo struct {
-	Agent     string `json:"agent"` // base64url key
+	Agent     string `json:"agent"` // hex key
 	Invited   bool   `json:"invited"`
 	SignedMax uint64 `json:"signed_max"` // highest local seq the agent signed
 	Spent     uint64 `json:"spent"`      // local seqs spent raising global seqs

@@ -34,7 +34,7 @@ type Genesis struct {
 }
 
 // GenesisInfo is the JSON form of a Genesis: Result.Value of an applied
-// genesis entry. Admin keys are base64url without padding (as ACL subjects),
+// genesis entry. Admin keys are lowercase hex (as ACL subjects),
 // in ascending byte order of the keys.
 type GenesisInfo struct {
 	AdminKeys       []string `json:"admin_keys"`

@@ -13,7 +13,7 @@ import (
 // libraryPhrases are fragments of encoding/json, encoding/base64, io and
 // strconv error texts. None may reach a Result: Results are hashed once
 // stored, and those texts are not guaranteed stable across Go releases.
-// Each has a space or a colon, so that no base64url key in a message can
+// Each has a space or a colon, so that no hex key in a message can
 // match one by chance.
 var libraryPhrases = []string{
 	"invalid character", "json:", "unexpected end", "looking for beginning", "cannot unmarshal",

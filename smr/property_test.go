@@ -108,7 +108,7 @@ var restorePool = sync.OnceValue(func() [][]byte {
 	apply(a, 3, mustSign(t, propKeys[0], 2, Command{Op: OpSetConfig, Key: "b", Value: "pool"}))
 	apply(a, 4, mustSign(t, propKeys[1], 1, Command{Op: OpSubscribeResource, ResourceURI: "c", Subscriber: "a"}))
 
-	b := mustNew(t, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(propKeys[1]), pubOf(propKeys[0])}, ResultWindow: 3, MaxCommandBytes: 120})
+	b := mustNew(t, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(propKeys[1]), pubOf(propKeys[0])}, ResultWindow: 3, MaxCommandBytes: 160})
 	for seq := uint64(1); seq <= 6; seq++ {
 		apply(b, seq, mustSign(t, propKeys[1], seq, Command{Op: OpSetConfig, Key: "a", Value: fmt.Sprint(seq)}))
 	}

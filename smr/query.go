@@ -38,7 +38,7 @@ type ACLRule struct {
 // ACLInfo holds the rules of one subject (QueryACL, QueryACLs), sorted by
 // permission.
 type ACLInfo struct {
-	Subject string    `json:"subject"` // base64url public key
+	Subject string    `json:"subject"` // hex public key
 	Rules   []ACLRule `json:"rules"`
 }
 

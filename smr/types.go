@@ -126,7 +126,7 @@ type Command struct {
 	Subscriber  string `json:"subscriber,omitempty"`
 
 	// ACL (Subject also names the agent of invite_agent and revoke_agent).
-	Subject    string     `json:"subject,omitempty"` // a client public key, base64url without padding
+	Subject    string     `json:"subject,omitempty"` // a client public key, lowercase hex
 	Permission Permission `json:"permission,omitempty"`
 	Effect     Effect     `json:"effect,omitempty"`
 
@@ -140,7 +140,7 @@ type Command struct {
 	CellSize     int         `json:"cell_size,omitempty"`      // create_dataset: bytes per cell
 	StepLimit    uint64      `json:"step_limit,omitempty"`     // create_dataset: largest raise of one change; 0 = no limit
 	MaxAgentSeqs uint64      `json:"max_agent_seqs,omitempty"` // create_dataset: cap of an agent's signed local seqs; 0 = DefaultMaxAgentSeqs
-	Agents       []string    `json:"agents,omitempty"`         // create_dataset: agents invited at creation (base64url keys)
+	Agents       []string    `json:"agents,omitempty"`         // create_dataset: agents invited at creation (hex keys)
 	Role         DatasetRole `json:"role,omitempty"`           // invite_agent, revoke_agent: agent (default) or admin
 	Snapshot     []byte      `json:"snapshot,omitempty"`       // sync_dataset: EncodeDatasetSnapshot bytes (base64 in JSON)
 }

@@ -51,7 +51,7 @@ func configFlags() []configFlag {
 		{"tls-ca", "tls.ca_file", "cluster CA certificate file"},
 		{"tls-cert", "tls.cert_file", "node certificate file"},
 		{"tls-key", "tls.key_file", "node certificate key file"},
-		{"bootstrap-admin-key", "bootstrap_admin_keys", "admin client public key, base64url (repeatable)"},
+		{"bootstrap-admin-key", "bootstrap_admin_keys", "admin client public key, 64 hex digits (repeatable)"},
 		{"consensus-mode", "consensus_mode", "consensus mode: auto, cft or bft"},
 		// Defined by the root command as a persistent flag.
 		{"log-level", "log.level", "log level: debug, info, warn or error"},

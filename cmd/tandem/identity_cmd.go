@@ -76,7 +76,7 @@ func newKeygenCmd(g *globalOptions) *cobra.Command {
 		Use:   "keygen",
 		Short: "Create a client signing key and print its public key",
 		Long: `Write a new Ed25519 client private key to --out (mode 0600) and print its
-public key (base64url), the value that goes into bootstrap_admin_keys or an
+public key (64 hex digits), the value that goes into bootstrap_admin_keys or an
 ACL. An existing file is never replaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -63,7 +63,7 @@ func (s *Server) adminCredentials(r *http.Request) (adminCreds, error) {
 	}
 	key, err := smr.ParseKey(keyStr)
 	if err != nil {
-		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s: not a base64url Ed25519 public key", HeaderKey)
+		return adminCreds{}, smr.Errorf(smr.CodeBadSignature, "%s: not an Ed25519 public key (64 lowercase hex digits)", HeaderKey)
 	}
 	unix, err := strconv.ParseInt(tStr, 10, 64)
 	if err != nil {

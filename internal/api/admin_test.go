@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -48,7 +49,7 @@ func (a adminRequest) build(t *testing.T, priv ed25519.PrivateKey) *http.Request
 	}
 	req := httptest.NewRequest(a.method, a.target, bytes.NewReader(a.body))
 	sig := ed25519.Sign(priv, smr.AdminSignBytes(sm, st, su, sb))
-	req.Header.Set(api.HeaderKey, base64.RawURLEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)))
+	req.Header.Set(api.HeaderKey, smr.FormatKey(priv.Public().(ed25519.PublicKey)))
 	req.Header.Set(api.HeaderTime, strconv.FormatInt(a.unix, 10))
 	req.Header.Set(api.HeaderSignature, base64.RawURLEncoding.EncodeToString(sig))
 	return req
@@ -167,7 +168,7 @@ func TestAdminAuthenticationFailures(t *testing.T) {
 		}, smr.CodeBadSignature, nil},
 		{"key too short", func() *http.Request {
 			r := good()
-			r.Header.Set(api.HeaderKey, base64.RawURLEncoding.EncodeToString(make([]byte, 31)))
+			r.Header.Set(api.HeaderKey, hex.EncodeToString(make([]byte, 31)))
 			return r
 		}, smr.CodeBadSignature, nil},
 		{"time not a number", func() *http.Request { r := good(); r.Header.Set(api.HeaderTime, "yesterday"); return r }, smr.CodeBadSignature, nil},
@@ -220,7 +221,7 @@ func TestAdminAuthenticationFailures(t *testing.T) {
 		}, smr.CodeBadSignature, nil},
 		{"signature by another key", func() *http.Request {
 			r := good()
-			r.Header.Set(api.HeaderKey, base64.RawURLEncoding.EncodeToString(other.Public().(ed25519.PublicKey)))
+			r.Header.Set(api.HeaderKey, smr.FormatKey(other.Public().(ed25519.PublicKey)))
 			return r
 		}, smr.CodeBadSignature, nil},
 		{"key without admin", good, smr.CodePermissionDenied, func(k ed25519.PublicKey, p smr.Permission) error {

@@ -9,7 +9,7 @@
 // with mode 0600 into directories created with mode 0700, and a write never
 // replaces an existing file: losing a node or CA key by accident is worse
 // than an error. Loading a key refuses a file that group or others can read.
-// Public keys travel as canonical unpadded base64url strings, the form
+// Public keys travel as 64 lowercase hex digits, the form
 // operators put in bootstrap_admin_keys and ACLs; smr.FormatKey and
 // smr.ParseKey are the one implementation (EncodePublicKey and
 // ParsePublicKey are the same functions).

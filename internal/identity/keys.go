@@ -79,7 +79,7 @@ func LoadKeyFile(path string) (ed25519.PrivateKey, error) {
 func EncodePublicKey(pub ed25519.PublicKey) string { return smr.FormatKey(pub) }
 
 // ParsePublicKey parses a public key in the form EncodePublicKey returns.
-// It is smr.ParseKey: strict, canonical unpadded base64url of exactly 32
+// It is smr.ParseKey: strict, canonical lowercase hex of exactly 32
 // bytes, with no surrounding white space, so every accepted string names one
 // key and is the spelling ACLs use. A rejection is an *smr.Error with
 // smr.CodeMalformed. New code should call smr.ParseKey.
