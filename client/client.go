@@ -23,6 +23,7 @@ type Client struct {
 	own  *http.Transport // the transport New built, closed by Close; nil when Config.HTTPClient is used
 	pub  ed25519.PublicKey
 	eps  *endpoints
+	bft  *committee // set when Config.Committee is: the BFT protocol
 
 	mu   sync.Mutex
 	next uint64 // guarded by mu: the next seq to use; 0 = ask the cluster first
@@ -42,6 +43,21 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	var bft *committee
+	if len(cfg.Committee) > 0 {
+		ms := make([]CommitteeMember, len(cfg.Committee))
+		for i, m := range cfg.Committee {
+			ms[i] = m
+			ms[i].Endpoint, _ = ParseEndpoint(m.Endpoint) // validated above
+		}
+		cfg.Committee = ms
+		bft = newCommittee(ms)
+		if len(cfg.Endpoints) == 0 {
+			for _, m := range ms {
+				cfg.Endpoints = append(cfg.Endpoints, m.Endpoint)
+			}
+		}
+	}
 	urls := make([]string, len(cfg.Endpoints))
 	for i, e := range cfg.Endpoints {
 		urls[i], _ = ParseEndpoint(e) // validated above
@@ -52,6 +68,7 @@ func New(cfg Config) (*Client, error) {
 		eps:     &endpoints{urls: urls, nodeID: map[string]string{}},
 		syncSem: make(chan struct{}, 1),
 		next:    cfg.StartSeq,
+		bft:     bft,
 	}
 	if cfg.Key != nil {
 		c.pub = cfg.Key.Public().(ed25519.PublicKey)
@@ -215,6 +232,9 @@ func (c *Client) Resubmit(ctx context.Context, env *smr.Envelope) (smr.Result, e
 
 // send posts env with retries; see submitAt.
 func (c *Client) send(ctx context.Context, env *smr.Envelope, op string, priorSent bool) (smr.Result, bool, error) {
+	if c.bft != nil {
+		return c.sendBFT(ctx, env, op, priorSent)
+	}
 	body, err := json.Marshal(env)
 	if err != nil {
 		return smr.Result{}, false, fmt.Errorf("encode envelope seq %d: %w", env.Seq, err)

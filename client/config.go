@@ -29,6 +29,16 @@ type Config struct {
 	// fragment; its scheme is http or https.
 	Endpoints []string
 
+	// Committee, when set, makes the client speak the BFT protocol of a
+	// consensus_mode bft cluster (docs/api.md, "Signed replies"): every
+	// write and read goes to every member at once, and an answer is
+	// accepted only when f+1 members (f = (n-1)/3 for n members) sent
+	// matching replies signed with the node keys listed here (n-f at one
+	// index for FastRead). Endpoints may then be empty (it defaults to the
+	// members' endpoints, used by status and admin requests); when given,
+	// each must be a member's endpoint.
+	Committee []CommitteeMember
+
 	// Key is the client's Ed25519 private key. It signs every write envelope
 	// and every admin request. Reads do not need it, so it may be nil for a
 	// read-only client; writes then fail with ErrNoKey.
@@ -121,6 +131,30 @@ func (c Config) withDefaults() Config {
 // Validate reports the first problem of c, naming the field and the value.
 // Zero durations and counts are allowed (they mean the default).
 func (c Config) Validate() error {
+	if err := validateCommittee(c.Committee); err != nil {
+		return err
+	}
+	if len(c.Committee) > 0 {
+		members := make(map[string]bool, len(c.Committee))
+		for _, m := range c.Committee {
+			u, _ := ParseEndpoint(m.Endpoint)
+			members[u] = true
+			if strings.HasPrefix(u, "https://") && c.TLS == nil && c.HTTPClient == nil {
+				return fmt.Errorf("client config: committee member %s has an https endpoint but TLS is nil; give the cluster CA", m.ID)
+			}
+		}
+		for i, e := range c.Endpoints {
+			if u, err := ParseEndpoint(e); err == nil && !members[u] {
+				return fmt.Errorf("client config: Endpoints[%d]: %q is not the endpoint of a committee member", i, e)
+			}
+		}
+		if len(c.Endpoints) == 0 {
+			c.Endpoints = make([]string, len(c.Committee))
+			for i, m := range c.Committee {
+				c.Endpoints[i] = m.Endpoint
+			}
+		}
+	}
 	if len(c.Endpoints) == 0 {
 		return errors.New("client config: Endpoints is empty; give at least one API URL such as https://127.0.0.1:7001")
 	}
@@ -188,4 +222,35 @@ func ParseEndpoint(s string) (string, error) {
 		return "", fmt.Errorf("endpoint %q: want only scheme://host:port (no user, path, query or fragment)", s)
 	}
 	return u.Scheme + "://" + u.Host, nil
+}
+
+// validateCommittee checks Config.Committee: unique IDs, endpoints and
+// keys, every key an Ed25519 public key.
+func validateCommittee(ms []CommitteeMember) error {
+	ids, eps, keys := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i, m := range ms {
+		if m.ID == "" {
+			return fmt.Errorf("client config: Committee[%d]: the node ID is empty", i)
+		}
+		if ids[m.ID] {
+			return fmt.Errorf("client config: Committee[%d]: node %s is listed twice", i, m.ID)
+		}
+		ids[m.ID] = true
+		u, err := ParseEndpoint(m.Endpoint)
+		if err != nil {
+			return fmt.Errorf("client config: Committee[%d] (%s): %w", i, m.ID, err)
+		}
+		if eps[u] {
+			return fmt.Errorf("client config: Committee[%d] (%s): endpoint %s is listed twice", i, m.ID, u)
+		}
+		eps[u] = true
+		if len(m.PublicKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("client config: Committee[%d] (%s): public key has %d bytes, want %d", i, m.ID, len(m.PublicKey), ed25519.PublicKeySize)
+		}
+		if keys[string(m.PublicKey)] {
+			return fmt.Errorf("client config: Committee[%d] (%s): public key is listed for another member too", i, m.ID)
+		}
+		keys[string(m.PublicKey)] = true
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/tandem-consensus/tandem/client/wire"
+
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +49,8 @@ type APIError struct {
 	LeaderID string      // set on some 503s: the node the server believes leads
 	Result   *smr.Result // set for commands rejected at apply time
 	Endpoint string      // the node that answered
+	// Reply is the replica's signed reply carried with Result in bft mode.
+	Reply *wire.SubmitReply
 }
 
 func (e *APIError) Error() string {

@@ -16,13 +16,24 @@ type ReadOption func(*readOptions)
 
 type readOptions struct {
 	stale bool
+	fast  bool
 }
 
 // Stale lets the node that receives the read answer from its local state
 // at once, without confirming a read index with the leader. The answer may
 // miss recent writes; the returned index says how far the node had
 // applied.
+//
+// With a committee (Config.Committee) a stale read asks every replica for
+// its local answer and needs f+1 matching signed replies at one index.
 func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
+
+// FastRead asks, with a committee (Config.Committee), every replica for a
+// signed answer from its local state at once, and accepts it when n-f
+// replicas sent the same value at the same index; otherwise the read is
+// ordered through consensus like a read without options (f+1 matching
+// replies). Without a committee it is Stale.
+func FastRead() ReadOption { return func(o *readOptions) { o.fast = true } }
 
 // Query reads the state machine: GET /v1/query. It is linearizable unless
 // Stale is given. It returns the value as the cluster encodes it and the
@@ -34,19 +45,22 @@ func (c *Client) Query(ctx context.Context, q smr.Query, opts ...ReadOption) (js
 	for _, opt := range opts {
 		opt(&o)
 	}
+	op := "query " + string(q.Kind)
+	if q.Key != "" {
+		op += fmt.Sprintf(" %q", q.Key)
+	}
+	if c.bft != nil {
+		return c.queryBFT(ctx, q, o, op)
+	}
 	v := url.Values{}
 	v.Set("kind", string(q.Kind))
 	if q.Key != "" {
 		v.Set("key", q.Key)
 	}
-	if o.stale {
+	if o.stale || o.fast {
 		v.Set("stale", "true")
 	}
 	var resp wire.QueryResponse
-	op := "query " + string(q.Kind)
-	if q.Key != "" {
-		op += fmt.Sprintf(" %q", q.Key)
-	}
 	err := c.do(ctx, &call{
 		op:     op,
 		method: http.MethodGet,

@@ -305,7 +305,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 	ae := &APIError{Status: resp.StatusCode, Endpoint: ep}
 	var eb wire.ErrorBody
 	if rerr == nil && json.Unmarshal(raw, &eb) == nil && eb.Code != "" {
-		ae.Code, ae.Message, ae.LeaderID, ae.Result = eb.Code, eb.Message, eb.LeaderID, eb.Result
+		ae.Code, ae.Message, ae.LeaderID, ae.Result, ae.Reply = eb.Code, eb.Message, eb.LeaderID, eb.Result, eb.Reply
 	} else {
 		ae.Message = string(bytes.TrimSpace(raw))
 		if rerr != nil {

@@ -53,11 +53,15 @@ type ErrorBody struct {
 	Message  string      `json:"message"`
 	LeaderID string      `json:"leader_id,omitempty"`
 	Result   *smr.Result `json:"result,omitempty"`
+	// Reply is set in bft mode when Result is: the replica's signed reply.
+	Reply *SubmitReply `json:"reply,omitempty"`
 }
 
 // SubmitResponse is the body of a successful POST /v1/submit.
 type SubmitResponse struct {
 	Result smr.Result `json:"result"`
+	// Reply is the replica's signed reply (bft mode only).
+	Reply *SubmitReply `json:"reply,omitempty"`
 }
 
 // QueryResponse is the body of a successful GET /v1/query: the value as the
@@ -65,6 +69,8 @@ type SubmitResponse struct {
 type QueryResponse struct {
 	Index uint64          `json:"index"`
 	Value json.RawMessage `json:"value"`
+	// Reply is the replica's signed reply (bft mode only).
+	Reply *QueryReply `json:"reply,omitempty"`
 }
 
 // Member is one member of the consensus configuration as GET /v1/members

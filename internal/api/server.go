@@ -249,15 +249,24 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byt
 	if err := decodeStrict(body, &env); err != nil {
 		return writeError(w, smr.Errorf(smr.CodeMalformed, "envelope: %v", err))
 	}
-	res, err := s.cfg.Backend.Submit(r.Context(), &env)
+	var (
+		res   smr.Result
+		reply *wire.SubmitReply
+		err   error
+	)
+	if id, key, b, ok := s.replyKey(); ok {
+		res, reply, err = s.submitBFT(r.Context(), r.URL.Query(), &env, id, key, b)
+	} else {
+		res, err = s.cfg.Backend.Submit(r.Context(), &env)
+	}
 	if err != nil {
 		return writeError(w, err)
 	}
 	if res.Code != smr.CodeOK {
-		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res})
+		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res, Reply: reply})
 		return res.Code
 	}
-	writeJSON(w, http.StatusOK, SubmitResponse{Result: res})
+	writeJSON(w, http.StatusOK, SubmitResponse{Result: res, Reply: reply})
 	return smr.CodeOK
 }
 
@@ -274,15 +283,31 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, _ []byte) s
 		}
 		stale = b
 	}
+	if v := q.Get("fast"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return writeError(w, smr.Errorf(smr.CodeMalformed, "fast: %q is not a boolean", v))
+		}
+		stale = stale || b
+	}
+	nonce := q.Get("nonce")
+	if len(nonce) > MaxNonceBytes {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "nonce: %d bytes, at most %d allowed", len(nonce), MaxNonceBytes))
+	}
 	kind := q.Get("kind")
 	if kind == "" {
 		return writeError(w, smr.Errorf(smr.CodeMalformed, "kind: required query parameter is missing"))
 	}
-	val, idx, err := s.cfg.Backend.Query(r.Context(), smr.Query{Kind: smr.QueryKind(kind), Key: q.Get("key")}, stale)
+	query := smr.Query{Kind: smr.QueryKind(kind), Key: q.Get("key")}
+	val, idx, err := s.cfg.Backend.Query(r.Context(), query, stale)
 	if err != nil {
 		return writeError(w, err)
 	}
-	writeJSON(w, http.StatusOK, QueryResponse{Index: idx, Value: val})
+	resp := QueryResponse{Index: idx, Value: val}
+	if id, key, _, ok := s.replyKey(); ok {
+		resp.Reply = signQuery(id, key, query, nonce, stale, idx, val)
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return smr.CodeOK
 }
 

@@ -15,6 +15,8 @@ type appliedFSM struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every Apply/Restore
+
+	w watchers // envelopes a bft write waits for (bftreply.go)
 }
 
 func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
@@ -24,6 +26,7 @@ func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
 // Apply is called by the engine's apply goroutine.
 func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
 	r := f.StateMachine.Apply(index, data)
+	f.notify(data, r)
 	f.broadcast()
 	return r
 }

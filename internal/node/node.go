@@ -47,6 +47,7 @@ type Node struct {
 	cfg     config.Config
 	log     *slog.Logger
 	nodeKey ed25519.PublicKey
+	signKey ed25519.PrivateKey // the node key; signs replies in bft mode
 
 	fsm      *appliedFSM
 	genesis  smr.Genesis // this node's configured genesis; the replicated one wins
@@ -96,6 +97,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("node key: %w (create it with `tandem init --data-dir %s`)", err, cfg.DataDir)
 	}
 	n.nodeKey = key.Public().(ed25519.PublicKey)
+	n.signKey = key
 
 	admins := make([]ed25519.PublicKey, 0, len(cfg.BootstrapAdminKeys))
 	for _, s := range cfg.BootstrapAdminKeys {
