@@ -52,8 +52,8 @@ type BFTStats struct {
 // committee is the BFT state of a Client (nil in cft mode).
 type committee struct {
 	members []CommitteeMember // endpoints canonical
-	f       int       // (n-1)/3 faulty replicas tolerated
-	q       int       // n-f
+	f       int               // (n-1)/3 faulty replicas tolerated
+	q       int               // n-f
 
 	primary atomic.Int64 // the replica asked to propose writes
 

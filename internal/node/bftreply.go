@@ -210,4 +210,3 @@ func (f *appliedFSM) notify(data []byte, res smr.Result) {
 func sameEnvelope(a, b *smr.Envelope) bool {
 	return a.Seq == b.Seq && bytes.Equal(a.Client, b.Client) && bytes.Equal(a.Command, b.Command) && bytes.Equal(a.Sig, b.Sig)
 }
-
