@@ -371,4 +371,3 @@ func TestSubmitReplySignBytes(t *testing.T) {
 		t.Fatal("query reply sign bytes do not start with their tag")
 	}
 }
-

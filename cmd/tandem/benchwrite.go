@@ -254,6 +254,14 @@ func (o *benchWriteOptions) startLocal(ctx context.Context, logs io.Writer) (fun
 		stop()
 		return nil, client.Config{}, err
 	}
+	if layout.Mode == "bft" {
+		// Writes go through the BFT protocol: every member answers with a
+		// signed reply and a write counts once f+1 of them match.
+		if cfg.Committee, err = layout.Committee(); err != nil {
+			stop()
+			return nil, client.Config{}, err
+		}
+	}
 	cfg.Retry.MaxAttempts = 50
 	fmt.Fprintf(logs, "started a local %d-node %s cluster in %s\n", o.local, o.mode, dir)
 	return stop, cfg, nil

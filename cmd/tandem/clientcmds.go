@@ -237,7 +237,7 @@ type table struct {
 // the key as its one argument; otherwise it takes none. render turns the
 // value into a table; -o json prints the value as the cluster returned it.
 func readVerb(e *clientEnv, use, short string, kind smr.QueryKind, key bool, render func(json.RawMessage) (table, error)) *cobra.Command {
-	var stale bool
+	var stale, fast bool
 	args := cobra.NoArgs
 	if key {
 		args = cobra.ExactArgs(1)
@@ -266,6 +266,9 @@ func readVerb(e *clientEnv, use, short string, kind smr.QueryKind, key bool, ren
 			if stale {
 				opts = append(opts, client.Stale())
 			}
+			if fast {
+				opts = append(opts, client.FastRead())
+			}
 			raw, _, err := cl.Query(ctx, q, opts...)
 			if err != nil {
 				return err
@@ -281,6 +284,7 @@ func readVerb(e *clientEnv, use, short string, kind smr.QueryKind, key bool, ren
 		},
 	}
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the receiving node's local state without confirming with the leader (faster, may miss recent writes)")
+	cmd.Flags().BoolVar(&fast, "fast", false, "bft clusters: accept n-f matching signed answers from the members' local state at one index, else read through consensus (without a committee: like --stale)")
 	return cmd
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Environment variables of the client connection flags.
@@ -36,11 +37,21 @@ const defaultClientTimeout = 30 * time.Second
 // clientFile is the YAML file named by --client-config (written by
 // `tandem dev`). Relative paths in it are relative to the file's directory.
 type clientFile struct {
-	Endpoints   []string `yaml:"endpoints"`
-	KeyFile     string   `yaml:"key_file"`
-	CAFile      string   `yaml:"ca_file"`
-	CertFile    string   `yaml:"cert_file"`
-	CertKeyFile string   `yaml:"cert_key_file"`
+	Endpoints []string `yaml:"endpoints"`
+	// Committee, for a consensus_mode bft cluster, lists every member; the
+	// client then uses the BFT protocol (docs/operations.md).
+	Committee   []committeeEntry `yaml:"committee"`
+	KeyFile     string           `yaml:"key_file"`
+	CAFile      string           `yaml:"ca_file"`
+	CertFile    string           `yaml:"cert_file"`
+	CertKeyFile string           `yaml:"cert_key_file"`
+}
+
+// committeeEntry is one member of committee in a client config file.
+type committeeEntry struct {
+	ID        string `yaml:"id"`
+	Endpoint  string `yaml:"endpoint"`
+	PublicKey string `yaml:"public_key"` // node public key, 64 lowercase hex digits
 }
 
 // clientOptions are the connection flags shared by every client and admin
@@ -86,6 +97,8 @@ type connSettings struct {
 	endpoints              []setting
 	endpointsSource        string
 	key, ca, cert, certKey setting
+	committee              []committeeEntry
+	committeeSource        string
 }
 
 // resolve merges the client config file, the environment and the flags of
@@ -131,6 +144,9 @@ func (o *clientOptions) resolve(fs *pflag.FlagSet) (connSettings, error) {
 		}
 		return fromFile(field, fileVal)
 	}
+	if len(file.Committee) > 0 {
+		s.committee, s.committeeSource = file.Committee, "committee in "+path
+	}
 	s.key = pick("key", envKey, "key_file", o.keyFile, file.KeyFile)
 	s.ca = pick("ca", envCA, "ca_file", o.caFile, file.CAFile)
 	s.cert = pick("cert", envCert, "cert_file", o.certFile, file.CertFile)
@@ -165,7 +181,7 @@ func readClientFile(path string) (clientFile, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return f, fmt.Errorf("client config %s: %w (known keys: endpoints, key_file, ca_file, cert_file, cert_key_file)", path, err)
+		return f, fmt.Errorf("client config %s: %w (known keys: endpoints, committee, key_file, ca_file, cert_file, cert_key_file)", path, err)
 	}
 	return f, nil
 }
@@ -178,10 +194,24 @@ func (o *clientOptions) sdkConfig(fs *pflag.FlagSet, needKey bool) (client.Confi
 		return client.Config{}, err
 	}
 	cfg := client.DefaultConfig()
-	if len(s.endpoints) == 0 {
-		return cfg, fmt.Errorf("no endpoints: set --endpoints, %s or endpoints in a --client-config file", envEndpoints)
+	for i, m := range s.committee {
+		k, err := smr.ParseKey(m.PublicKey)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: entry %d (%s): public_key: %w", s.committeeSource, i, m.ID, err)
+		}
+		u, err := client.ParseEndpoint(m.Endpoint)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: entry %d (%s): %w", s.committeeSource, i, m.ID, err)
+		}
+		cfg.Committee = append(cfg.Committee, client.CommitteeMember{ID: m.ID, Endpoint: u, PublicKey: k})
 	}
 	anyHTTPS := false
+	for _, m := range cfg.Committee {
+		anyHTTPS = anyHTTPS || strings.HasPrefix(m.Endpoint, "https://")
+	}
+	if len(s.endpoints) == 0 && len(cfg.Committee) == 0 {
+		return cfg, fmt.Errorf("no endpoints: set --endpoints, %s or endpoints in a --client-config file", envEndpoints)
+	}
 	for _, e := range s.endpoints {
 		u, err := client.ParseEndpoint(e.value)
 		if err != nil {

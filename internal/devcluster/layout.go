@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -159,6 +160,7 @@ func Prepare(opts Options) (*Layout, error) {
 	}
 	// Keys and certificates first: a bft config lists every member's key.
 	members := make([]string, opts.Nodes)
+	var committee []map[string]string
 	for i := range opts.Nodes {
 		id := "node" + strconv.Itoa(i+1)
 		n := NodeLayout{
@@ -184,6 +186,7 @@ func Prepare(opts Options) (*Layout, error) {
 			return nil, err
 		}
 		members[i] = id + "=" + n.PeerAddr + "/" + smr.FormatKey(nk.Public().(ed25519.PublicKey))
+		committee = append(committee, map[string]string{"id": id, "endpoint": n.Endpoint(), "public_key": smr.FormatKey(nk.Public().(ed25519.PublicKey))})
 		l.Nodes = append(l.Nodes, n)
 	}
 	for _, n := range l.Nodes {
@@ -213,13 +216,19 @@ func Prepare(opts Options) (*Layout, error) {
 			return nil, err
 		}
 	}
-	if err := writeYAML(l.ClientConfigPath, map[string]any{
+	clientCfg := map[string]any{
 		"endpoints":     l.Endpoints(),
 		"key_file":      l.AdminKeyPath,
 		"ca_file":       l.CAFile,
 		"cert_file":     l.ClientCertFile,
 		"cert_key_file": l.ClientKeyFile,
-	}); err != nil {
+	}
+	if opts.Mode == "bft" {
+		// Every client verb then uses the BFT protocol: signed replies
+		// from f+1 members.
+		clientCfg["committee"] = committee
+	}
+	if err := writeYAML(l.ClientConfigPath, clientCfg); err != nil {
 		return nil, err
 	}
 	if err := writeYAML(filepath.Join(dir, layoutFile), l); err != nil {
@@ -300,6 +309,21 @@ func pickPorts(base, n int) ([][3]string, error) {
 				break
 			}
 		}
+	}
+	return out, nil
+}
+
+// Committee returns the members of a bft cluster as the client's
+// Config.Committee lists them: node ID, API endpoint and the public half
+// of the node key in the node's data directory.
+func (l *Layout) Committee() ([]client.CommitteeMember, error) {
+	out := make([]client.CommitteeMember, 0, len(l.Nodes))
+	for _, n := range l.Nodes {
+		k, err := identity.LoadKeyFile(filepath.Join(n.DataDir, identity.NodeKeyFileName))
+		if err != nil {
+			return nil, fmt.Errorf("node key of %s: %w", n.ID, err)
+		}
+		out = append(out, client.CommitteeMember{ID: n.ID, Endpoint: n.Endpoint(), PublicKey: k.Public().(ed25519.PublicKey)})
 	}
 	return out, nil
 }
