@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/ed25519"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/internal/devcluster"
 )
 
@@ -94,5 +98,92 @@ func TestBFTLeaderKillUnderLoad(t *testing.T) {
 	}
 	if got := c.waitConverged(c.ids(), 30*time.Second); got != hash {
 		t.Fatalf("restarted %s converged to %s, want %s", victim, got, hash)
+	}
+}
+
+// TestBFTSignedClientProtocol: a client configured with the committee
+// sends each write to all four members and accepts it on f+1 = 2 matching
+// signed replies; ordered and fast reads are accepted on matching signed
+// replies too, and a read-your-write sees the value. A client that names a
+// wrong key for one member still works (that member's replies are ignored
+// and counted); with wrong keys for three members nothing is accepted.
+func TestBFTSignedClientProtocol(t *testing.T) {
+	c := startBFTCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	committee, err := c.layout.Committee()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bftClient := func(members []client.CommitteeMember) *client.Client {
+		cfg := client.DefaultConfig()
+		cfg.Committee = members
+		cfg.Key = c.admin
+		cfg.TLS = c.tls
+		cfg.RequestTimeout = 3 * time.Second
+		cfg.Retry.MaxAttempts = 5
+		cl, err := client.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	cl := bftClient(committee)
+	for i := range 5 {
+		v := fmt.Sprintf("v%d", i)
+		res, err := cl.SetConfig(ctx, "bft-key", v)
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if res.Index == 0 {
+			t.Fatalf("write %d: result %+v", i, res)
+		}
+		got, idx, err := cl.GetConfig(ctx, "bft-key")
+		if err != nil {
+			t.Fatalf("ordered read %d: %v", i, err)
+		}
+		if got.Value != v || idx < res.Index {
+			t.Fatalf("ordered read %d: %+v at %d, want %q at >= %d", i, got, idx, v, res.Index)
+		}
+	}
+	c.waitConverged(c.ids(), 10*time.Second)
+	got, _, err := cl.GetConfig(ctx, "bft-key", client.FastRead())
+	if err != nil || got.Value != "v4" {
+		t.Fatalf("fast read: %+v %v", got, err)
+	}
+	if st := cl.BFTStats(); st.BadSignatures+st.WrongSigner+st.Mismatched+st.Conflicts != 0 {
+		t.Fatalf("an honest committee produced ignored replies: %+v", st)
+	}
+
+	// One member listed with a wrong key: its replies are ignored.
+	wrong := slices.Clone(committee)
+	other, _, _ := ed25519.GenerateKey(nil)
+	wrong[0].PublicKey = other
+	cw := bftClient(wrong)
+	if _, err := cw.SetConfig(ctx, "bft-key", "w"); err != nil {
+		t.Fatalf("write with one unverifiable member: %v", err)
+	}
+	if v, _, err := cw.GetConfig(ctx, "bft-key"); err != nil || v.Value != "w" {
+		t.Fatalf("read with one unverifiable member: %+v %v", v, err)
+	}
+	if st := cw.BFTStats(); st.BadSignatures == 0 {
+		t.Fatalf("bad signatures not counted: %+v", st)
+	}
+
+	// Two members unverifiable: the other two still make f+1.
+	other2, _, _ := ed25519.GenerateKey(nil)
+	wrong[1].PublicKey = other2
+	if _, err := bftClient(wrong).SetConfig(ctx, "bft-key", "y"); err != nil {
+		t.Fatalf("write with two unverifiable members: %v", err)
+	}
+	// Three unverifiable: one reply verifies, fewer than f+1, so neither
+	// the client's seq read nor a write may report an outcome.
+	other3, _, _ := ed25519.GenerateKey(nil)
+	wrong[2].PublicKey = other3
+	_, err = bftClient(wrong).SetConfig(ctx, "bft-key", "x")
+	if err == nil || !(client.IsOutcomeUnknown(err) || client.IsUnavailable(err)) {
+		t.Fatalf("write with three unverifiable members: %v, want outcome unknown or unavailable", err)
 	}
 }
