@@ -202,6 +202,37 @@ func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 		}
 	}
 	c.waitConverged(correct, 20*time.Second)
+
+	// The quarantine and its evidence survive a restart.
+	if err := c.Stop("node1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start("node1"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(30 * time.Second)
+	var after api.QuarantineView
+	if err := adm.get(ctx, c.endpoint("node1"), "/v1/admin/quarantine", &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Quarantined) != 1 || after.Quarantined[0].Node != byzantineNode || !after.Quarantined[0].Since.Equal(since["node1"]) {
+		t.Fatalf("node1 after a restart: %+v", after)
+	}
+
+	// Only an operator lifts it: the lift is recorded with the admin key
+	// on every correct node. (node4's own detector verified the proof
+	// against its key too and keeps itself quarantined: it proposes no
+	// more, so it commits no further offence here.)
+	cli("quarantine", "lift", byzantineNode)
+	for _, id := range correct {
+		var v api.QuarantineView
+		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Lifted) != 1 || v.Lifted[0].Node != byzantineNode || !strings.HasPrefix(v.Lifted[0].Operator, "admin ") {
+			t.Fatalf("%s lift history: %+v", id, v.Lifted)
+		}
+	}
 }
 
 // memberKeys reads every node's public key from its data directory.
