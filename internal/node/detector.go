@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,11 @@ type detector struct {
 
 	engineMu sync.Mutex
 	engine   quarantineEngine
+	// repush is set when the engine did not take the list; run retries.
+	repush atomic.Bool
+	// pushMu orders the hand-overs, so that an older list never
+	// overwrites a newer one in the engine.
+	pushMu sync.Mutex
 
 	fromEngine chan *types.Evidence
 	relays     map[evidence.NodeID]*relay
@@ -205,10 +211,16 @@ func (d *detector) run(ctx context.Context) error {
 
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-retry.C:
+			if d.repush.Load() {
+				d.pushQuarantine(ctx)
+			}
 		case ev := <-d.fromEngine:
 			e, err := evidence.FromHotStuff(ev, d.epoch)
 			if err != nil {
@@ -317,15 +329,21 @@ func (d *detector) pushQuarantine(ctx context.Context) {
 	if eng == nil {
 		return
 	}
+	d.pushMu.Lock()
+	defer d.pushMu.Unlock()
 	ids := d.manager.IDs()
 	tids := make([]types.NodeID, len(ids))
 	for i, id := range ids {
 		tids[i] = types.NodeID(id)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not bound to ctx: ctx may be a peer's request, which must not cut
+	// the hand-over short.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := eng.SetQuarantined(cctx, tids); err != nil && !errors.Is(err, consensus.ErrStopped) {
-		d.log.Error("the engine did not take the quarantine list", "err", err)
+	err := eng.SetQuarantined(cctx, tids)
+	d.repush.Store(err != nil && !errors.Is(err, consensus.ErrStopped))
+	if err != nil && !errors.Is(err, consensus.ErrStopped) {
+		d.log.Error("the engine did not take the quarantine list; retrying", "err", err)
 	}
 }
 
