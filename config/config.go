@@ -36,13 +36,11 @@ type Config struct {
 	BootstrapAdminKeys []string `mapstructure:"bootstrap_admin_keys" yaml:"bootstrap_admin_keys"`
 
 	// The seed's configuration block.
-	ConsensusMode       string  `mapstructure:"consensus_mode" yaml:"consensus_mode"`             // auto | cft | bft
-	BFTFaultThreshold   float64 `mapstructure:"bft_fault_threshold" yaml:"bft_fault_threshold"`   // (0, 1/3]
-	AnomalyThreshold    float64 `mapstructure:"anomaly_threshold" yaml:"anomaly_threshold"`       // (0, 1]
-	QuarantineThreshold float64 `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"` // (anomaly_threshold, 1]
-	// QuarantineWebhookURL, when set, receives a JSON POST for every change
-	// of this node's quarantine list (bft mode).
-	QuarantineWebhookURL string        `mapstructure:"quarantine_webhook_url" yaml:"quarantine_webhook_url"`
+	ConsensusMode        string        `mapstructure:"consensus_mode" yaml:"consensus_mode"`                 // auto | cft | bft
+	BFTFaultThreshold    float64       `mapstructure:"bft_fault_threshold" yaml:"bft_fault_threshold"`       // (0, 1/3]
+	AnomalyThreshold     float64       `mapstructure:"anomaly_threshold" yaml:"anomaly_threshold"`           // (0, 1]
+	QuarantineThreshold  float64       `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"`     // (anomaly_threshold, 1]
+	QuarantineWebhookURL string        `mapstructure:"quarantine_webhook_url" yaml:"quarantine_webhook_url"` // optional http(s) URL: JSON POST per quarantine change (bft)
 	ViewChangeTimeout    time.Duration `mapstructure:"view_change_timeout" yaml:"view_change_timeout"`       // > 0
 	VoteTimeout          time.Duration `mapstructure:"vote_timeout" yaml:"vote_timeout"`                     // > 0, < view_change_timeout
 	StateTransferTimeout time.Duration `mapstructure:"state_transfer_timeout" yaml:"state_transfer_timeout"` // > 0
