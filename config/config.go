@@ -39,7 +39,8 @@ type Config struct {
 	ConsensusMode        string        `mapstructure:"consensus_mode" yaml:"consensus_mode"`                 // auto | cft | bft
 	BFTFaultThreshold    float64       `mapstructure:"bft_fault_threshold" yaml:"bft_fault_threshold"`       // (0, 1/3]
 	AnomalyThreshold     float64       `mapstructure:"anomaly_threshold" yaml:"anomaly_threshold"`           // (0, 1]
-	QuarantineThreshold  float64       `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"`     // [anomaly_threshold, 1]
+	QuarantineThreshold  float64       `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"`     // (anomaly_threshold, 1]
+	QuarantineWebhookURL string        `mapstructure:"quarantine_webhook_url" yaml:"quarantine_webhook_url"` // optional http(s) URL: JSON POST per quarantine change (bft)
 	ViewChangeTimeout    time.Duration `mapstructure:"view_change_timeout" yaml:"view_change_timeout"`       // > 0
 	VoteTimeout          time.Duration `mapstructure:"vote_timeout" yaml:"vote_timeout"`                     // > 0, < view_change_timeout
 	StateTransferTimeout time.Duration `mapstructure:"state_transfer_timeout" yaml:"state_transfer_timeout"` // > 0

@@ -180,7 +180,9 @@ func TestValidateBadValues(t *testing.T) {
 		}, "tls.ca_file", []string{"tls.ca_file is required when any of"}},
 		{"bft threshold", func(c *Config) { c.BFTFaultThreshold = 0.5 }, "bft_fault_threshold", []string{"bft_fault_threshold: 0.5 must be in (0, 1/3]"}},
 		{"anomaly range", func(c *Config) { c.AnomalyThreshold = 1.5 }, "anomaly_threshold", []string{"anomaly_threshold: 1.5 must be in (0, 1]"}},
-		{"quarantine below anomaly", func(c *Config) { c.QuarantineThreshold = 0.5 }, "quarantine_threshold", []string{"quarantine_threshold (0.5) must be >= anomaly_threshold (0.7)"}},
+		{"quarantine below anomaly", func(c *Config) { c.QuarantineThreshold = 0.5 }, "quarantine_threshold", []string{"quarantine_threshold (0.5) must be greater than anomaly_threshold (0.7)"}},
+		{"quarantine equals anomaly", func(c *Config) { c.QuarantineThreshold = 0.7 }, "quarantine_threshold", []string{"quarantine_threshold (0.7) must be greater than anomaly_threshold (0.7)"}},
+		{"webhook url", func(c *Config) { c.QuarantineWebhookURL = "ftp://x" }, "quarantine_webhook_url", []string{`quarantine_webhook_url: "ftp://x" is not an http:// or https:// URL`}},
 		{"vote >= view change", func(c *Config) { c.VoteTimeout = 5 * time.Second }, "vote_timeout", []string{"vote_timeout (5s) must be less than view_change_timeout (5s)"}},
 		{"zero view change", func(c *Config) { c.ViewChangeTimeout = 0 }, "view_change_timeout", []string{"view_change_timeout: 0s must be > 0"}},
 		{"zero state transfer", func(c *Config) { c.StateTransferTimeout = -time.Second }, "state_transfer_timeout", []string{"state_transfer_timeout: -1s must be > 0"}},
@@ -279,7 +281,7 @@ func TestKeysCoverStruct(t *testing.T) {
 			t.Errorf("description for unknown key %s", name)
 		}
 	}
-	if len(keys) != 44 {
+	if len(keys) != 45 {
 		t.Errorf("Keys() has %d keys; update this test if a field was added on purpose", len(keys))
 	}
 }

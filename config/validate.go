@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -234,9 +235,14 @@ func (c *Config) validateConsensus(p *problems) {
 	}
 	switch {
 	case math.IsNaN(c.QuarantineThreshold) || c.QuarantineThreshold <= 0 || c.QuarantineThreshold > 1:
-		p.add("quarantine_threshold", "quarantine_threshold: %v must be in (0, 1] and >= anomaly_threshold", c.QuarantineThreshold)
-	case anomalyOK && c.QuarantineThreshold < c.AnomalyThreshold:
-		p.add("quarantine_threshold", "quarantine_threshold (%v) must be >= anomaly_threshold (%v): a node is escalated on before it is quarantined", c.QuarantineThreshold, c.AnomalyThreshold)
+		p.add("quarantine_threshold", "quarantine_threshold: %v must be in (0, 1] and greater than anomaly_threshold", c.QuarantineThreshold)
+	case anomalyOK && c.QuarantineThreshold <= c.AnomalyThreshold:
+		p.add("quarantine_threshold", "quarantine_threshold (%v) must be greater than anomaly_threshold (%v): a node is escalated on before it is quarantined", c.QuarantineThreshold, c.AnomalyThreshold)
+	}
+	if c.QuarantineWebhookURL != "" {
+		if u, err := url.Parse(c.QuarantineWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("quarantine_webhook_url", "quarantine_webhook_url: %q is not an http:// or https:// URL", c.QuarantineWebhookURL)
+		}
 	}
 	positive(p, "view_change_timeout", c.ViewChangeTimeout)
 	positive(p, "vote_timeout", c.VoteTimeout)

@@ -31,6 +31,7 @@ verbs are signed with --key and need the admin permission.`,
 		newAddMemberCmd(e),
 		newRemoveMemberCmd(e),
 	)
+	cmd.AddCommand(newDetectorCmds(e)...)
 	return cmd
 }
 

@@ -140,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 	s.adminRoute("/v1/admin/snapshot", http.MethodPost, s.cfg.MaxSnapshotBytes, s.handleSnapshotRestore)
 	s.adminRoute("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.handleAddMember)
 	s.adminRoute("/v1/admin/members/", http.MethodDelete, 0, s.handleRemoveMember)
+	s.detectorRoutes()
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")

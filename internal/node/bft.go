@@ -56,6 +56,7 @@ func (n *Node) newBFTEngine(key ed25519.PrivateKey, logger *slog.Logger) (*hseng
 		MaxClockSkew:         max(hsengine.DefaultMaxClockSkew, n.cfg.ViewChangeTimeout),
 		SnapshotInterval:     n.cfg.CheckpointInterval,
 		Logger:               logger,
+		OnEvidence:           n.det.onEngineEvidence,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)

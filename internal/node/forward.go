@@ -80,6 +80,7 @@ func (n *Node) rpcHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(readIndexResponse{Index: n.fsm.AppliedIndex()})
 	})
+	n.registerDetectorRPC(mux)
 	return mux
 }
 

@@ -59,6 +59,7 @@ type Node struct {
 	engine  consensus.Engine
 	raft    *raftengine.Engine
 	bft     *hsengine.Engine
+	det     *detector // bft mode: evidence, scoring and quarantine
 	members *membership.Membership
 	rpc     *http.Client
 
@@ -159,9 +160,13 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 
 	wantsJoin := false
 	if n.bftMode() {
+		if n.det, err = n.newDetector(key, logger); err != nil {
+			return nil, err
+		}
 		if n.bft, err = n.newBFTEngine(key, logger); err != nil {
 			return nil, err
 		}
+		n.det.attach(n.bft)
 		n.engine = n.bft
 		closers = append(closers, func() { _ = n.bft.Stop() })
 		n.registry.MustRegister(n.bft.Collector())
@@ -275,6 +280,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// nothing to bootstrap or reconcile.
 		g.Go(func() error { n.watchGenesis(gctx); return nil })
 		g.Go(func() error { return n.watchEngine(gctx) })
+		g.Go(func() error { return n.det.run(gctx) })
 	} else {
 		g.Go(func() error { return n.bootstrap(gctx) })
 		g.Go(func() error { n.reconcileMembers(gctx); return nil })

@@ -142,6 +142,10 @@ type Config struct {
 	// Clock is the source of entry times and of the time bound. Default:
 	// time.Now.
 	Clock func() time.Time
+	// OnEvidence, when set, receives every proof of misbehaviour the core
+	// reports (equivocating proposals, double votes, invalid client
+	// payloads). It is called from the engine's loop and must not block.
+	OnEvidence func(*types.Evidence)
 }
 
 // Validate checks the fields that have no default and the combinations.

@@ -579,6 +579,9 @@ func (e *Engine) processReady() error {
 
 	// 2. Send.
 	for _, m := range rd.Messages {
+		if e.misbehave(m) {
+			continue
+		}
 		f := encodeMessageFrame(m.Msg)
 		if m.To == "" {
 			e.net.broadcast(f)
@@ -602,6 +605,7 @@ func (e *Engine) processReady() error {
 		switch ev.Kind {
 		case core.EventEvidence:
 			e.stats.evidence.Add(1)
+			e.reportEvidence(ev.Evidence)
 		case core.EventAlert:
 			e.stats.alerts.Add(1)
 			e.log.Error("view change alert: consecutive views timed out without progress", "view", ev.View, "detail", ev.Detail)

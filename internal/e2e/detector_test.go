@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/client/wire"
+	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/devcluster"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// byzantineNode runs the byzantine-tagged binary in the detector test.
+const byzantineNode = "node4"
+
+// TestBFTEquivocatingLeaderIsQuarantined: four processes in bft mode, one
+// of them (node4) built with -tags byzantine and told to equivocate: when
+// it leads a view it signs two different blocks and sends one to a single
+// peer and the other to the rest. The peer that gets the twin ends up
+// holding both signed blocks, relays the proof, and every correct node
+// verifies it and quarantines node4: each lists it (and no correct node)
+// with evidence that verifies against the member keys, the rotation skips
+// it, and writes keep committing. The detection latency (first
+// equivocation to quarantine on the last correct node) is logged.
+func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	byzBinary := filepath.Join(t.TempDir(), "tandem-byzantine")
+	build := exec.Command("go", "build", "-tags", "byzantine", "-o", byzBinary, "github.com/tandem-consensus/tandem/cmd/tandem")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building the byzantine binary: %v", err)
+	}
+
+	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
+		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out io.Writer = io.Discard
+	if os.Getenv("TANDEM_E2E_LOG") != "" {
+		out = os.Stderr
+	}
+	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
+	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
+	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
+		t.Fatal(err)
+	}
+	// The byzantine node runs the tagged binary; its log is scanned for its
+	// first equivocation. The variable means nothing to the correct nodes'
+	// binary, which has no byzantine code at all.
+	t.Setenv("TANDEM_BYZANTINE", "equivocate")
+	watch := &equivocationWatch{out: out}
+	byz := devcluster.New(layout, byzBinary, watch)
+	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
+	correct := without(c.ids(), byzantineNode)
+	for _, id := range correct {
+		if err := c.Start(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := byz.Start(byzantineNode); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(30 * time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Writes through the correct nodes while node4 misbehaves.
+	var endpoints []string
+	for _, id := range correct {
+		endpoints = append(endpoints, c.endpoint(id))
+	}
+	cl := c.newClient(c.admin, endpoints...)
+	members := memberKeys(t, layout)
+	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	defer adm.http.CloseIdleConnections()
+
+	// Every correct node must quarantine node4, and only node4.
+	since := map[string]time.Time{}
+	deadline := time.Now().Add(40 * time.Second)
+	writes := 0
+	for len(since) < len(correct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 40s only %v quarantined %s (first equivocation seen: %v)", since, byzantineNode, !watch.first().IsZero())
+		}
+		if _, err := cl.SetConfig(ctx, "before-"+strconv.Itoa(writes), "v"); err == nil {
+			writes++
+		}
+		for _, id := range correct {
+			if _, ok := since[id]; ok {
+				continue
+			}
+			var v api.QuarantineView
+			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+				t.Logf("%s: quarantine list: %v", id, err)
+				continue
+			}
+			for _, q := range v.Quarantined {
+				if q.Node != byzantineNode {
+					t.Fatalf("%s quarantined %s, a correct node: %+v", id, q.Node, q)
+				}
+				since[id] = q.Since
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first := watch.first()
+	if first.IsZero() {
+		t.Fatalf("%s was quarantined but never logged an equivocation", byzantineNode)
+	}
+	var last time.Time
+	for _, s := range since {
+		if s.After(last) {
+			last = s
+		}
+	}
+	t.Logf("detection latency: %s from the first equivocation (%s) to quarantine on the last correct node; per node: %v; %d writes meanwhile",
+		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), since, writes)
+
+	// The evidence verifies against the member keys alone, on every
+	// correct node, and is an irrefutable proof naming node4.
+	for _, id := range correct {
+		var v api.QuarantineView
+		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Quarantined) != 1 || v.Quarantined[0].Node != byzantineNode || len(v.Quarantined[0].Evidence) == 0 {
+			t.Fatalf("%s quarantine list: %+v", id, v)
+		}
+		for _, s := range v.Quarantined[0].Evidence {
+			var raw json.RawMessage
+			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
+				t.Fatal(err)
+			}
+			var e evidence.Evidence
+			if err := json.Unmarshal(raw, &e); err != nil {
+				t.Fatalf("%s evidence %s: %v", id, s.ID, err)
+			}
+			if err := evidence.Verify(&e, members); err != nil {
+				t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
+			}
+			if !e.Irrefutable() || e.Offender != byzantineNode || e.Kind != evidence.KindEquivocatingProposals {
+				t.Fatalf("%s evidence %s: %s", id, s.ID, e.Summary())
+			}
+		}
+	}
+
+	// The CLI shows the same, and exports the evidence in Git form.
+	cli := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, binary, append([]string{"admin", "--client-config", layout.ClientConfigPath, "--endpoints", strings.Join(endpoints, ",")}, args...)...)
+		outb, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("tandem admin %v: %v\n%s", args, err, outb)
+		}
+		return string(outb)
+	}
+	if got := cli("quarantine", "list"); strings.Count(got, byzantineNode) != len(correct) {
+		t.Fatalf("quarantine list should name %s once per correct node:\n%s", byzantineNode, got)
+	}
+	gitDir := filepath.Join(t.TempDir(), "evidence.git")
+	cli("evidence", "export", "--format", "git", "--out", gitDir)
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
+		t.Fatalf("git export: %v", err)
+	}
+
+	// Writes keep committing with node4 skipped, and no correct node
+	// names it leader any more.
+	for i := range 20 {
+		if _, err := cl.SetConfig(ctx, "after-"+strconv.Itoa(i), "v"); err != nil {
+			t.Fatalf("write %d after the quarantine: %v", i, err)
+		}
+	}
+	for _, id := range correct {
+		st, err := c.status(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LeaderID == byzantineNode {
+			t.Fatalf("%s still follows %s as leader in view %d", id, byzantineNode, st.View)
+		}
+	}
+	c.waitConverged(correct, 20*time.Second)
+
+	// The quarantine and its evidence survive a restart.
+	if err := c.Stop("node1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start("node1"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(30 * time.Second)
+	var after api.QuarantineView
+	if err := adm.get(ctx, c.endpoint("node1"), "/v1/admin/quarantine", &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Quarantined) != 1 || after.Quarantined[0].Node != byzantineNode || !after.Quarantined[0].Since.Equal(since["node1"]) {
+		t.Fatalf("node1 after a restart: %+v", after)
+	}
+
+	// Only an operator lifts it: the lift is recorded with the admin key
+	// on every correct node. (node4's own detector verified the proof
+	// against its key too and keeps itself quarantined: it proposes no
+	// more, so it commits no further offence here.)
+	cli("quarantine", "lift", byzantineNode)
+	for _, id := range correct {
+		var v api.QuarantineView
+		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Lifted) != 1 || v.Lifted[0].Node != byzantineNode || !strings.HasPrefix(v.Lifted[0].Operator, "admin ") {
+			t.Fatalf("%s lift history: %+v", id, v.Lifted)
+		}
+	}
+}
+
+// memberKeys reads every node's public key from its data directory.
+func memberKeys(t *testing.T, l *devcluster.Layout) *evidence.Members {
+	t.Helper()
+	var ms []evidence.Member
+	for _, n := range l.Nodes {
+		k, err := identity.LoadKeyFile(filepath.Join(n.DataDir, identity.NodeKeyFileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, evidence.Member{ID: evidence.NodeID(n.ID), PublicKey: k.Public().(ed25519.PublicKey)})
+	}
+	m, err := evidence.NewMembers(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// adminHTTP sends signed admin GETs.
+type adminHTTP struct {
+	key  ed25519.PrivateKey
+	http *http.Client
+}
+
+func (a *adminHTTP) get(ctx context.Context, endpoint, uri string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+uri, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	req.Header.Set(wire.HeaderKey, smr.FormatKey(a.key.Public().(ed25519.PublicKey)))
+	req.Header.Set(wire.HeaderTime, strconv.FormatInt(now, 10))
+	req.Header.Set(wire.HeaderSignature, base64.RawURLEncoding.EncodeToString(ed25519.Sign(a.key, smr.AdminSignBytes(http.MethodGet, req.URL.RequestURI(), now, nil))))
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return json.Unmarshal(b, out)
+}
+
+// equivocationWatch passes the byzantine node's log through and records
+// the time of its first "byzantine: equivocating" line (the log's own
+// time= field).
+type equivocationWatch struct {
+	out io.Writer
+
+	mu      sync.Mutex
+	buf     []byte
+	firstAt time.Time
+}
+
+func (w *equivocationWatch) Write(p []byte) (int, error) {
+	_, _ = w.out.Write(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		if w.firstAt.IsZero() && strings.Contains(line, "byzantine: equivocating") {
+			w.firstAt = logTime(line)
+		}
+	}
+	return len(p), nil
+}
+
+func (w *equivocationWatch) first() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.firstAt
+}
+
+// logTime returns the time= field of a text log line, or now.
+func logTime(line string) time.Time {
+	sc := bufio.NewScanner(strings.NewReader(line))
+	sc.Split(bufio.ScanWords)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "time="); ok {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				return t
+			}
+		}
+	}
+	return time.Now()
+}
