@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -16,12 +18,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/internal/devcluster"
+	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
 // addBenchCommands adds `tandem bench` to root.
 func addBenchCommands(root *cobra.Command, g *globalOptions) {
-	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd, newBenchPlotCmd))
+	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd, newBenchFailoverCmd, newBenchPlotCmd))
 }
 
 // benchDatasetOptions are the flags of `bench dataset`.
@@ -309,3 +313,85 @@ func percentile(d []time.Duration, p int) time.Duration {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// localCluster is a cluster of real `tandem serve` processes started for a
+// benchmark run in a temporary directory.
+type localCluster struct {
+	*devcluster.Cluster
+	layout *devcluster.Layout
+	dir    string
+	// cfg is an SDK config for every node's endpoint with the admin key.
+	cfg client.Config
+}
+
+// startLocalCluster lays out and starts an n-node cluster in mode, with
+// extra config keys for every node, in a new temporary directory; the
+// nodes' output goes to nodeLogs and a note where the cluster is to logs.
+// Call stop when done: it stops the nodes and removes the directory.
+func startLocalCluster(n int, mode string, basePort int, extra map[string]any, logs, nodeLogs io.Writer) (*localCluster, error) {
+	dir, err := os.MkdirTemp("", "tandem-bench-")
+	if err != nil {
+		return nil, err
+	}
+	layout, err := devcluster.Prepare(devcluster.Options{Dir: dir, Nodes: n, BasePort: basePort, Mode: mode, Extra: extra})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("locating the tandem binary: %w", err)
+	}
+	lc := &localCluster{Cluster: devcluster.New(layout, self, nodeLogs), layout: layout, dir: dir}
+	if err := lc.StartAll(); err != nil {
+		lc.stop()
+		return nil, err
+	}
+	cfg := client.DefaultConfig()
+	cfg.Endpoints = layout.Endpoints()
+	if cfg.TLS, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
+		lc.stop()
+		return nil, err
+	}
+	if cfg.Key, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
+		lc.stop()
+		return nil, err
+	}
+	cfg.Retry.MaxAttempts = 50
+	lc.cfg = cfg
+	fmt.Fprintf(logs, "started a local %d-node %s cluster in %s\n", n, mode, dir)
+	return lc, nil
+}
+
+// stop stops every node and removes the cluster's directory.
+func (lc *localCluster) stop() {
+	_ = lc.StopAll(10 * time.Second)
+	_ = os.RemoveAll(lc.dir)
+}
+
+// inviteWriter makes a fresh key allowed config.write (inviteKey) and
+// returns an SDK client for it, based on cfg.
+func inviteWriter(ctx context.Context, admin *client.Client, cfg client.Config) (*client.Client, error) {
+	priv, err := inviteKey(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Key, cfg.StartSeq = priv, 1
+	return client.New(cfg)
+}
+
+// inviteKey makes a fresh key and allows it config.write through admin.
+func inviteKey(ctx context.Context, admin *client.Client) (ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = admin.UpdateACL(sctx, smr.FormatKey(priv.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow)
+	cancel()
+	if err != nil {
+		return nil, explain("inviting a bench client", err)
+	}
+	return priv, nil
+}

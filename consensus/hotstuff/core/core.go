@@ -250,6 +250,7 @@ type Status struct {
 	Alert               bool
 	Pending             int
 	TreeSize            int
+	Suspects            []types.NodeID // members suspected of being down, in ID order
 }
 
 // NewSafety builds the safety kernel that matches cfg-style wiring: the
@@ -335,6 +336,15 @@ type Core struct {
 	alert    bool
 
 	quarantined map[types.NodeID]bool
+	// suspects are members that let one of this replica's views time out
+	// (as its leader or as the collector of its votes) without sending
+	// anything during it, and have sent nothing since; see
+	// suspectOnTimeout. steps counts Step calls; heard is the count at each
+	// member's last message and viewFrom the count when the view began.
+	suspects map[types.NodeID]bool
+	steps    uint64
+	heard    map[types.NodeID]uint64
+	viewFrom uint64
 
 	votes      map[types.View]map[types.Hash]map[types.NodeID]*types.Vote
 	qcFormed   map[types.View]bool
@@ -389,6 +399,8 @@ func New(cfg Config) (*Core, error) {
 		validator:   cfg.Validator,
 		log:         cfg.Logger,
 		quarantined: map[types.NodeID]bool{},
+		suspects:    map[types.NodeID]bool{},
+		heard:       map[types.NodeID]uint64{},
 		votes:       map[types.View]map[types.Hash]map[types.NodeID]*types.Vote{},
 		qcFormed:    map[types.View]bool{},
 		firstVote:   map[voteKey]*types.Vote{},
@@ -517,6 +529,7 @@ func (c *Core) Status() Status {
 		Alert:               c.alert,
 		Pending:             len(c.queue),
 		TreeSize:            c.tree.Len(),
+		Suspects:            c.suspectList(),
 	}
 }
 
@@ -574,6 +587,7 @@ func (c *Core) Tick() {
 	switch c.pm.Tick() {
 	case pacemaker.Timeout:
 		c.log.Debug("view timed out", "view", c.view, "ticks", c.pm.Duration())
+		c.suspectOnTimeout()
 		c.sendTimeout()
 	case pacemaker.Resend:
 		c.resend()
@@ -594,6 +608,11 @@ func (c *Core) Step(from types.NodeID, m types.Message) error {
 	if c.quarantined[from] {
 		return nil
 	}
+	// Anything authenticated from a member shows it is up: it leads and
+	// collects again at normal speed.
+	c.steps++
+	c.heard[from] = c.steps
+	delete(c.suspects, from)
 	err := c.handle(from, m)
 	c.drain()
 	return err

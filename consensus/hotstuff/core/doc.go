@@ -30,6 +30,14 @@
 //     moves replicas to the next view. f+1 timeouts for the current view make
 //     a replica time out at once. Timeouts are re-sent every ResendInterval
 //     ticks while the view does not change.
+//   - Suspicion: when a view times out, the member whose turn it was (the
+//     next leader, which collects the votes, if this replica voted; else the
+//     view's leader) is suspected if nothing at all came from it during the
+//     view. Votes it is to collect are then broadcast, so every replica
+//     forms the QC itself, and a view it leads that was entered through a
+//     QC times out at once. Any message from it clears the suspicion. A
+//     crashed member so costs one view timeout, not one per view it has a
+//     part in; what replicas sign does not change.
 //   - Sync: blocks whose ancestors are missing are held while the
 //     ancestors are fetched (BlockRequest/BlockResponse, authenticated by
 //     hash); a replica that sees a peer lagging sends it SyncInfo (high QC,

@@ -275,7 +275,14 @@ func (c *Core) tryVote(b *types.Block, h types.Hash, tc *types.TC) {
 	}
 	c.safetyDirty = true
 	c.lastVote = v
-	c.send(c.leader(b.View+1), v)
+	if next := c.leader(b.View + 1); c.suspects[next] {
+		// The collector let a view time out and has been silent since:
+		// every replica gets the vote and forms the QC itself, instead of
+		// waiting a view timeout for a collector that is probably down.
+		c.broadcast(v, true)
+	} else {
+		c.send(next, v)
+	}
 }
 
 // --- votes ---
@@ -381,6 +388,9 @@ func (c *Core) processTC(tc *types.TC, from types.NodeID) {
 		c.highTC = tc
 	}
 	c.processQC(tc.HighQC, from)
+	if tc.View == c.view {
+		c.suspectOnTimeout() // a quorum gave up on our view
+	}
 	c.advanceView(tc.View+1, false, "TC")
 	c.tryPropose()
 }
@@ -395,6 +405,7 @@ func (c *Core) advanceView(v types.View, byQC bool, why string) {
 		return
 	}
 	c.view = v
+	c.viewFrom = c.steps
 	c.pm.Enter(v, byQC)
 	c.myTO = nil
 	c.event(Event{Kind: EventViewChange, View: v, Detail: why})
@@ -418,6 +429,63 @@ func (c *Core) advanceView(v types.View, byQC bool, why string) {
 			delete(c.tcFormed, w)
 		}
 	}
+	// A suspected leader has sent nothing since it let a view of ours time
+	// out: waiting a whole view timeout for its proposal would most likely
+	// be waiting for a crashed replica. Time the view out now. Only for a
+	// view entered through a QC: the previous view then went well, so the
+	// skipped view is the only one lost; after a TC the leader gets its
+	// chance (blame after a failed view is not reliable enough to skip two
+	// views in a row). This only costs liveness, and only this replica's
+	// vote in this view if the leader is in fact up (any message from it
+	// clears the suspicion).
+	if l := c.leader(v); byQC && l != c.id && c.suspects[l] && c.pm.TimeoutNow() {
+		c.log.Debug("leader suspected: timing the view out at once", "view", v, "leader", string(l))
+		c.sendTimeout()
+	}
+}
+
+// suspectOnTimeout runs when the current view times out (its timer
+// expired, f+1 members timed it out, or a TC for it arrived): it suspects
+// the member whose job it was to make progress, if nothing at all came from
+// that member since the view began. If this replica voted in the view, the
+// proposal came and the votes went to the next view's leader, which did
+// not turn them into a proposal; if no proposal came from the view's
+// leader, the leader is suspected. A suspect is cleared by the next message
+// received from it (Step).
+//
+// Suspicion changes only timing and who receives votes: votes for blocks
+// the suspect is to collect are broadcast (every replica can then form the
+// QC), and views it leads time out as soon as they start. Neither changes
+// what a replica signs, so safety does not depend on it; a correct member
+// suspected wrongly is cleared by its next message.
+func (c *Core) suspectOnTimeout() {
+	var s types.NodeID
+	switch {
+	case c.lastVote != nil && c.lastVote.View == c.view:
+		s = c.leader(c.view + 1)
+	default:
+		l := c.leader(c.view)
+		if _, ok := c.proposals[propKey{view: c.view, proposer: l}]; !ok {
+			s = l
+		}
+	}
+	if s == "" || s == c.id || c.suspects[s] || c.heard[s] >= c.viewFrom {
+		return
+	}
+	c.suspects[s] = true
+	c.log.Info("suspecting a member of being down: it let a view time out", "view", c.view, "member", string(s))
+}
+
+func (c *Core) suspectList() []types.NodeID {
+	if len(c.suspects) == 0 {
+		return nil
+	}
+	out := make([]types.NodeID, 0, len(c.suspects))
+	for id := range c.suspects {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, cmpID)
+	return out
 }
 
 func (c *Core) updateAlert() {
@@ -571,10 +639,12 @@ func (c *Core) sendTimeout() {
 	c.safetyDirty = true
 	t.LastTC = lastTC
 	c.myTO = t
-	c.broadcast(t, true)
+	// The vote goes first: where the QC can still form, it then forms
+	// before the TC, and the next view is entered through it.
 	if c.lastVote != nil && c.lastVote.View == c.view {
 		c.broadcast(c.lastVote, true)
 	}
+	c.broadcast(t, true)
 }
 
 // resend repeats this view's timeout (with the newest high QC) and vote,
@@ -643,6 +713,7 @@ func (c *Core) onTimeout(from types.NodeID, t *types.Timeout) error {
 	// f+1 timeouts for our view: at least one correct replica gave up on
 	// it, so join rather than wait for our own timer.
 	if t.View == c.view && len(set) > c.committee.F() && c.pm.TimeoutNow() {
+		c.suspectOnTimeout()
 		c.sendTimeout()
 	}
 	return nil
