@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/internal/testlog"
 	"github.com/tandem-consensus/tandem/smr"
@@ -92,9 +93,9 @@ type testCluster struct {
 // followers learn of commits a little after the leader answers a write.
 func fastRaftConfig() config.RaftConfig {
 	rc := config.Default().Raft
-	rc.HeartbeatTimeout = 200 * time.Millisecond
-	rc.ElectionTimeout = 200 * time.Millisecond
-	rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	rc.HeartbeatTimeout = 300 * time.Millisecond
+	rc.ElectionTimeout = 300 * time.Millisecond
+	rc.LeaderLeaseTimeout = 200 * time.Millisecond
 	return rc
 }
 
@@ -285,7 +286,25 @@ func (c *testCluster) sign(t *testing.T, key ed25519.PrivateKey, cmd smr.Command
 // submit submits cmd signed by key through tn and requires success.
 func (c *testCluster) submit(t *testing.T, ctx context.Context, tn *testNode, key ed25519.PrivateKey, cmd smr.Command) smr.Result {
 	t.Helper()
-	res, err := tn.n.Submit(ctx, c.sign(t, key, cmd))
+	// A loaded machine (the race detector, parallel packages) can cost the
+	// leader its lease between two writes. Like the SDK, retry the same
+	// envelope, which the state machine executes at most once.
+	env := c.sign(t, key, cmd)
+	var (
+		res smr.Result
+		err error
+	)
+	for attempt := 1; ; attempt++ {
+		res, err = tn.n.Submit(ctx, env)
+		if err == nil || ctx.Err() != nil || !retryableSubmitError(err) {
+			break
+		}
+		t.Logf("submit %s through %s, attempt %d: %v; retrying the same envelope", cmd.Op, tn.id, attempt, err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		t.Fatalf("submit %s through %s: %v", cmd.Op, tn.id, err)
 	}
@@ -296,6 +315,13 @@ func (c *testCluster) submit(t *testing.T, ctx context.Context, tn *testNode, ke
 		t.Fatalf("submit %s through %s: result without a log index: %+v", cmd.Op, tn.id, res)
 	}
 	return res
+}
+
+// retryableSubmitError reports whether err leaves a write to be retried
+// with the same envelope: its outcome is unknown or no leader took it.
+func retryableSubmitError(err error) bool {
+	_, notLeader := errors.AsType[*consensus.NotLeaderError](err)
+	return notLeader || errors.Is(err, consensus.ErrOutcomeUnknown) || errors.Is(err, consensus.ErrUnavailable)
 }
 
 // configValue reads config key through tn.
