@@ -54,9 +54,6 @@ const (
 	// inboxLen is the capacity of the inbound frame queue; readers block
 	// (and TCP pushes back on the sender) when it is full.
 	inboxLen = 4096
-	// verifiedCacheSize is how many verified command hashes are
-	// remembered.
-	verifiedCacheSize = 1 << 16
 	// maxInflight bounds the locally handed-over commands tracked for
 	// re-forwarding.
 	maxInflight = 100_000
@@ -248,7 +245,7 @@ func New(cfg Config) (_ *Engine, err error) {
 			return nil, fmt.Errorf("hotstuff engine: genesis entry: %w", err)
 		}
 	}
-	e.validator = &entryValidator{now: cfg.Clock, maxSkew: cfg.MaxClockSkew, genesis: e.genesis, cache: newVerifiedCache(verifiedCacheSize)}
+	e.validator = &entryValidator{now: cfg.Clock, maxSkew: cfg.MaxClockSkew, genesis: e.genesis}
 
 	dir := filepath.Join(cfg.DataDir, "hotstuff")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -682,12 +679,14 @@ func (e *Engine) publishStatus() {
 }
 
 // precheck runs in the transport's reader goroutines: it verifies the
-// client signatures of forwarded commands (dropping invalid ones) and of
-// proposals' payloads (only to fill the verified cache, so the loop's own
-// check is a lookup; the core still judges the proposal).
+// client signatures of forwarded commands (as a batch, dropping invalid
+// ones) and of proposals' payloads (as a batch, only so that the loop's own
+// checks, and Apply's, find them verified; the core still judges the
+// proposal).
 func (e *Engine) precheck(from types.NodeID, f *frame) bool {
 	switch f.kind {
 	case frameCommands:
+		e.validator.prepare(f.cmds)
 		keep := f.cmds[:0]
 		for _, c := range f.cmds {
 			if err := e.validator.Validate(c); err != nil {
@@ -701,9 +700,7 @@ func (e *Engine) precheck(from types.NodeID, f *frame) bool {
 		return len(keep) > 0
 	case frameMessage:
 		if p, ok := f.msg.(*types.Proposal); ok && p.Block != nil {
-			for _, c := range p.Block.Payload {
-				_ = e.validator.Validate(c)
-			}
+			e.validator.prepare(p.Block.Payload)
 		}
 	}
 	return true

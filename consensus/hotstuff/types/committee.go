@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // Verification errors. Errors returned by Committee wrap one of these with
@@ -33,12 +35,11 @@ type Scheme interface {
 // Ed25519 is the production Scheme (signature_algorithm: ed25519).
 type Ed25519 struct{}
 
-// Verify checks an Ed25519 signature; malformed keys or signatures fail.
+// Verify checks an Ed25519 signature by the rule of package sigverify
+// (ZIP-215, the rule of every replicated signature check); malformed keys
+// or signatures fail.
 func (Ed25519) Verify(pub, msg, sig []byte) bool {
-	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
-		return false
-	}
-	return ed25519.Verify(ed25519.PublicKey(pub), msg, sig)
+	return sigverify.Verify(pub, msg, sig)
 }
 
 // Signer produces signatures for one member. Only package safety calls a
