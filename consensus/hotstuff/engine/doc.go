@@ -21,8 +21,9 @@
 //
 // # Storage (DataDir/hotstuff)
 //
-//	safety     SafetyData (safety.FileStore: framed, CRC-checked, fsynced);
-//	           a corrupt file stops the engine from starting
+//	safety     SafetyData (safety.FileStore: two framed, CRC-checked
+//	safety.2   copies, each overwritten in place and fsynced); the engine
+//	           does not start when neither is valid
 //	blocks.db  bolt: every accepted block, the committed chain by height
 //	           with each block's log index range, the root QC, and a state
 //	           machine snapshot every SnapshotInterval entries
