@@ -37,14 +37,52 @@ const cacheSize = 1 << 17
 
 var opts = &ed25519.Options{Verify: ed25519.VerifyOptionsZIP_215}
 
+// keyCacheSize bounds the expanded public keys kept (a few KiB each).
+const keyCacheSize = 4096
+
 // verifyOne checks one signature under the ZIP-215 rule, without the
-// cache.
+// signature cache.
 func verifyOne(pub, msg, sig []byte) bool {
 	if len(pub) != PublicKeySize || len(sig) != SignatureSize {
 		return false
 	}
-	return ed25519.VerifyWithOptions(ed25519.PublicKey(pub), msg, sig, opts)
+	k := expand(pub)
+	if k == nil {
+		return false // not a point: no signature verifies under it
+	}
+	return ed25519.VerifyExpandedWithOptions(k, msg, sig, opts)
 }
+
+// expand returns the expanded (decompressed, precomputed) form of a
+// 32-byte public key, or nil when pub is not a curve point. Expanding costs
+// a square root; clients sign many requests, so the expanded keys are
+// kept.
+func expand(pub []byte) *ed25519.ExpandedPublicKey {
+	var id [PublicKeySize]byte
+	copy(id[:], pub)
+	keys.mu.Lock()
+	k, ok := keys.m[id]
+	keys.mu.Unlock()
+	if ok {
+		return k
+	}
+	k, err := ed25519.NewExpandedPublicKey(ed25519.PublicKey(pub))
+	if err != nil {
+		k = nil
+	}
+	keys.mu.Lock()
+	if len(keys.m) >= keyCacheSize {
+		clear(keys.m)
+	}
+	keys.m[id] = k
+	keys.mu.Unlock()
+	return k
+}
+
+var keys = struct {
+	mu sync.Mutex
+	m  map[[PublicKeySize]byte]*ed25519.ExpandedPublicKey
+}{m: make(map[[PublicKeySize]byte]*ed25519.ExpandedPublicKey)}
 
 // Verify reports whether sig is a valid Ed25519 signature of msg under pub
 // by the ZIP-215 rule. A key or signature of the wrong size is invalid.
@@ -135,10 +173,16 @@ func verifyItems(items []item) []bool {
 	ok := make([]bool, len(items))
 	if len(items) >= minBatch {
 		bv := ed25519.NewBatchVerifierWithCapacity(len(items))
+		valid := true
 		for _, it := range items {
-			bv.AddWithOptions(ed25519.PublicKey(it.pub), it.msg, it.sig, opts)
+			k := expand(it.pub)
+			if k == nil {
+				valid = false
+				break
+			}
+			bv.AddExpandedWithOptions(k, it.msg, it.sig, opts)
 		}
-		if bv.VerifyBatchOnly(nil) {
+		if valid && bv.VerifyBatchOnly(nil) {
 			for i := range ok {
 				ok[i] = true
 			}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"testing"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 type signed struct {
@@ -133,10 +135,20 @@ func TestBatchAgreesWithSingle(t *testing.T) {
 		}
 	}
 	mixed = append(mixed, signed{pub: good[0].pub[:31], msg: good[0].msg, sig: good[0].sig})
+	notAPoint := mustHex(t, "0200000000000000000000000000000000000000000000000000000000000000")
+	if _, err := voi.NewExpandedPublicKey(notAPoint); err == nil {
+		t.Fatal("the key meant to be no curve point is one")
+	}
+	mixed = append(mixed, signed{pub: notAPoint, msg: good[1].msg, sig: good[1].sig})
 	for _, set := range map[string][]signed{"all valid": sign(t, 5, 40), "mixed": mixed, "one bad": append(sign(t, 6, 9), corrupt(sign(t, 7, 1)[0], 1))} {
 		want := make([]bool, len(set))
 		for i, s := range set {
 			want[i] = verifyOne(s.pub, s.msg, s.sig)
+			// The reference: the library's own single verification,
+			// without expanded keys.
+			if ref := len(s.pub) == PublicKeySize && voi.VerifyWithOptions(s.pub, s.msg, s.sig, opts); ref != want[i] {
+				t.Errorf("signature %d: verifyOne says %v, the library says %v", i, want[i], ref)
+			}
 		}
 		items := make([]item, len(set))
 		for i, s := range set {
@@ -225,5 +237,12 @@ func BenchmarkVerifyCached(b *testing.B) {
 	Verify(s.pub, s.msg, s.sig)
 	for b.Loop() {
 		Verify(s.pub, s.msg, s.sig)
+	}
+}
+
+func BenchmarkVerifyNotExpanded(b *testing.B) {
+	s := sign(b, 9, 1)[0]
+	for b.Loop() {
+		voi.VerifyWithOptions(s.pub, s.msg, s.sig, opts)
 	}
 }
