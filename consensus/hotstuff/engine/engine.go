@@ -304,6 +304,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Variant = cfg.Variant
 	cc.Rotation = rot
 	cc.Validator = e.validator
+	cc.CommandKey = commandKey
 	cc.Pacemaker = pm
 	cc.MaxBatch = cfg.MaxBatch
 	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
@@ -515,7 +516,7 @@ func (e *Engine) handlePropose(p proposal) {
 	if err != nil {
 		return
 	}
-	h := types.CommandHash(p.cmd)
+	h := commandKey(p.cmd)
 	if _, ok := e.inflight[h]; !ok && len(e.inflight) < maxInflight {
 		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
 		e.lazy = append(e.lazy, h)
@@ -571,7 +572,7 @@ func (e *Engine) noteProposed(p *types.Proposal) {
 		return
 	}
 	for _, cmd := range p.Block.Payload {
-		if c, ok := e.inflight[types.CommandHash(cmd)]; ok {
+		if c, ok := e.inflight[commandKey(cmd)]; ok {
 			c.proposed = true
 		}
 	}
@@ -725,7 +726,7 @@ func (e *Engine) applyCommands(b *types.Block, first uint64, live bool) uint64 {
 			e.stats.entriesApplied.Add(1)
 		}
 		if live {
-			h := types.CommandHash(cmd)
+			h := commandKey(cmd)
 			delete(e.inflight, h)
 			e.complete(h, res)
 		}
@@ -940,7 +941,7 @@ func (e *Engine) order(ctx context.Context, cmd []byte) (smr.Result, error) {
 	if err := e.validator.Validate(cmd); err != nil {
 		return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w", err)
 	}
-	h := types.CommandHash(cmd)
+	h := commandKey(cmd)
 	ch := e.addWaiter(h)
 	p := proposal{cmd: cmd, reply: make(chan error, 1)}
 	select {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -23,6 +24,29 @@ const (
 	markerTag0 byte = 0xFF
 	markerTag1 byte = 'R'
 )
+
+// commandKey identifies the request a command carries, for the core's
+// queue (core.Config.CommandKey), the in-flight commands and the waiters:
+// for a command entry, the SHA-256 of its envelope, so that the entries
+// different replicas made of one client request (each stamped with its own
+// time) are one request; for anything else, types.CommandHash. Whichever of
+// them commits first completes every replica's waiter; one that commits
+// anyway later is a duplicate to the state machine.
+func commandKey(cmd []byte) types.Hash {
+	if len(cmd) >= 9 && cmd[0] == entryCommandVersion {
+		h := sha256.New()
+		h.Write([]byte("tandem/request\x00"))
+		h.Write(cmd[9:])
+		var k types.Hash
+		h.Sum(k[:0])
+		return k
+	}
+	return types.CommandHash(cmd)
+}
+
+// entryCommandVersion is the first byte of an encoded command entry,
+// followed by its time (8 bytes) and its envelope (smr.Entry.MarshalBinary).
+const entryCommandVersion = 0x01
 
 // isReadMarker reports whether cmd has the read marker prefix (it may still
 // be malformed; see checkMarker).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"path/filepath"
@@ -228,5 +229,43 @@ func TestRateWindow(t *testing.T) {
 	}
 	if !w.allow(now.Add(time.Second), 3) {
 		t.Fatal("event in the next window refused")
+	}
+}
+
+// TestCommandKey: the entries replicas make of one request (each with its
+// own time) share a key; other requests, and anything but a command entry,
+// are keyed by their bytes.
+func TestCommandKey(t *testing.T) {
+	key, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := smr.Sign(key, 1, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := smr.Sign(key, 2, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustEntry(t, smr.NewCommandEntry(1, *env))
+	b := mustEntry(t, smr.NewCommandEntry(2, *env))
+	if bytes.Equal(a, b) || commandKey(a) != commandKey(b) {
+		t.Error("two entries of one envelope at different times have different keys")
+	}
+	if commandKey(a) == commandKey(mustEntry(t, smr.NewCommandEntry(1, *other))) {
+		t.Error("entries of different envelopes share a key")
+	}
+	if commandKey(a) == types.CommandHash(a) {
+		t.Error("a command entry is keyed by its bytes")
+	}
+	r, err := smr.SignRestore(key, "/v1/admin/snapshot/restore", 1, []byte("snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]byte{mustEntry(t, smr.NewRestoreEntry(1, *r)), newReadMarker("node-1", 3), {0x01}} {
+		if commandKey(cmd) != types.CommandHash(cmd) {
+			t.Errorf("%x... is not keyed by its bytes", cmd[:1])
+		}
 	}
 }
