@@ -64,11 +64,6 @@ const (
 	// replica, so the others have it already, and forwarding it to them
 	// would cost every replica a frame and a lookup per command.
 	lazyForwardTicks = 2
-	// forwardBatch is how many handed-over commands are forwarded to the
-	// leaders without waiting for the next tick: fewer, larger frames cost
-	// every side less (one frame, one batch verification), and a leader
-	// mid-view cannot order them before its next proposal anyway.
-	forwardBatch = 64
 )
 
 // Engine is the HotStuff consensus engine of one node: the shell around the
@@ -101,7 +96,7 @@ type Engine struct {
 	viewReqs  map[types.NodeID]types.View  // the view each member (self included) last asked to leave
 	served    map[types.NodeID]*rateWindow // block requests served per peer
 	inflight  map[types.Hash]*inflightCmd
-	outCmds   [][]byte     // handed over, to forward to the leaders at the next tick
+	outCmds   [][]byte     // handed over this iteration, to forward to the leaders
 	lazy      []types.Hash // handed over, in order, to forward to every peer later
 	lastView  types.View
 
@@ -422,7 +417,6 @@ func (e *Engine) run() {
 		case <-ticker.C:
 			e.ticks++
 			e.core.Tick()
-			e.flushForward()
 			e.forwardLazy()
 			if e.ticks%resendTicks == 0 {
 				e.reforward(resendTicks)
@@ -530,15 +524,6 @@ func (e *Engine) handlePropose(p proposal) {
 	e.outCmds = append(e.outCmds, p.cmd)
 }
 
-// flushForward forwards the commands handed over since the last flush to
-// the leaders.
-func (e *Engine) flushForward() {
-	if len(e.outCmds) > 0 {
-		e.forwardToLeaders(e.outCmds)
-		e.outCmds = nil
-	}
-}
-
 // forwardToLeaders sends commands handed over on this node to the leaders
 // of the current and the next view (but itself), who will order them; the
 // other peers get them lazily (forwardLazy).
@@ -641,8 +626,9 @@ func (e *Engine) reforward(every uint64) {
 // processReady handles the core's Ready in the order the core requires:
 // persist, send, apply, events, Advance.
 func (e *Engine) processReady() error {
-	if len(e.outCmds) >= forwardBatch {
-		e.flushForward()
+	if len(e.outCmds) > 0 {
+		e.forwardToLeaders(e.outCmds)
+		e.outCmds = nil
 	}
 	if !e.core.HasReady() {
 		return nil
@@ -896,8 +882,7 @@ func (e *Engine) complete(h types.Hash, res smr.Result) {
 // Propose orders env through HotStuff and returns the Result of applying
 // it on this node. Any replica can take a proposal: it wraps env in an
 // smr.Entry stamped with its own clock, queues it and forwards it to the
-// leaders of the current and the next view at the next tick (at once when
-// forwardBatch commands are waiting), and to every peer
+// leaders of the current and the next view at once, and to every peer
 // after lazyForwardTicks unless a proposal carried it by then, so whichever
 // replica leads the next views orders it. Errors:
 //
