@@ -52,8 +52,10 @@
 // Any replica takes a proposal (Propose): it stamps the envelope with its
 // clock, queues it in its core and forwards it to the leaders of the
 // current and the next view at once and, unless a proposal carried it
-// within two ticks, to every peer, so whichever replica leads the next views
-// orders it; the core drops duplicates by command hash. The caller waits until its own replica applies the entry.
+// within two ticks, to every peer, so whichever replica leads the next
+// views orders it; the core drops duplicates by request (the envelope: one
+// request taken by several replicas is ordered once). The caller waits
+// until its own replica applies the request.
 // Commands not committed within a view change timeout are forwarded again.
 // ReadBarrier orders a read marker the same way and waits until it is
 // applied: a linearizable read point on any replica, with no lease.
