@@ -32,13 +32,15 @@ const (
 // batch; fewer are checked one by one, which is as fast.
 const minBatch = 4
 
-// cacheSize is how many verified signatures are remembered.
-const cacheSize = 1 << 17
+// cacheSize is how many verified signatures are remembered (about 100
+// bytes each): far more than are admitted and not yet applied at any time.
+const cacheSize = 1 << 16
 
 var opts = &ed25519.Options{Verify: ed25519.VerifyOptionsZIP_215}
 
-// keyCacheSize bounds the expanded public keys kept (a few KiB each).
-const keyCacheSize = 4096
+// keyCacheSize bounds the expanded public keys kept (about 200 bytes
+// each); when it is reached they are all forgotten.
+const keyCacheSize = 1 << 14
 
 // verifyOne checks one signature under the ZIP-215 rule, without the
 // signature cache.
