@@ -52,6 +52,11 @@ type Config struct {
 	AutoRecovery         bool          `mapstructure:"auto_recovery" yaml:"auto_recovery"`
 	MaxViewChangeRetries int           `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
 
+	// EnableDebug mounts net/http/pprof under /debug/pprof/ on the API
+	// listener (Consul's key name). Off by default: profiles reveal
+	// internals and cost CPU while taken.
+	EnableDebug bool `mapstructure:"enable_debug" yaml:"enable_debug"`
+
 	Raft   RaftConfig   `mapstructure:"raft" yaml:"raft"`
 	Limits LimitsConfig `mapstructure:"limits" yaml:"limits"`
 	Log    LogConfig    `mapstructure:"log" yaml:"log"`

@@ -104,7 +104,7 @@ func TestDefaultSeedValues(t *testing.T) {
 		{"quarantine_threshold", "0.9"}, {"view_change_timeout", "5s"}, {"vote_timeout", "2s"},
 		{"state_transfer_timeout", "30s"}, {"checkpoint_interval", "10000"}, {"log_retention", "100000"},
 		{"require_mtls", "true"}, {"require_signatures", "true"}, {"signature_algorithm", "ed25519"},
-		{"auto_recovery", "true"}, {"max_view_change_retries", "10"},
+		{"auto_recovery", "true"}, {"max_view_change_retries", "10"}, {"enable_debug", "false"},
 		{"data_dir", "./tandem-data"}, {"api_addr", "127.0.0.1:7001"}, {"peer_addr", "127.0.0.1:7002"},
 		{"gossip_addr", "127.0.0.1:7003"}, {"raft.heartbeat_timeout", "1s"}, {"raft.election_timeout", "1s"},
 		{"raft.leader_lease_timeout", "500ms"}, {"raft.commit_timeout", "50ms"}, {"raft.snapshot_interval", "2m0s"},

@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"slices"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // Bounds of datasets. Storage is fixed when a dataset is created: Cells
@@ -143,9 +145,18 @@ func SignChange(priv ed25519.PrivateKey, ref DatasetRef, c DatasetChange) (Datas
 
 func verifyAgentSig(agent ed25519.PublicKey, sig, msg []byte, what string) error {
 	if len(agent) != ed25519.PublicKeySize {
+		return agentSigError(agent, false, what)
+	}
+	return agentSigError(agent, sigverify.Verify(agent, msg, sig), what)
+}
+
+// agentSigError is verifyAgentSig's error for a signature whose verdict is
+// ok (ignored when the key has the wrong size).
+func agentSigError(agent ed25519.PublicKey, ok bool, what string) error {
+	if len(agent) != ed25519.PublicKeySize {
 		return Errorf(CodeMalformed, "%s agent key is %d bytes, an Ed25519 public key is %d", what, len(agent), ed25519.PublicKeySize)
 	}
-	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(agent, msg, sig) {
+	if !ok {
 		return Errorf(CodeBadSignature, "%s signature does not verify for agent %s", what, FormatKey(agent))
 	}
 	return nil

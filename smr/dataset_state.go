@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // dataset is the replicated record of one dataset. Its storage (seqs and
@@ -619,19 +621,34 @@ type syncSigs struct {
 	changes    []error // per change
 }
 
-// verifySnapshot checks every signature of s for ref, on up to GOMAXPROCS
+// verifySnapshot checks every signature of s for ref, as batches (the same
+// verdicts as one by one: see package sigverify), on up to GOMAXPROCS
 // goroutines for large snapshots. The goroutines end before it returns.
 func verifySnapshot(s *DatasetSnapshot, ref DatasetRef) *syncSigs {
 	v := &syncSigs{ref: ref, statements: make([]error, len(s.Statements)), changes: make([]error, len(s.Changes))}
+	var b sigverify.Batch
 	for i := range s.Statements {
-		v.statements[i] = s.Statements[i].Verify(ref)
+		st := &s.Statements[i]
+		b.Add(st.Agent, st.SignBytes(ref), st.Sig)
+	}
+	for i, ok := range b.Verify() {
+		v.statements[i] = agentSigError(s.Statements[i].Agent, ok, "seq statement")
 	}
 	const perWorker = 32
-	workers := min(runtime.GOMAXPROCS(0), (len(s.Changes)+perWorker-1)/perWorker)
-	if workers <= 1 {
-		for i := range s.Changes {
-			v.changes[i] = s.Changes[i].Verify(ref)
+	workers := max(1, min(runtime.GOMAXPROCS(0), (len(s.Changes)+perWorker-1)/perWorker))
+	check := func(w int) {
+		var b sigverify.Batch
+		for i := w; i < len(s.Changes); i += workers {
+			c := &s.Changes[i]
+			b.Add(c.Agent, c.SignBytes(ref), c.Sig)
 		}
+		for j, ok := range b.Verify() {
+			i := w + j*workers
+			v.changes[i] = agentSigError(s.Changes[i].Agent, ok, "change")
+		}
+	}
+	if workers == 1 {
+		check(0)
 		return v
 	}
 	var wg sync.WaitGroup
@@ -639,9 +656,7 @@ func verifySnapshot(s *DatasetSnapshot, ref DatasetRef) *syncSigs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(s.Changes); i += workers {
-				v.changes[i] = s.Changes[i].Verify(ref)
-			}
+			check(w)
 		}()
 	}
 	wg.Wait()

@@ -3,6 +3,8 @@ package smr
 import (
 	"crypto/ed25519"
 	"encoding/binary"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // envelopeDomain separates envelope signatures from every other signature a
@@ -45,7 +47,8 @@ func Sign(priv ed25519.PrivateKey, seq uint64, cmd Command) (*Envelope, error) {
 	return env, nil
 }
 
-// Verify checks the shape of e and its signature. It does not look at the
+// Verify checks the shape of e and its signature (by the sigverify rule;
+// a signature verified before is not checked again). It does not look at the
 // command or the seq. A client key that is not 32 bytes is CodeMalformed; a
 // missing, mis-sized or wrong signature is CodeBadSignature. Errors are
 // *Error.
@@ -59,7 +62,7 @@ func (e *Envelope) Verify() error {
 	if len(e.Sig) != ed25519.SignatureSize {
 		return Errorf(CodeBadSignature, "signature of client %s seq %d is %d bytes, an Ed25519 signature is %d", FormatKey(e.Client), e.Seq, len(e.Sig), ed25519.SignatureSize)
 	}
-	if !ed25519.Verify(e.Client, e.SignBytes(), e.Sig) {
+	if !sigverify.Verify(e.Client, e.SignBytes(), e.Sig) {
 		return Errorf(CodeBadSignature, "signature does not verify for client %s seq %d", FormatKey(e.Client), e.Seq)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"net/http"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // Restore asks the cluster to replace its state with a snapshot. It travels
@@ -60,7 +62,7 @@ func (r *Restore) Verify() error {
 	if len(r.Sig) != ed25519.SignatureSize {
 		return Errorf(CodeBadSignature, "restore signature of admin %s is %d bytes, an Ed25519 signature is %d", FormatKey(r.Admin), len(r.Sig), ed25519.SignatureSize)
 	}
-	if !ed25519.Verify(r.Admin, r.SignBytes(), r.Sig) {
+	if !sigverify.Verify(r.Admin, r.SignBytes(), r.Sig) {
 		return Errorf(CodeBadSignature, "restore signature does not verify for admin %s", FormatKey(r.Admin))
 	}
 	return nil

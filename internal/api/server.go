@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,9 @@ type Config struct {
 	AdminClockSkew time.Duration
 	// Now is the clock for admin request checks (default time.Now).
 	Now func() time.Time
+	// EnableDebug mounts net/http/pprof under /debug/pprof/ (config key
+	// enable_debug).
+	EnableDebug bool
 }
 
 // Server is the HTTP handler of the API.
@@ -147,6 +151,13 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.mux.HandleFunc("/readyz", s.handleReady)
 	s.mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	if cfg.EnableDebug {
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.count("unknown", writeError(w, smr.Errorf(smr.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)))
 	})

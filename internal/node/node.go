@@ -215,7 +215,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	}
 	closers = append(closers, func() { _ = n.members.Shutdown() })
 
-	apiHandler, err := api.New(api.Config{Backend: n, Logger: logger, Registry: n.registry, MaxRequestBytes: cfg.Limits.MaxRequestBytes})
+	apiHandler, err := api.New(api.Config{Backend: n, Logger: logger, Registry: n.registry, MaxRequestBytes: cfg.Limits.MaxRequestBytes, EnableDebug: cfg.EnableDebug})
 	if err != nil {
 		return nil, err
 	}

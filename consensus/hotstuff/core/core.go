@@ -56,6 +56,16 @@ type Config struct {
 	// Validator checks each command of a proposal before this replica
 	// votes; nil accepts everything.
 	Validator types.Validator
+	// CommandKey says which commands are the same request for the queue:
+	// a command is not queued while one with the same key is, not put in
+	// a block whose uncommitted ancestors hold one with the same key, and
+	// leaves the queue when one with the same key commits. Nil means
+	// types.CommandHash (the exact bytes). A shell whose replicas wrap one
+	// client request in different bytes (each its own timestamp) keys by
+	// the request, so that it is ordered once however many replicas took
+	// it. Only this replica's choice of commands depends on it, never the
+	// validity of a block.
+	CommandKey func(cmd []byte) types.Hash
 	// Pacemaker holds the view timeouts in ticks.
 	Pacemaker pacemaker.Config
 	// MaxBatch is the most commands this replica puts in one block.
@@ -295,8 +305,9 @@ type evKey struct {
 }
 
 type queued struct {
-	hash types.Hash
+	key  types.Hash // CommandKey
 	cmd  []byte
+	dead bool // left the queue; dropped from the slice lazily
 }
 
 type inboxMsg struct {
@@ -361,9 +372,10 @@ type Core struct {
 	loose     map[types.Hash]*types.Block // fetched blocks waiting for their parent
 	looseKids map[types.Hash][]types.Hash // parent -> loose children
 
-	queue       []queued
-	queued      map[types.Hash]bool
-	recentCmds  map[types.Hash]bool
+	queue       []*queued // in arrival order, dead entries included
+	queued      map[types.Hash]*queued
+	dead        int                 // dead entries in queue
+	recentCmds  map[types.Hash]bool // exact hashes of recently committed commands
 	recentOrder []types.Hash
 	retained    map[types.Hash]*types.Block
 	retainOrder []types.Hash
@@ -413,7 +425,7 @@ func New(cfg Config) (*Core, error) {
 		orphans:     map[types.Hash][]orphanProposal{},
 		loose:       map[types.Hash]*types.Block{},
 		looseKids:   map[types.Hash][]types.Hash{},
-		queued:      map[types.Hash]bool{},
+		queued:      map[types.Hash]*queued{},
 		recentCmds:  map[types.Hash]bool{},
 		retained:    map[types.Hash]*types.Block{},
 	}
@@ -428,6 +440,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	if c.validator == nil {
 		c.validator = types.AcceptAll{}
+	}
+	if c.cfg.CommandKey == nil {
+		c.cfg.CommandKey = types.CommandHash
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -527,7 +542,7 @@ func (c *Core) Status() Status {
 		ViewDuration:        c.pm.Duration(),
 		TimedOut:            c.pm.TimedOut(),
 		Alert:               c.alert,
-		Pending:             len(c.queue),
+		Pending:             len(c.queued),
 		TreeSize:            c.tree.Len(),
 		Suspects:            c.suspectList(),
 	}
@@ -628,7 +643,8 @@ func typeOf(m types.Message) string {
 // Propose queues commands for ordering. Commands are ordered by whichever
 // replica leads; a client in BFT mode sends its request to every replica.
 // Each command must pass the Validator (ErrInvalidCommand, and nothing is
-// queued). Commands already queued or recently committed are ignored.
+// queued). Commands already queued (by CommandKey) or recently committed
+// (these exact bytes) are ignored.
 // ErrQueueFull is returned when the queue cannot take all of them (nothing
 // is queued).
 func (c *Core) Propose(cmds ...[]byte) error {
@@ -640,16 +656,17 @@ func (c *Core) Propose(cmds ...[]byte) error {
 			return fmt.Errorf("command %d: %w: %w", i, ErrInvalidCommand, err)
 		}
 	}
-	if len(c.queue)+len(cmds) > c.cfg.MaxPending {
-		return fmt.Errorf("%d queued + %d new exceeds %d: %w", len(c.queue), len(cmds), c.cfg.MaxPending, ErrQueueFull)
+	if len(c.queued)+len(cmds) > c.cfg.MaxPending {
+		return fmt.Errorf("%d queued + %d new exceeds %d: %w", len(c.queued), len(cmds), c.cfg.MaxPending, ErrQueueFull)
 	}
 	for _, cmd := range cmds {
-		h := types.CommandHash(cmd)
-		if c.queued[h] || c.recentCmds[h] {
+		k := c.cfg.CommandKey(cmd)
+		if c.queued[k] != nil || c.recentCmds[types.CommandHash(cmd)] {
 			continue
 		}
-		c.queued[h] = true
-		c.queue = append(c.queue, queued{hash: h, cmd: slices.Clone(cmd)})
+		q := &queued{key: k, cmd: slices.Clone(cmd)}
+		c.queued[k] = q
+		c.queue = append(c.queue, q)
 	}
 	c.tryPropose()
 	c.drain()

@@ -527,3 +527,45 @@ func TestBlocksBoundedInBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupByCommandKey: commands with one CommandKey (one request wrapped
+// differently by different replicas) are queued once, ordered once, and
+// leave every replica's queue when one of them commits.
+func TestDedupByCommandKey(t *testing.T) {
+	// The key is the command without its first byte.
+	key := func(cmd []byte) types.Hash { return types.CommandHash(cmd[1:]) }
+	c := newCluster(t, 4, core.ThreeChain, func(cfg *core.Config) { cfg.CommandKey = key })
+	if err := c.cores["n2"].Propose([]byte("ax"), []byte("bx")); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.cores["n2"].Status(); st.Pending != 1 {
+		t.Fatalf("n2 queued %d commands of one request, want 1", st.Pending)
+	}
+	for i, id := range []types.NodeID{"n1", "n2", "n3"} {
+		if err := c.cores[id].Propose([]byte{byte('c' + i), 'x'}, []byte{byte('c' + i), 'y'}); err != nil {
+			t.Fatal(err)
+		}
+		c.collect(id)
+	}
+	for range 20 {
+		c.tick()
+	}
+	got := c.commands("n0")
+	var xs, ys int
+	for _, cmd := range got {
+		switch cmd[1:] {
+		case "x":
+			xs++
+		case "y":
+			ys++
+		}
+	}
+	if xs != 1 || ys != 1 {
+		t.Fatalf("committed %q, want one x and one y", got)
+	}
+	for _, id := range []types.NodeID{"n1", "n2", "n3"} {
+		if st := c.cores[id].Status(); st.Pending != 0 {
+			t.Errorf("%s still has %d queued after the requests committed", id, st.Pending)
+		}
+	}
+}

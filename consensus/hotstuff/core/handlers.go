@@ -539,7 +539,7 @@ func (c *Core) tryCommit(qc types.QC) {
 			obs.Committed(cb)
 		}
 		for _, cmd := range cb.Payload {
-			c.forgetCommand(types.CommandHash(cmd))
+			c.forgetCommand(cmd)
 		}
 		// A block's hash is its child's Parent field.
 		ch := h
@@ -590,14 +590,19 @@ func (c *Core) tryCommit(qc types.QC) {
 	}
 }
 
-func (c *Core) forgetCommand(h types.Hash) {
-	if c.queued[h] {
-		delete(c.queued, h)
-		i := slices.IndexFunc(c.queue, func(q queued) bool { return q.hash == h })
-		if i >= 0 {
-			c.queue = slices.Delete(c.queue, i, i+1)
+// forgetCommand takes a committed command out of the queue (by its key)
+// and remembers its exact bytes as committed.
+func (c *Core) forgetCommand(cmd []byte) {
+	if q := c.queued[c.cfg.CommandKey(cmd)]; q != nil {
+		delete(c.queued, q.key)
+		q.dead = true
+		c.dead++
+		if c.dead > len(c.queue)/2 {
+			c.queue = slices.DeleteFunc(c.queue, func(q *queued) bool { return q.dead })
+			c.dead = 0
 		}
 	}
+	h := types.CommandHash(cmd)
 	if c.recentCmds[h] {
 		return
 	}
@@ -819,7 +824,7 @@ func (c *Core) pendingPayload(h types.Hash) bool {
 // selectCommands picks up to MaxBatch queued commands that are not already
 // in an uncommitted ancestor of parent.
 func (c *Core) selectCommands(parent types.Hash) [][]byte {
-	if len(c.queue) == 0 {
+	if len(c.queued) == 0 {
 		return nil
 	}
 	inChain := map[types.Hash]bool{}
@@ -830,7 +835,7 @@ func (c *Core) selectCommands(parent types.Hash) [][]byte {
 			break
 		}
 		for _, cmd := range b.Payload {
-			inChain[types.CommandHash(cmd)] = true
+			inChain[c.cfg.CommandKey(cmd)] = true
 		}
 		x = b.Parent
 	}
@@ -844,7 +849,7 @@ func (c *Core) selectCommands(parent types.Hash) [][]byte {
 		if len(out) >= c.cfg.MaxBatch {
 			break
 		}
-		if inChain[q.hash] {
+		if q.dead || inChain[q.key] {
 			continue
 		}
 		if size+len(q.cmd) > limit && len(out) > 0 {

@@ -21,8 +21,9 @@
 //
 // # Storage (DataDir/hotstuff)
 //
-//	safety     SafetyData (safety.FileStore: framed, CRC-checked, fsynced);
-//	           a corrupt file stops the engine from starting
+//	safety     SafetyData (safety.FileStore: two framed, CRC-checked
+//	safety.2   copies, each overwritten in place and fsynced); the engine
+//	           does not start when neither is valid
 //	blocks.db  bolt: every accepted block, the committed chain by height
 //	           with each block's log index range, the root QC, and a state
 //	           machine snapshot every SnapshotInterval entries
@@ -49,9 +50,12 @@
 // # Proposals, reads, view changes
 //
 // Any replica takes a proposal (Propose): it stamps the envelope with its
-// clock, queues it in its core and forwards it to every peer, so whichever
-// replica leads the next views orders it; the core drops duplicates by
-// command hash. The caller waits until its own replica applies the entry.
+// clock, queues it in its core and forwards it to the leaders of the
+// current and the next view at once and, unless a proposal carried it
+// within two ticks, to every peer, so whichever replica leads the next
+// views orders it; the core drops duplicates by request (the envelope: one
+// request taken by several replicas is ordered once). The caller waits
+// until its own replica applies the request.
 // Commands not committed within a view change timeout are forwarded again.
 // ReadBarrier orders a read marker the same way and waits until it is
 // applied: a linearizable read point on any replica, with no lease.

@@ -54,12 +54,17 @@ const (
 	// inboxLen is the capacity of the inbound frame queue; readers block
 	// (and TCP pushes back on the sender) when it is full.
 	inboxLen = 4096
-	// verifiedCacheSize is how many verified command hashes are
-	// remembered.
-	verifiedCacheSize = 1 << 16
 	// maxInflight bounds the locally handed-over commands tracked for
 	// re-forwarding.
 	maxInflight = 100_000
+	// lazyForwardTicks is how long a command handed over here waits before
+	// it is forwarded to every peer, unless a proposal carried it first.
+	// Until then it only goes to the leaders of the current and the next
+	// view, who order it; the others see it in their proposals (and a
+	// client in BFT mode sends its requests to every replica anyway), so
+	// forwarding it to every peer at once would cost each a frame and a
+	// signature check per command for nothing.
+	lazyForwardTicks = 2
 )
 
 // Engine is the HotStuff consensus engine of one node: the shell around the
@@ -92,7 +97,8 @@ type Engine struct {
 	viewReqs  map[types.NodeID]types.View  // the view each member (self included) last asked to leave
 	served    map[types.NodeID]*rateWindow // block requests served per peer
 	inflight  map[types.Hash]*inflightCmd
-	outCmds   [][]byte // handed over this iteration, to forward
+	outCmds   [][]byte     // handed over this iteration, to forward to the leaders
+	lazy      []types.Hash // handed over, in order, to forward to every peer later
 	lastView  types.View
 
 	proposeCh chan proposal
@@ -130,9 +136,10 @@ type proposal struct {
 }
 
 type inflightCmd struct {
-	cmd  []byte
-	sent uint64 // tick of the last forward
-	born uint64
+	cmd      []byte
+	sent     uint64 // tick of the last forward to every peer
+	born     uint64
+	proposed bool // seen in a proposal: no lazy forward needed
 }
 
 type statusSnap struct {
@@ -248,7 +255,7 @@ func New(cfg Config) (_ *Engine, err error) {
 			return nil, fmt.Errorf("hotstuff engine: genesis entry: %w", err)
 		}
 	}
-	e.validator = &entryValidator{now: cfg.Clock, maxSkew: cfg.MaxClockSkew, genesis: e.genesis, cache: newVerifiedCache(verifiedCacheSize)}
+	e.validator = &entryValidator{now: cfg.Clock, maxSkew: cfg.MaxClockSkew, genesis: e.genesis}
 
 	dir := filepath.Join(cfg.DataDir, "hotstuff")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -298,6 +305,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Variant = cfg.Variant
 	cc.Rotation = rot
 	cc.Validator = e.validator
+	cc.CommandKey = commandKey
 	cc.Pacemaker = pm
 	cc.MaxBatch = cfg.MaxBatch
 	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
@@ -410,6 +418,7 @@ func (e *Engine) run() {
 		case <-ticker.C:
 			e.ticks++
 			e.core.Tick()
+			e.forwardLazy()
 			if e.ticks%resendTicks == 0 {
 				e.reforward(resendTicks)
 			}
@@ -450,9 +459,12 @@ func (e *Engine) run() {
 func (e *Engine) handleInbound(in inbound) {
 	switch in.f.kind {
 	case frameMessage:
-		if r, ok := in.f.msg.(*types.BlockRequest); ok {
-			e.serveBlocks(in.from, r)
+		switch m := in.f.msg.(type) {
+		case *types.BlockRequest:
+			e.serveBlocks(in.from, m)
 			return
+		case *types.Proposal:
+			e.noteProposed(m)
 		}
 		if err := e.core.Step(in.from, in.f.msg); err != nil {
 			e.stats.stepErrors.Add(1)
@@ -505,16 +517,79 @@ func (e *Engine) handlePropose(p proposal) {
 	if err != nil {
 		return
 	}
-	h := types.CommandHash(p.cmd)
+	h := commandKey(p.cmd)
 	if _, ok := e.inflight[h]; !ok && len(e.inflight) < maxInflight {
 		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
+		e.lazy = append(e.lazy, h)
 	}
 	e.outCmds = append(e.outCmds, p.cmd)
 }
 
-// forward sends commands handed over on this node to every peer, so that
-// whichever replica leads the next views can order them.
+// forwardToLeaders sends commands handed over on this node to the leaders
+// of the current and the next view (but itself), who will order them; the
+// other peers get them lazily (forwardLazy).
+func (e *Engine) forwardToLeaders(cmds [][]byte) {
+	v := e.core.View()
+	var to []types.NodeID
+	for _, id := range []types.NodeID{e.core.Leader(v), e.core.Leader(v + 1)} {
+		if id != e.cfg.ID && !slices.Contains(to, id) {
+			to = append(to, id)
+		}
+	}
+	for _, f := range e.commandFrames(cmds) {
+		for _, id := range to {
+			e.net.send(id, f)
+		}
+	}
+}
+
+// forwardLazy forwards to every peer the commands handed over here at least
+// lazyForwardTicks ago that no proposal has carried yet, so that any leader
+// can order them if the leaders they went to do not.
+func (e *Engine) forwardLazy() {
+	n := 0
+	var cmds [][]byte
+	for _, h := range e.lazy {
+		c, ok := e.inflight[h]
+		if ok && e.ticks-c.born < lazyForwardTicks {
+			break
+		}
+		n++
+		if ok && !c.proposed {
+			c.sent = e.ticks
+			cmds = append(cmds, c.cmd)
+		}
+	}
+	e.lazy = e.lazy[n:]
+	if len(cmds) > 0 {
+		e.forward(cmds)
+	}
+}
+
+// noteProposed marks the handed-over commands a proposal carries: they no
+// longer need a lazy forward.
+func (e *Engine) noteProposed(p *types.Proposal) {
+	if p.Block == nil || len(e.inflight) == 0 {
+		return
+	}
+	for _, cmd := range p.Block.Payload {
+		if c, ok := e.inflight[commandKey(cmd)]; ok {
+			c.proposed = true
+		}
+	}
+}
+
+// forward sends commands to every peer, so that whichever replica leads
+// the next views can order them.
 func (e *Engine) forward(cmds [][]byte) {
+	for _, f := range e.commandFrames(cmds) {
+		e.net.broadcast(f)
+	}
+}
+
+// commandFrames encodes cmds as commands frames.
+func (e *Engine) commandFrames(cmds [][]byte) [][]byte {
+	var frames [][]byte
 	limit := max(e.cfg.MaxFrameBytes/2, 1)
 	for len(cmds) > 0 {
 		n, size := 0, 0
@@ -522,9 +597,10 @@ func (e *Engine) forward(cmds [][]byte) {
 			size += len(cmds[n]) + 4
 			n++
 		}
-		e.net.broadcast(encodeCommandsFrame(cmds[:n]))
+		frames = append(frames, encodeCommandsFrame(cmds[:n]))
 		cmds = cmds[n:]
 	}
+	return frames
 }
 
 // reforward sends again the commands handed over here that have waited at
@@ -552,13 +628,18 @@ func (e *Engine) reforward(every uint64) {
 // persist, send, apply, events, Advance.
 func (e *Engine) processReady() error {
 	if len(e.outCmds) > 0 {
-		e.forward(e.outCmds)
+		e.forwardToLeaders(e.outCmds)
 		e.outCmds = nil
 	}
 	if !e.core.HasReady() {
 		return nil
 	}
 	rd := e.core.Ready()
+	for _, m := range rd.Messages {
+		if p, ok := m.Msg.(*types.Proposal); ok {
+			e.noteProposed(p) // this replica's own
+		}
+	}
 
 	// 1. Persist the accepted blocks and the committed chain (with the log
 	// indexes its entries take). The safety data is already durable.
@@ -650,7 +731,7 @@ func (e *Engine) applyCommands(b *types.Block, first uint64, live bool) uint64 {
 			e.stats.entriesApplied.Add(1)
 		}
 		if live {
-			h := types.CommandHash(cmd)
+			h := commandKey(cmd)
 			delete(e.inflight, h)
 			e.complete(h, res)
 		}
@@ -686,12 +767,14 @@ func (e *Engine) publishStatus() {
 }
 
 // precheck runs in the transport's reader goroutines: it verifies the
-// client signatures of forwarded commands (dropping invalid ones) and of
-// proposals' payloads (only to fill the verified cache, so the loop's own
-// check is a lookup; the core still judges the proposal).
+// client signatures of forwarded commands (as a batch, dropping invalid
+// ones) and of proposals' payloads (as a batch, only so that the loop's own
+// checks, and Apply's, find them verified; the core still judges the
+// proposal).
 func (e *Engine) precheck(from types.NodeID, f *frame) bool {
 	switch f.kind {
 	case frameCommands:
+		e.validator.prepare(f.cmds)
 		keep := f.cmds[:0]
 		for _, c := range f.cmds {
 			if err := e.validator.Validate(c); err != nil {
@@ -705,9 +788,7 @@ func (e *Engine) precheck(from types.NodeID, f *frame) bool {
 		return len(keep) > 0
 	case frameMessage:
 		if p, ok := f.msg.(*types.Proposal); ok && p.Block != nil {
-			for _, c := range p.Block.Payload {
-				_ = e.validator.Validate(c)
-			}
+			e.validator.prepare(p.Block.Payload)
 		}
 	}
 	return true
@@ -805,8 +886,10 @@ func (e *Engine) complete(h types.Hash, res smr.Result) {
 
 // Propose orders env through HotStuff and returns the Result of applying
 // it on this node. Any replica can take a proposal: it wraps env in an
-// smr.Entry stamped with its own clock, queues it and forwards it to every
-// peer, so whichever replica leads the next views orders it. Errors:
+// smr.Entry stamped with its own clock, queues it and forwards it to the
+// leaders of the current and the next view at once, and to every peer
+// after lazyForwardTicks unless a proposal carried it by then, so whichever
+// replica leads the next views orders it. Errors:
 //
 //   - an *smr.Error when the entry is invalid here (bad signature, too
 //     large); nothing was proposed;
@@ -863,7 +946,7 @@ func (e *Engine) order(ctx context.Context, cmd []byte) (smr.Result, error) {
 	if err := e.validator.Validate(cmd); err != nil {
 		return smr.Result{}, fmt.Errorf("hotstuff engine: propose: %w", err)
 	}
-	h := types.CommandHash(cmd)
+	h := commandKey(cmd)
 	ch := e.addWaiter(h)
 	p := proposal{cmd: cmd, reply: make(chan error, 1)}
 	select {

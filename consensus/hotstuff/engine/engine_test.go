@@ -315,3 +315,55 @@ func TestNoQuorum(t *testing.T) {
 	})
 	c.waitConverged(c.nodes, 3, 20*time.Second)
 }
+
+// TestSameRequestOnEveryReplica: a client in BFT mode hands one envelope to
+// every replica. Each wraps it in its own entry; every caller gets the
+// request's result, and the request executes once (any later copy is a
+// duplicate to the state machine).
+func TestSameRequestOnEveryReplica(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	c.mustWrite(c.nodes[0], "warm", "up")
+	first := c.nodes[0].sm.AppliedIndex()
+	const rounds = 5
+	for round := range rounds {
+		env, err := smr.Sign(c.admin, c.seq.Add(1), smr.Command{Op: smr.OpSetConfig, Key: fmt.Sprint("k", round), Value: "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results := make([]smr.Result, len(c.nodes))
+		errs := make([]error, len(c.nodes))
+		var wg sync.WaitGroup
+		for i, nd := range c.nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				results[i], errs[i] = nd.e.Propose(ctx, env)
+			}()
+		}
+		wg.Wait()
+		executed := 0
+		for i := range c.nodes {
+			if errs[i] != nil {
+				t.Fatalf("round %d: replica %d: %v", round, i, errs[i])
+			}
+			if results[i].Code != smr.CodeOK || results[i].Seq != env.Seq {
+				t.Fatalf("round %d: replica %d: %+v", round, i, results[i])
+			}
+			if !results[i].Duplicate {
+				executed++
+			}
+		}
+		if executed == 0 {
+			t.Fatalf("round %d: every replica got a duplicate result: %+v", round, results)
+		}
+	}
+	// The request is ordered once, not once per replica (a copy that
+	// reaches a replica only after the request committed is ordered again:
+	// allow one such per round).
+	c.mustWrite(c.nodes[0], "last", "write") // after every copy
+	if n := c.nodes[0].sm.AppliedIndex() - first - 1; n > 2*rounds {
+		t.Errorf("%d requests taken by %d replicas each were ordered %d times", rounds, len(c.nodes), n)
+	}
+}

@@ -2,12 +2,13 @@ package engine
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -23,6 +24,29 @@ const (
 	markerTag0 byte = 0xFF
 	markerTag1 byte = 'R'
 )
+
+// commandKey identifies the request a command carries, for the core's
+// queue (core.Config.CommandKey), the in-flight commands and the waiters:
+// for a command entry, the SHA-256 of its envelope, so that the entries
+// different replicas made of one client request (each stamped with its own
+// time) are one request; for anything else, types.CommandHash. Whichever of
+// them commits first completes every replica's waiter; one that commits
+// anyway later is a duplicate to the state machine.
+func commandKey(cmd []byte) types.Hash {
+	if len(cmd) >= 9 && cmd[0] == entryCommandVersion {
+		h := sha256.New()
+		h.Write([]byte("tandem/request\x00"))
+		h.Write(cmd[9:])
+		var k types.Hash
+		h.Sum(k[:0])
+		return k
+	}
+	return types.CommandHash(cmd)
+}
+
+// entryCommandVersion is the first byte of an encoded command entry,
+// followed by its time (8 bytes) and its envelope (smr.Entry.MarshalBinary).
+const entryCommandVersion = 0x01
 
 // isReadMarker reports whether cmd has the read marker prefix (it may still
 // be malformed; see checkMarker).
@@ -44,46 +68,6 @@ func checkMarker(cmd []byte) error {
 	return nil
 }
 
-// verifiedCache remembers the hashes of commands whose signatures verified,
-// so a command is checked once per replica however often it is validated
-// (when handed over, when forwarded, in each proposal that carries it). It
-// holds at most size hashes, forgetting the oldest first. Safe for
-// concurrent use.
-type verifiedCache struct {
-	mu    sync.Mutex
-	size  int
-	seen  map[types.Hash]struct{}
-	order []types.Hash
-	next  int
-}
-
-func newVerifiedCache(size int) *verifiedCache {
-	return &verifiedCache{size: max(size, 16), seen: map[types.Hash]struct{}{}}
-}
-
-func (c *verifiedCache) has(h types.Hash) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.seen[h]
-	return ok
-}
-
-func (c *verifiedCache) add(h types.Hash) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.seen[h]; ok {
-		return
-	}
-	if len(c.order) < c.size {
-		c.order = append(c.order, h)
-	} else {
-		delete(c.seen, c.order[c.next])
-		c.order[c.next] = h
-		c.next = (c.next + 1) % c.size
-	}
-	c.seen[h] = struct{}{}
-}
-
 // entryValidator is the core's types.Validator: the rule every replica
 // applies to each command of a proposal before it votes for it (and to
 // commands handed to it for ordering).
@@ -92,7 +76,11 @@ func (c *verifiedCache) add(h types.Hash) {
 //   - Anything else must decode as an smr.Entry.
 //   - A command entry's client signature must verify (smr.Envelope.Verify),
 //     and so must a restore entry's admin signature: no replica, leader
-//     included, can order a forged or altered request.
+//     included, can order a forged or altered request. Signatures are
+//     checked by package sigverify, which remembers those that verified, so
+//     a command is checked once per replica however often it is validated
+//     (when handed over, when forwarded, in each proposal that carries it,
+//     when applied); see also prepare.
 //   - A command or restore entry's time must not be more than maxSkew ahead
 //     of this replica's clock. This is where a replica bound-checks the
 //     proposed timestamp (DESIGN invariant 2): the state machine's clock is
@@ -112,7 +100,6 @@ type entryValidator struct {
 	now     func() time.Time
 	maxSkew time.Duration
 	genesis []byte
-	cache   *verifiedCache
 }
 
 var _ types.Validator = (*entryValidator)(nil)
@@ -140,10 +127,6 @@ func (v *entryValidator) Validate(cmd []byte) error {
 	default:
 		return smr.Errorf(smr.CodeMalformed, "entry kind %s cannot be ordered", ent.Kind)
 	}
-	h := types.CommandHash(cmd)
-	if v.cache.has(h) {
-		return nil
-	}
 	var err error
 	if ent.Kind == smr.EntryCommand {
 		err = ent.Env.Verify()
@@ -153,6 +136,31 @@ func (v *entryValidator) Validate(cmd []byte) error {
 	if err != nil {
 		return fmt.Errorf("%s entry: %w", ent.Kind, err)
 	}
-	v.cache.add(h)
 	return nil
+}
+
+// prepare verifies the signatures of the command and restore entries among
+// cmds as one batch, so that validating them afterwards finds them
+// verified. It judges nothing: entries that do not decode, and bad
+// signatures, are left for Validate to refuse.
+func (v *entryValidator) prepare(cmds [][]byte) {
+	var b sigverify.Batch
+	for _, cmd := range cmds {
+		if isReadMarker(cmd) {
+			continue
+		}
+		var ent smr.Entry
+		if ent.UnmarshalBinary(cmd) != nil {
+			continue
+		}
+		switch ent.Kind {
+		case smr.EntryCommand:
+			b.Add(ent.Env.Client, ent.Env.SignBytes(), ent.Env.Sig)
+		case smr.EntryRestore:
+			b.Add(ent.Restore.Admin, ent.Restore.SignBytes(), ent.Restore.Sig)
+		}
+	}
+	if b.Len() > 0 {
+		b.Verify()
+	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"path/filepath"
@@ -23,7 +24,7 @@ func TestEntryValidator(t *testing.T) {
 	}
 	g := smr.Genesis{AdminKeys: []ed25519.PublicKey{admin.Public().(ed25519.PublicKey)}}.WithDefaults()
 	ownGenesis := mustEntry(t, smr.NewGenesisEntry(0, g))
-	v := &entryValidator{now: func() time.Time { return now }, maxSkew: 5 * time.Second, genesis: ownGenesis, cache: newVerifiedCache(16)}
+	v := &entryValidator{now: func() time.Time { return now }, maxSkew: 5 * time.Second, genesis: ownGenesis}
 
 	env, err := smr.Sign(admin, 1, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
 	if err != nil {
@@ -71,12 +72,10 @@ func TestEntryValidator(t *testing.T) {
 			t.Errorf("%s: error %v, want %s containing %q", c.name, err, c.code, c.want)
 		}
 	}
-	// A validated command is remembered: the verdict does not change, and a
-	// time beyond the bound is still refused for cached bytes.
+	// A validated command's signature is remembered, but the verdict does
+	// not change: a time beyond the bound is still refused for the same
+	// bytes.
 	signed := mustEntry(t, smr.NewCommandEntry(now.UnixNano(), *env))
-	if !v.cache.has(types.CommandHash(signed)) {
-		t.Error("a verified command is not in the cache")
-	}
 	now = now.Add(-time.Minute)
 	if err := v.Validate(signed); err == nil {
 		t.Error("a cached command from the future (after the clock moved back) was accepted")
@@ -92,15 +91,43 @@ func mustEntry(t *testing.T, e smr.Entry) []byte {
 	return b
 }
 
-// TestVerifiedCacheBounded: the cache forgets its oldest hashes beyond its
-// size.
-func TestVerifiedCacheBounded(t *testing.T) {
-	c := newVerifiedCache(16)
-	for i := range 40 {
-		c.add(types.Hash{byte(i)})
+// TestPrepareBatch: prepare verifies a batch of commands in which some are
+// forged, undecodable or not commands at all, without deciding anything:
+// afterwards Validate accepts exactly the valid ones, as it would have
+// without prepare.
+func TestPrepareBatch(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := &entryValidator{now: func() time.Time { return now }, maxSkew: 5 * time.Second}
+	var cmds [][]byte
+	var want []bool
+	for i := range 12 {
+		key, err := identity.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := smr.Sign(key, uint64(i+1), smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := true
+		switch i % 4 {
+		case 1:
+			env.Sig[5] ^= 1
+			ok = false
+		case 2:
+			env.Seq++ // signed for another seq
+			ok = false
+		}
+		cmds = append(cmds, mustEntry(t, smr.NewCommandEntry(now.UnixNano(), *env)))
+		want = append(want, ok)
 	}
-	if c.has(types.Hash{0}) || !c.has(types.Hash{39}) || len(c.seen) != 16 {
-		t.Errorf("cache holds %d hashes; has(0)=%v has(39)=%v", len(c.seen), c.has(types.Hash{0}), c.has(types.Hash{39}))
+	cmds = append(cmds, []byte("not an entry"), newReadMarker("node-1", 1))
+	want = append(want, false, true)
+	v.prepare(cmds)
+	for i, c := range cmds {
+		if err := v.Validate(c); (err == nil) != want[i] {
+			t.Errorf("command %d: Validate after prepare = %v, want valid %v", i, err, want[i])
+		}
 	}
 }
 
@@ -202,5 +229,43 @@ func TestRateWindow(t *testing.T) {
 	}
 	if !w.allow(now.Add(time.Second), 3) {
 		t.Fatal("event in the next window refused")
+	}
+}
+
+// TestCommandKey: the entries replicas make of one request (each with its
+// own time) share a key; other requests, and anything but a command entry,
+// are keyed by their bytes.
+func TestCommandKey(t *testing.T) {
+	key, err := identity.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := smr.Sign(key, 1, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := smr.Sign(key, 2, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustEntry(t, smr.NewCommandEntry(1, *env))
+	b := mustEntry(t, smr.NewCommandEntry(2, *env))
+	if bytes.Equal(a, b) || commandKey(a) != commandKey(b) {
+		t.Error("two entries of one envelope at different times have different keys")
+	}
+	if commandKey(a) == commandKey(mustEntry(t, smr.NewCommandEntry(1, *other))) {
+		t.Error("entries of different envelopes share a key")
+	}
+	if commandKey(a) == types.CommandHash(a) {
+		t.Error("a command entry is keyed by its bytes")
+	}
+	r, err := smr.SignRestore(key, "/v1/admin/snapshot/restore", 1, []byte("snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]byte{mustEntry(t, smr.NewRestoreEntry(1, *r)), newReadMarker("node-1", 3), {0x01}} {
+		if commandKey(cmd) != types.CommandHash(cmd) {
+			t.Errorf("%x... is not keyed by its bytes", cmd[:1])
+		}
 	}
 }

@@ -7,8 +7,8 @@
 // Rules follows one order for every signature (as Aptos SafetyRules and
 // CometBFT's FilePV do): verify inputs, answer a repeated request with the
 // stored answer, apply the rule, sign, Save, and only then return. Store.Save
-// must be durable when it returns (FileStore fsyncs a framed, checksummed
-// file and the directory), so a restarted replica never votes twice in a
+// must be durable when it returns (FileStore fsyncs two framed, checksummed
+// copies, one after the other), so a restarted replica never votes twice in a
 // view and never proposes two blocks for one view.
 //
 // The voting rule is a one-method interface, VoteRule, with two sound

@@ -279,6 +279,105 @@ func TestFileStoreCorruption(t *testing.T) {
 	}
 }
 
+// TestFileStoreCopies: a Save interrupted at any point leaves data that
+// loads as that of the last Save that returned or of the interrupted one;
+// the older single-file format still loads; saves never reuse a seq.
+func TestFileStoreCopies(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s")
+	fs := NewFileStore(p)
+	if _, err := fs.Load(); err != nil {
+		t.Fatal(err)
+	}
+	v := func(n types.View) SafetyData { return SafetyData{Epoch: 1, LastVotedView: n} }
+	for n := range types.View(3) {
+		if err := fs.Save(v(n + 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p + ".2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) || len(a)%copyAlign != 0 {
+		t.Fatalf("the copies differ or are not padded (%d and %d bytes)", len(a), len(b))
+	}
+	// A copy of the previous Save (view 2), as a crash before the third
+	// would have left it, and a copy torn by a crash while it was written.
+	prev := frameCopy(2, MarshalSafetyData(v(2)))
+	torn := append(bytes.Clone(a[:40]), make([]byte, len(a)-40)...)
+	load := func(first, second []byte) (SafetyData, error) {
+		t.Helper()
+		q := NewFileStore(filepath.Join(t.TempDir(), "s"))
+		for i, content := range [][]byte{first, second} {
+			if content == nil {
+				continue
+			}
+			if err := os.WriteFile(q.copyPath(i), content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return q.Load()
+	}
+	cases := []struct {
+		name          string
+		first, second []byte
+		want          types.View // 0: corruption
+	}{
+		{"both written", a, b, 3},
+		{"first torn", torn, prev, 2},
+		{"first written, second not yet", a, prev, 3},
+		{"second torn", a, torn, 3},
+		{"second missing", a, nil, 3},
+		{"first missing", nil, b, 3},
+		{"both torn", torn, torn, 0},
+		{"first torn, second missing", torn, nil, 0},
+		{"single-file format", frame(MarshalSafetyData(v(7))), nil, 7},
+	}
+	for _, c := range cases {
+		d, err := load(c.first, c.second)
+		if c.want == 0 {
+			if !IsCorruption(err) {
+				t.Errorf("%s: Load = %+v, %v; want a *CorruptionError", c.name, d, err)
+			}
+			continue
+		}
+		if err != nil || d.LastVotedView != c.want {
+			t.Errorf("%s: Load = view %d, %v; want view %d", c.name, d.LastVotedView, err, c.want)
+		}
+	}
+	// A store that saves without loading first continues the seq, so its
+	// copies are not taken for older ones.
+	if err := NewFileStore(p).Save(v(9)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+".2", a, 0o600); err != nil { // the second copy as of view 3
+		t.Fatal(err)
+	}
+	if d, err := NewFileStore(p).Load(); err != nil || d.LastVotedView != 9 {
+		t.Errorf("after a Save without Load: view %d, %v; want 9", d.LastVotedView, err)
+	}
+	// Saving over the single-file format replaces it.
+	q := filepath.Join(dir, "old")
+	if err := os.WriteFile(q, frame(MarshalSafetyData(v(7))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := NewFileStore(q)
+	if d, err := old.Load(); err != nil || d.LastVotedView != 7 {
+		t.Fatalf("single-file format: view %d, %v", d.LastVotedView, err)
+	}
+	if err := old.Save(v(8)); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := NewFileStore(q).Load(); err != nil || d.LastVotedView != 8 {
+		t.Errorf("after saving over the single-file format: view %d, %v; want 8", d.LastVotedView, err)
+	}
+}
+
 func TestNewRejects(t *testing.T) {
 	fx := newFixture(t)
 	store := NewMemStore()

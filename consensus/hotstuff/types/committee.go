@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // Verification errors. Errors returned by Committee wrap one of these with
@@ -30,15 +32,35 @@ type Scheme interface {
 	Verify(pub, msg, sig []byte) bool
 }
 
+// BatchScheme is a Scheme that can also check several signatures at once,
+// with exactly the verdicts Verify gives each.
+type BatchScheme interface {
+	Scheme
+	// VerifyBatch reports, for each i, whether sigs[i] is a valid
+	// signature of msgs[i] under pubs[i].
+	VerifyBatch(pubs, msgs, sigs [][]byte) []bool
+}
+
 // Ed25519 is the production Scheme (signature_algorithm: ed25519).
 type Ed25519 struct{}
 
-// Verify checks an Ed25519 signature; malformed keys or signatures fail.
-func (Ed25519) Verify(pub, msg, sig []byte) bool {
-	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
-		return false
+var _ BatchScheme = Ed25519{}
+
+// VerifyBatch checks Ed25519 signatures as one batch (package sigverify:
+// the same verdicts as Verify).
+func (Ed25519) VerifyBatch(pubs, msgs, sigs [][]byte) []bool {
+	var b sigverify.Batch
+	for i := range pubs {
+		b.Add(pubs[i], msgs[i], sigs[i])
 	}
-	return ed25519.Verify(ed25519.PublicKey(pub), msg, sig)
+	return b.Verify()
+}
+
+// Verify checks an Ed25519 signature by the rule of package sigverify
+// (ZIP-215, the rule of every replicated signature check); malformed keys
+// or signatures fail.
+func (Ed25519) Verify(pub, msg, sig []byte) bool {
+	return sigverify.Verify(pub, msg, sig)
 }
 
 // Signer produces signatures for one member. Only package safety calls a
@@ -193,6 +215,18 @@ func (c *Committee) VerifyQC(qc QC) error {
 		return fmt.Errorf("QC view %d block %s: %w", qc.View, qc.Block, err)
 	}
 	msg := VoteSignBytes(c.epoch, qc.View, qc.Block)
+	if bs, ok := c.scheme.(BatchScheme); ok {
+		pubs, msgs, sigs := make([][]byte, len(qc.Sigs)), make([][]byte, len(qc.Sigs)), make([][]byte, len(qc.Sigs))
+		for i, s := range qc.Sigs {
+			pubs[i], msgs[i], sigs[i] = c.keys[s.Signer], msg, s.Sig
+		}
+		for i, ok := range bs.VerifyBatch(pubs, msgs, sigs) {
+			if !ok {
+				return fmt.Errorf("QC view %d block %s: signer %q: %w", qc.View, qc.Block, qc.Sigs[i].Signer, ErrBadSignature)
+			}
+		}
+		return nil
+	}
 	for _, s := range qc.Sigs {
 		if err := c.verifySig(s.Signer, msg, s.Sig); err != nil {
 			return fmt.Errorf("QC view %d block %s: %w", qc.View, qc.Block, err)
