@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -14,8 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/internal/devcluster"
-	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -105,12 +103,19 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	out := benchWriteResult{Clients: o.clients, Cluster: "endpoints"}
 	var cfg client.Config
 	if o.local > 0 {
-		stop, c, err := o.startLocal(ctx, cmd.ErrOrStderr())
+		lc, err := startLocalCluster(o.local, o.mode, o.basePort, nil, cmd.ErrOrStderr(), io.Discard)
 		if err != nil {
 			return out, err
 		}
-		defer stop()
-		cfg = c
+		defer lc.stop()
+		cfg = lc.cfg
+		if lc.layout.Mode == config.ModeBFT {
+			// Writes go through the BFT protocol: every member answers
+			// with a signed reply and a write counts once f+1 of them match.
+			if cfg.Committee, err = lc.layout.Committee(); err != nil {
+				return out, err
+			}
+		}
 		out.Cluster = fmt.Sprintf("local %d-node %s", o.local, o.mode)
 	} else {
 		c, err := e.conn.sdkConfig(cmd.Flags(), true)
@@ -127,19 +132,7 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 
 	clients := make([]*client.Client, o.clients)
 	for i := range clients {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return out, err
-		}
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = admin.UpdateACL(sctx, smr.FormatKey(priv.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow)
-		cancel()
-		if err != nil {
-			return out, explain("inviting bench client", err)
-		}
-		c := cfg
-		c.Key, c.StartSeq = priv, 1
-		if clients[i], err = client.New(c); err != nil {
+		if clients[i], err = inviteWriter(ctx, admin, cfg); err != nil {
 			return out, err
 		}
 		defer clients[i].Close()
@@ -222,53 +215,4 @@ func measureVerify() float64 {
 		_ = env.Verify()
 	}
 	return float64(time.Since(t0).Microseconds()) / n
-}
-
-// startLocal lays out and starts a local cluster for the run and returns a
-// stop function and an SDK config with the admin key.
-func (o *benchWriteOptions) startLocal(ctx context.Context, logs io.Writer) (func(), client.Config, error) {
-	dir, err := os.MkdirTemp("", "tandem-bench-")
-	if err != nil {
-		return nil, client.Config{}, err
-	}
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: dir, Nodes: o.local, BasePort: o.basePort, Mode: o.mode})
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, client.Config{}, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, client.Config{}, fmt.Errorf("locating the tandem binary: %w", err)
-	}
-	c := devcluster.New(layout, self, io.Discard)
-	stop := func() {
-		_ = c.StopAll(10 * time.Second)
-		_ = os.RemoveAll(dir)
-	}
-	if err := c.StartAll(); err != nil {
-		stop()
-		return nil, client.Config{}, err
-	}
-	cfg := client.DefaultConfig()
-	cfg.Endpoints = layout.Endpoints()
-	if cfg.TLS, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
-		stop()
-		return nil, client.Config{}, err
-	}
-	if cfg.Key, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
-		stop()
-		return nil, client.Config{}, err
-	}
-	if layout.Mode == "bft" {
-		// Writes go through the BFT protocol: every member answers with a
-		// signed reply and a write counts once f+1 of them match.
-		if cfg.Committee, err = layout.Committee(); err != nil {
-			stop()
-			return nil, client.Config{}, err
-		}
-	}
-	cfg.Retry.MaxAttempts = 50
-	fmt.Fprintf(logs, "started a local %d-node %s cluster in %s\n", o.local, o.mode, dir)
-	return stop, cfg, nil
 }
