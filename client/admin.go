@@ -225,3 +225,26 @@ func (c *Client) adminDo(ctx context.Context, cl *call) error {
 	cl.admin = true
 	return c.do(ctx, cl)
 }
+
+// AdminJSON sends a signed admin request for path (with its query) and
+// decodes a 2xx JSON answer into out (nil: discard it). body, when not nil,
+// is sent as application/json. With endpoint set, it makes one attempt on
+// that node (as Status does); otherwise a GET is retried across the nodes
+// until one answers, and other methods only while no attempt can have
+// reached a node. A node's definitive refusal is an *APIError. It serves
+// admin endpoints the SDK has no method of its own for, such as the
+// detector's (docs/detector.md).
+func (c *Client) AdminJSON(ctx context.Context, endpoint, method, path string, body []byte, out any) error {
+	cl := &call{op: method + " " + path, method: method, path: path, body: body, read: method == http.MethodGet}
+	if endpoint != "" {
+		ep, err := ParseEndpoint(endpoint)
+		if err != nil {
+			return err
+		}
+		cl.endpoint = ep
+	}
+	if out != nil {
+		cl.handle = decodeJSON(out)
+	}
+	return c.adminDo(ctx, cl)
+}

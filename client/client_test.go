@@ -701,12 +701,21 @@ func TestAdminRequestsAreSigned(t *testing.T) {
 	if err := c.SnapshotRestore(ctx, strings.NewReader("SNAP")); err != nil {
 		t.Fatalf("SnapshotRestore: %v", err)
 	}
+	var got map[string]string
+	if err := c.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/evidence?x=1", nil, &got); err != nil || got["status"] != "ok" {
+		t.Fatalf("AdminJSON GET = %v, %v", got, err)
+	}
+	if err := c.AdminJSON(ctx, a.url(), http.MethodPost, "/v1/admin/quarantine/lift", []byte(`{"node":"n3"}`), nil); err != nil {
+		t.Fatalf("AdminJSON POST: %v", err)
+	}
 	want := []string{
 		`POST /v1/admin/transfer-leader {"id":"n2"}`,
 		`POST /v1/admin/members {"id":"n5","address":"10.0.0.5:7002"}`,
 		`DELETE /v1/admin/members/n5 `,
 		`GET /v1/admin/snapshot `,
 		`POST /v1/admin/snapshot SNAP`,
+		`GET /v1/admin/evidence `,
+		`POST /v1/admin/quarantine/lift {"node":"n3"}`,
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -2,9 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/detector/gitexport"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/smr"
@@ -39,74 +35,16 @@ func newDetectorCmds(e *clientEnv) []*cobra.Command {
 	return []*cobra.Command{q, ev}
 }
 
-// signedClient does signed admin requests to the configured endpoints.
-type signedClient struct {
-	cfg  client.Config
-	pub  ed25519.PublicKey
-	http *http.Client
-}
-
-func (e *clientEnv) signedClient(cmd *cobra.Command) (*signedClient, error) {
-	cfg, err := e.conn.sdkConfig(cmd.Flags(), true)
-	if err != nil {
-		return nil, err
-	}
-	return &signedClient{cfg: cfg, pub: cfg.Key.Public().(ed25519.PublicKey),
-		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS}}}, nil
-}
-
-// do sends one signed admin request to endpoint and decodes a 200 answer
-// into out.
-func (c *signedClient) do(ctx context.Context, endpoint, method, uri string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, endpoint+uri, bytes.NewReader(body))
-	if err != nil {
+// writeIndentedJSON writes raw JSON indented, as the node sent it (no
+// re-encoding, so its strings stay byte for byte), and a newline.
+func writeIndentedJSON(w io.Writer, raw json.RawMessage) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
 		return err
 	}
-	now := time.Now().Unix()
-	sig := ed25519.Sign(c.cfg.Key, smr.AdminSignBytes(method, req.URL.RequestURI(), now, body))
-	req.Header.Set(wire.HeaderKey, smr.FormatKey(c.pub))
-	req.Header.Set(wire.HeaderTime, strconv.FormatInt(now, 10))
-	req.Header.Set(wire.HeaderSignature, base64.RawURLEncoding.EncodeToString(sig))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return fmt.Errorf("reading the answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb wire.ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Code != "" {
-			return &smr.Error{Code: eb.Code, Message: eb.Message}
-		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decoding the answer: %w", err)
-	}
-	return nil
-}
-
-// first sends the request to each endpoint in turn until one answers.
-func (c *signedClient) first(ctx context.Context, method, uri string, out any) error {
-	var errs []error
-	for _, ep := range c.cfg.Endpoints {
-		err := c.do(ctx, ep, method, uri, nil, out)
-		if err == nil {
-			return nil
-		}
-		var se *smr.Error
-		if errors.As(err, &se) {
-			return err // the node answered: another would answer alike
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
-	}
-	return errors.Join(errs...)
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // quarantineRow is one entry of `admin quarantine list -o json`.
@@ -130,18 +68,19 @@ non-zero. -o json adds the lift history and the evidence of each entry.`,
 			if err != nil {
 				return err
 			}
-			sc, err := e.signedClient(cmd)
+			cl, err := e.conn.connect(cmd, true)
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			var out []quarantineRow
 			var rows [][]string
 			failed := 0
-			for _, ep := range sc.cfg.Endpoints {
+			for _, ep := range cl.Endpoints() {
 				var v api.QuarantineView
-				if err := sc.do(ctx, ep, http.MethodGet, "/v1/admin/quarantine", nil, &v); err != nil {
+				if err := cl.AdminJSON(ctx, ep, http.MethodGet, "/v1/admin/quarantine", nil, &v); err != nil {
 					failed++
 					out = append(out, quarantineRow{Endpoint: ep, Error: err.Error()})
 					rows = append(rows, []string{ep, "-", "-", "-", "error: " + err.Error()})
@@ -164,7 +103,7 @@ non-zero. -o json adds the lift history and the evidence of each entry.`,
 				return err
 			}
 			if failed > 0 {
-				return fmt.Errorf("%d of %d endpoints did not report their quarantine list", failed, len(sc.cfg.Endpoints))
+				return fmt.Errorf("%d of %d endpoints did not report their quarantine list", failed, len(cl.Endpoints()))
 			}
 			return nil
 		},
@@ -185,10 +124,11 @@ again, do not quarantine the member again, while a new offence does.`,
 			if err != nil {
 				return err
 			}
-			sc, err := e.signedClient(cmd)
+			cl, err := e.conn.connect(cmd, true)
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			body, err := json.Marshal(api.LiftRequest{Node: args[0]})
@@ -203,10 +143,10 @@ again, do not quarantine the member again, while a new offence does.`,
 			var out []liftRow
 			var rows [][]string
 			failed := 0
-			for _, ep := range sc.cfg.Endpoints {
+			for _, ep := range cl.Endpoints() {
 				var l api.LiftEntry
-				if err := sc.do(ctx, ep, http.MethodPost, "/v1/admin/quarantine/lift", body, &l); err != nil {
-					var se *smr.Error
+				if err := cl.AdminJSON(ctx, ep, http.MethodPost, "/v1/admin/quarantine/lift", body, &l); err != nil {
+					var se *client.APIError
 					if errors.As(err, &se) && se.Code == smr.CodeNotFound {
 						out = append(out, liftRow{Endpoint: ep, Error: se.Message})
 						rows = append(rows, []string{ep, "not quarantined there"})
@@ -229,7 +169,7 @@ again, do not quarantine the member again, while a new offence does.`,
 				return err
 			}
 			if failed > 0 {
-				return fmt.Errorf("lift of %s failed on %d of %d endpoints", args[0], failed, len(sc.cfg.Endpoints))
+				return fmt.Errorf("lift of %s failed on %d of %d endpoints", args[0], failed, len(cl.Endpoints()))
 			}
 			return nil
 		},
@@ -246,14 +186,15 @@ func newEvidenceListCmd(e *clientEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sc, err := e.signedClient(cmd)
+			cl, err := e.conn.connect(cmd, true)
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			var v api.EvidenceListView
-			if err := sc.first(ctx, http.MethodGet, "/v1/admin/evidence", &v); err != nil {
+			if err := cl.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/evidence", nil, &v); err != nil {
 				return explain("evidence list", err)
 			}
 			if format == outputJSON {
@@ -278,23 +219,18 @@ func newEvidenceShowCmd(e *clientEnv) *cobra.Command {
 			if len(id) != 64 || strings.Trim(id, "0123456789abcdef") != "" {
 				return fmt.Errorf("evidence id %q: want the 64 hex digits `tandem admin evidence list -o json` prints", args[0])
 			}
-			sc, err := e.signedClient(cmd)
+			cl, err := e.conn.connect(cmd, true)
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			var v json.RawMessage
-			if err := sc.first(ctx, http.MethodGet, "/v1/admin/evidence/"+url.PathEscape(id), &v); err != nil {
+			if err := cl.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/evidence/"+url.PathEscape(id), nil, &v); err != nil {
 				return explain("evidence show", err)
 			}
-			var buf bytes.Buffer
-			if err := json.Indent(&buf, v, "", "  "); err != nil {
-				return err
-			}
-			buf.WriteByte('\n')
-			_, err = cmd.OutOrStdout().Write(buf.Bytes())
-			return err
+			return writeIndentedJSON(cmd.OutOrStdout(), v)
 		},
 	}
 }
@@ -324,31 +260,30 @@ Audit it with plain git, e.g. git --git-dir DIR log --format='%an %s' frontier.`
 			default:
 				return fmt.Errorf("--format %q: want json or git", format)
 			}
-			sc, err := e.signedClient(cmd)
+			cl, err := e.conn.connect(cmd, true)
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			ctx, cancel := e.conn.context(cmd)
 			defer cancel()
 			uri := "/v1/admin/evidence/export?format=" + format
 			if format == "json" {
 				var v json.RawMessage
-				if err := sc.first(ctx, http.MethodGet, uri, &v); err != nil {
+				if err := cl.AdminJSON(ctx, "", http.MethodGet, uri, nil, &v); err != nil {
 					return explain("evidence export", err)
 				}
-				var buf bytes.Buffer
-				if err := json.Indent(&buf, v, "", "  "); err != nil {
-					return err
-				}
-				buf.WriteByte('\n')
 				if out == "" {
-					_, err = cmd.OutOrStdout().Write(buf.Bytes())
+					return writeIndentedJSON(cmd.OutOrStdout(), v)
+				}
+				var buf bytes.Buffer
+				if err := writeIndentedJSON(&buf, v); err != nil {
 					return err
 				}
 				return os.WriteFile(out, buf.Bytes(), 0o600)
 			}
 			var g api.GitExport
-			if err := sc.first(ctx, http.MethodGet, uri, &g); err != nil {
+			if err := cl.AdminJSON(ctx, "", http.MethodGet, uri, nil, &g); err != nil {
 				return explain("evidence export", err)
 			}
 			repo := &gitexport.Repo{Objects: g.Objects, Refs: g.Refs, Head: g.Head}
