@@ -425,29 +425,9 @@ func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, op string, prio
 	}
 	if out.Code != smr.CodeOK {
 		r := out
-		return smr.Result{}, res.sent, &APIError{Status: statusOf(r.Code), Code: r.Code, Message: r.Message, Result: &r}
+		return smr.Result{}, res.sent, &APIError{Status: wire.StatusFor(r.Code), Code: r.Code, Message: r.Message, Result: &r}
 	}
 	return out, res.sent, nil
-}
-
-// statusOf is the HTTP status the API sends with a rejection code.
-func statusOf(code smr.Code) int {
-	switch code {
-	case smr.CodeMalformed, smr.CodeUnknownCommand, smr.CodeSeqTooFar:
-		return http.StatusBadRequest
-	case smr.CodeBadSignature:
-		return http.StatusUnauthorized
-	case smr.CodeUnknownClient, smr.CodePermissionDenied, smr.CodeLastAdmin:
-		return http.StatusForbidden
-	case smr.CodeNotFound:
-		return http.StatusNotFound
-	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld, smr.CodeAlreadyInitialized:
-		return http.StatusConflict
-	case smr.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	default:
-		return http.StatusUnprocessableEntity
-	}
 }
 
 func cmpOr(s, def string) string {

@@ -12,6 +12,7 @@ package wire
 
 import (
 	"encoding/json"
+	"net/http"
 
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -98,4 +99,32 @@ type TransferLeaderRequest struct {
 type AddMemberRequest struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
+}
+
+// StatusFor maps a code to the HTTP status the API sends it with
+// (docs/api.md). The SDK uses it for rejections it learns from signed
+// replies rather than from a response status.
+func StatusFor(code smr.Code) int {
+	switch code {
+	case smr.CodeOK:
+		return http.StatusOK
+	case smr.CodeMalformed, smr.CodeUnknownCommand, smr.CodeSeqTooFar:
+		return http.StatusBadRequest
+	case smr.CodeBadSignature:
+		return http.StatusUnauthorized
+	case smr.CodeUnknownClient, smr.CodePermissionDenied, smr.CodeLastAdmin:
+		return http.StatusForbidden
+	case smr.CodeNotFound:
+		return http.StatusNotFound
+	case CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld, smr.CodeAlreadyInitialized:
+		return http.StatusConflict
+	case smr.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeNoLeader, CodeOutcomeUnknown, smr.CodeNotInitialized:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }

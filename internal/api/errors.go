@@ -24,31 +24,9 @@ const (
 // ErrorBody is the JSON body of every error response.
 type ErrorBody = wire.ErrorBody
 
-// StatusFor maps a code to its HTTP status (docs/api.md).
-func StatusFor(code smr.Code) int {
-	switch code {
-	case smr.CodeOK:
-		return http.StatusOK
-	case smr.CodeMalformed, smr.CodeUnknownCommand, smr.CodeSeqTooFar:
-		return http.StatusBadRequest
-	case smr.CodeBadSignature:
-		return http.StatusUnauthorized
-	case smr.CodeUnknownClient, smr.CodePermissionDenied, smr.CodeLastAdmin:
-		return http.StatusForbidden
-	case smr.CodeNotFound:
-		return http.StatusNotFound
-	case CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case smr.CodeAlreadyExists, smr.CodeSeqConflict, smr.CodeSeqTooOld, smr.CodeAlreadyInitialized:
-		return http.StatusConflict
-	case smr.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case CodeNoLeader, CodeOutcomeUnknown, smr.CodeNotInitialized:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
+// StatusFor maps a code to its HTTP status (docs/api.md); it is
+// wire.StatusFor, shared with the SDK.
+func StatusFor(code smr.Code) int { return wire.StatusFor(code) }
 
 // ErrorBodyFor classifies err into the body sent to a client or peer.
 func ErrorBodyFor(err error) ErrorBody {
