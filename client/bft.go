@@ -333,21 +333,14 @@ func (b *committee) checkSigner(r CommitteeMember, nodeID, sig string, verify fu
 	return true
 }
 
-// sendBFT is send for a committee: env goes to every replica at once and
+// sendBFT is send for a committee (body: env encoded; name: the call in
+// errors): env goes to every replica at once and
 // the outcome is the one f+1 replicas reported in matching signed
 // replies. One replica (the primary) is asked to propose it, the others
 // to wait for that copy, proposing it themselves after a fallback delay;
 // from the second round on every replica asked proposes.
-func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, op string, priorSent bool) (smr.Result, bool, error) {
+func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, body []byte, name string, priorSent bool) (smr.Result, bool, error) {
 	b := c.bft
-	body, err := json.Marshal(env)
-	if err != nil {
-		return smr.Result{}, false, fmt.Errorf("encode envelope seq %d: %w", env.Seq, err)
-	}
-	name := fmt.Sprintf("submit seq %d", env.Seq)
-	if op != "" {
-		name = fmt.Sprintf("submit %s seq %d", op, env.Seq)
-	}
 	n := len(b.members)
 	primary := int(b.primary.Load()) % n
 	client := smr.FormatKey(env.Client)

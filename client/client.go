@@ -232,9 +232,6 @@ func (c *Client) Resubmit(ctx context.Context, env *smr.Envelope) (smr.Result, e
 
 // send posts env with retries; see submitAt.
 func (c *Client) send(ctx context.Context, env *smr.Envelope, op string, priorSent bool) (smr.Result, bool, error) {
-	if c.bft != nil {
-		return c.sendBFT(ctx, env, op, priorSent)
-	}
 	body, err := json.Marshal(env)
 	if err != nil {
 		return smr.Result{}, false, fmt.Errorf("encode envelope seq %d: %w", env.Seq, err)
@@ -242,6 +239,9 @@ func (c *Client) send(ctx context.Context, env *smr.Envelope, op string, priorSe
 	name := fmt.Sprintf("submit seq %d", env.Seq)
 	if op != "" {
 		name = fmt.Sprintf("submit %s seq %d", op, env.Seq)
+	}
+	if c.bft != nil {
+		return c.sendBFT(ctx, env, body, name, priorSent)
 	}
 	var resp wire.SubmitResponse
 	cl := &call{
