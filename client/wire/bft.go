@@ -101,12 +101,7 @@ func (r *SubmitReply) SignBytes() []byte {
 	var e signEncoder
 	e.str(SubmitReplyTag)
 	e.str(r.NodeID)
-	e.str(r.Client)
-	e.u64(r.Seq)
-	e.u64(r.Index)
-	e.str(string(r.Code))
-	e.str(r.Message)
-	e.bytes(CanonicalJSON(r.Value))
+	e.b = append(e.b, r.MatchKey()...)
 	e.flag(r.Duplicate)
 	return e.b
 }
@@ -123,12 +118,11 @@ func (r *SubmitReply) Verify(pub ed25519.PublicKey) error {
 
 // Match reports whether r and o report the same outcome: equal client,
 // seq, index, code, message and value (compared as CanonicalJSON).
-func (r *SubmitReply) Match(o *SubmitReply) bool {
-	return r.Client == o.Client && r.Seq == o.Seq && r.Index == o.Index && r.Code == o.Code &&
-		r.Message == o.Message && bytes.Equal(CanonicalJSON(r.Value), CanonicalJSON(o.Value))
-}
+func (r *SubmitReply) Match(o *SubmitReply) bool { return r.MatchKey() == o.MatchKey() }
 
-// MatchKey returns a string equal for two replies exactly when they Match.
+// MatchKey returns a string equal for two replies exactly when they Match:
+// the signed fields that must agree across replicas, encoded as SignBytes
+// encodes them.
 func (r *SubmitReply) MatchKey() string {
 	var e signEncoder
 	e.str(r.Client)
@@ -163,12 +157,7 @@ func (r *QueryReply) SignBytes() []byte {
 	var e signEncoder
 	e.str(QueryReplyTag)
 	e.str(r.NodeID)
-	e.str(string(r.Kind))
-	e.str(r.Key)
-	e.str(r.Nonce)
-	e.str(r.Mode)
-	e.u64(r.Index)
-	e.bytes(CanonicalJSON(r.Value))
+	e.b = append(e.b, r.MatchKey(true)...)
 	return e.b
 }
 
