@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -165,15 +166,7 @@ type counters struct {
 // certificates never verify here.
 func genesisState(epoch uint64, ms []Member) []byte {
 	sorted := slices.Clone(ms)
-	slices.SortFunc(sorted, func(a, b Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	h := sha256.New()
 	h.Write([]byte("tandem/hotstuff/genesis/v1\x00"))
 	h.Write(binary.BigEndian.AppendUint64(nil, epoch))
@@ -235,15 +228,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		e.addrs[m.ID] = m.Addr
 		e.members = append(e.members, consensus.Member{ID: string(m.ID), Address: m.Addr, Voter: true})
 	}
-	slices.SortFunc(e.members, func(a, b consensus.Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(e.members, func(a, b consensus.Member) int { return cmp.Compare(a.ID, b.ID) })
 	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members))
 	e.committee, err = types.NewCommittee(types.CommitteeConfig{Epoch: cfg.Epoch, Members: tm, Genesis: genesisBlock.Hash()})
 	if err != nil {

@@ -278,6 +278,20 @@ func (p *peerNet) sendLoop(id types.NodeID, addr string, q *sendQueue) {
 	defer p.wg.Done()
 	backoff := minBackoff
 	failures := 0
+	// retry counts a failed attempt, logs the first and every 50th, and
+	// waits out the backoff; false means the transport is stopping.
+	retry := func(msg string, err error) bool {
+		p.stats.dialFailures.Add(1)
+		failures++
+		if failures == 1 || failures%50 == 0 {
+			p.log.Debug(msg, "peer", string(id), "addr", addr, "attempts", failures, "err", err)
+		}
+		if !p.backoff(id, backoff) {
+			return false
+		}
+		backoff = min(2*backoff, maxBackoff)
+		return true
+	}
 	for {
 		select {
 		case <-p.stop:
@@ -294,15 +308,9 @@ func (p *peerNet) sendLoop(id types.NodeID, addr string, q *sendQueue) {
 			}
 		}
 		if err != nil {
-			p.stats.dialFailures.Add(1)
-			failures++
-			if failures == 1 || failures%50 == 0 {
-				p.log.Debug("cannot reach BFT peer; retrying", "peer", string(id), "addr", addr, "attempts", failures, "err", err)
-			}
-			if !p.backoff(id, backoff) {
+			if !retry("cannot reach BFT peer; retrying", err) {
 				return
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		if !p.track(conn) {
@@ -312,15 +320,9 @@ func (p *peerNet) sendLoop(id types.NodeID, addr string, q *sendQueue) {
 			// The peer's engine is not taking BFT connections (yet): its
 			// node closed the connection. Frames written now would be lost.
 			p.untrack(conn)
-			p.stats.dialFailures.Add(1)
-			failures++
-			if failures == 1 || failures%50 == 0 {
-				p.log.Debug("BFT peer did not accept the connection; retrying", "peer", string(id), "addr", addr, "attempts", failures, "err", err)
-			}
-			if !p.backoff(id, backoff) {
+			if !retry("BFT peer did not accept the connection; retrying", err) {
 				return
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		if failures > 0 {
