@@ -22,13 +22,15 @@ import (
 // envelope; the API layer signs the Result.
 //
 // The HotStuff engine stamps each proposed entry with the proposing
-// replica's clock, so the same envelope proposed on several replicas
-// becomes several log entries (the state machine executes the first and
-// answers the others from its result window). To keep one copy in the log
-// the client asks one replica to propose and the others to watch for the
-// envelope (propose=false); a watching replica proposes it itself when it
-// has not been applied after proposeFallback, so a faulty or slow primary
-// costs latency, never liveness.
+// replica's clock, so copies of one envelope proposed on several replicas
+// are different bytes. The core keys its queue by envelope
+// (core.Config.CommandKey) and drops a copy while another is queued or
+// uncommitted, but a copy that arrives after another committed is ordered
+// again (the state machine then answers it from its result window). To keep
+// one copy in the log the client asks one replica to propose and the
+// others to watch for the envelope (propose=false); a watching replica
+// proposes it itself when it has not been applied after proposeFallback, so
+// a faulty or slow primary costs latency, never liveness.
 
 var _ api.BFTBackend = (*Node)(nil)
 
