@@ -37,14 +37,44 @@ type fakeCommittee struct {
 	submits []atomic.Int64
 	propose []atomic.Int64 // submits that asked this replica to propose
 
-	mu    sync.Mutex
-	index uint64 // last index; state value = index
-	seqs  map[uint64]uint64
+	mu       sync.Mutex
+	index    uint64 // last index; state value = index
+	seqs     map[uint64]uint64
+	proposed map[uint64]chan struct{} // closed once a replica ordered the seq
+}
+
+// fakeWatchFallback is how long a fake replica asked only to watch a write
+// waits for another to order it before ordering it itself, as a real
+// replica does after its fallback delay.
+const fakeWatchFallback = time.Second
+
+// order gives seq its log index, once: the first replica to order it
+// takes the next index.
+func (fc *fakeCommittee) order(seq uint64) uint64 {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	idx, ok := fc.seqs[seq]
+	if !ok {
+		fc.index++
+		idx = fc.index
+		fc.seqs[seq] = idx
+		close(fc.proposedLocked(seq))
+	}
+	return idx
+}
+
+func (fc *fakeCommittee) proposedLocked(seq uint64) chan struct{} {
+	ch, ok := fc.proposed[seq]
+	if !ok {
+		ch = make(chan struct{})
+		fc.proposed[seq] = ch
+	}
+	return ch
 }
 
 func newFakeCommittee(t *testing.T, n int) *fakeCommittee {
 	t.Helper()
-	fc := &fakeCommittee{t: t, mode: make([]atomic.Value, n), submits: make([]atomic.Int64, n), propose: make([]atomic.Int64, n), seqs: map[uint64]uint64{}, index: 10}
+	fc := &fakeCommittee{t: t, mode: make([]atomic.Value, n), submits: make([]atomic.Int64, n), propose: make([]atomic.Int64, n), seqs: map[uint64]uint64{}, proposed: map[uint64]chan struct{}{}, index: 10}
 	for i := range n {
 		pub, key, err := ed25519.GenerateKey(nil)
 		if err != nil {
@@ -111,7 +141,8 @@ func (fc *fakeCommittee) serve(i int, w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/submit":
 		fc.submits[i].Add(1)
-		if r.URL.Query().Get(wire.SubmitQueryPropose) == "true" {
+		propose := r.URL.Query().Get(wire.SubmitQueryPropose) == "true"
+		if propose {
 			fc.propose[i].Add(1)
 		}
 		var env smr.Envelope
@@ -119,14 +150,20 @@ func (fc *fakeCommittee) serve(i int, w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusBadRequest, string(smr.CodeMalformed), err.Error(), "")
 			return
 		}
-		fc.mu.Lock()
-		idx, ok := fc.seqs[env.Seq]
-		if !ok {
-			fc.index++
-			idx = fc.index
-			fc.seqs[env.Seq] = idx
+		if !propose {
+			// A watcher answers once the write is ordered, like a real
+			// replica that replies after applying it.
+			fc.mu.Lock()
+			ch := fc.proposedLocked(env.Seq)
+			fc.mu.Unlock()
+			select {
+			case <-ch:
+			case <-time.After(fakeWatchFallback):
+			case <-r.Context().Done():
+				return
+			}
 		}
-		fc.mu.Unlock()
+		idx := fc.order(env.Seq)
 		res := smr.Result{Index: idx, Seq: env.Seq, Value: json.RawMessage(`{"n":1}`)}
 		if mode == wrongValue {
 			res.Value = json.RawMessage(`{"n":666}`)
