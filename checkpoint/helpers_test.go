@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,8 +60,8 @@ func mustSign(t testing.TB, i int, s Statement) Vote {
 	return v
 }
 
-// certOf builds a certificate for s signed by members ids (sorted by the
-// caller's choice of IDs; buildCert sorts them).
+// certOf builds a certificate for s signed by members ids, in any order;
+// the signatures are sorted by signer.
 func certOf(t testing.TB, s Statement, ids ...int) *Certificate {
 	t.Helper()
 	c := &Certificate{Statement: s}
@@ -72,11 +73,7 @@ func certOf(t testing.TB, s Statement, ids ...int) *Certificate {
 }
 
 func sortSigs(s []Signature) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j-1].Signer > s[j].Signer; j-- {
-			s[j-1], s[j] = s[j], s[j-1]
-		}
-	}
+	slices.SortFunc(s, func(a, b Signature) int { return strings.Compare(a.Signer, b.Signer) })
 }
 
 // realSnapshot returns a state machine snapshot at index whose content
