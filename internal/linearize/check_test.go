@@ -214,6 +214,7 @@ func TestWriteHTML(t *testing.T) {
 		put(0, "k", "a", 0, 10, false),
 		put(0, "k", "b", 20, 30, true),
 		get(1, "k", 40, 50, "a", true),
+		with(put(2, "k", "c", 45, 46, true), OutcomeUnknown), // drawn as never returning
 	}
 	res, err := Check(h, 10*time.Second)
 	if err == nil {
