@@ -215,7 +215,9 @@ func (d *detector) attestation(ctx context.Context, a *evidence.ProposalAttestat
 	d.slotMu.Lock()
 	other := d.slots.record(a)
 	d.slotMu.Unlock()
-	if other == nil {
+	if other == nil || d.manager.IsQuarantined(a.Leader) {
+		// Nothing new, or the leader is already out: one proof is enough
+		// and each further slot would only add a record.
 		return
 	}
 	e, err := evidence.NewLeaderEquivocation(other, a)
