@@ -1,6 +1,7 @@
 package raftengine
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -72,6 +74,26 @@ type Config struct {
 	// TransportTimeout is the NetworkTransport I/O deadline. Default:
 	// DefaultTransportTimeout.
 	TransportTimeout time.Duration
+
+	// Signer is this node's key (optional). When it is set, the leader
+	// attaches a signed evidence.ProposalAttestation to every entry it
+	// proposes, in raft.Log.Extensions (see attest.go).
+	Signer ed25519.PrivateKey
+	// Epoch is the epoch bound into the attestations this node signs and
+	// expects.
+	Epoch uint64
+	// Members holds the member keys that applied entries' attestations are
+	// checked against. Nil: nothing is checked (the engine says so once in
+	// its log).
+	Members *evidence.Members
+	// OnCheck receives the outcome of every applied command entry's
+	// attestation check when Members is set. It runs on the FSM goroutine
+	// and must not block.
+	OnCheck func(AttestationCheck)
+	// PeerID returns the verified node ID of a stream-layer connection
+	// (mutual TLS). With it, SetRefused can refuse the Raft RPCs of given
+	// members. Nil: SetRefused refuses nothing.
+	PeerID func(net.Conn) string
 }
 
 // Validate checks the fields that New cannot default, and the Raft tuning
@@ -100,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Raft.ApplyTimeout < 0 {
 		return fmt.Errorf("raft engine: apply_timeout %s is negative", c.Raft.ApplyTimeout)
+	}
+	if c.Signer != nil && len(c.Signer) != ed25519.PrivateKeySize {
+		return fmt.Errorf("raft engine: signer key has %d bytes, want %d", len(c.Signer), ed25519.PrivateKeySize)
 	}
 	if c.MaxSnapshotBytes < 0 {
 		return fmt.Errorf("raft engine: max snapshot bytes %d is negative", c.MaxSnapshotBytes)

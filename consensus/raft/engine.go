@@ -45,6 +45,10 @@ type Engine struct {
 	snaps     raft.SnapshotStore
 	transport raft.Transport
 	fsm       *fsm
+	// refuser refuses quarantined members' connections (nil without a
+	// stream layer or Config.PeerID).
+	refuser  *refusingLayer
+	attester attester
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -95,9 +99,14 @@ func New(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		logger:   logger,
 		bolt:     bolt,
-		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes},
+		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes, onCheck: cfg.OnCheck},
 		leaderCh: make(chan string, 1),
 		stopCh:   make(chan struct{}),
+	}
+	if cfg.Members != nil {
+		e.fsm.checker = &checker{epoch: cfg.Epoch, members: cfg.Members, current: e.currentLeader, leaders: map[uint64]string{}}
+	} else {
+		logger.Warn("leader attestations are not checked: the member public keys are unknown (list initial_members as id=host:port/<hex key> to check them)")
 	}
 	fail := func(err error) (*Engine, error) {
 		if e.transport != nil {
@@ -117,14 +126,19 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Transport != nil {
 		e.transport = cfg.Transport
 	} else {
+		stream := cfg.Stream
+		if cfg.PeerID != nil {
+			e.refuser = newRefusingLayer(stream, cfg.PeerID, logger)
+			stream = e.refuser
+		}
 		e.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  advertisedLayer{StreamLayer: cfg.Stream, addr: advertiseAddr(cfg.Advertise)},
+			Stream:  advertisedLayer{StreamLayer: stream, addr: advertiseAddr(cfg.Advertise)},
 			MaxPool: DefaultTransportMaxPool,
 			Timeout: cfg.TransportTimeout,
 			Logger:  rc.Logger.Named("net"),
 		})
 	}
-	r, err := raft.NewRaft(rc, e.fsm, e.logs, bolt, e.snaps, e.transport)
+	r, err := raft.NewRaft(rc, e.fsm, e.logs, bolt, e.snaps, e.misbehaveTransport(e.transport))
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
@@ -177,6 +191,22 @@ func (e *Engine) observe() {
 			}
 			e.leaderCh <- string(lo.LeaderID)
 		}
+	}
+}
+
+// currentLeader returns the current term and the leader this node knows.
+func (e *Engine) currentLeader() (uint64, string) {
+	term := e.raft.CurrentTerm()
+	_, id := e.raft.LeaderWithID()
+	return term, string(id)
+}
+
+// SetRefused makes this node refuse the Raft connections of members ids
+// (quarantined members), in both directions, closing the open ones; it
+// replaces the previous list. Without Config.PeerID it does nothing.
+func (e *Engine) SetRefused(ids []string) {
+	if e.refuser != nil {
+		e.refuser.setRefused(ids)
 	}
 }
 

@@ -11,16 +11,27 @@ import (
 type fsm struct {
 	sm       StateMachine
 	maxBytes int64
+	// checker and onCheck check command entries' leader attestations
+	// (nil: not checked).
+	checker *checker
+	onCheck func(AttestationCheck)
 }
 
 var _ raft.FSM = (*fsm)(nil)
 
-// Apply hands command entries to the state machine and returns its
+// Apply checks a command entry's leader attestation (when member keys are
+// known), then hands the entry to the state machine and returns its
 // smr.Result, which becomes the ApplyFuture's response. Raft sends no other
 // entry types to a non-batching FSM; any that arrive are ignored.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if f.checker != nil {
+		c := f.checker.check(l)
+		if f.onCheck != nil {
+			f.onCheck(c)
+		}
 	}
 	return f.sm.Apply(l.Index, l.Data)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/consensus"
+	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -76,21 +77,49 @@ type cluster struct {
 	nodes []*testNode
 	admin ed25519.PrivateKey
 	seq   atomic.Uint64
+
+	// Signed clusters: node keys, member keys, and every node's
+	// attestation checks.
+	signed  bool
+	keys    map[string]ed25519.PrivateKey
+	memKeys *evidence.Members
+	checkMu sync.Mutex
+	checks  map[string][]AttestationCheck
 }
 
 func newCluster(t *testing.T, n int, rc config.RaftConfig) *cluster {
+	return newClusterOpts(t, n, rc, false)
+}
+
+// newSignedCluster is newCluster whose nodes sign and check attestations.
+func newSignedCluster(t *testing.T, n int, rc config.RaftConfig) *cluster {
+	return newClusterOpts(t, n, rc, true)
+}
+
+func newClusterOpts(t *testing.T, n int, rc config.RaftConfig, signed bool) *cluster {
 	t.Helper()
 	_, admin, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, rc: rc, admin: admin}
+	c := &cluster{t: t, rc: rc, admin: admin, signed: signed, keys: map[string]ed25519.PrivateKey{}, checks: map[string][]AttestationCheck{}}
+	var ms []evidence.Member
 	for i := range n {
 		c.nodes = append(c.nodes, &testNode{
 			id:   fmt.Sprintf("node-%d", i+1),
 			addr: raft.ServerAddress(fmt.Sprintf("node-%d:700%d", i+1, i+1)),
 			dir:  t.TempDir(),
 		})
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("node-%d", i+1)
+		c.keys[id] = k
+		ms = append(ms, evidence.Member{ID: evidence.NodeID(id), PublicKey: k.Public().(ed25519.PublicKey)})
+	}
+	if c.memKeys, err = evidence.NewMembers(ms); err != nil {
+		t.Fatal(err)
 	}
 	for i := range c.nodes {
 		c.start(i)
@@ -133,7 +162,7 @@ func (c *cluster) start(i int) {
 			o.trans.Connect(n.addr, n.trans)
 		}
 	}
-	n.e, err = New(Config{
+	cfg := Config{
 		NodeID:    n.id,
 		DataDir:   n.dir,
 		Advertise: string(n.addr),
@@ -141,7 +170,16 @@ func (c *cluster) start(i int) {
 		FSM:       n.sm,
 		Raft:      c.rc,
 		Logger:    testLogger(c.t),
-	})
+	}
+	if c.signed {
+		cfg.Signer, cfg.Epoch, cfg.Members = c.keys[n.id], testEpoch, c.memKeys
+		cfg.OnCheck = func(ac AttestationCheck) {
+			c.checkMu.Lock()
+			defer c.checkMu.Unlock()
+			c.checks[n.id] = append(c.checks[n.id], ac)
+		}
+	}
+	n.e, err = New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -46,8 +46,8 @@ func (e *Engine) ProposeRestore(ctx context.Context, r *smr.Restore) (smr.Result
 	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewRestoreEntry(t, *r) })
 }
 
-// proposeEntry stamps the entry built by mk with the leader's time, hands
-// it to Raft and waits for its Result.
+// proposeEntry stamps the entry built by mk with the leader's time, signs
+// it (attest.go), hands it to Raft and waits for its Result.
 func (e *Engine) proposeEntry(ctx context.Context, mk func(t int64) smr.Entry) (smr.Result, error) {
 	if err := e.leaderOnly(); err != nil {
 		return smr.Result{}, err
@@ -60,7 +60,11 @@ func (e *Engine) proposeEntry(ctx context.Context, mk func(t int64) smr.Entry) (
 	if err != nil {
 		return smr.Result{}, fmt.Errorf("raft engine: propose: encode entry: %w", err)
 	}
-	f := e.raft.Apply(data, e.enqueueTimeout(ctx))
+	ext, err := e.attest(data)
+	if err != nil {
+		return smr.Result{}, fmt.Errorf("raft engine: propose: %w", err)
+	}
+	f := e.raft.ApplyLog(raft.Log{Data: data, Extensions: ext}, e.enqueueTimeout(ctx))
 	if err := e.wait(ctx, f); err != nil {
 		if errors.Is(err, errWaitAborted) || errors.Is(err, raft.ErrRaftShutdown) {
 			// The future was handed to Raft: the entry may have been

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,13 +17,15 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/detector/score"
 	"github.com/tandem-consensus/tandem/detector/store"
 	"github.com/tandem-consensus/tandem/quarantine"
 )
 
-// The detector (DESIGN invariants 7–9) in bft mode:
+// The detector (DESIGN invariants 7–9) in bft mode (for cft mode see
+// detector_cft.go):
 //
 //	HotStuff core proofs ─┐                       ┌─> relay to every peer (peer port)
 //	peers' relayed proofs ┴─> verify (score.Book) ┼─> evidence store (data_dir/detector/evidence)
@@ -88,6 +91,23 @@ type detector struct {
 
 	mu   sync.Mutex
 	book *score.Book
+	// mode is the consensus mode quarantine decisions are made for.
+	mode quarantine.Mode
+	// onEscalate, escalateLogged and escalated (guarded by mu): see
+	// setOnEscalate.
+	onEscalate     func(reason string, ids []evidence.ID)
+	escalateLogged bool
+	escalated      map[evidence.ID]bool
+
+	// cft mode only (nil in bft mode): see detector_cft.go.
+	fromRaft            chan raftengine.AttestationCheck
+	slotMu              sync.Mutex
+	slots               *slotTable
+	deliverAttestations func(ctx context.Context, addr string, body []byte) error
+	outMu               sync.Mutex
+	outbox              []*evidence.ProposalAttestation
+	exchange            sync.WaitGroup
+	accused             map[accusedTerm]bool // used by the run goroutine only
 }
 
 // detectorConfig is what newDetector needs.
@@ -133,6 +153,9 @@ func newDetector(c detectorConfig) (*detector, error) {
 		deliver:    c.Deliver,
 		fromEngine: make(chan *types.Evidence, engineEvidenceQueue),
 		relays:     map[evidence.NodeID]*relay{},
+		mode:       quarantine.ModeBFT,
+		escalated:  map[evidence.ID]bool{},
+		accused:    map[accusedTerm]bool{},
 	}
 	d.metrics, err = newDetectorMetrics(c.Registry)
 	if err != nil {
@@ -194,6 +217,14 @@ func (d *detector) onEngineEvidence(ev *types.Evidence) {
 func (d *detector) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if d.fromRaft != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer d.exchange.Wait()
+			d.runCFT(ctx)
+		}()
+	}
 	for id, r := range d.relays {
 		wg.Add(1)
 		go func() {
@@ -290,7 +321,7 @@ func (d *detector) decideLocked(ctx context.Context) {
 	now := d.clock()
 	dec := d.book.Decide(now)
 	d.metrics.threat.Set(dec.Threat)
-	st := quarantine.State{Self: d.self, Mode: quarantine.ModeBFT, Quarantined: d.manager.IDs()}
+	st := quarantine.State{Self: d.self, Mode: d.mode, Quarantined: d.manager.IDs()}
 	if eng := d.currentEngine(); eng != nil {
 		st.Leader = evidence.NodeID(eng.Status().LeaderID)
 	}
@@ -300,6 +331,9 @@ func (d *detector) decideLocked(ctx context.Context) {
 	}
 	for _, n := range a.Warn {
 		d.log.Info("detector warning", "node", string(n))
+	}
+	if a.Escalate {
+		d.escalateIfNewLocked(dec)
 	}
 	if len(a.Quarantine) == 0 && len(a.AddEvidence) == 0 {
 		return
@@ -314,6 +348,32 @@ func (d *detector) decideLocked(ctx context.Context) {
 	if len(a.Quarantine) > 0 {
 		d.metrics.quarantined(d.manager.IDs(), d.members.IDs())
 		d.pushQuarantine(ctx)
+	}
+}
+
+// escalateIfNewLocked calls the escalation hook when the evidence behind
+// the decision's escalating reasons includes a record not escalated on
+// before, so one offence escalates once. d.mu is held.
+func (d *detector) escalateIfNewLocked(dec score.Decision) {
+	var ids []evidence.ID
+	var reasons []string
+	fresh := false
+	for _, r := range dec.Reasons {
+		if r.Action < score.ActionEscalate {
+			continue
+		}
+		reasons = append(reasons, string(r.Node)+": "+r.Text)
+		for _, e := range r.Evidence {
+			id := e.ID()
+			ids = append(ids, id)
+			if !d.escalated[id] {
+				d.escalated[id] = true
+				fresh = true
+			}
+		}
+	}
+	if fresh {
+		d.escalateLocked(strings.Join(reasons, "; "), ids)
 	}
 }
 
@@ -440,6 +500,10 @@ type detectorMetrics struct {
 	dropped    prometheus.Counter
 	relayed    *prometheus.CounterVec
 	relayFails prometheus.Counter
+	// cft mode
+	attestations  prometheus.Counter
+	exchangeFails prometheus.Counter
+	escalations   prometheus.Counter
 }
 
 func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
@@ -476,8 +540,21 @@ func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
 			Name: "tandem_detector_relay_failures_total",
 			Help: "Evidence deliveries to peers that failed and will be retried.",
 		}),
+		attestations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_detector_peer_attestations_total",
+			Help: "Raft leader attestations received from peers and compared with this node's (cft mode).",
+		}),
+		exchangeFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_detector_attestation_exchange_failures_total",
+			Help: "Attestation batches a peer did not take (cft mode; not retried).",
+		}),
+		escalations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_detector_escalations_total",
+			Help: "Decisions that asked to escalate the cluster from cft to bft on new evidence.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.relayed, m.relayFails} {
+	for _, c := range []prometheus.Collector{m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.relayed, m.relayFails,
+		m.attestations, m.exchangeFails, m.escalations} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("detector metrics: %w", err)
 		}

@@ -76,9 +76,10 @@ func scoreConfig(c config.Config) score.Config {
 	return s
 }
 
-// errNoDetector answers the detector's admin endpoints in cft mode.
+// errNoDetector answers the detector's admin endpoints on a node without a
+// detector (cft mode without member public keys).
 func (n *Node) errNoDetector() error {
-	return smr.Errorf(smr.CodeNotFound, "the detector and quarantine run in consensus_mode bft; this node runs %s", n.cfg.ConsensusMode)
+	return smr.Errorf(smr.CodeNotFound, "this node runs no detector: in consensus_mode %s it needs every member's node public key in initial_members (id=host:port/<hex key>)", n.cfg.ConsensusMode)
 }
 
 func (d *detector) summary(e *evidence.Evidence) api.EvidenceSummary {

@@ -189,10 +189,12 @@ func (n *Node) deliverEvidence(ctx context.Context, addr string, body []byte) er
 	}
 }
 
-// registerDetectorRPC adds the evidence endpoint to the peer-port handler.
+// registerDetectorRPC adds the evidence endpoint (and, for cft mode, the
+// attestation endpoint) to the peer-port handler.
 // Only current members reach it, and each record is verified here before
 // it counts.
 func (n *Node) registerDetectorRPC(mux *http.ServeMux) {
+	n.registerAttestationRPC(mux)
 	mux.HandleFunc("POST "+pathEvidence, func(w http.ResponseWriter, r *http.Request) {
 		if !n.fromMember(r) {
 			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "evidence is accepted only from current members"))

@@ -88,7 +88,7 @@ func (n *Node) rpcHandler() http.Handler {
 // port's mutual TLS) is in the current configuration.
 func (n *Node) fromMember(r *http.Request) bool {
 	id := transport.PeerIDFromContext(r.Context())
-	if id == "" {
+	if id == "" || n.quarantinedPeer(id) {
 		return false
 	}
 	if !n.peers.member(id) {

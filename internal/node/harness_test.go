@@ -73,6 +73,7 @@ type testNode struct {
 	n      *Node
 	cancel context.CancelFunc
 	done   chan error
+	key    ed25519.PrivateKey // node key
 }
 
 // testCluster is a set of real nodes (mutual TLS on loopback, bolt on
@@ -111,6 +112,13 @@ func startCluster(t *testing.T, size int) *testCluster {
 // short.
 func startClusterMode(t *testing.T, size int, mode string) *testCluster {
 	t.Helper()
+	return startClusterKeys(t, size, mode, mode == config.ModeBFT)
+}
+
+// startClusterKeys is startClusterMode; with keys, initial_members carry
+// every node's public key in any mode.
+func startClusterKeys(t *testing.T, size int, mode string, keys bool) *testCluster {
+	t.Helper()
 	pki := t.TempDir()
 	caFile := filepath.Join(pki, "ca.pem")
 	ca, err := identity.CreateCA(caFile, filepath.Join(pki, "ca-key.pem"), "tandem-test-ca", time.Hour)
@@ -135,7 +143,7 @@ func startClusterMode(t *testing.T, size int, mode string) *testCluster {
 			t.Fatal(err)
 		}
 		m := fmt.Sprintf("%s=127.0.0.1:%d", ids[i], peers[i])
-		if mode == config.ModeBFT {
+		if keys {
 			m += "/" + smr.FormatKey(nodeKeys[i].Public().(ed25519.PublicKey))
 		}
 		members = append(members, m)
@@ -168,7 +176,7 @@ func startClusterMode(t *testing.T, size int, mode string) *testCluster {
 			cfg.ViewChangeTimeout = 500 * time.Millisecond
 			cfg.VoteTimeout = 150 * time.Millisecond
 		}
-		c.nodes = append(c.nodes, &testNode{id: id, cfg: cfg})
+		c.nodes = append(c.nodes, &testNode{id: id, cfg: cfg, key: nodeKeys[i]})
 	}
 	for _, tn := range c.nodes {
 		c.start(tn)

@@ -59,7 +59,7 @@ type Node struct {
 	engine  consensus.Engine
 	raft    *raftengine.Engine
 	bft     *hsengine.Engine
-	det     *detector // bft mode: evidence, scoring and quarantine
+	det     *detector // evidence, scoring and quarantine (cft mode: only with member keys)
 	members *membership.Membership
 	rpc     *http.Client
 
@@ -171,7 +171,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		closers = append(closers, func() { _ = n.bft.Stop() })
 		n.registry.MustRegister(n.bft.Collector())
 	} else {
-		n.raft, err = raftengine.New(raftengine.Config{
+		rc := raftengine.Config{
 			NodeID:    cfg.NodeID,
 			DataDir:   cfg.DataDir,
 			Advertise: cfg.PeerAdvertiseAddr(),
@@ -179,9 +179,16 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 			FSM:       n.fsm,
 			Raft:      cfg.Raft,
 			Logger:    logger,
-		})
+		}
+		if n.det, err = n.newCFTDetector(key, logger, &rc); err != nil { // nil without member keys
+			return nil, err
+		}
+		n.raft, err = raftengine.New(rc)
 		if err != nil {
 			return nil, fmt.Errorf("raft engine: %w", err)
+		}
+		if n.det != nil {
+			n.det.attach(cftQuarantine{e: n.raft, self: cfg.NodeID, log: n.det.log})
 		}
 		n.engine = n.raft
 		closers = append(closers, func() { _ = n.raft.Stop() })
@@ -285,6 +292,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.bootstrap(gctx) })
 		g.Go(func() error { n.reconcileMembers(gctx); return nil })
 		g.Go(func() error { n.ensureGenesis(gctx); return nil })
+		if n.det != nil {
+			g.Go(func() error { return n.det.run(gctx) })
+		}
 	}
 	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", n.cfg.ConsensusMode)
 

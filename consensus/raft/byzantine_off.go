@@ -1,0 +1,10 @@
+//go:build !byzantine
+
+package raftengine
+
+import "github.com/hashicorp/raft"
+
+// misbehaveTransport is the hook of the test-only Byzantine behaviours
+// (build tag byzantine, see byzantine_on.go). A correct build hands Raft
+// its transport unchanged.
+func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport { return t }

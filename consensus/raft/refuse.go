@@ -1,0 +1,114 @@
+package raftengine
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// refusingLayer is the stream layer under the NetworkTransport. It refuses
+// the connections of the members given to SetRefused (quarantined ones),
+// in both directions, and closes the ones already open: their Raft RPCs
+// (AppendEntries, votes, snapshots) never reach this node, and this node
+// sends them none. A quarantined leader thus loses its followers, which
+// elect another leader once the heartbeat timeout passes. The peer is
+// identified by its verified certificate (peerID), never by what it says
+// in a Raft message.
+type refusingLayer struct {
+	raft.StreamLayer
+	peerID func(net.Conn) string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	refused map[string]bool
+	conns   map[*trackedConn]struct{}
+}
+
+func newRefusingLayer(inner raft.StreamLayer, peerID func(net.Conn) string, log *slog.Logger) *refusingLayer {
+	return &refusingLayer{StreamLayer: inner, peerID: peerID, log: log, refused: map[string]bool{}, conns: map[*trackedConn]struct{}{}}
+}
+
+// setRefused replaces the refused set and closes the open connections of
+// its members.
+func (l *refusingLayer) setRefused(ids []string) {
+	l.mu.Lock()
+	l.refused = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		l.refused[id] = true
+	}
+	var closing []*trackedConn
+	for c := range l.conns {
+		if l.refused[c.peer] {
+			closing = append(closing, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range closing {
+		l.log.Warn("closing the raft connection of a refused member", "member", c.peer)
+		_ = c.Close()
+	}
+}
+
+// admit tracks c, or closes it and reports false if its peer is refused.
+func (l *refusingLayer) admit(c net.Conn) (net.Conn, bool) {
+	id := l.peerID(c)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refused[id] {
+		_ = c.Close()
+		return nil, false
+	}
+	tc := &trackedConn{Conn: c, peer: id, l: l}
+	l.conns[tc] = struct{}{}
+	return tc, true
+}
+
+func (l *refusingLayer) forget(c *trackedConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// Accept returns the next connection from a member that is not refused.
+func (l *refusingLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := l.StreamLayer.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := l.admit(c); ok {
+			return tc, nil
+		}
+		l.log.Debug("refused a raft connection from a quarantined member", "member", l.peerID(c))
+	}
+}
+
+// Dial connects to address unless the peer there is refused.
+func (l *refusingLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := l.StreamLayer.Dial(address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := l.admit(c)
+	if !ok {
+		return nil, fmt.Errorf("raft engine: %s is a refused (quarantined) member", address)
+	}
+	return tc, nil
+}
+
+// trackedConn removes itself from its layer when closed.
+type trackedConn struct {
+	net.Conn
+	peer string
+	l    *refusingLayer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.l.forget(c) })
+	return c.Conn.Close()
+}

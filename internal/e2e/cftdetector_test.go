@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/devcluster"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// TestCFTEquivocatingLeaderIsQuarantined: four processes in cft mode whose
+// initial_members list every node's public key, one of them (node4) built
+// with -tags byzantine and told to equivocate. Leadership is moved to
+// node4; as leader it sends one follower other payloads (with fresh
+// signed attestations of the same slots) than the rest. The replicas
+// exchange the attestations they applied, so one of them holds two
+// signed payloads for one slot, relays the proof, and every correct node
+// verifies it and quarantines node4: each lists it (and no correct node)
+// with evidence that verifies against the member keys, its metric says
+// so, node4 is no longer a Raft voter, and writes keep committing. The
+// detection latency (first equivocation to quarantine on the last correct
+// node) is logged.
+func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	byzBinary := filepath.Join(t.TempDir(), "tandem-byzantine")
+	build := exec.Command("go", "build", "-tags", "byzantine", "-o", byzBinary, "github.com/tandem-consensus/tandem/cmd/tandem")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building the byzantine binary: %v", err)
+	}
+
+	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "cft", Extra: map[string]any{"raft": fastRaft}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listMemberKeys(t, layout)
+	var out io.Writer = io.Discard
+	if os.Getenv("TANDEM_E2E_LOG") != "" {
+		out = os.Stderr
+	}
+	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
+	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
+	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
+		t.Fatal(err)
+	}
+	// Only node4's binary knows the variable.
+	t.Setenv("TANDEM_BYZANTINE", "equivocate")
+	watch := &equivocationWatch{out: out}
+	byz := devcluster.New(layout, byzBinary, watch)
+	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
+	correct := without(c.ids(), byzantineNode)
+	for _, id := range correct {
+		if err := c.Start(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := byz.Start(byzantineNode); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(30 * time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var endpoints []string
+	for _, id := range correct {
+		endpoints = append(endpoints, c.endpoint(id))
+	}
+	cl := c.newClient(c.admin, endpoints...)
+	members := memberKeys(t, layout)
+	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	defer adm.http.CloseIdleConnections()
+
+	// Make node4 lead (it may already).
+	if c.waitLeader(nil, 30*time.Second) != byzantineNode && watch.first().IsZero() {
+		if err := cl.TransferLeader(ctx, byzantineNode); err != nil {
+			t.Fatalf("transfer leadership to %s: %v", byzantineNode, err)
+		}
+	}
+
+	// Every correct node must quarantine node4, and only node4.
+	since := map[string]time.Time{}
+	deadline := time.Now().Add(40 * time.Second)
+	writes := 0
+	for len(since) < len(correct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 40s only %v quarantined %s (first equivocation seen: %v)", since, byzantineNode, !watch.first().IsZero())
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := cl.SetConfig(wctx, "before-"+strconv.Itoa(writes), "v"); err == nil {
+			writes++
+		}
+		wcancel()
+		for _, id := range correct {
+			if _, ok := since[id]; ok {
+				continue
+			}
+			var v api.QuarantineView
+			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+				t.Logf("%s: quarantine list: %v", id, err)
+				continue
+			}
+			for _, q := range v.Quarantined {
+				if q.Node != byzantineNode {
+					t.Fatalf("%s quarantined %s, a correct node: %+v", id, q.Node, q)
+				}
+				since[id] = q.Since
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := watch.first()
+	if first.IsZero() {
+		t.Fatalf("%s was quarantined but never logged an equivocation", byzantineNode)
+	}
+	var last time.Time
+	for _, s := range since {
+		if s.After(last) {
+			last = s
+		}
+	}
+	t.Logf("detection latency: %s from the first equivocation (%s) to quarantine on the last correct node; per node: %v; %d writes meanwhile",
+		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), since, writes)
+
+	// On every correct node: the evidence is stored, verifies against the
+	// member keys alone and proves node4's equivocation; the metric says
+	// node4 is quarantined.
+	for _, id := range correct {
+		var v api.QuarantineView
+		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Quarantined) != 1 || v.Quarantined[0].Node != byzantineNode || len(v.Quarantined[0].Evidence) == 0 {
+			t.Fatalf("%s quarantine list: %+v", id, v)
+		}
+		var list api.EvidenceListView
+		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Evidence) == 0 {
+			t.Fatalf("%s stores no evidence", id)
+		}
+		for _, s := range v.Quarantined[0].Evidence {
+			var raw json.RawMessage
+			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
+				t.Fatal(err)
+			}
+			var e evidence.Evidence
+			if err := json.Unmarshal(raw, &e); err != nil {
+				t.Fatalf("%s evidence %s: %v", id, s.ID, err)
+			}
+			if err := evidence.Verify(&e, members); err != nil {
+				t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
+			}
+			if !e.Irrefutable() || e.Offender != byzantineNode || e.Kind != evidence.KindLeaderEquivocation {
+				t.Fatalf("%s evidence %s: %s %s", id, s.ID, e.Kind, e.Summary())
+			}
+		}
+		if got := metricLine(t, adm.http, c.endpoint(id), `tandem_quarantined{member="`+byzantineNode+`"}`); got != "1" {
+			t.Fatalf("%s: tandem_quarantined for %s is %q, want 1", id, byzantineNode, got)
+		}
+	}
+
+	// A correct leader removes node4 from the voters.
+	waitUntil(t, "node4 to leave the raft configuration", 30*time.Second, func() bool {
+		ms, err := cl.Members(ctx)
+		if err != nil {
+			return false
+		}
+		return !slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == byzantineNode })
+	})
+	leader := c.waitLeader(correct, 30*time.Second)
+	if leader == byzantineNode {
+		t.Fatalf("%s still leads", byzantineNode)
+	}
+
+	// Writes keep committing without node4.
+	for i := range 20 {
+		if _, err := cl.SetConfig(ctx, "after-"+strconv.Itoa(i), "v"); err != nil {
+			t.Fatalf("write %d after the quarantine: %v", i, err)
+		}
+	}
+	c.waitConverged(correct, 20*time.Second)
+}
+
+// listMemberKeys rewrites every node's config of a cft layout so that the
+// cluster forms from initial_members listing every node's public key,
+// which turns the detector on in cft mode.
+func listMemberKeys(t *testing.T, l *devcluster.Layout) {
+	t.Helper()
+	var ms []string
+	for _, n := range l.Nodes {
+		k, err := identity.LoadKeyFile(filepath.Join(n.DataDir, identity.NodeKeyFileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, fmt.Sprintf("%s=%s/%s", n.ID, n.PeerAddr, smr.FormatKey(k.Public().(ed25519.PublicKey))))
+	}
+	for _, n := range l.Nodes {
+		b, err := os.ReadFile(n.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := map[string]any{}
+		if err := yaml.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		delete(cfg, "bootstrap_expect")
+		cfg["initial_members"] = ms
+		if b, err = yaml.Marshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.ConfigPath, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// metricLine returns the value of the metric line that starts with name
+// on the node at endpoint, or "" if there is none.
+func metricLine(t *testing.T, hc *http.Client, endpoint, name string) string {
+	t.Helper()
+	resp, err := hc.Get(endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// waitUntil polls cond every 100 ms until it holds or timeout passes.
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
