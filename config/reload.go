@@ -12,13 +12,13 @@ import (
 // and what the genesis entry fixes for the whole cluster. A change to one of
 // those is reported by key name and ignored until the node restarts.
 //
+// The quarantine webhook is set up with the detector when the node starts.
 // Raft's leader lease, commit timeout, append batch size and apply timeout
 // are fixed when Raft starts (hashicorp/raft reloads only the heartbeat and
 // election timeouts and the snapshot settings).
 var reloadable = map[string]bool{
 	"anomaly_threshold":       true,
 	"quarantine_threshold":    true,
-	"quarantine_webhook_url":  true,
 	"view_change_timeout":     true,
 	"vote_timeout":            true,
 	"max_view_change_retries": true,
@@ -52,6 +52,7 @@ var restartOnly = map[string]bool{
 	"tls.key_file":              true,
 	"bootstrap_admin_keys":      true,
 	"consensus_mode":            true,
+	"quarantine_webhook_url":    true,
 	"bft_fault_threshold":       true,
 	"log_retention":             true,
 	"require_mtls":              true,

@@ -34,7 +34,7 @@ func TestReloadableKeys(t *testing.T) {
 	for _, k := range []string{"anomaly_threshold", "quarantine_threshold", "view_change_timeout", "vote_timeout",
 		"max_view_change_retries", "state_transfer_timeout", "checkpoint_interval", "log.level",
 		"raft.heartbeat_timeout", "raft.election_timeout", "raft.snapshot_interval", "raft.snapshot_threshold",
-		"raft.trailing_logs", "quarantine_webhook_url"} {
+		"raft.trailing_logs"} {
 		if !Reloadable(k) {
 			t.Errorf("Reloadable(%q) = false, want true", k)
 		}

@@ -62,6 +62,7 @@ type Node struct {
 	det     *detector // bft mode: evidence, scoring and quarantine
 	members *membership.Membership
 	rpc     *http.Client
+	reload  reloadState // the reloadable values in effect (reload.go)
 
 	registry *prometheus.Registry
 	apiLn    net.Listener
@@ -571,7 +572,7 @@ func (n *Node) Status(context.Context) api.NodeStatus {
 	st := n.engine.Status()
 	idx, sum := n.fsm.Hash()
 	st.AppliedIndex = idx
-	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version}
+	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables()}
 }
 
 // Members implements api.Backend.
