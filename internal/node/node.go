@@ -601,6 +601,9 @@ func (n *Node) Ready() error {
 // TransferLeader implements api.Backend. In bft mode it forces a view
 // change (on this node and, by request, on its peers); any node takes it.
 func (n *Node) TransferLeader(ctx context.Context, id string) error {
+	if err := n.checkTransferTarget(ctx, id); err != nil {
+		return err
+	}
 	if n.bftMode() {
 		return n.bft.TransferLeadership(ctx, id)
 	}
