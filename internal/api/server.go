@@ -62,6 +62,9 @@ type NodeStatus struct {
 	consensus.Status
 	StateHash string `json:"state_hash"`
 	Version   string `json:"version"`
+	// Tunables are the settings this node can change at run time
+	// (config.Reloadable) with the values in effect, keyed by config key.
+	Tunables map[string]string `json:"tunables,omitempty"`
 }
 
 // Config configures the server.

@@ -62,6 +62,7 @@ type Node struct {
 	det     *detector // evidence, scoring and quarantine (cft mode: only with member keys)
 	members *membership.Membership
 	rpc     *http.Client
+	reload  reloadState // the reloadable values in effect (reload.go)
 
 	registry *prometheus.Registry
 	apiLn    net.Listener
@@ -581,7 +582,7 @@ func (n *Node) Status(context.Context) api.NodeStatus {
 	st := n.engine.Status()
 	idx, sum := n.fsm.Hash()
 	st.AppliedIndex = idx
-	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version}
+	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables()}
 }
 
 // Members implements api.Backend.
@@ -610,6 +611,9 @@ func (n *Node) Ready() error {
 // TransferLeader implements api.Backend. In bft mode it forces a view
 // change (on this node and, by request, on its peers); any node takes it.
 func (n *Node) TransferLeader(ctx context.Context, id string) error {
+	if err := n.checkTransferTarget(ctx, id); err != nil {
+		return err
+	}
 	if n.bftMode() {
 		return n.bft.TransferLeadership(ctx, id)
 	}

@@ -105,3 +105,32 @@ func TestFromDurations(t *testing.T) {
 		t.Fatal("zero tick accepted")
 	}
 }
+
+func TestSetConfigShortensTheCurrentView(t *testing.T) {
+	p := New(Config{ViewTimeout: 10, ResendInterval: 3, MaxRetries: 4}, 1)
+	for range 5 {
+		if ev := p.Tick(); ev != None {
+			t.Fatalf("tick reported %v before the view timeout", ev)
+		}
+	}
+	if err := p.SetConfig(Config{ViewTimeout: 1, ResendInterval: 1, MaxRetries: 4}); err == nil {
+		t.Fatal("SetConfig accepted a view timeout of 1 tick")
+	}
+	if p.Config().ViewTimeout != 10 {
+		t.Fatalf("a refused config changed the view timeout to %d", p.Config().ViewTimeout)
+	}
+	if err := p.SetConfig(Config{ViewTimeout: 4, ResendInterval: 2, MaxRetries: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Duration() != 4 {
+		t.Fatalf("Duration = %d after SetConfig, want 4", p.Duration())
+	}
+	if ev := p.Tick(); ev != Timeout {
+		t.Fatalf("first tick after shortening a view already past the new timeout = %v, want Timeout", ev)
+	}
+	p.Enter(2, false)
+	p.Enter(3, false)
+	if !p.Alert() {
+		t.Fatal("no alert after MaxRetries (2) consecutive timed-out views")
+	}
+}
