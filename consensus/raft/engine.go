@@ -95,7 +95,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		logger:   logger,
 		bolt:     bolt,
-		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes},
+		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes, base: cfg.IndexBase},
 		leaderCh: make(chan string, 1),
 		stopCh:   make(chan struct{}),
 	}

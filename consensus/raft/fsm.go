@@ -11,6 +11,7 @@ import (
 type fsm struct {
 	sm       StateMachine
 	maxBytes int64
+	base     uint64 // Config.IndexBase
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -22,7 +23,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	return f.sm.Apply(l.Index, l.Data)
+	return f.sm.Apply(f.base+l.Index, l.Data)
 }
 
 // Snapshot captures the state machine's bytes; Persist writes them later,
