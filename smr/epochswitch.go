@@ -70,6 +70,10 @@ func NewEpochSwitchEntry(t int64, s EpochSwitch) Entry {
 	return Entry{Kind: EntryEpochSwitch, Time: t, Switch: &s}
 }
 
+// Verify runs the checks of s that need no state: fields, sizes, and the
+// operator's signature. Errors are *Error.
+func (s *EpochSwitch) Verify() error { return s.check() }
+
 // check runs the stateless checks of s.
 func (s *EpochSwitch) check() error {
 	if s.Epoch < 2 {
