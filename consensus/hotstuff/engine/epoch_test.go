@@ -90,4 +90,3 @@ func TestBaseConfigRejected(t *testing.T) {
 		}
 	}
 }
-
