@@ -528,20 +528,6 @@ func parseSnapshot(b []byte) (*parsedSnapshot, error) {
 	return p, nil
 }
 
-// SnapshotInfo returns the applied index and state hash recorded in a
-// snapshot's header without checking or restoring it.
-func SnapshotInfo(b []byte) (index uint64, sum [32]byte, err error) {
-	if len(b) < snapshotHeaderLen || string(b[:len(snapshotMagic)]) != snapshotMagic {
-		return 0, sum, fmt.Errorf("%w: no snapshot header", ErrBadSnapshot)
-	}
-	rest := b[len(snapshotMagic):]
-	if v := binary.BigEndian.Uint32(rest[:4]); v != snapshotVersion {
-		return 0, sum, fmt.Errorf("%w: version %d is unknown (this state machine reads version %d)", ErrBadSnapshot, v, snapshotVersion)
-	}
-	copy(sum[:], rest[12:12+sha256.Size])
-	return binary.BigEndian.Uint64(rest[4:12]), sum, nil
-}
-
 // mustJSON encodes values built by this package (strings, integers, bools,
 // string maps), which cannot fail to encode.
 func mustJSON(v any) json.RawMessage {
