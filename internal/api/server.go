@@ -62,6 +62,8 @@ type NodeStatus struct {
 	consensus.Status
 	StateHash string `json:"state_hash"`
 	Version   string `json:"version"`
+	// Epoch is set in consensus_mode auto.
+	Epoch *EpochStatus `json:"epoch,omitempty"`
 }
 
 // Config configures the server.
@@ -145,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 	s.adminRoute("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.handleAddMember)
 	s.adminRoute("/v1/admin/members/", http.MethodDelete, 0, s.handleRemoveMember)
 	s.detectorRoutes()
+	s.modeRoutes()
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
