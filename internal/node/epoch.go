@@ -328,24 +328,36 @@ func (s *selector) run(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- s.n.runEpochTasks(ectx) }()
 		var cert *checkpoint.Certificate
-		select {
-		case <-ctx.Done():
-			cancel()
-			<-done
-			return nil
-		case <-s.ended:
-		case cert = <-s.certs:
-		case err := <-done:
-			cancel()
-			if err != nil {
-				return err
+		tasksDone := false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				cancel()
+				if !tasksDone {
+					<-done
+				}
+				return nil
+			case <-s.ended:
+				break wait
+			case cert = <-s.certs:
+				break wait
+			case err := <-done:
+				// The tasks may finish early (bootstrap and genesis
+				// are one-off); the epoch runs on.
+				tasksDone = true
+				done = nil
+				if err != nil {
+					cancel()
+					return err
+				}
 			}
-			<-ctx.Done()
-			return nil
 		}
 		cancel()
-		if err := <-done; err != nil {
-			return err
+		if !tasksDone {
+			if err := <-done; err != nil {
+				return err
+			}
 		}
 		if err := s.handOver(ctx, cert); err != nil {
 			if ctx.Err() != nil {
@@ -448,6 +460,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	s.collector.Forget(0)
 	s.collector = checkpoint.NewCollector(s.committee)
 	s.mu.Unlock()
+	n.fsm.gate.open(next.Epoch, next.Mode)
 	if err := n.startEpoch(next, snap); err != nil {
 		return err
 	}
