@@ -152,7 +152,7 @@ func TestValidateBadValues(t *testing.T) {
 			c.InitialMembers = ms
 		}, "initial_members", []string{`initial_members[3]: node public key of "node-4" is also the key of initial_members[0]`}},
 		{"member bad key", func(c *Config) { c.InitialMembers = []string{"node-1=127.0.0.1:7002/xyz"} }, "initial_members", []string{`initial_members[0]: "node-1=127.0.0.1:7002/xyz": the node public key after '/' is not an Ed25519 public key`}},
-		{"auto not yet", func(c *Config) { c.ConsensusMode = "auto" }, "consensus_mode", []string{`"auto"`, "not available", "HotStuff"}},
+		{"auto without committee", func(c *Config) { c.ConsensusMode = "auto" }, "initial_members", []string{"consensus_mode auto needs a static committee", "node-public-key"}},
 		{"signatures off", func(c *Config) { c.RequireSignatures = false }, "require_signatures", []string{"require_signatures", "cannot be turned off"}},
 		{"rsa", func(c *Config) { c.SignatureAlgorithm = "rsa" }, "signature_algorithm", []string{`signature_algorithm: "rsa"`, "ed25519"}},
 		{"bad api addr", func(c *Config) { c.APIAddr = "localhost" }, "api_addr", []string{`api_addr: "localhost" is not host:port`}},

@@ -43,7 +43,7 @@ var descriptions = map[string]string{
 	"tls.cert_file":             "PEM node certificate issued by the cluster CA (tandem cert create --node).",
 	"tls.key_file":              "PEM private key of tls.cert_file; mode 0600.",
 	"bootstrap_admin_keys":      "Client public keys (64 hex digits, from tandem keygen) holding admin in the genesis entry the first leader proposes; later changes have no effect.",
-	"consensus_mode":            "Consensus engine: cft (Raft), bft (HotStuff; needs >= 4 initial_members with node keys) or auto (CFT, escalating to BFT; not available yet).",
+	"consensus_mode":            "Consensus engine: cft (Raft), bft (HotStuff; needs >= 4 initial_members with node keys) or auto (starts on Raft and escalates to HotStuff on the detector's verdict or an operator's `tandem admin mode set`; needs what bft needs).",
 	"bft_fault_threshold":       "Fraction of members that may be Byzantine in BFT mode, in (0, 1/3].",
 	"anomaly_threshold":         "Detector score in (0, 1] at which a node is escalated on.",
 	"quarantine_threshold":      "Detector score in (anomaly_threshold, 1] at which a node is quarantined; must be greater than anomaly_threshold.",

@@ -222,7 +222,9 @@ func (c *Config) validateConsensus(p *problems) {
 	case ModeBFT:
 		c.validateBFTCommittee(p)
 	case ModeAuto:
-		p.add("consensus_mode", "consensus_mode: %q is not available in this build yet (the mode selector that escalates from Raft to HotStuff has not landed); use %q or %q", c.ConsensusMode, ModeCFT, ModeBFT)
+		// Auto starts on Raft and may escalate to HotStuff: it needs
+		// what bft needs, from the first epoch on.
+		c.validateBFTCommittee(p)
 	default:
 		p.add("consensus_mode", "consensus_mode: %q is not one of %s", c.ConsensusMode, strings.Join(consensusModes, ", "))
 	}
@@ -275,15 +277,15 @@ const MinBFTMembers = 4
 // initial_members, each with its node public key.
 func (c *Config) validateBFTCommittee(p *problems) {
 	if c.BootstrapExpect > 0 {
-		p.add("bootstrap_expect", "bootstrap_expect (%d) cannot form a bft cluster: in bft mode every member must know every other member's signing key before the first vote, which discovery through gossip cannot establish; list all %d or more members in initial_members as id=host:port/node-public-key instead", c.BootstrapExpect, MinBFTMembers)
+		p.add("bootstrap_expect", "bootstrap_expect (%d) cannot form a "+c.ConsensusMode+" cluster: in "+c.ConsensusMode+" mode every member must know every other member's signing key before the first vote, which discovery through gossip cannot establish; list all %d or more members in initial_members as id=host:port/node-public-key instead", c.BootstrapExpect, MinBFTMembers)
 		return
 	}
 	if len(c.InitialMembers) == 0 {
-		p.add("initial_members", "consensus_mode bft needs a static committee: list every member, this node included, in initial_members as id=host:port/node-public-key (the public key `tandem init` printed for that node's data_dir/node.key); at least %d members, because BFT tolerates f faulty members only with n >= 3f+1", MinBFTMembers)
+		p.add("initial_members", "consensus_mode "+c.ConsensusMode+" needs a static committee: list every member, this node included, in initial_members as id=host:port/node-public-key (the public key `tandem init` printed for that node's data_dir/node.key); at least %d members, because BFT tolerates f faulty members only with n >= 3f+1", MinBFTMembers)
 		return
 	}
 	if n := len(c.InitialMembers); n < MinBFTMembers {
-		p.add("initial_members", "consensus_mode bft needs at least %d members in initial_members, got %d: BFT tolerates f Byzantine members only with n >= 3f+1 (4 members tolerate 1); use consensus_mode cft for a smaller crash-fault-tolerant cluster", MinBFTMembers, n)
+		p.add("initial_members", "consensus_mode "+c.ConsensusMode+" needs at least %d members in initial_members, got %d: BFT tolerates f Byzantine members only with n >= 3f+1 (4 members tolerate 1); use consensus_mode cft for a smaller crash-fault-tolerant cluster", MinBFTMembers, n)
 	}
 	keys := make(map[string]int, len(c.InitialMembers))
 	for i, s := range c.InitialMembers {
@@ -292,7 +294,7 @@ func (c *Config) validateBFTCommittee(p *problems) {
 			continue // reported by validateFormation
 		}
 		if m.PublicKey == nil {
-			p.add("initial_members", "initial_members[%d]: %q has no node public key; in bft mode write it as %s=%s/<public key of that node's data_dir/node.key, as printed by `tandem init`>", i, s, m.ID, m.Addr)
+			p.add("initial_members", "initial_members[%d]: %q has no node public key; in "+c.ConsensusMode+" mode write it as %s=%s/<public key of that node's data_dir/node.key, as printed by `tandem init`>", i, s, m.ID, m.Addr)
 			continue
 		}
 		k := string(m.PublicKey)

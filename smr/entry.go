@@ -16,6 +16,8 @@ const (
 	EntryCommand EntryKind = 0 // a signed client envelope (Entry.Env)
 	EntryGenesis EntryKind = 1 // the cluster's genesis (Entry.Genesis)
 	EntryRestore EntryKind = 2 // an admin-signed restore of a snapshot (Entry.Restore)
+	// EntryEpochSwitch ends the epoch (Entry.Switch; see EpochSwitch).
+	EntryEpochSwitch EntryKind = 3
 )
 
 func (k EntryKind) String() string {
@@ -26,6 +28,8 @@ func (k EntryKind) String() string {
 		return "genesis"
 	case EntryRestore:
 		return "restore"
+	case EntryEpochSwitch:
+		return "epoch-switch"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -46,6 +50,7 @@ type Entry struct {
 	Env     Envelope
 	Genesis *Genesis
 	Restore *Restore
+	Switch  *EpochSwitch
 }
 
 // NewCommandEntry returns the command entry of env at time t (Unix nanos).
@@ -91,6 +96,7 @@ const restoreFixedLen = ed25519.PublicKeySize + 8 + ed25519.SignatureSize + 4
 //	    EntryRestore (2): admin key (32) || time (int64, unix seconds) ||
 //	        signature (64) || len(request URI) (uint32) || request URI ||
 //	        snapshot (the rest of the entry)
+//	    EntryEpochSwitch (3): see appendSwitchBinary
 //
 // Command entries keep version 1, byte for byte the format that predates
 // entry kinds; version 2 never carries kind 0. So every Entry has exactly one
@@ -100,8 +106,8 @@ const restoreFixedLen = ed25519.PublicKeySize + 8 + ed25519.SignatureSize + 4
 func (ent *Entry) MarshalBinary() ([]byte, error) {
 	switch ent.Kind {
 	case EntryCommand:
-		if ent.Genesis != nil || ent.Restore != nil {
-			return nil, Errorf(CodeMalformed, "cannot encode entry: a command entry carries a genesis or a restore")
+		if ent.Genesis != nil || ent.Restore != nil || ent.Switch != nil {
+			return nil, Errorf(CodeMalformed, "cannot encode entry: a command entry carries a genesis, a restore or an epoch switch")
 		}
 		if err := ent.Env.checkEncodable(); err != nil {
 			return nil, err
@@ -112,14 +118,14 @@ func (ent *Entry) MarshalBinary() ([]byte, error) {
 		return ent.Env.appendBinary(b), nil
 
 	case EntryGenesis:
-		if ent.Genesis == nil || ent.Restore != nil || !ent.Env.isZero() {
+		if ent.Genesis == nil || ent.Restore != nil || ent.Switch != nil || !ent.Env.isZero() {
 			return nil, Errorf(CodeMalformed, "cannot encode entry: a genesis entry carries exactly a genesis")
 		}
 		b := appendEntryV2Header(make([]byte, 0, entryV2HeaderLen+4+len(ent.Genesis.AdminKeys)*ed25519.PublicKeySize+8), EntryGenesis, ent.Time)
 		return appendGenesisBinary(b, *ent.Genesis)
 
 	case EntryRestore:
-		if ent.Restore == nil || ent.Genesis != nil || !ent.Env.isZero() {
+		if ent.Restore == nil || ent.Genesis != nil || ent.Switch != nil || !ent.Env.isZero() {
 			return nil, Errorf(CodeMalformed, "cannot encode entry: a restore entry carries exactly a restore")
 		}
 		r := ent.Restore
@@ -140,6 +146,13 @@ func (ent *Entry) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.RequestURI)))
 		b = append(b, r.RequestURI...)
 		return append(b, r.Snapshot...), nil
+
+	case EntryEpochSwitch:
+		if ent.Switch == nil || ent.Genesis != nil || ent.Restore != nil || !ent.Env.isZero() {
+			return nil, Errorf(CodeMalformed, "cannot encode entry: an epoch switch entry carries exactly an epoch switch")
+		}
+		b := appendEntryV2Header(make([]byte, 0, entryV2HeaderLen+64+len(ent.Switch.Reason)+len(ent.Switch.RequestURI)+len(ent.Switch.Body)), EntryEpochSwitch, ent.Time)
+		return appendSwitchBinary(b, ent.Switch)
 	}
 	return nil, Errorf(CodeMalformed, "cannot encode entry: unknown kind %d", uint8(ent.Kind))
 }
@@ -198,10 +211,17 @@ func (ent *Entry) UnmarshalBinary(data []byte) error {
 		}
 		*ent = Entry{Kind: EntryRestore, Time: t, Restore: r}
 		return nil
+	case EntryEpochSwitch:
+		sw, err := decodeSwitchBinary(payload)
+		if err != nil {
+			return err
+		}
+		*ent = Entry{Kind: EntryEpochSwitch, Time: t, Switch: sw}
+		return nil
 	case EntryCommand:
 		return Errorf(CodeMalformed, "entry version %d with kind command is invalid: command entries use version %d", entryV2, entryV1)
 	}
-	return Errorf(CodeMalformed, "entry kind %d is unknown (this state machine reads kinds %d (genesis) and %d (restore) in version %d)", data[1], EntryGenesis, EntryRestore, entryV2)
+	return Errorf(CodeMalformed, "entry kind %d is unknown (this state machine reads kinds %d (genesis), %d (restore) and %d (epoch switch) in version %d)", data[1], EntryGenesis, EntryRestore, EntryEpochSwitch, entryV2)
 }
 
 func decodeRestoreBinary(p []byte) (*Restore, error) {

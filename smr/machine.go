@@ -145,6 +145,8 @@ func (m *StateMachine) Apply(index uint64, data []byte) Result {
 		return m.applyGenesis(index, *ent.Genesis)
 	case EntryRestore:
 		return m.applyRestore(index, ent.Time, restore)
+	case EntryEpochSwitch:
+		return m.applyEpochSwitch(index, ent.Time, ent.Switch)
 	}
 	return m.applyCommand(index, &ent, sigErr, sigs)
 }

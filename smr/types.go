@@ -33,6 +33,10 @@ const (
 	// CodeAlreadyInitialized: a genesis entry was applied to a state machine
 	// that already has one; the genesis of a cluster is set once.
 	CodeAlreadyInitialized Code = "already_initialized"
+	// CodeEpochEnded: the entry was ordered after the epoch switch that
+	// ended its epoch, so it was not executed (the state machine never saw
+	// it). Safe to retry: the next epoch executes it.
+	CodeEpochEnded Code = "epoch_ended"
 )
 
 // Error is a rejection with a stable code and a human-readable message that

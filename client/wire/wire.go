@@ -122,7 +122,7 @@ func StatusFor(code smr.Code) int {
 		return http.StatusConflict
 	case smr.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeNoLeader, CodeOutcomeUnknown, smr.CodeNotInitialized:
+	case CodeNoLeader, CodeOutcomeUnknown, smr.CodeNotInitialized, smr.CodeEpochEnded:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -33,6 +33,7 @@ verbs are signed with --key and need the admin permission.`,
 		newRemoveMemberCmd(e),
 	)
 	cmd.AddCommand(newDetectorCmds(e)...)
+	cmd.AddCommand(newModeCmd(e))
 	return cmd
 }
 

@@ -62,7 +62,7 @@ func TestConfigCheck(t *testing.T) {
 	if err == nil {
 		t.Fatal("check bad file succeeded")
 	}
-	for _, w := range []string{bad, "node_id", "consensus_mode", "not available", "require_signatures", "tls.ca_file", "bootstrap_admin_keys"} {
+	for _, w := range []string{bad, "node_id", "consensus_mode auto needs a static committee", "require_signatures", "tls.ca_file", "bootstrap_admin_keys"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error does not mention %q:\n%v", w, err)
 		}

@@ -74,8 +74,8 @@ func (o *devOptions) validate() error {
 			return fmt.Errorf("--mode: %s", p.Msg)
 		}
 	}
-	if o.mode == config.ModeBFT && o.nodes < config.MinBFTMembers {
-		return fmt.Errorf("--nodes: %d is too few for --mode bft: BFT tolerates f faulty nodes only with n >= 3f+1, so it needs at least %d", o.nodes, config.MinBFTMembers)
+	if (o.mode == config.ModeBFT || o.mode == config.ModeAuto) && o.nodes < config.MinBFTMembers {
+		return fmt.Errorf("--nodes: %d is too few for --mode %s: BFT tolerates f faulty nodes only with n >= 3f+1, so it needs at least %d", o.nodes, o.mode, config.MinBFTMembers)
 	}
 	return nil
 }

@@ -56,6 +56,11 @@ type Config struct {
 	Transport raft.Transport
 	// FSM is the replicated state machine.
 	FSM StateMachine
+	// IndexBase is added to every Raft log index handed to FSM.Apply. An
+	// epoch that starts from a handed-over state at index B (DESIGN
+	// invariant 10) runs a fresh Raft log whose entry i is state machine
+	// index B+i, so the state machine's index keeps growing across epochs.
+	IndexBase uint64
 	// Raft tunes hashicorp/raft; zero fields keep raft.DefaultConfig values
 	// (and DefaultApplyTimeout, DefaultSnapshotRetain).
 	Raft config.RaftConfig

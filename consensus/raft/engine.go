@@ -99,7 +99,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		logger:   logger,
 		bolt:     bolt,
-		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes, onCheck: cfg.OnCheck},
+		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes, onCheck: cfg.OnCheck, base: cfg.IndexBase},
 		leaderCh: make(chan string, 1),
 		stopCh:   make(chan struct{}),
 	}

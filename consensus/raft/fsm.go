@@ -15,6 +15,7 @@ type fsm struct {
 	// (nil: not checked).
 	checker *checker
 	onCheck func(AttestationCheck)
+	base    uint64 // Config.IndexBase
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -33,7 +34,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 			f.onCheck(c)
 		}
 	}
-	return f.sm.Apply(l.Index, l.Data)
+	return f.sm.Apply(f.base+l.Index, l.Data)
 }
 
 // Snapshot captures the state machine's bytes; Persist writes them later,

@@ -65,6 +65,8 @@ type NodeStatus struct {
 	// Tunables are the settings this node can change at run time
 	// (config.Reloadable) with the values in effect, keyed by config key.
 	Tunables map[string]string `json:"tunables,omitempty"`
+	// Epoch is set in consensus_mode auto.
+	Epoch *EpochStatus `json:"epoch,omitempty"`
 }
 
 // Config configures the server.
@@ -148,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 	s.adminRoute("/v1/admin/members", http.MethodPost, s.cfg.MaxRequestBytes, s.handleAddMember)
 	s.adminRoute("/v1/admin/members/", http.MethodDelete, 0, s.handleRemoveMember)
 	s.detectorRoutes()
+	s.modeRoutes()
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")

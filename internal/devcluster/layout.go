@@ -202,7 +202,9 @@ func Prepare(opts Options) (*Layout, error) {
 			"consensus_mode":       opts.Mode,
 			"tls":                  map[string]any{"ca_file": l.CAFile, "cert_file": nodeCertFile(dir, n.ID), "key_file": nodeCertKeyFile(dir, n.ID)},
 		}
-		if opts.Mode == "bft" {
+		if opts.Mode == "bft" || opts.Mode == "auto" {
+			// A static committee with node keys: bft from the start,
+			// auto from its first BFT epoch on.
 			cfg["initial_members"] = members
 			cfg["view_change_timeout"] = "1s"
 			cfg["vote_timeout"] = "300ms"

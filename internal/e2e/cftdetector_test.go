@@ -184,7 +184,7 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 
 	// A correct leader removes node4 from the voters.
-	waitUntil(t, "node4 to leave the raft configuration", 30*time.Second, func() bool {
+	waitUntilTrue(t, "node4 to leave the raft configuration", 30*time.Second, func() bool {
 		ms, err := cl.Members(ctx)
 		if err != nil {
 			return false
@@ -260,7 +260,7 @@ func metricLine(t *testing.T, hc *http.Client, endpoint, name string) string {
 }
 
 // waitUntil polls cond every 100 ms until it holds or timeout passes.
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitUntilTrue(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

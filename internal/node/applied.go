@@ -17,6 +17,10 @@ type appliedFSM struct {
 	changed chan struct{} // closed and replaced after every Apply/Restore
 
 	w watchers // envelopes a bft write waits for (bftreply.go)
+
+	// The epoch gate (auto mode, epoch.go): once the entry that ends the
+	// epoch is applied, the engine of that epoch applies nothing more.
+	gate epochGate
 }
 
 func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
@@ -25,7 +29,11 @@ func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
 
 // Apply is called by the engine's apply goroutine.
 func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
+	if r, ended := f.gate.refuse(index); ended {
+		return r
+	}
 	r := f.StateMachine.Apply(index, data)
+	r = f.gate.observe(index, data, r)
 	f.notify(data, r)
 	f.broadcast()
 	return r

@@ -23,10 +23,18 @@ import (
 // serves linearizable reads (a read marker ordered through consensus).
 
 // bftMode reports whether the node runs the HotStuff engine.
-func (n *Node) bftMode() bool { return n.cfg.ConsensusMode == config.ModeBFT }
+func (n *Node) bftMode() bool { return n.currentMode() == config.ModeBFT }
 
-// newBFTEngine builds the HotStuff engine from the configuration.
+// newBFTEngine builds the HotStuff engine of consensus_mode bft from the
+// configuration.
 func (n *Node) newBFTEngine(key ed25519.PrivateKey, logger *slog.Logger) (*hsengine.Engine, error) {
+	return n.newBFTEngineAt(key, logger, 0, n.cfg.DataDir, nil)
+}
+
+// newBFTEngineAt builds a HotStuff engine for epoch (0: the default) with
+// its storage under dataDir. An epoch that starts from a handed-over state
+// passes it as base; it has no genesis entry.
+func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch uint64, dataDir string, base *hsengine.Base) (*hsengine.Engine, error) {
 	ms, err := n.cfg.Members()
 	if err != nil {
 		return nil, err
@@ -42,14 +50,20 @@ func (n *Node) newBFTEngine(key ed25519.PrivateKey, logger *slog.Logger) (*hseng
 		}
 		members = append(members, hsengine.Member{ID: types.NodeID(m.ID), Addr: m.Addr, PublicKey: m.PublicKey})
 	}
+	genesis := &n.genesis
+	if base != nil {
+		genesis = nil
+	}
 	e, err := hsengine.New(hsengine.Config{
 		ID:                   types.NodeID(n.cfg.NodeID),
 		Members:              members,
 		Key:                  key,
-		DataDir:              n.cfg.DataDir,
+		Epoch:                epoch,
+		DataDir:              dataDir,
 		Network:              n.mux,
 		FSM:                  n.fsm,
-		Genesis:              &n.genesis,
+		Genesis:              genesis,
+		Base:                 base,
 		ViewChangeTimeout:    n.cfg.ViewChangeTimeout,
 		VoteTimeout:          n.cfg.VoteTimeout,
 		MaxViewChangeRetries: n.cfg.MaxViewChangeRetries,
@@ -105,7 +119,7 @@ func (n *Node) watchEngine(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := n.bft.Err(); err != nil {
+		if err := n.bftEng().Err(); err != nil {
 			return fmt.Errorf("hotstuff engine halted: %w", err)
 		}
 	}

@@ -73,7 +73,7 @@ func (n *Node) rpcHandler() http.Handler {
 			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "read index is served only to current members"))
 			return
 		}
-		if err := n.engine.ReadBarrier(r.Context()); err != nil {
+		if err := n.eng().ReadBarrier(r.Context()); err != nil {
 			writeRPCError(w, err)
 			return
 		}
@@ -81,6 +81,7 @@ func (n *Node) rpcHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(readIndexResponse{Index: n.fsm.AppliedIndex()})
 	})
 	n.registerDetectorRPC(mux)
+	n.registerEpochRPC(mux)
 	return mux
 }
 

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,13 +57,21 @@ type Node struct {
 	verifier *verifier
 	// engine is the consensus engine of consensus_mode: raft in cft mode,
 	// bft in bft mode (the other one is nil).
-	engine  consensus.Engine
-	raft    *raftengine.Engine
-	bft     *hsengine.Engine
-	det     *detector // evidence, scoring and quarantine (cft mode: only with member keys)
-	members *membership.Membership
-	rpc     *http.Client
-	reload  reloadState // the reloadable values in effect (reload.go)
+	//
+	// In auto mode they change at an epoch switch: read them through
+	// eng, raftEng and bftEng (engMu guards them).
+	engMu  sync.RWMutex
+	mode   string // consensus mode of the running engine: cft or bft
+	engine consensus.Engine
+	raft   *raftengine.Engine
+	bft    *hsengine.Engine
+	sel    *selector // auto mode: the epochs
+	// engMetrics is the running engine's collector (auto mode swaps it).
+	engMetrics prometheus.Collector
+	det        *detector // evidence, scoring and quarantine (cft mode: only with member keys)
+	members    *membership.Membership
+	rpc        *http.Client
+	reload     reloadState // the reloadable values in effect (reload.go)
 
 	registry *prometheus.Registry
 	apiLn    net.Listener
@@ -160,7 +169,25 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	n.registry.MustRegister(buildInfo)
 
 	wantsJoin := false
-	if n.bftMode() {
+	if n.autoMode() {
+		if n.det, err = n.newDetector(key, logger); err != nil {
+			return nil, err
+		}
+		if n.sel, err = n.newSelector(); err != nil {
+			return nil, err
+		}
+		rec := n.sel.record()
+		var base []byte
+		if rec.Epoch > 1 {
+			if base, err = os.ReadFile(filepath.Join(n.epochDir(rec.Epoch), baseSnapshotName)); err != nil {
+				return nil, fmt.Errorf("base state of epoch %d: %w", rec.Epoch, err)
+			}
+		}
+		if err := n.startEpoch(rec, base); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = n.eng().Stop() })
+	} else if n.cfg.ConsensusMode == config.ModeBFT {
 		if n.det, err = n.newDetector(key, logger); err != nil {
 			return nil, err
 		}
@@ -168,9 +195,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 			return nil, err
 		}
 		n.det.attach(n.bft)
-		n.engine = n.bft
+		n.engine, n.mode = n.bft, config.ModeBFT
 		closers = append(closers, func() { _ = n.bft.Stop() })
-		n.registry.MustRegister(n.bft.Collector())
+		n.engMetrics = n.bft.Collector()
+		n.registry.MustRegister(n.engMetrics)
 	} else {
 		rc := raftengine.Config{
 			NodeID:    cfg.NodeID,
@@ -191,9 +219,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		if n.det != nil {
 			n.det.attach(cftQuarantine{e: n.raft, self: cfg.NodeID, log: n.det.log})
 		}
-		n.engine = n.raft
+		n.engine, n.mode = n.raft, config.ModeCFT
 		closers = append(closers, func() { _ = n.raft.Stop() })
-		n.registry.MustRegister(n.raft.Collector())
+		n.engMetrics = n.raft.Collector()
+		n.registry.MustRegister(n.engMetrics)
 
 		hasState, err := n.raft.HasState()
 		if err != nil {
@@ -283,13 +312,17 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	if n.bftMode() {
+	switch {
+	case n.autoMode():
+		g.Go(func() error { return n.det.run(gctx) })
+		g.Go(func() error { return n.sel.run(gctx) })
+	case n.bftMode():
 		// The committee is static and the engine queues the genesis itself:
 		// nothing to bootstrap or reconcile.
 		g.Go(func() error { n.watchGenesis(gctx); return nil })
 		g.Go(func() error { return n.watchEngine(gctx) })
 		g.Go(func() error { return n.det.run(gctx) })
-	} else {
+	default:
 		g.Go(func() error { return n.bootstrap(gctx) })
 		g.Go(func() error { n.reconcileMembers(gctx); return nil })
 		g.Go(func() error { n.ensureGenesis(gctx); return nil })
@@ -307,9 +340,9 @@ func (n *Node) Run(ctx context.Context) error {
 	// leadership over so the cluster does not wait for an election timeout.
 	_ = n.apiSrv.Shutdown(shutdownCtx)
 	_ = n.rpcSrv.Shutdown(shutdownCtx)
-	if !n.bftMode() && n.engine.Status().Role == "leader" {
+	if !n.bftMode() && n.eng().Status().Role == "leader" {
 		tctx, tcancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if err := n.engine.TransferLeadership(tctx, ""); err != nil {
+		if err := n.eng().TransferLeadership(tctx, ""); err != nil {
 			n.log.Info("leadership not handed over before stopping", "err", err)
 		}
 		tcancel()
@@ -321,8 +354,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.members.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("gossip shutdown: %w", err))
 	}
-	if err := n.engine.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("%s engine shutdown: %w", n.cfg.ConsensusMode, err))
+	if err := n.eng().Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("%s engine shutdown: %w", n.currentMode(), err))
 	}
 	if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		errs = append(errs, fmt.Errorf("peer transport: %w", err))
@@ -338,7 +371,7 @@ func (n *Node) Run(ctx context.Context) error {
 // initial_members, or from the first bootstrap_expect servers discovered
 // through gossip. A node with neither waits to be added by the leader.
 func (n *Node) bootstrap(ctx context.Context) error {
-	has, err := n.raft.HasState()
+	has, err := n.raftEng().HasState()
 	if err != nil {
 		return fmt.Errorf("raft state: %w", err)
 	}
@@ -369,7 +402,7 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		n.log.Info("no Raft state and no bootstrap configuration: waiting to be added to a cluster")
 		return nil
 	}
-	if err := n.raft.Bootstrap(members); err != nil {
+	if err := n.raftEng().Bootstrap(members); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.log.Info("cluster bootstrapped", "members", len(members))
@@ -393,11 +426,11 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 		case <-n.members.Notify():
 		}
 		n.refreshPeers(ctx)
-		if n.engine.Status().Role != "leader" {
+		if n.eng().Status().Role != "leader" {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		current, err := n.engine.Members(cctx)
+		current, err := n.eng().Members(cctx)
 		if err != nil {
 			cancel()
 			continue
@@ -415,7 +448,7 @@ func (n *Node) reconcileMembers(ctx context.Context) {
 				continue
 			}
 			n.log.Info("adding server discovered through gossip", "id", m.ID, "address", m.PeerAddr)
-			if err := n.raft.AddMember(cctx, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true}); err != nil {
+			if err := n.raftEng().AddMember(cctx, consensus.Member{ID: m.ID, Address: m.PeerAddr, Voter: true}); err != nil {
 				n.log.Warn("adding server failed", "id", m.ID, "err", err)
 			}
 		}
@@ -440,9 +473,9 @@ func (n *Node) ensureGenesis(ctx context.Context) {
 			}
 			return
 		}
-		if n.engine.Status().Role == "leader" {
+		if n.eng().Status().Role == "leader" {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			res, err := n.raft.ProposeGenesis(pctx, n.genesis)
+			res, err := n.raftEng().ProposeGenesis(pctx, n.genesis)
 			cancel()
 			switch {
 			case err != nil:
@@ -515,7 +548,8 @@ func (n *Node) precheck(ctx context.Context, env *smr.Envelope) (*smr.Result, er
 }
 
 func (n *Node) proposeLocal(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
-	return n.engine.Propose(ctx, env)
+	res, err := n.eng().Propose(ctx, env)
+	return n.epochAnswer(res, err)
 }
 
 // awaitLeader waits (bounded) for a leader to be known. It returns nil when
@@ -534,7 +568,7 @@ func (n *Node) awaitLeader(ctx context.Context, nl *consensus.NotLeaderError) (*
 			return nil, fmt.Errorf("%w: no leader elected yet", api.ErrUnavailable)
 		case <-t.C:
 		}
-		st := n.engine.Status()
+		st := n.eng().Status()
 		if st.Role == "leader" {
 			return nil, nil
 		}
@@ -558,7 +592,7 @@ func (n *Node) Query(ctx context.Context, q smr.Query, stale bool) (value json.R
 // the call: on the leader through the engine, on a follower by waiting for
 // the read index the leader confirmed.
 func (n *Node) readBarrier(ctx context.Context) error {
-	err := n.engine.ReadBarrier(ctx)
+	err := n.eng().ReadBarrier(ctx)
 	var nl *consensus.NotLeaderError
 	if !errors.As(err, &nl) {
 		return err
@@ -568,7 +602,7 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		return err
 	}
 	if nl == nil {
-		return n.engine.ReadBarrier(ctx)
+		return n.eng().ReadBarrier(ctx)
 	}
 	idx, err := n.forwardReadIndex(ctx, nl)
 	if err != nil {
@@ -579,14 +613,14 @@ func (n *Node) readBarrier(ctx context.Context) error {
 
 // Status implements api.Backend.
 func (n *Node) Status(context.Context) api.NodeStatus {
-	st := n.engine.Status()
+	st := n.eng().Status()
 	idx, sum := n.fsm.Hash()
 	st.AppliedIndex = idx
-	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables()}
+	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables(), Epoch: n.Epoch()}
 }
 
 // Members implements api.Backend.
-func (n *Node) Members(ctx context.Context) ([]consensus.Member, error) { return n.engine.Members(ctx) }
+func (n *Node) Members(ctx context.Context) ([]consensus.Member, error) { return n.eng().Members(ctx) }
 
 // Authorize implements api.Backend.
 func (n *Node) Authorize(key ed25519.PublicKey, perm smr.Permission) error {
@@ -595,7 +629,7 @@ func (n *Node) Authorize(key ed25519.PublicKey, perm smr.Permission) error {
 
 // Ready implements api.Backend.
 func (n *Node) Ready() error {
-	st := n.engine.Status()
+	st := n.eng().Status()
 	if st.LeaderID == "" {
 		return errors.New("no leader known")
 	}
@@ -615,9 +649,9 @@ func (n *Node) TransferLeader(ctx context.Context, id string) error {
 		return err
 	}
 	if n.bftMode() {
-		return n.bft.TransferLeadership(ctx, id)
+		return n.bftEng().TransferLeadership(ctx, id)
 	}
-	return n.onLeader(ctx, func() error { return n.engine.TransferLeadership(ctx, id) })
+	return n.onLeader(ctx, func() error { return n.eng().TransferLeadership(ctx, id) })
 }
 
 // SnapshotSave implements api.Backend. The Raft leader snapshots through
@@ -626,7 +660,7 @@ func (n *Node) TransferLeader(ctx context.Context, id string) error {
 // which makes it as fresh as one taken on the leader.
 func (n *Node) SnapshotSave(ctx context.Context, w io.Writer) (uint64, error) {
 	if !n.bftMode() {
-		idx, err := n.raft.SaveSnapshot(ctx, w)
+		idx, err := n.raftEng().SaveSnapshot(ctx, w)
 		var nl *consensus.NotLeaderError
 		if !errors.As(err, &nl) {
 			return idx, err
@@ -655,11 +689,11 @@ func (n *Node) SnapshotRestore(ctx context.Context, r *smr.Restore) (smr.Result,
 		return smr.Result{}, err
 	}
 	if n.bftMode() {
-		return n.bft.ProposeRestore(ctx, r)
+		return n.bftEng().ProposeRestore(ctx, r)
 	}
 	var res smr.Result
 	err := n.onLeader(ctx, func() (err error) {
-		res, err = n.raft.ProposeRestore(ctx, r)
+		res, err = n.raftEng().ProposeRestore(ctx, r)
 		return err
 	})
 	return res, err
@@ -670,7 +704,7 @@ func (n *Node) AddMember(ctx context.Context, m consensus.Member) error {
 	if n.bftMode() {
 		return staticCommittee("add member " + m.ID)
 	}
-	return n.onLeader(ctx, func() error { return n.raft.AddMember(ctx, m) })
+	return n.onLeader(ctx, func() error { return n.raftEng().AddMember(ctx, m) })
 }
 
 // RemoveMember implements api.Backend. In bft mode the committee is fixed.
@@ -678,7 +712,7 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	if n.bftMode() {
 		return staticCommittee("remove member " + id)
 	}
-	return n.onLeader(ctx, func() error { return n.raft.RemoveMember(ctx, id) })
+	return n.onLeader(ctx, func() error { return n.raftEng().RemoveMember(ctx, id) })
 }
 
 // onLeader runs an admin operation that the engine only accepts on the

@@ -55,7 +55,7 @@ func (ps *peers) member(id string) bool {
 func (n *Node) refreshPeers(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ms, err := n.engine.Members(cctx)
+	ms, err := n.eng().Members(cctx)
 	if err != nil || len(ms) == 0 {
 		return
 	}

@@ -14,7 +14,7 @@ func (n *Node) checkTransferTarget(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	ms, err := n.engine.Members(ctx)
+	ms, err := n.eng().Members(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@
 // byte that selects the consumer:
 //
 //	'R' (ProtoRaft)  the connection belongs to the Raft stream layer
+//	'E' (ProtoRaftEpoch) followed by an epoch (uint64): the Raft stream
+//	                 layer of that epoch only
 //	                 (Mux.RaftLayer, a raft.StreamLayer);
 //	'F' (ProtoRPC)   the connection carries forwarding RPCs, HTTP/1.1 in
 //	                 clear text inside the TLS session (Mux.RPCListener on the

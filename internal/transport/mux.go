@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,13 @@ import (
 // Protocol bytes: the first byte a dialler writes after the TLS handshake.
 const (
 	ProtoRaft byte = 'R' // Raft RPC stream (hashicorp/raft NetworkTransport)
-	ProtoRPC  byte = 'F' // forwarding RPC (HTTP/1.1 inside the TLS session)
-	ProtoBFT  byte = 'H' // BFT (HotStuff) consensus messages, framed
+	// ProtoRaftEpoch is a Raft RPC stream of one epoch: the byte is
+	// followed by the epoch number (uint64, big-endian), and the stream is
+	// delivered only to a layer of that epoch, so Raft clusters of
+	// different epochs on the same nodes never exchange a message.
+	ProtoRaftEpoch byte = 'E'
+	ProtoRPC       byte = 'F' // forwarding RPC (HTTP/1.1 inside the TLS session)
+	ProtoBFT       byte = 'H' // BFT (HotStuff) consensus messages, framed
 )
 
 // NodeOU is the certificate OrganizationalUnit that marks a node
@@ -243,8 +249,27 @@ func (m *Mux) closed() bool {
 func (m *Mux) RaftLayer() raft.StreamLayer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.raft == nil || m.raft.isClosed() {
+	if m.raft == nil || m.raft.isClosed() || m.raft.tagged {
+		if m.raft != nil {
+			m.raft.Close()
+		}
 		m.raft = &streamLayer{listener: newListener(m, true)}
+	}
+	return m.raft
+}
+
+// RaftLayerEpoch returns the stream layer for the Raft traffic of epoch:
+// its connections carry the epoch (ProtoRaftEpoch) and it accepts only
+// connections of the same epoch. A layer of another epoch, or an untagged
+// one, is closed and replaced.
+func (m *Mux) RaftLayerEpoch(epoch uint64) raft.StreamLayer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.raft == nil || m.raft.isClosed() || !m.raft.tagged || m.raft.epoch != epoch {
+		if m.raft != nil {
+			m.raft.Close()
+		}
+		m.raft = &streamLayer{listener: newListener(m, true), tagged: true, epoch: epoch}
 	}
 	return m.raft
 }
@@ -302,6 +327,12 @@ func (m *Mux) RPCHTTPClient() *http.Client { return m.httpClient }
 // dial opens a TCP connection to addr, completes the TLS handshake as a
 // client, checks the server's node ID and writes the protocol byte.
 func (m *Mux) dial(ctx context.Context, addr string, proto byte) (*Conn, error) {
+	return m.dialHeader(ctx, addr, []byte{proto})
+}
+
+// dialHeader is dial with a longer header: the protocol byte and what that
+// protocol sends before its stream.
+func (m *Mux) dialHeader(ctx context.Context, addr string, header []byte) (*Conn, error) {
 	if m.closed() {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, net.ErrClosed)
 	}
@@ -346,7 +377,7 @@ func (m *Mux) dial(ctx context.Context, addr string, proto byte) (*Conn, error) 
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetWriteDeadline(dl)
 	}
-	if _, err := tc.Write([]byte{proto}); err != nil {
+	if _, err := tc.Write(header); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("transport: send protocol byte to %s: %w", addr, err)
 	}
@@ -421,13 +452,30 @@ func (m *Mux) serveConn(raw net.Conn) {
 		c.Close()
 		return
 	}
+	var epoch uint64
+	if b[0] == ProtoRaftEpoch {
+		var e [8]byte
+		if _, err := io.ReadFull(tc, e[:]); err != nil {
+			m.hsFailures.Add(1)
+			if !m.closed() {
+				m.logger.Warn("peer sent no Raft epoch", "remote", remote, "peer", id, "error", err)
+			}
+			c.Close()
+			return
+		}
+		epoch = binary.BigEndian.Uint64(e[:])
+	}
 	raw.SetDeadline(time.Time{})
 
 	var l *listener
 	m.mu.Lock()
 	switch b[0] {
 	case ProtoRaft:
-		if m.raft != nil {
+		if m.raft != nil && !m.raft.tagged {
+			l = m.raft.listener
+		}
+	case ProtoRaftEpoch:
+		if m.raft != nil && m.raft.tagged && m.raft.epoch == epoch {
 			l = m.raft.listener
 		}
 	case ProtoRPC:
@@ -451,7 +499,7 @@ func (m *Mux) serveConn(raw net.Conn) {
 		return
 	}
 	switch b[0] {
-	case ProtoRaft:
+	case ProtoRaft, ProtoRaftEpoch:
 		m.raftConns.Add(1)
 	case ProtoRPC:
 		m.rpcConns.Add(1)
@@ -531,6 +579,8 @@ func (l *listener) Addr() net.Addr { return l.m.ln.Addr() }
 // streamLayer is the raft.StreamLayer of a Mux.
 type streamLayer struct {
 	*listener
+	tagged bool   // connections carry epoch (ProtoRaftEpoch)
+	epoch  uint64 // the epoch, when tagged
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -542,7 +592,11 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := s.m.dial(ctx, string(address), ProtoRaft)
+	header := []byte{ProtoRaft}
+	if s.tagged {
+		header = binary.BigEndian.AppendUint64([]byte{ProtoRaftEpoch}, s.epoch)
+	}
+	c, err := s.m.dialHeader(ctx, string(address), header)
 	if err != nil {
 		return nil, err
 	}

@@ -454,3 +454,62 @@ func TestBFTConnectionsShareThePort(t *testing.T) {
 	}
 	waitFor(t, "the BFT connection to be counted", func() bool { return b.Stats().BFTConns == 1 })
 }
+
+// Raft layers of different epochs never exchange a connection: a dial
+// from epoch 1 is closed by a node whose layer is of epoch 2, and so is an
+// untagged one, while a dial from epoch 2 is delivered.
+func TestRaftLayerEpochSeparation(t *testing.T) {
+	p := newPKI(t, "test-ca")
+	a, b := listen(t, p, "node-a"), listen(t, p, "node-b")
+
+	layer := b.RaftLayerEpoch(2)
+	acc := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				close(acc)
+				return
+			}
+			acc <- c
+		}
+	}()
+	refused := func(l raft.StreamLayer, what string) {
+		t.Helper()
+		c, err := l.Dial(raftAddr(b), time.Second)
+		if err != nil {
+			t.Fatalf("%s: dial: %v", what, err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("%s: connection stayed open", what)
+		}
+	}
+	refused(a.RaftLayerEpoch(1), "epoch 1 dial")
+	refused(a.RaftLayer(), "untagged dial")
+	if got := b.Stats().Undelivered; got != 2 {
+		t.Fatalf("undelivered = %d, want 2", got)
+	}
+
+	c, err := a.RaftLayerEpoch(2).Dial(raftAddr(b), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	sc := <-acc
+	if sc == nil {
+		t.Fatal("epoch 2 layer accepted nothing")
+	}
+	buf := make([]byte, 1)
+	sc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := sc.Read(buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("read through the epoch layer: %q %v", buf, err)
+	}
+	layer.Close()
+	for range acc {
+	}
+}

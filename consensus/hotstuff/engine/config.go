@@ -29,6 +29,18 @@ type StateMachine interface {
 	AppliedIndex() uint64
 }
 
+// Base is the handed-over state an epoch starts from.
+type Base struct {
+	// Index is the state machine's applied index in Snapshot.
+	Index uint64
+	// Snapshot is the state machine snapshot (smr.StateMachine.Snapshot).
+	Snapshot []byte
+	// Digest identifies the certificate that made the state the epoch's
+	// genesis (checkpoint.Statement.Digest); every member must pass the
+	// same one.
+	Digest [32]byte
+}
+
 // Member is one member of the static committee.
 type Member struct {
 	ID types.NodeID
@@ -84,6 +96,12 @@ type Config struct {
 	// FSM is the replicated state machine. It must be fresh (nothing
 	// applied): the engine rebuilds it from its snapshot and committed log.
 	FSM StateMachine
+	// Base, when set, is the state this epoch starts from (a hand-over
+	// from the previous epoch, DESIGN invariant 10): a fresh replica
+	// installs Base.Snapshot as its stored snapshot at height 0, so its log
+	// continues at Base.Index+1, and the genesis block binds Base.Digest.
+	// Genesis must be nil then: the state is initialized already.
+	Base *Base
 	// Genesis, when set, is proposed as the first entry while this replica
 	// has committed nothing, and is the only genesis entry it votes for.
 	// Every member must be configured with the same genesis.
@@ -186,6 +204,14 @@ func (c *Config) Validate() error {
 	}
 	if c.FSM == nil {
 		add("FSM is nil")
+	}
+	if c.Base != nil {
+		if c.Genesis != nil {
+			add("Base and Genesis are both set; an epoch that starts from a handed-over state has no genesis entry")
+		}
+		if c.Base.Index == 0 || len(c.Base.Snapshot) == 0 {
+			add("Base has index %d and a %d-byte snapshot; both are needed", c.Base.Index, len(c.Base.Snapshot))
+		}
 	}
 	for _, d := range []struct {
 		name string

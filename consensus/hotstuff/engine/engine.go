@@ -164,7 +164,7 @@ type counters struct {
 // committee, so that every member configured with the same committee starts
 // from the same genesis block, and another committee's blocks and
 // certificates never verify here.
-func genesisState(epoch uint64, ms []Member) []byte {
+func genesisState(epoch uint64, ms []Member, base *Base) []byte {
 	sorted := slices.Clone(ms)
 	slices.SortFunc(sorted, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	h := sha256.New()
@@ -174,6 +174,13 @@ func genesisState(epoch uint64, ms []Member) []byte {
 		h.Write([]byte{byte(len(m.ID))})
 		h.Write([]byte(m.ID))
 		h.Write(m.PublicKey)
+	}
+	if base != nil {
+		// Epochs that start from a handed-over state bind it; the epoch
+		// number alone already separates them from every earlier one.
+		h.Write([]byte("base"))
+		h.Write(binary.BigEndian.AppendUint64(nil, base.Index))
+		h.Write(base.Digest[:])
 	}
 	return h.Sum(nil)
 }
@@ -195,7 +202,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := cfg.FSM.AppliedIndex(); n != 0 {
+	if n := cfg.FSM.AppliedIndex(); n != 0 && (cfg.Base == nil || n != cfg.Base.Index) {
 		return nil, fmt.Errorf("hotstuff engine: the state machine has applied index %d; it must be fresh, the engine rebuilds it from its own storage", n)
 	}
 	log := cfg.Logger.With("component", "hotstuff")
@@ -229,7 +236,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		e.members = append(e.members, consensus.Member{ID: string(m.ID), Address: m.Addr, Voter: true})
 	}
 	slices.SortFunc(e.members, func(a, b consensus.Member) int { return cmp.Compare(a.ID, b.ID) })
-	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members))
+	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members, cfg.Base))
 	e.committee, err = types.NewCommittee(types.CommitteeConfig{Epoch: cfg.Epoch, Members: tm, Genesis: genesisBlock.Hash()})
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
@@ -255,6 +262,9 @@ func New(cfg Config) (_ *Engine, err error) {
 			_ = e.store.close()
 		}
 	}()
+	if err := e.installBase(); err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)

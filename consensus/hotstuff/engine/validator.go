@@ -119,7 +119,7 @@ func (v *entryValidator) Validate(cmd []byte) error {
 			return smr.Errorf(smr.CodeMalformed, "genesis entry differs from this replica's genesis (bootstrap_admin_keys and limits must be equal on every member)")
 		}
 		return nil
-	case smr.EntryCommand, smr.EntryRestore:
+	case smr.EntryCommand, smr.EntryRestore, smr.EntryEpochSwitch:
 		if limit := v.now().Add(v.maxSkew).UnixNano(); ent.Time > limit {
 			return smr.Errorf(smr.CodeMalformed, "entry time %s is %s ahead of this replica's clock, more than the allowed %s",
 				time.Unix(0, ent.Time).UTC().Format(time.RFC3339Nano), time.Duration(ent.Time-limit)+v.maxSkew, v.maxSkew)
@@ -128,10 +128,13 @@ func (v *entryValidator) Validate(cmd []byte) error {
 		return smr.Errorf(smr.CodeMalformed, "entry kind %s cannot be ordered", ent.Kind)
 	}
 	var err error
-	if ent.Kind == smr.EntryCommand {
+	switch ent.Kind {
+	case smr.EntryCommand:
 		err = ent.Env.Verify()
-	} else {
+	case smr.EntryRestore:
 		err = ent.Restore.Verify()
+	default:
+		err = ent.Switch.Verify()
 	}
 	if err != nil {
 		return fmt.Errorf("%s entry: %w", ent.Kind, err)

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/consensus"
+	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// eng returns the running consensus engine (in auto mode: the current
+// epoch's, which may be stopped while a switch is under way).
+func (n *Node) eng() consensus.Engine {
+	n.engMu.RLock()
+	defer n.engMu.RUnlock()
+	return n.engine
+}
+
+// raftEng returns the Raft engine of the current or of the last Raft
+// epoch (nil if none ran).
+func (n *Node) raftEng() *raftengine.Engine {
+	n.engMu.RLock()
+	defer n.engMu.RUnlock()
+	return n.raft
+}
+
+// bftEng returns the HotStuff engine of the current or of the last BFT
+// epoch (nil if none ran).
+func (n *Node) bftEng() *hsengine.Engine {
+	n.engMu.RLock()
+	defer n.engMu.RUnlock()
+	return n.bft
+}
+
+// currentMode is the mode of the running engine: cft or bft.
+func (n *Node) currentMode() string {
+	n.engMu.RLock()
+	defer n.engMu.RUnlock()
+	return n.mode
+}
+
+// epochAnswer turns what an ended epoch answers into a retryable error: the
+// write was not executed, and the next epoch executes it when the client
+// sends it again (same seq).
+func (n *Node) epochAnswer(res smr.Result, err error) (smr.Result, error) {
+	if err == nil && res.Code == smr.CodeEpochEnded {
+		return smr.Result{}, fmt.Errorf("%w: %s", api.ErrUnavailable, res.Message)
+	}
+	if n.sel != nil && errors.Is(err, consensus.ErrStopped) {
+		return smr.Result{}, fmt.Errorf("%w: an epoch switch is under way; send the request again", api.ErrUnavailable)
+	}
+	return res, err
+}
+
+// startEpoch builds and starts the engine of epoch rec from base (the
+// certified state the epoch starts from; nil for epoch 1) and makes it
+// the running engine.
+func (n *Node) startEpoch(rec epochRecord, base []byte) error {
+	if base != nil {
+		if err := n.fsm.Restore(base); err != nil {
+			return fmt.Errorf("install the base state of epoch %d: %w", rec.Epoch, err)
+		}
+	}
+	dir := n.epochDir(rec.Epoch)
+	switch rec.Mode {
+	case smr.ModeCFT:
+		r, err := raftengine.New(raftengine.Config{
+			NodeID:    n.cfg.NodeID,
+			DataDir:   dir,
+			Advertise: n.cfg.PeerAdvertiseAddr(),
+			Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
+			FSM:       n.fsm,
+			IndexBase: rec.BaseIndex,
+			Raft:      n.cfg.Raft,
+			Logger:    n.log.With("epoch", rec.Epoch),
+		})
+		if err != nil {
+			return fmt.Errorf("raft engine of epoch %d: %w", rec.Epoch, err)
+		}
+		n.swapEngine(r, nil, r, config.ModeCFT)
+	case smr.ModeBFT:
+		var hb *hsengine.Base
+		if rec.Cert != nil {
+			hb = &hsengine.Base{Index: rec.BaseIndex, Snapshot: base, Digest: rec.Cert.Statement.Digest()}
+		}
+		b, err := n.newBFTEngineAt(n.signKey, n.log.With("epoch", rec.Epoch), rec.Epoch, dir, hb)
+		if err != nil {
+			return fmt.Errorf("hotstuff engine of epoch %d: %w", rec.Epoch, err)
+		}
+		n.swapEngine(b, b, nil, config.ModeBFT)
+	default:
+		return fmt.Errorf("epoch %d: unknown mode %q", rec.Epoch, rec.Mode)
+	}
+	return nil
+}
+
+// swapEngine makes e the running engine and its metrics the registered
+// ones.
+func (n *Node) swapEngine(e consensus.Engine, b *hsengine.Engine, r *raftengine.Engine, mode string) {
+	n.engMu.Lock()
+	n.engine, n.mode = e, mode
+	if b != nil {
+		n.bft = b
+	}
+	if r != nil {
+		n.raft = r
+	}
+	n.engMu.Unlock()
+	if n.engMetrics != nil {
+		n.registry.Unregister(n.engMetrics)
+	}
+	if b != nil {
+		n.engMetrics = b.Collector()
+	} else {
+		n.engMetrics = r.Collector()
+	}
+	if err := n.registry.Register(n.engMetrics); err != nil {
+		n.log.Warn("engine metrics not registered", "err", err)
+	}
+}
+
+// runEpochTasks runs what the current epoch's engine needs beside it until
+// ctx ends: bootstrap and genesis on Raft, the engine watch on HotStuff.
+func (n *Node) runEpochTasks(ctx context.Context) error {
+	rec := n.sel.record()
+	g, gctx := errgroup.WithContext(ctx)
+	if n.bftMode() {
+		n.det.attach(n.bftEng())
+		g.Go(func() error { return n.watchEngine(gctx) })
+		if rec.Epoch == 1 {
+			g.Go(func() error { n.watchGenesis(gctx); return nil })
+		}
+	} else {
+		n.det.attach(nil)
+		g.Go(func() error { return n.bootstrapEpoch(rec) })
+		g.Go(func() error { n.ensureGenesis(gctx); return nil })
+	}
+	return g.Wait()
+}
+
+// bootstrapEpoch forms the Raft cluster of an epoch on a node without Raft
+// state in it: every member bootstraps the same configuration (the
+// epoch's members at their configured peer addresses).
+func (n *Node) bootstrapEpoch(rec epochRecord) error {
+	r := n.raftEng()
+	has, err := r.HasState()
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	if has {
+		return nil
+	}
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return err
+	}
+	in := map[string]bool{}
+	for _, id := range rec.Members {
+		in[id] = true
+	}
+	var members []consensus.Member
+	for _, m := range ms {
+		if in[m.ID] {
+			members = append(members, consensus.Member{ID: m.ID, Address: m.Addr, Voter: true})
+		}
+	}
+	if !in[n.cfg.NodeID] {
+		n.log.Warn("this node is not a member of the epoch's Raft cluster (quarantined); it stays out", "epoch", rec.Epoch)
+		return nil
+	}
+	if err := r.Bootstrap(members); err != nil {
+		return fmt.Errorf("bootstrap epoch %d: %w", rec.Epoch, err)
+	}
+	n.log.Info("epoch cluster bootstrapped", "epoch", rec.Epoch, "members", len(members))
+	return nil
+}

@@ -1,0 +1,669 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tandem-consensus/tandem/checkpoint"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/transport"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// consensus_mode auto (DESIGN invariants 4 and 10). The node runs one
+// epoch at a time; an epoch is (number, mode, member set, genesis
+// certificate) and runs a fresh engine on its own storage under
+// data_dir/epochs/<number>. Epoch 1 runs Raft. An epoch ends with an epoch
+// switch entry ordered by its own engine (an operator's signed request, or
+// the detector's escalation): once a replica applies it at index I, its
+// engine applies nothing more (the gate), it signs HANDOFF(next epoch, I,
+// state hash, mode, members) and exchanges the signature with its peers; q
+// matching signatures form the next epoch's genesis certificate, and the
+// next engine starts from that state. A replica that missed the switch
+// entry learns the certificate from its peers' signatures and fetches the
+// certified state from one of them (verified before it is installed).
+
+// Paths under data_dir.
+const (
+	epochsDirName     = "epochs"
+	epochRecordName   = "current.json"
+	baseSnapshotName  = "base.snapshot"
+	handoffStoreName  = "handoff"
+	pathHandoffVote   = "/internal/handoff/vote"
+	pathHandoffFetch  = "/internal/handoff/state"
+	handoffRetryEvery = 300 * time.Millisecond
+)
+
+// epochRecord is the node's durable view of its epoch.
+type epochRecord struct {
+	Epoch   uint64   `json:"epoch"`
+	Mode    string   `json:"mode"`
+	Members []string `json:"members"`
+	// BaseIndex is the state machine index the epoch started from (0 for
+	// epoch 1); Cert certifies that state (nil for epoch 1).
+	BaseIndex uint64                  `json:"base_index,omitempty"`
+	Cert      *checkpoint.Certificate `json:"certificate,omitempty"`
+	Reason    string                  `json:"reason,omitempty"`
+	Since     time.Time               `json:"since"`
+	// EndIndex is set once the switch entry that ends this epoch was
+	// applied (at that index); Next says what it switched to.
+	EndIndex uint64       `json:"end_index,omitempty"`
+	Next     *nextEpochTo `json:"next,omitempty"`
+}
+
+type nextEpochTo struct {
+	Epoch  uint64 `json:"epoch"`
+	Mode   string `json:"mode"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (n *Node) autoMode() bool { return n.cfg.ConsensusMode == "auto" }
+
+func (n *Node) epochsDir() string { return filepath.Join(n.cfg.DataDir, epochsDirName) }
+
+func (n *Node) epochDir(e uint64) string {
+	return filepath.Join(n.epochsDir(), strconv.FormatUint(e, 10))
+}
+
+// loadEpochRecord reads data_dir/epochs/current.json; a node without one
+// is in epoch 1 on Raft with every configured member.
+func (n *Node) loadEpochRecord() (epochRecord, error) {
+	b, err := os.ReadFile(filepath.Join(n.epochsDir(), epochRecordName))
+	if errors.Is(err, os.ErrNotExist) {
+		ms, err := n.cfg.Members()
+		if err != nil {
+			return epochRecord{}, err
+		}
+		ids := make([]string, 0, len(ms))
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		slices.Sort(ids)
+		return epochRecord{Epoch: 1, Mode: smr.ModeCFT, Members: ids, Since: time.Now().UTC()}, nil
+	}
+	if err != nil {
+		return epochRecord{}, fmt.Errorf("epoch record: %w", err)
+	}
+	var rec epochRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return epochRecord{}, fmt.Errorf("epoch record %s is damaged: %w (restore it from a backup, or wipe data_dir and let the node fetch the state from its peers)", filepath.Join(n.epochsDir(), epochRecordName), err)
+	}
+	if rec.Epoch == 0 || (rec.Mode != smr.ModeCFT && rec.Mode != smr.ModeBFT) {
+		return epochRecord{}, fmt.Errorf("epoch record %s: epoch %d mode %q is not valid", filepath.Join(n.epochsDir(), epochRecordName), rec.Epoch, rec.Mode)
+	}
+	return rec, nil
+}
+
+// saveEpochRecord writes the record durably (temp file, fsync, rename,
+// directory fsync).
+func (n *Node) saveEpochRecord(rec epochRecord) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileSync(n.epochsDir(), epochRecordName, b)
+}
+
+func writeFileSync(dir, name string, b []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// epochGate stops the engine of an ended epoch from applying anything
+// after the switch entry, and reports the switch to the selector.
+type epochGate struct {
+	mu      sync.Mutex
+	enabled bool
+	epoch   uint64
+	mode    string
+	end     uint64 // index of the switch entry that ended the epoch; 0 while open
+	next    string
+	onEnd   func(index uint64, sw *smr.EpochSwitch)
+}
+
+// refuse answers an entry ordered after the end of the epoch.
+func (g *epochGate) refuse(index uint64) (smr.Result, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.enabled || g.end == 0 {
+		return smr.Result{}, false
+	}
+	return smr.Result{Index: index, Code: smr.CodeEpochEnded, Message: fmt.Sprintf(
+		"not executed: epoch %d ended at index %d with a switch to %s; send it again, the next epoch executes it", g.epoch, g.end, g.next)}, true
+}
+
+// observe looks at an applied entry: a valid switch to the next epoch
+// closes the gate. A switch for another epoch, or to the mode already in
+// use, changes nothing and is answered as such (every replica agrees on
+// the epoch, so the answer is deterministic).
+func (g *epochGate) observe(index uint64, data []byte, r smr.Result) smr.Result {
+	if r.Code != smr.CodeOK || len(data) < 2 || data[0] != 2 || data[1] != byte(smr.EntryEpochSwitch) {
+		return r
+	}
+	g.mu.Lock()
+	if !g.enabled {
+		g.mu.Unlock()
+		return smr.Result{Index: index, Code: smr.CodeMalformed, Message: "epoch switch ignored: this cluster does not run consensus_mode auto"}
+	}
+	var ent smr.Entry
+	if err := ent.UnmarshalBinary(data); err != nil || ent.Switch == nil {
+		g.mu.Unlock()
+		return r
+	}
+	sw := ent.Switch
+	if sw.Epoch != g.epoch+1 || sw.Mode == g.mode {
+		msg := fmt.Sprintf("epoch switch ignored: it starts epoch %d in mode %s, but the cluster is in epoch %d in mode %s (a switch starts epoch %d in the other mode)", sw.Epoch, sw.Mode, g.epoch, g.mode, g.epoch+1)
+		g.mu.Unlock()
+		return smr.Result{Index: index, Code: smr.CodeMalformed, Message: msg}
+	}
+	g.end, g.next = index, sw.Mode
+	onEnd := g.onEnd
+	g.mu.Unlock()
+	if onEnd != nil {
+		onEnd(index, sw)
+	}
+	return r
+}
+
+// open starts epoch e in mode: the gate lets entries through.
+func (g *epochGate) open(e uint64, mode string) {
+	g.mu.Lock()
+	g.enabled, g.epoch, g.mode, g.end, g.next = true, e, mode, 0, ""
+	g.mu.Unlock()
+}
+
+// closeAt restores an ended epoch (a restart after the switch entry).
+func (g *epochGate) closeAt(end uint64, next string) {
+	g.mu.Lock()
+	g.end, g.next = end, next
+	g.mu.Unlock()
+}
+
+// selector runs the epochs of an auto-mode node.
+type selector struct {
+	n         *Node
+	committee *checkpoint.Committee
+	store     *checkpoint.Store
+
+	mu        sync.Mutex
+	rec       epochRecord
+	collector *checkpoint.Collector
+	ended     chan struct{} // the current epoch's switch entry was applied
+	certs     chan *checkpoint.Certificate
+	switching bool
+	lastCert  *checkpoint.Certificate
+}
+
+func (n *Node) newSelector() (*selector, error) {
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return nil, err
+	}
+	keys := make(map[string]ed25519.PublicKey, len(ms))
+	for _, m := range ms {
+		keys[m.ID] = m.PublicKey
+	}
+	com, err := checkpoint.NewCommittee(keys)
+	if err != nil {
+		return nil, fmt.Errorf("epoch committee: %w", err)
+	}
+	st, err := checkpoint.OpenStore(filepath.Join(n.epochsDir(), handoffStoreName), smr.SnapshotInfo)
+	if err != nil {
+		return nil, fmt.Errorf("hand-over store: %w", err)
+	}
+	rec, err := n.loadEpochRecord()
+	if err != nil {
+		return nil, err
+	}
+	s := &selector{n: n, committee: com, store: st, rec: rec, collector: checkpoint.NewCollector(com),
+		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1), lastCert: rec.Cert}
+	n.fsm.gate.onEnd = s.onEnd
+	n.fsm.gate.open(rec.Epoch, rec.Mode)
+	if rec.EndIndex != 0 && rec.Next != nil {
+		n.fsm.gate.closeAt(rec.EndIndex, rec.Next.Mode)
+		s.ended <- struct{}{}
+	}
+	return s, nil
+}
+
+// record returns a copy of the current epoch record.
+func (s *selector) record() epochRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec
+}
+
+// onEnd runs on the apply goroutine when the epoch's switch entry is
+// applied: it makes the end durable before anything else happens, so that
+// a restart never applies an entry after it.
+func (s *selector) onEnd(index uint64, sw *smr.EpochSwitch) {
+	s.mu.Lock()
+	s.rec.EndIndex = index
+	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason}
+	rec := s.rec
+	s.mu.Unlock()
+	if err := s.n.saveEpochRecord(rec); err != nil {
+		s.n.log.Error("the end of the epoch could not be recorded; the switch goes on, but a restart before it completes replays the epoch", "epoch", rec.Epoch, "err", err)
+	}
+	s.n.log.Info("epoch switch applied", "epoch", rec.Epoch, "index", index, "next_epoch", sw.Epoch, "next_mode", sw.Mode, "reason", sw.Reason)
+	select {
+	case s.ended <- struct{}{}:
+	default:
+	}
+}
+
+// addVote takes a hand-over vote (own or a peer's). A certificate for the
+// epoch after the current one is handed to the run loop.
+func (s *selector) addVote(v checkpoint.Vote) error {
+	if v.Statement.Kind != checkpoint.KindHandoff {
+		return fmt.Errorf("vote of kind %s is not a hand-over vote", v.Statement.Kind)
+	}
+	s.mu.Lock()
+	cur := s.rec.Epoch
+	s.mu.Unlock()
+	if v.Statement.Epoch != cur+1 {
+		return fmt.Errorf("hand-over vote for epoch %d; this node is in epoch %d and takes votes for epoch %d only", v.Statement.Epoch, cur, cur+1)
+	}
+	cert, err := s.collector.Add(v)
+	if err != nil {
+		var ce *checkpoint.ConflictError
+		if errors.As(err, &ce) {
+			s.n.log.Error("a member signed two different hand-over states for one epoch", "signer", v.Signer, "err", err)
+		}
+		return err
+	}
+	if cert != nil {
+		select {
+		case s.certs <- cert:
+		default:
+		}
+	}
+	return nil
+}
+
+// run drives the epochs until ctx ends: it runs the current epoch's tasks,
+// and when the epoch ends (or its successor is certified by the others)
+// it carries out the hand-over and starts the next engine.
+func (s *selector) run(ctx context.Context) error {
+	for {
+		ectx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.n.runEpochTasks(ectx) }()
+		var cert *checkpoint.Certificate
+		tasksDone := false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				cancel()
+				if !tasksDone {
+					<-done
+				}
+				return nil
+			case <-s.ended:
+				break wait
+			case cert = <-s.certs:
+				break wait
+			case err := <-done:
+				// The tasks may finish early (bootstrap and genesis
+				// are one-off); the epoch runs on.
+				tasksDone = true
+				done = nil
+				if err != nil {
+					cancel()
+					return err
+				}
+			}
+		}
+		cancel()
+		if !tasksDone {
+			if err := <-done; err != nil {
+				return err
+			}
+		}
+		if err := s.handOver(ctx, cert); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("epoch hand-over: %w", err)
+		}
+	}
+}
+
+// handOver ends the current epoch and starts the next one. cert is the
+// next epoch's certificate when the others formed it first (this node may
+// not have applied the switch entry); otherwise this node signs its own
+// state, exchanges votes until a certificate forms, and uses it.
+func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) error {
+	n := s.n
+	s.mu.Lock()
+	s.switching = true
+	rec := s.rec
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.switching = false
+		s.mu.Unlock()
+	}()
+	start := time.Now()
+
+	var own *checkpoint.Vote
+	var snap []byte
+	if rec.EndIndex != 0 && rec.Next != nil {
+		b, err := n.fsm.Snapshot()
+		if err != nil {
+			return fmt.Errorf("snapshot at the end of epoch %d: %w", rec.Epoch, err)
+		}
+		idx, hash, err := smr.SnapshotInfo(b)
+		if err != nil {
+			return err
+		}
+		st := checkpoint.Statement{Kind: checkpoint.KindHandoff, Epoch: rec.Next.Epoch, Index: idx, StateHash: hash,
+			Mode: rec.Next.Mode, Members: n.nextMembers(rec)}
+		v, err := checkpoint.Sign(n.signKey, n.cfg.NodeID, st)
+		if err != nil {
+			return err
+		}
+		own, snap = &v, b
+		if err := s.addVote(v); err != nil {
+			n.log.Warn("own hand-over vote refused", "err", err)
+		}
+	}
+	// Exchange votes until a certificate forms.
+	t := time.NewTicker(handoffRetryEvery)
+	defer t.Stop()
+	for cert == nil {
+		s.exchange(ctx, rec.Epoch+1, own)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case cert = <-s.certs:
+		case <-t.C:
+		}
+	}
+	// Stop the old engine before touching the state.
+	old := n.eng()
+	if err := old.Stop(); err != nil {
+		n.log.Warn("stopping the engine of the ended epoch", "epoch", rec.Epoch, "err", err)
+	}
+	if own == nil || !own.Statement.Equal(cert.Statement) {
+		// This node missed the end of the epoch or ended it elsewhere
+		// (it diverged): fetch the certified state from a peer.
+		for {
+			b, err := s.fetch(ctx, cert)
+			if err == nil {
+				snap = b
+				break
+			}
+			n.log.Warn("hand-over state not fetched yet; trying again", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(handoffRetryEvery):
+			}
+		}
+	}
+	if err := s.store.Save(cert, snap); err != nil {
+		return fmt.Errorf("store the hand-over state: %w", err)
+	}
+	if err := writeFileSync(n.epochDir(cert.Statement.Epoch), baseSnapshotName, snap); err != nil {
+		return fmt.Errorf("store the base state of epoch %d: %w", cert.Statement.Epoch, err)
+	}
+	next := epochRecord{Epoch: cert.Statement.Epoch, Mode: cert.Statement.Mode, Members: cert.Statement.Members,
+		BaseIndex: cert.Statement.Index, Cert: cert, Since: time.Now().UTC()}
+	if rec.Next != nil {
+		next.Reason = rec.Next.Reason
+	}
+	if err := n.saveEpochRecord(next); err != nil {
+		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
+	}
+	s.mu.Lock()
+	s.rec, s.lastCert = next, cert
+	s.collector.Forget(0)
+	s.collector = checkpoint.NewCollector(s.committee)
+	s.mu.Unlock()
+	n.fsm.gate.open(next.Epoch, next.Mode)
+	if err := n.startEpoch(next, snap); err != nil {
+		return err
+	}
+	n.log.Info("epoch started", "epoch", next.Epoch, "mode", next.Mode, "base_index", next.BaseIndex,
+		"members", next.Members, "signers", cert.Signers(), "reason", next.Reason, "hand_over", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// nextMembers is the member set of the epoch that rec's switch starts: in
+// bft every configured member (quarantined ones are skipped as leaders and
+// never needed in a quorum), in cft the members not quarantined.
+func (n *Node) nextMembers(rec epochRecord) []string {
+	ms, _ := n.cfg.Members()
+	var q map[string]bool
+	if rec.Next != nil && rec.Next.Mode == smr.ModeCFT && n.det != nil {
+		q = map[string]bool{}
+		for _, id := range n.det.manager.IDs() {
+			q[string(id)] = true
+		}
+	}
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if !q[m.ID] {
+			ids = append(ids, m.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// exchange sends this node's vote (if any) to every peer and takes the
+// votes they answer with.
+func (s *selector) exchange(ctx context.Context, epoch uint64, own *checkpoint.Vote) {
+	n := s.n
+	var body []byte
+	if own != nil {
+		body, _ = json.Marshal(own)
+	}
+	ms, _ := n.cfg.Members()
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		if m.ID == n.cfg.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			url := "http://" + m.Addr + pathHandoffVote + "?epoch=" + strconv.FormatUint(epoch, 10)
+			req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			resp, err := n.rpc.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			var votes []checkpoint.Vote
+			if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&votes) != nil {
+				return
+			}
+			for _, v := range votes {
+				if v.Signer != m.ID {
+					continue // a peer answers with its own vote only
+				}
+				_ = s.addVote(v)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// fetch gets the certified state from the members that signed it.
+func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]byte, error) {
+	n := s.n
+	ms, _ := n.cfg.Members()
+	addr := map[string]string{}
+	for _, m := range ms {
+		addr[m.ID] = m.Addr
+	}
+	var peers []checkpoint.Peer
+	for _, id := range cert.Signers() {
+		if id != n.cfg.NodeID {
+			peers = append(peers, checkpoint.Peer{ID: id, URL: "http://" + addr[id] + pathHandoffFetch})
+		}
+	}
+	want := cert.Statement
+	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
+		Peers: peers, Client: n.rpc, Committee: s.committee, Info: smr.SnapshotInfo,
+		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes,
+		Want: func(c *checkpoint.Certificate) error {
+			if !c.Statement.Equal(want) {
+				return fmt.Errorf("certificate for %s, want %s", c.Statement, want)
+			}
+			return nil
+		},
+	})
+	for _, r := range rejected {
+		n.log.Warn("hand-over state refused", "peer", r.Peer, "reason", r.Reason, "err", r.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch the state of epoch %d: %w", want.Epoch, err)
+	}
+	n.log.Info("hand-over state fetched from a peer", "epoch", got.Statement.Epoch, "index", got.Statement.Index, "bytes", len(snap))
+	return snap, nil
+}
+
+// maxStateBytes bounds a fetched state.
+const maxStateBytes = 256 << 20
+
+// registerEpochRPC serves the hand-over votes and the certified states to
+// the other members.
+func (n *Node) registerEpochRPC(mux *http.ServeMux) {
+	if n.sel == nil {
+		return
+	}
+	mux.HandleFunc("POST "+pathHandoffVote, func(w http.ResponseWriter, r *http.Request) {
+		if !n.fromMember(r) {
+			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "hand-over votes are taken only from members"))
+			return
+		}
+		epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+		if err != nil {
+			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over: epoch query parameter: %v", err))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over vote: %v", err))
+			return
+		}
+		if len(body) > 0 {
+			var v checkpoint.Vote
+			if err := json.Unmarshal(body, &v); err != nil {
+				writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over vote: %v", err))
+				return
+			}
+			if v.Signer != transportPeer(r) {
+				writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "hand-over vote signed by %q sent by %q: members send their own votes", v.Signer, transportPeer(r)))
+				return
+			}
+			_ = n.sel.addVote(v) // stale or invalid votes change nothing
+		}
+		mine := []checkpoint.Vote{}
+		for _, v := range n.sel.collector.Votes(checkpoint.KindHandoff, epoch) {
+			if v.Signer == n.cfg.NodeID {
+				mine = append(mine, v)
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(mine)
+	})
+	mux.Handle("GET "+pathHandoffFetch, checkpoint.NewHandler(n.sel.store, maxStateBytes))
+}
+
+func transportPeer(r *http.Request) string { return transport.PeerIDFromContext(r.Context()) }
+
+func (s *selector) status() *api.EpochStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &api.EpochStatus{Epoch: s.rec.Epoch, Mode: s.rec.Mode, Members: s.rec.Members, BaseIndex: s.rec.BaseIndex,
+		Reason: s.rec.Reason, Since: s.rec.Since, Switching: s.switching || s.rec.EndIndex != 0, Certificate: s.lastCert}
+}
+
+// Epoch implements api.ModeBackend.
+func (n *Node) Epoch() *api.EpochStatus {
+	if n.sel == nil {
+		return nil
+	}
+	return n.sel.status()
+}
+
+// SwitchMode implements api.ModeBackend: it checks the operator's switch
+// against the current state and epoch, and orders it through the current
+// engine (on the Raft leader in a cft epoch).
+func (n *Node) SwitchMode(ctx context.Context, sw *smr.EpochSwitch) (smr.Result, error) {
+	if n.sel == nil {
+		return smr.Result{}, smr.Errorf(smr.CodeMalformed, "mode switch: consensus_mode is %s; switches need consensus_mode auto", n.cfg.ConsensusMode)
+	}
+	rec := n.sel.record()
+	if rec.EndIndex != 0 {
+		return smr.Result{}, fmt.Errorf("%w: epoch %d is ending (a switch to %s is under way); ask again once epoch %d runs", api.ErrUnavailable, rec.Epoch, rec.Next.Mode, rec.Epoch+1)
+	}
+	if sw.Epoch != rec.Epoch+1 {
+		return smr.Result{}, smr.Errorf(smr.CodeMalformed, "mode switch: the request starts epoch %d, but the cluster is in epoch %d (a switch starts epoch %d)", sw.Epoch, rec.Epoch, rec.Epoch+1)
+	}
+	if sw.Mode == rec.Mode {
+		return smr.Result{}, smr.Errorf(smr.CodeMalformed, "mode switch: epoch %d already runs %s", rec.Epoch, rec.Mode)
+	}
+	if err := n.fsm.PrecheckEpochSwitch(sw); err != nil {
+		return smr.Result{}, err
+	}
+	var res smr.Result
+	var err error
+	if n.bftMode() {
+		res, err = n.bftEng().ProposeEpochSwitch(ctx, sw)
+	} else {
+		err = n.onLeader(ctx, func() (err error) {
+			res, err = n.raftEng().ProposeEpochSwitch(ctx, sw)
+			return err
+		})
+	}
+	return n.epochAnswer(res, err)
+}
