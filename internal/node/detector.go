@@ -67,7 +67,7 @@ type detector struct {
 	log     *slog.Logger
 	self    evidence.NodeID
 	key     ed25519.PrivateKey
-	epoch   uint64
+	epoch   atomic.Uint64
 	members *evidence.Members
 	peers   map[evidence.NodeID]string // peer addresses of the other members
 	scfg    score.Config
@@ -145,7 +145,6 @@ func newDetector(c detectorConfig) (*detector, error) {
 		log:        c.Logger.With("component", "detector"),
 		self:       c.Self,
 		key:        c.Key,
-		epoch:      c.Epoch,
 		members:    members,
 		peers:      c.PeerAddrs,
 		scfg:       c.Score,
@@ -161,6 +160,7 @@ func newDetector(c detectorConfig) (*detector, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.epoch.Store(c.Epoch)
 	dir := filepath.Join(c.DataDir, "detector")
 	if d.store, err = store.Open(filepath.Join(dir, "evidence")); err != nil {
 		return nil, err
@@ -253,7 +253,7 @@ func (d *detector) run(ctx context.Context) error {
 				d.pushQuarantine(ctx)
 			}
 		case ev := <-d.fromEngine:
-			e, err := evidence.FromHotStuff(ev, d.epoch)
+			e, err := evidence.FromHotStuff(ev, d.epoch.Load())
 			if err != nil {
 				d.log.Error("the engine reported evidence that does not encode", "kind", ev.Kind.String(), "err", err)
 				continue

@@ -77,7 +77,7 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger, rc *r
 		return nil, err
 	}
 	d.mode = quarantine.ModeCFT
-	d.epoch = cftEpoch
+	d.epoch.Store(cftEpoch)
 	d.fromRaft = make(chan raftengine.AttestationCheck, raftCheckQueue)
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
@@ -249,7 +249,7 @@ func (d *detector) accuseUnattested(ctx context.Context, c raftengine.Attestatio
 		detail = detail[:evidence.MaxDetail]
 	}
 	a, err := evidence.SignAccusation(d.key, evidence.Accusation{Accuser: d.self, Accused: evidence.NodeID(c.Leader),
-		Metric: evidence.MetricSignatureFailure, Value: 1, Epoch: d.epoch, At: d.clock().UnixNano(), Detail: detail})
+		Metric: evidence.MetricSignatureFailure, Value: 1, Epoch: d.epoch.Load(), At: d.clock().UnixNano(), Detail: detail})
 	if err != nil {
 		d.log.Error("accusation not signed", "err", err)
 		return

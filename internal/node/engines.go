@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -80,6 +81,11 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 			IndexBase: rec.BaseIndex,
 			Raft:      n.cfg.Raft,
 			Logger:    n.log.With("epoch", rec.Epoch),
+			Signer:    n.attest.Signer,
+			Epoch:     rec.Epoch,
+			Members:   n.attest.Members,
+			OnCheck:   n.attest.OnCheck,
+			PeerID:    n.attest.PeerID,
 		})
 		if err != nil {
 			return fmt.Errorf("raft engine of epoch %d: %w", rec.Epoch, err)
@@ -131,6 +137,7 @@ func (n *Node) swapEngine(e consensus.Engine, b *hsengine.Engine, r *raftengine.
 func (n *Node) runEpochTasks(ctx context.Context) error {
 	rec := n.sel.record()
 	g, gctx := errgroup.WithContext(ctx)
+	n.det.setEpochMode(rec.Epoch, n.currentMode())
 	if n.bftMode() {
 		n.det.attach(n.bftEng())
 		g.Go(func() error { return n.watchEngine(gctx) })
@@ -138,7 +145,7 @@ func (n *Node) runEpochTasks(ctx context.Context) error {
 			g.Go(func() error { n.watchGenesis(gctx); return nil })
 		}
 	} else {
-		n.det.attach(nil)
+		n.det.attach(cftQuarantine{e: n.raftEng(), self: n.cfg.NodeID, log: n.det.log})
 		g.Go(func() error { return n.bootstrapEpoch(rec) })
 		g.Go(func() error { n.ensureGenesis(gctx); return nil })
 	}
@@ -180,4 +187,43 @@ func (n *Node) bootstrapEpoch(rec epochRecord) error {
 	}
 	n.log.Info("epoch cluster bootstrapped", "epoch", rec.Epoch, "members", len(members))
 	return nil
+}
+
+// escalate runs when the detector's decision asks for BFT (an irrefutable
+// proof, or f+1 signed accusations): while the cluster runs a Raft epoch,
+// whichever correct node leads proposes the switch to HotStuff. Every
+// correct node reaches the same decision, so the node that leads after a
+// quarantined leader lost its followers proposes it too. It gives up when
+// the epoch changes or ctx ends.
+func (n *Node) escalate(ctx context.Context, reason string) {
+	if len(reason) > smr.MaxSwitchReasonBytes-len("detector: ") {
+		reason = reason[:smr.MaxSwitchReasonBytes-len("detector: ")]
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	start := n.sel.record().Epoch
+	for {
+		rec := n.sel.record()
+		if rec.Epoch != start || rec.Mode != smr.ModeCFT || rec.EndIndex != 0 {
+			return
+		}
+		if r := n.raftEng(); r != nil && r.Status().Role == "leader" {
+			pctx, cancel := context.WithTimeout(ctx, n.cfg.ViewChangeTimeout+time.Second)
+			res, err := r.ProposeEpochSwitch(pctx, &smr.EpochSwitch{Epoch: rec.Epoch + 1, Mode: smr.ModeBFT, Reason: "detector: " + reason})
+			cancel()
+			switch {
+			case err != nil:
+				n.log.Warn("escalation to bft not ordered yet", "err", err)
+			case res.Code != smr.CodeOK:
+				n.log.Warn("escalation to bft refused", "code", res.Code, "message", res.Message)
+			default:
+				n.log.Warn("escalating to bft on the detector's decision", "epoch", rec.Epoch+1, "reason", reason, "index", res.Index)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
+	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/internal/transport"
+	"github.com/tandem-consensus/tandem/quarantine"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -319,10 +321,26 @@ func (s *selector) addVote(v checkpoint.Vote) error {
 	return nil
 }
 
+// setEpochMode tells the detector which epoch and mode its decisions are
+// for.
+func (d *detector) setEpochMode(epoch uint64, mode string) {
+	d.epoch.Store(epoch)
+	d.mu.Lock()
+	if mode == smr.ModeBFT {
+		d.mode = quarantine.ModeBFT
+	} else {
+		d.mode = quarantine.ModeCFT
+	}
+	d.mu.Unlock()
+}
+
 // run drives the epochs until ctx ends: it runs the current epoch's tasks,
 // and when the epoch ends (or its successor is certified by the others)
 // it carries out the hand-over and starts the next engine.
 func (s *selector) run(ctx context.Context) error {
+	s.n.det.setOnEscalate(func(reason string, _ []evidence.ID) {
+		go s.n.escalate(ctx, reason)
+	})
 	for {
 		ectx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)

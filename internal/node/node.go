@@ -66,6 +66,9 @@ type Node struct {
 	raft   *raftengine.Engine
 	bft    *hsengine.Engine
 	sel    *selector // auto mode: the epochs
+	// attest holds the leader-attestation settings of the Raft engines of
+	// auto mode's Raft epochs (filled by newCFTDetector).
+	attest raftengine.Config
 	// engMetrics is the running engine's collector (auto mode swaps it).
 	engMetrics prometheus.Collector
 	det        *detector // evidence, scoring and quarantine (cft mode: only with member keys)
@@ -170,8 +173,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 
 	wantsJoin := false
 	if n.autoMode() {
-		if n.det, err = n.newDetector(key, logger); err != nil {
+		// The detector watches the Raft epochs through leader
+		// attestations (their settings are kept for each Raft epoch's
+		// engine) and the HotStuff epochs through the engine's proofs.
+		if n.det, err = n.newCFTDetector(key, logger, &n.attest); err != nil {
 			return nil, err
+		}
+		if n.det == nil {
+			return nil, errors.New("consensus_mode auto needs every member's node public key in initial_members")
 		}
 		if n.sel, err = n.newSelector(); err != nil {
 			return nil, err
