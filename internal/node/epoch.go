@@ -278,6 +278,12 @@ func (s *selector) record() epochRecord {
 // a restart never applies an entry after it.
 func (s *selector) onEnd(index uint64, sw *smr.EpochSwitch) {
 	s.mu.Lock()
+	if sw.Epoch != s.rec.Epoch+1 || s.rec.EndIndex != 0 {
+		// The engine of an epoch this node already left (it followed
+		// the others' certificate) applied its switch late.
+		s.mu.Unlock()
+		return
+	}
 	s.rec.EndIndex = index
 	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason}
 	rec := s.rec
@@ -357,9 +363,14 @@ func (s *selector) run(ctx context.Context) error {
 				}
 				return nil
 			case <-s.ended:
-				break wait
+				if s.record().EndIndex != 0 {
+					break wait
+				}
 			case cert = <-s.certs:
-				break wait
+				if cert.Statement.Epoch == s.record().Epoch+1 {
+					break wait
+				}
+				cert = nil
 			case err := <-done:
 				// The tasks may finish early (bootstrap and genesis
 				// are one-off); the epoch runs on.
@@ -478,6 +489,15 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	s.collector.Forget(0)
 	s.collector = checkpoint.NewCollector(s.committee)
 	s.mu.Unlock()
+	// Signals about the epoch that just ended are stale now.
+	select {
+	case <-s.ended:
+	default:
+	}
+	select {
+	case <-s.certs:
+	default:
+	}
 	n.fsm.gate.open(next.Epoch, next.Mode)
 	if err := n.startEpoch(next, snap); err != nil {
 		return err
