@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 )
 
 // SnapshotInfo returns the applied index and state hash of a state machine
@@ -35,7 +37,7 @@ const (
 	filePrefix  = "ckpt-"
 	certSuffix  = ".cert"
 	snapSuffix  = ".snap"
-	tmpSuffix   = ".tmp"
+	tmpSuffix   = fsutil.TempSuffix
 	frameMagic  = "TCKF"
 	frameCert   = 1
 	frameSnap   = 2
@@ -172,9 +174,6 @@ func (s *Store) Save(cert *Certificate, snapshot []byte) error {
 	if err := s.writeFile(name(next, certSuffix), frame(frameCert, cb)); err != nil {
 		return err
 	}
-	if err := syncDir(s.dir); err != nil {
-		return err
-	}
 	for _, seq := range seqs {
 		if prev != nil && seq == prevSeq {
 			continue
@@ -185,7 +184,7 @@ func (s *Store) Save(cert *Certificate, snapshot []byte) error {
 			}
 		}
 	}
-	return syncDir(s.dir)
+	return s.syncDir()
 }
 
 // Latest returns the newest stored checkpoint whose files pass their checks
@@ -365,43 +364,17 @@ func unframe(b []byte, kind uint8) ([]byte, error) {
 	return b[frameHeader : len(b)-4], nil
 }
 
-// writeFile writes b under name durably: temp file, fsync, rename. The
-// caller fsyncs the directory.
+// writeFile writes b under name durably (fsutil.WriteFile).
 func (s *Store) writeFile(n string, b []byte) error {
-	final := filepath.Join(s.dir, n)
-	tmp := final + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := fsutil.WriteFile(filepath.Join(s.dir, n), b); err != nil {
 		return fmt.Errorf("checkpoint store: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("checkpoint store: writing %s: %w", final, err)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+func (s *Store) syncDir() error {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("checkpoint store: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("checkpoint store: syncing %s: %w", dir, err)
 	}
 	return nil
 }

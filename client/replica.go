@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -762,40 +763,11 @@ func (r *Replica) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("save replica %s: %w", path, err)
 	}
-	return writeFileAtomic(path, append(data, '\n'))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("save replica: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := fsutil.WriteFile(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("save replica: %w", err)
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		_ = tmp.Close()
-		_ = os.Remove(name)
-		return fmt.Errorf("save replica %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		_ = os.Remove(name)
-		return fmt.Errorf("save replica %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		_ = os.Remove(name)
-		return fmt.Errorf("save replica %s: %w", path, err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/detector/score"
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 )
 
 // Sentinel errors of Manager.
@@ -375,7 +376,10 @@ func (m *Manager) persist(active map[NodeID]Entry, lifted []LiftRecord) error {
 	if err != nil {
 		return fmt.Errorf("quarantine: encode %s: %w: %w", m.path, ErrInvalidEntry, err)
 	}
-	return writeFile(m.path, data)
+	if err := fsutil.WriteFile(m.path, data); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	return nil
 }
 
 func (m *Manager) alert(a Alert) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/tandem-consensus/tandem/detector/evidence"
@@ -300,37 +298,4 @@ func decodeFile(path string, b []byte) (active []Entry, lifted []LiftRecord, err
 		frames++
 		off += 8 + n
 	}
-}
-
-// writeFile replaces path with data durably: temporary file, fsync, rename,
-// fsync of the directory.
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("quarantine: write %s: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("quarantine: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("quarantine: fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("quarantine: close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("quarantine: rename %s to %s: %w", tmp, path, err)
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("quarantine: open directory of %s: %w", path, err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("quarantine: fsync directory of %s: %w", path, err)
-	}
-	return nil
 }

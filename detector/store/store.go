@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 )
 
 // ext is the file name extension of a stored record.
@@ -68,26 +69,10 @@ func (s *Store) Put(e *evidence.Evidence) error {
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := fsutil.WriteFile(p, b); err != nil {
 		return fmt.Errorf("evidence store: %w", err)
 	}
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, p)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("evidence store: write %s: %w", p, werr)
-	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // Remove deletes the record with the given ID; a missing record is not an
@@ -166,13 +151,8 @@ func (s *Store) Load() (recs []*evidence.Evidence, bad []error, err error) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("evidence store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("evidence store: sync %s: %w", dir, err)
 	}
 	return nil
 }

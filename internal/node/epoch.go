@@ -19,6 +19,7 @@ import (
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/quarantine"
 	"github.com/tandem-consensus/tandem/smr"
@@ -115,38 +116,7 @@ func (n *Node) saveEpochRecord(rec epochRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSync(n.epochsDir(), epochRecordName, b)
-}
-
-func writeFileSync(dir, name string, b []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.WriteFile(filepath.Join(n.epochsDir(), epochRecordName), b)
 }
 
 // epochGate stops the engine of an ended epoch from applying anything
@@ -473,7 +443,10 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	if err := s.store.Save(cert, snap); err != nil {
 		return fmt.Errorf("store the hand-over state: %w", err)
 	}
-	if err := writeFileSync(n.epochDir(cert.Statement.Epoch), baseSnapshotName, snap); err != nil {
+	if err := os.MkdirAll(n.epochDir(cert.Statement.Epoch), 0o700); err != nil {
+		return fmt.Errorf("epoch %d directory: %w", cert.Statement.Epoch, err)
+	}
+	if err := fsutil.WriteFile(filepath.Join(n.epochDir(cert.Statement.Epoch), baseSnapshotName), snap); err != nil {
 		return fmt.Errorf("store the base state of epoch %d: %w", cert.Statement.Epoch, err)
 	}
 	next := epochRecord{Epoch: cert.Statement.Epoch, Mode: cert.Statement.Mode, Members: cert.Statement.Members,
