@@ -1,11 +1,13 @@
 package smr
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"math"
 
+	"github.com/tandem-consensus/tandem/internal/binread"
 	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
@@ -202,80 +204,31 @@ func appendSwitchBinary(b []byte, s *EpochSwitch) ([]byte, error) {
 // decodeSwitchBinary decodes what appendSwitchBinary wrote. The result does
 // not alias p.
 func decodeSwitchBinary(p []byte) (*EpochSwitch, error) {
-	d := switchDecoder{b: p}
+	d := binread.New(bytes.Clone(p), func(field string, off int, reason string) error {
+		return Errorf(CodeMalformed, "epoch switch: %s at byte %d: %s", field, off, reason)
+	})
 	s := &EpochSwitch{}
-	s.Epoch = d.u64("epoch")
-	s.Mode = string(d.take("mode", int(d.u8("mode length"))))
-	s.Reason = string(d.take("reason", int(d.u16("reason length"))))
-	if n := d.u8("admin key length"); n != 0 {
+	s.Epoch = d.U64("epoch")
+	s.Mode = string(d.Take("mode", int(d.U8("mode length"))))
+	s.Reason = string(d.Take("reason", int(d.U16("reason length"))))
+	if n := d.U8("admin key length"); n != 0 {
 		if n != ed25519.PublicKeySize {
-			return nil, Errorf(CodeMalformed, "epoch switch admin key is %d bytes, want 0 or %d", n, ed25519.PublicKeySize)
+			d.Fail("admin key length", "%d bytes, want 0 or %d", n, ed25519.PublicKeySize)
 		}
-		s.Admin = ed25519.PublicKey(d.take("admin key", int(n)))
+		s.Admin = ed25519.PublicKey(d.Take("admin key", int(n)))
 	}
-	s.Time = int64(d.u64("time"))
-	if n := d.u8("signature length"); n != 0 {
-		s.Sig = d.take("signature", int(n))
+	s.Time = int64(d.U64("time"))
+	if n := d.U8("signature length"); n != 0 {
+		s.Sig = d.Take("signature", int(n))
 	}
-	n := d.u32("request URI length")
-	if d.err == nil && uint64(n) > uint64(len(d.b)) {
-		return nil, Errorf(CodeMalformed, "epoch switch request URI length is %d but only %d bytes follow", n, len(d.b))
+	s.RequestURI = string(d.Take("request URI", int(d.U32("request URI length"))))
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
-	s.RequestURI = string(d.take("request URI", int(n)))
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.b) > 0 {
-		s.Body = append([]byte(nil), d.b...)
+	if rest := d.Remaining(); rest > 0 {
+		s.Body = d.Take("body", rest)
 	}
 	return s, nil
-}
-
-// switchDecoder reads fields in order; the first short read sticks as err.
-type switchDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *switchDecoder) take(field string, n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.b) {
-		d.err = Errorf(CodeMalformed, "epoch switch is truncated in its %s (%d bytes needed, %d left)", field, n, len(d.b))
-		return nil
-	}
-	out := append([]byte(nil), d.b[:n]...)
-	d.b = d.b[n:]
-	return out
-}
-
-func (d *switchDecoder) u8(field string) uint8 {
-	if b := d.take(field, 1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (d *switchDecoder) u16(field string) uint16 {
-	if b := d.take(field, 2); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (d *switchDecoder) u32(field string) uint32 {
-	if b := d.take(field, 4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (d *switchDecoder) u64(field string) uint64 {
-	if b := d.take(field, 8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
 }
 
 // SignEpochSwitch returns the operator switch of req signed by priv as the

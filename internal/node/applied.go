@@ -18,9 +18,10 @@ type appliedFSM struct {
 
 	w watchers // envelopes a bft write waits for (bftreply.go)
 
-	// The epoch gate (auto mode, epoch.go): once the entry that ends the
-	// epoch is applied, the engine of that epoch applies nothing more.
-	gate epochGate
+	// gate is auto mode's selector (epoch.go), nil in the other modes:
+	// once the entry that ends the epoch is applied, the engine of that
+	// epoch applies nothing more. Set before any engine starts.
+	gate *selector
 }
 
 func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
@@ -29,11 +30,15 @@ func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
 
 // Apply is called by the engine's apply goroutine.
 func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
-	if r, ended := f.gate.refuse(index); ended {
-		return r
+	if f.gate != nil {
+		if r, ended := f.gate.refuse(index); ended {
+			return r
+		}
 	}
 	r := f.StateMachine.Apply(index, data)
-	r = f.gate.observe(index, data, r)
+	if r.Code == smr.CodeOK && isEpochSwitch(data) {
+		r = f.gate.observe(index, data, r)
+	}
 	f.notify(data, r)
 	f.broadcast()
 	return r

@@ -90,7 +90,7 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 		if err != nil {
 			return fmt.Errorf("raft engine of epoch %d: %w", rec.Epoch, err)
 		}
-		n.swapEngine(r, nil, r, config.ModeCFT)
+		n.swapEngine(nil, r)
 	case smr.ModeBFT:
 		var hb *hsengine.Base
 		if rec.Cert != nil {
@@ -100,23 +100,21 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 		if err != nil {
 			return fmt.Errorf("hotstuff engine of epoch %d: %w", rec.Epoch, err)
 		}
-		n.swapEngine(b, b, nil, config.ModeBFT)
+		n.swapEngine(b, nil)
 	default:
 		return fmt.Errorf("epoch %d: unknown mode %q", rec.Epoch, rec.Mode)
 	}
 	return nil
 }
 
-// swapEngine makes e the running engine and its metrics the registered
-// ones.
-func (n *Node) swapEngine(e consensus.Engine, b *hsengine.Engine, r *raftengine.Engine, mode string) {
+// swapEngine makes the HotStuff engine b or (b nil) the Raft engine r the
+// running engine, and its metrics the registered ones.
+func (n *Node) swapEngine(b *hsengine.Engine, r *raftengine.Engine) {
 	n.engMu.Lock()
-	n.engine, n.mode = e, mode
 	if b != nil {
-		n.bft = b
-	}
-	if r != nil {
-		n.raft = r
+		n.engine, n.mode, n.bft = b, config.ModeBFT, b
+	} else {
+		n.engine, n.mode, n.raft = r, config.ModeCFT, r
 	}
 	n.engMu.Unlock()
 	if n.engMetrics != nil {

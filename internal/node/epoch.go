@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
+	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/internal/fsutil"
@@ -103,8 +104,8 @@ func (n *Node) loadEpochRecord() (epochRecord, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return epochRecord{}, fmt.Errorf("epoch record %s is damaged: %w (restore it from a backup, or wipe data_dir and let the node fetch the state from its peers)", filepath.Join(n.epochsDir(), epochRecordName), err)
 	}
-	if rec.Epoch == 0 || (rec.Mode != smr.ModeCFT && rec.Mode != smr.ModeBFT) {
-		return epochRecord{}, fmt.Errorf("epoch record %s: epoch %d mode %q is not valid", filepath.Join(n.epochsDir(), epochRecordName), rec.Epoch, rec.Mode)
+	if rec.Epoch == 0 || (rec.Mode != smr.ModeCFT && rec.Mode != smr.ModeBFT) || (rec.EndIndex != 0) != (rec.Next != nil) {
+		return epochRecord{}, fmt.Errorf("epoch record %s: epoch %d mode %q end index %d next %v is not valid", filepath.Join(n.epochsDir(), epochRecordName), rec.Epoch, rec.Mode, rec.EndIndex, rec.Next)
 	}
 	return rec, nil
 }
@@ -119,86 +120,72 @@ func (n *Node) saveEpochRecord(rec epochRecord) error {
 	return fsutil.WriteFile(filepath.Join(n.epochsDir(), epochRecordName), b)
 }
 
-// epochGate stops the engine of an ended epoch from applying anything
-// after the switch entry, and reports the switch to the selector.
-type epochGate struct {
-	mu      sync.Mutex
-	enabled bool
-	epoch   uint64
-	mode    string
-	end     uint64 // index of the switch entry that ended the epoch; 0 while open
-	next    string
-	onEnd   func(index uint64, sw *smr.EpochSwitch)
+// isEpochSwitch reports whether data is an epoch switch entry (version 2,
+// kind EntryEpochSwitch), without decoding it.
+func isEpochSwitch(data []byte) bool {
+	return len(data) >= 2 && data[0] == 2 && data[1] == byte(smr.EntryEpochSwitch)
 }
 
-// refuse answers an entry ordered after the end of the epoch.
-func (g *epochGate) refuse(index uint64) (smr.Result, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.enabled || g.end == 0 {
+// refuse answers an entry ordered after the end of the epoch (the gate:
+// the state at the switch index is the same on every replica).
+func (s *selector) refuse(index uint64) (smr.Result, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec.EndIndex == 0 {
 		return smr.Result{}, false
 	}
 	return smr.Result{Index: index, Code: smr.CodeEpochEnded, Message: fmt.Sprintf(
-		"not executed: epoch %d ended at index %d with a switch to %s; send it again, the next epoch executes it", g.epoch, g.end, g.next)}, true
+		"not executed: epoch %d ended at index %d with a switch to %s; send it again, the next epoch executes it", s.rec.Epoch, s.rec.EndIndex, s.rec.Next.Mode)}, true
 }
 
-// observe looks at an applied entry: a valid switch to the next epoch
-// closes the gate. A switch for another epoch, or to the mode already in
-// use, changes nothing and is answered as such (every replica agrees on
-// the epoch, so the answer is deterministic).
-func (g *epochGate) observe(index uint64, data []byte, r smr.Result) smr.Result {
-	if r.Code != smr.CodeOK || len(data) < 2 || data[0] != 2 || data[1] != byte(smr.EntryEpochSwitch) {
-		return r
-	}
-	g.mu.Lock()
-	if !g.enabled {
-		g.mu.Unlock()
+// observe runs on the apply goroutine for an applied switch entry (r is
+// its successful Result). A switch to the next epoch in the other mode
+// ends the epoch: the end is made durable before anything else happens, so
+// a restart never applies an entry after it. A switch for another epoch,
+// or to the mode already in use, changes nothing and is answered as such
+// (every replica agrees on the epoch, so the answer is deterministic). A
+// nil selector (not auto mode) ignores every switch.
+func (s *selector) observe(index uint64, data []byte, r smr.Result) smr.Result {
+	if s == nil {
 		return smr.Result{Index: index, Code: smr.CodeMalformed, Message: "epoch switch ignored: this cluster does not run consensus_mode auto"}
 	}
 	var ent smr.Entry
 	if err := ent.UnmarshalBinary(data); err != nil || ent.Switch == nil {
-		g.mu.Unlock()
 		return r
 	}
 	sw := ent.Switch
-	if sw.Epoch != g.epoch+1 || sw.Mode == g.mode {
-		msg := fmt.Sprintf("epoch switch ignored: it starts epoch %d in mode %s, but the cluster is in epoch %d in mode %s (a switch starts epoch %d in the other mode)", sw.Epoch, sw.Mode, g.epoch, g.mode, g.epoch+1)
-		g.mu.Unlock()
+	s.mu.Lock()
+	if sw.Epoch != s.rec.Epoch+1 || sw.Mode == s.rec.Mode {
+		msg := fmt.Sprintf("epoch switch ignored: it starts epoch %d in mode %s, but the cluster is in epoch %d in mode %s (a switch starts epoch %d in the other mode)", sw.Epoch, sw.Mode, s.rec.Epoch, s.rec.Mode, s.rec.Epoch+1)
+		s.mu.Unlock()
 		return smr.Result{Index: index, Code: smr.CodeMalformed, Message: msg}
 	}
-	g.end, g.next = index, sw.Mode
-	onEnd := g.onEnd
-	g.mu.Unlock()
-	if onEnd != nil {
-		onEnd(index, sw)
+	s.rec.EndIndex = index
+	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason}
+	rec := s.rec
+	s.mu.Unlock()
+	if err := s.n.saveEpochRecord(rec); err != nil {
+		s.n.log.Error("the end of the epoch could not be recorded; the switch goes on, but a restart before it completes replays the epoch", "epoch", rec.Epoch, "err", err)
+	}
+	s.n.log.Info("epoch switch applied", "epoch", rec.Epoch, "index", index, "next_epoch", sw.Epoch, "next_mode", sw.Mode, "reason", sw.Reason)
+	select {
+	case s.ended <- struct{}{}:
+	default:
 	}
 	return r
-}
-
-// open starts epoch e in mode: the gate lets entries through.
-func (g *epochGate) open(e uint64, mode string) {
-	g.mu.Lock()
-	g.enabled, g.epoch, g.mode, g.end, g.next = true, e, mode, 0, ""
-	g.mu.Unlock()
-}
-
-// closeAt restores an ended epoch (a restart after the switch entry).
-func (g *epochGate) closeAt(end uint64, next string) {
-	g.mu.Lock()
-	g.end, g.next = end, next
-	g.mu.Unlock()
 }
 
 // selector runs the epochs of an auto-mode node.
 type selector struct {
 	n         *Node
+	members   []config.Member // the configured committee, parsed once
 	committee *checkpoint.Committee
 	store     *checkpoint.Store
 
 	mu        sync.Mutex
 	rec       epochRecord
-	collector *checkpoint.Collector
-	ended     chan struct{} // the current epoch's switch entry was applied
+	collector *checkpoint.Collector // hand-over votes for the next epoch; read it through votes
+	ended     chan struct{}         // the current epoch's switch entry was applied
 	certs     chan *checkpoint.Certificate
 	switching bool
 	lastCert  *checkpoint.Certificate
@@ -225,15 +212,21 @@ func (n *Node) newSelector() (*selector, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &selector{n: n, committee: com, store: st, rec: rec, collector: checkpoint.NewCollector(com),
+	s := &selector{n: n, members: ms, committee: com, store: st, rec: rec, collector: checkpoint.NewCollector(com),
 		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1), lastCert: rec.Cert}
-	n.fsm.gate.onEnd = s.onEnd
-	n.fsm.gate.open(rec.Epoch, rec.Mode)
-	if rec.EndIndex != 0 && rec.Next != nil {
-		n.fsm.gate.closeAt(rec.EndIndex, rec.Next.Mode)
+	n.fsm.gate = s
+	if rec.EndIndex != 0 {
 		s.ended <- struct{}{}
 	}
 	return s, nil
+}
+
+// votes returns the collector of the next epoch's hand-over votes (a new
+// one per epoch).
+func (s *selector) votes() *checkpoint.Collector {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.collector
 }
 
 // record returns a copy of the current epoch record.
@@ -241,31 +234,6 @@ func (s *selector) record() epochRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rec
-}
-
-// onEnd runs on the apply goroutine when the epoch's switch entry is
-// applied: it makes the end durable before anything else happens, so that
-// a restart never applies an entry after it.
-func (s *selector) onEnd(index uint64, sw *smr.EpochSwitch) {
-	s.mu.Lock()
-	if sw.Epoch != s.rec.Epoch+1 || s.rec.EndIndex != 0 {
-		// The engine of an epoch this node already left (it followed
-		// the others' certificate) applied its switch late.
-		s.mu.Unlock()
-		return
-	}
-	s.rec.EndIndex = index
-	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason}
-	rec := s.rec
-	s.mu.Unlock()
-	if err := s.n.saveEpochRecord(rec); err != nil {
-		s.n.log.Error("the end of the epoch could not be recorded; the switch goes on, but a restart before it completes replays the epoch", "epoch", rec.Epoch, "err", err)
-	}
-	s.n.log.Info("epoch switch applied", "epoch", rec.Epoch, "index", index, "next_epoch", sw.Epoch, "next_mode", sw.Mode, "reason", sw.Reason)
-	select {
-	case s.ended <- struct{}{}:
-	default:
-	}
 }
 
 // addVote takes a hand-over vote (own or a peer's). A certificate for the
@@ -280,7 +248,7 @@ func (s *selector) addVote(v checkpoint.Vote) error {
 	if v.Statement.Epoch != cur+1 {
 		return fmt.Errorf("hand-over vote for epoch %d; this node is in epoch %d and takes votes for epoch %d only", v.Statement.Epoch, cur, cur+1)
 	}
-	cert, err := s.collector.Add(v)
+	cert, err := s.votes().Add(v)
 	if err != nil {
 		var ce *checkpoint.ConflictError
 		if errors.As(err, &ce) {
@@ -386,7 +354,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 
 	var own *checkpoint.Vote
 	var snap []byte
-	if rec.EndIndex != 0 && rec.Next != nil {
+	if rec.EndIndex != 0 {
 		b, err := n.fsm.Snapshot()
 		if err != nil {
 			return fmt.Errorf("snapshot at the end of epoch %d: %w", rec.Epoch, err)
@@ -396,7 +364,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 			return err
 		}
 		st := checkpoint.Statement{Kind: checkpoint.KindHandoff, Epoch: rec.Next.Epoch, Index: idx, StateHash: hash,
-			Mode: rec.Next.Mode, Members: n.nextMembers(rec)}
+			Mode: rec.Next.Mode, Members: s.nextMembers(rec.Next.Mode)}
 		v, err := checkpoint.Sign(n.signKey, n.cfg.NodeID, st)
 		if err != nil {
 			return err
@@ -459,7 +427,6 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	}
 	s.mu.Lock()
 	s.rec, s.lastCert = next, cert
-	s.collector.Forget(0)
 	s.collector = checkpoint.NewCollector(s.committee)
 	s.mu.Unlock()
 	// Signals about the epoch that just ended are stale now.
@@ -471,7 +438,6 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	case <-s.certs:
 	default:
 	}
-	n.fsm.gate.open(next.Epoch, next.Mode)
 	if err := n.startEpoch(next, snap); err != nil {
 		return err
 	}
@@ -480,20 +446,19 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	return nil
 }
 
-// nextMembers is the member set of the epoch that rec's switch starts: in
-// bft every configured member (quarantined ones are skipped as leaders and
-// never needed in a quorum), in cft the members not quarantined.
-func (n *Node) nextMembers(rec epochRecord) []string {
-	ms, _ := n.cfg.Members()
+// nextMembers is the member set of an epoch in mode: in bft every
+// configured member (quarantined ones are skipped as leaders and never
+// needed in a quorum), in cft the members not quarantined.
+func (s *selector) nextMembers(mode string) []string {
 	var q map[string]bool
-	if rec.Next != nil && rec.Next.Mode == smr.ModeCFT && n.det != nil {
+	if mode == smr.ModeCFT && s.n.det != nil {
 		q = map[string]bool{}
-		for _, id := range n.det.manager.IDs() {
+		for _, id := range s.n.det.manager.IDs() {
 			q[string(id)] = true
 		}
 	}
-	ids := make([]string, 0, len(ms))
-	for _, m := range ms {
+	ids := make([]string, 0, len(s.members))
+	for _, m := range s.members {
 		if !q[m.ID] {
 			ids = append(ids, m.ID)
 		}
@@ -510,9 +475,8 @@ func (s *selector) exchange(ctx context.Context, epoch uint64, own *checkpoint.V
 	if own != nil {
 		body, _ = json.Marshal(own)
 	}
-	ms, _ := n.cfg.Members()
 	var wg sync.WaitGroup
-	for _, m := range ms {
+	for _, m := range s.members {
 		if m.ID == n.cfg.NodeID {
 			continue
 		}
@@ -549,9 +513,8 @@ func (s *selector) exchange(ctx context.Context, epoch uint64, own *checkpoint.V
 // fetch gets the certified state from the members that signed it.
 func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]byte, error) {
 	n := s.n
-	ms, _ := n.cfg.Members()
 	addr := map[string]string{}
-	for _, m := range ms {
+	for _, m := range s.members {
 		addr[m.ID] = m.Addr
 	}
 	var peers []checkpoint.Peer
@@ -611,14 +574,14 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 				writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over vote: %v", err))
 				return
 			}
-			if v.Signer != transportPeer(r) {
-				writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "hand-over vote signed by %q sent by %q: members send their own votes", v.Signer, transportPeer(r)))
+			if from := transport.PeerIDFromContext(r.Context()); v.Signer != from {
+				writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "hand-over vote signed by %q sent by %q: members send their own votes", v.Signer, from))
 				return
 			}
 			_ = n.sel.addVote(v) // stale or invalid votes change nothing
 		}
 		mine := []checkpoint.Vote{}
-		for _, v := range n.sel.collector.Votes(checkpoint.KindHandoff, epoch) {
+		for _, v := range n.sel.votes().Votes(checkpoint.KindHandoff, epoch) {
 			if v.Signer == n.cfg.NodeID {
 				mine = append(mine, v)
 			}
@@ -628,8 +591,6 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 	})
 	mux.Handle("GET "+pathHandoffFetch, checkpoint.NewHandler(n.sel.store, maxStateBytes))
 }
-
-func transportPeer(r *http.Request) string { return transport.PeerIDFromContext(r.Context()) }
 
 func (s *selector) status() *api.EpochStatus {
 	s.mu.Lock()

@@ -200,14 +200,13 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		if n.det, err = n.newDetector(key, logger); err != nil {
 			return nil, err
 		}
-		if n.bft, err = n.newBFTEngine(key, logger); err != nil {
+		b, err := n.newBFTEngine(key, logger)
+		if err != nil {
 			return nil, err
 		}
-		n.det.attach(n.bft)
-		n.engine, n.mode = n.bft, config.ModeBFT
-		closers = append(closers, func() { _ = n.bft.Stop() })
-		n.engMetrics = n.bft.Collector()
-		n.registry.MustRegister(n.engMetrics)
+		n.swapEngine(b, nil)
+		n.det.attach(b)
+		closers = append(closers, func() { _ = b.Stop() })
 	} else {
 		rc := raftengine.Config{
 			NodeID:    cfg.NodeID,
@@ -221,19 +220,17 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		if n.det, err = n.newCFTDetector(key, logger, &rc); err != nil { // nil without member keys
 			return nil, err
 		}
-		n.raft, err = raftengine.New(rc)
+		r, err := raftengine.New(rc)
 		if err != nil {
 			return nil, fmt.Errorf("raft engine: %w", err)
 		}
+		n.swapEngine(nil, r)
 		if n.det != nil {
-			n.det.attach(cftQuarantine{e: n.raft, self: cfg.NodeID, log: n.det.log})
+			n.det.attach(cftQuarantine{e: r, self: cfg.NodeID, log: n.det.log})
 		}
-		n.engine, n.mode = n.raft, config.ModeCFT
-		closers = append(closers, func() { _ = n.raft.Stop() })
-		n.engMetrics = n.raft.Collector()
-		n.registry.MustRegister(n.engMetrics)
+		closers = append(closers, func() { _ = r.Stop() })
 
-		hasState, err := n.raft.HasState()
+		hasState, err := r.HasState()
 		if err != nil {
 			return nil, fmt.Errorf("raft state: %w", err)
 		}
