@@ -157,6 +157,27 @@ func (ent *Entry) MarshalBinary() ([]byte, error) {
 	return nil, Errorf(CodeMalformed, "cannot encode entry: unknown kind %d", uint8(ent.Kind))
 }
 
+// EntryKindOf reports the kind of an encoded entry from its header alone
+// (nothing else is checked; UnmarshalBinary decides whether it is valid).
+func EntryKindOf(data []byte) (EntryKind, bool) {
+	switch {
+	case len(data) >= 1 && data[0] == entryV1:
+		return EntryCommand, true
+	case len(data) >= 2 && data[0] == entryV2:
+		return EntryKind(data[1]), true
+	}
+	return 0, false
+}
+
+// EnvelopeBytes returns the envelope part of an encoded command entry
+// (what follows its version and time), aliasing data, without decoding it.
+func EnvelopeBytes(data []byte) ([]byte, bool) {
+	if len(data) < 9 || data[0] != entryV1 {
+		return nil, false
+	}
+	return data[9:], true
+}
+
 func appendEntryV2Header(b []byte, k EntryKind, t int64) []byte {
 	b = append(b, entryV2, byte(k))
 	return binary.BigEndian.AppendUint64(b, uint64(t))

@@ -132,3 +132,26 @@ func TestEntryGenesisAndRestoreBinary(t *testing.T) {
 		t.Errorf("EntryKind strings: %s, %s", s, EntryRestore)
 	}
 }
+
+func TestEntryKindOfAndEnvelopeBytes(t *testing.T) {
+	env := mustSign(t, testKey(1), 1, Command{Op: OpSetConfig, Key: "k", Value: "v"})
+	cmd := entryBytes(t, 5, env)
+	if k, ok := EntryKindOf(cmd); !ok || k != EntryCommand {
+		t.Fatalf("EntryKindOf(command) = %v, %v", k, ok)
+	}
+	b, ok := EnvelopeBytes(cmd)
+	want, err := env.MarshalBinary()
+	if err != nil || !ok || string(b) != string(want) {
+		t.Fatalf("EnvelopeBytes = %x, %v; want %x (%v)", b, ok, want, err)
+	}
+	g := genesisBytes(t, 5, genesisOf(testKey(1)))
+	if k, ok := EntryKindOf(g); !ok || k != EntryGenesis {
+		t.Fatalf("EntryKindOf(genesis) = %v, %v", k, ok)
+	}
+	if _, ok := EnvelopeBytes(g); ok {
+		t.Fatal("EnvelopeBytes found an envelope in a genesis entry")
+	}
+	if _, ok := EntryKindOf(nil); ok {
+		t.Fatal("EntryKindOf(nil) reported a kind")
+	}
+}

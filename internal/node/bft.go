@@ -50,6 +50,7 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 		}
 		members = append(members, hsengine.Member{ID: types.NodeID(m.ID), Addr: m.Addr, PublicKey: m.PublicKey})
 	}
+	live := n.Effective() // reloaded timeouts carry over to a new epoch's engine
 	genesis := &n.genesis
 	if base != nil {
 		genesis = nil
@@ -64,11 +65,11 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 		FSM:                  n.fsm,
 		Genesis:              genesis,
 		Base:                 base,
-		ViewChangeTimeout:    n.cfg.ViewChangeTimeout,
-		VoteTimeout:          n.cfg.VoteTimeout,
-		MaxViewChangeRetries: n.cfg.MaxViewChangeRetries,
-		MaxClockSkew:         max(hsengine.DefaultMaxClockSkew, n.cfg.ViewChangeTimeout),
-		SnapshotInterval:     n.cfg.CheckpointInterval,
+		ViewChangeTimeout:    live.ViewChangeTimeout,
+		VoteTimeout:          live.VoteTimeout,
+		MaxViewChangeRetries: live.MaxViewChangeRetries,
+		MaxClockSkew:         max(hsengine.DefaultMaxClockSkew, live.ViewChangeTimeout),
+		SnapshotInterval:     live.CheckpointInterval,
 		Logger:               logger,
 		OnEvidence:           n.det.onEngineEvidence,
 	})

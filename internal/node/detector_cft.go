@@ -51,13 +51,11 @@ const (
 	voterSyncEvery = time.Second
 )
 
-// newCFTDetector creates the detector for cft mode and fills the Raft
-// engine's attestation settings in rc. Without a public key for every
+// newCFTDetector creates the detector for cft mode (raftChecks connects it
+// to a Raft engine's configuration). Without a public key for every
 // initial member there is nothing to check attestations against: it
 // returns nil (no detector) and says so once; the leader still signs.
-func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger, rc *raftengine.Config) (*detector, error) {
-	rc.Signer = key
-	rc.Epoch = cftEpoch
+func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger) (*detector, error) {
 	ms, err := n.cfg.Members()
 	if err != nil {
 		return nil, err
@@ -81,10 +79,15 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger, rc *r
 	d.fromRaft = make(chan raftengine.AttestationCheck, raftCheckQueue)
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
+	return d, nil
+}
+
+// raftChecks makes a Raft engine built from rc check every entry's leader
+// attestation against the members' keys and hand the checks to d.
+func (d *detector) raftChecks(rc *raftengine.Config) {
 	rc.Members = d.members
 	rc.OnCheck = d.onRaftCheck
 	rc.PeerID = transport.PeerID
-	return d, nil
 }
 
 // cftEpoch is the epoch a cft cluster's attestations carry (one epoch

@@ -72,21 +72,20 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 	dir := n.epochDir(rec.Epoch)
 	switch rec.Mode {
 	case smr.ModeCFT:
-		r, err := raftengine.New(raftengine.Config{
+		rc := raftengine.Config{
 			NodeID:    n.cfg.NodeID,
 			DataDir:   dir,
 			Advertise: n.cfg.PeerAdvertiseAddr(),
 			Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
 			FSM:       n.fsm,
 			IndexBase: rec.BaseIndex,
-			Raft:      n.cfg.Raft,
+			Raft:      n.Effective().Raft,
 			Logger:    n.log.With("epoch", rec.Epoch),
-			Signer:    n.attest.Signer,
+			Signer:    n.signKey,
 			Epoch:     rec.Epoch,
-			Members:   n.attest.Members,
-			OnCheck:   n.attest.OnCheck,
-			PeerID:    n.attest.PeerID,
-		})
+		}
+		n.det.raftChecks(&rc)
+		r, err := raftengine.New(rc)
 		if err != nil {
 			return fmt.Errorf("raft engine of epoch %d: %w", rec.Epoch, err)
 		}

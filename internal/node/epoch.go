@@ -120,10 +120,11 @@ func (n *Node) saveEpochRecord(rec epochRecord) error {
 	return fsutil.WriteFile(filepath.Join(n.epochsDir(), epochRecordName), b)
 }
 
-// isEpochSwitch reports whether data is an epoch switch entry (version 2,
-// kind EntryEpochSwitch), without decoding it.
+// isEpochSwitch reports whether data is an epoch switch entry, from its
+// header.
 func isEpochSwitch(data []byte) bool {
-	return len(data) >= 2 && data[0] == 2 && data[1] == byte(smr.EntryEpochSwitch)
+	k, ok := smr.EntryKindOf(data)
+	return ok && k == smr.EntryEpochSwitch
 }
 
 // refuse answers an entry ordered after the end of the epoch (the gate:
@@ -181,14 +182,13 @@ type selector struct {
 	members   []config.Member // the configured committee, parsed once
 	committee *checkpoint.Committee
 	store     *checkpoint.Store
+	collector *checkpoint.Collector        // hand-over votes, by epoch (safe for concurrent use)
+	ended     chan struct{}                // the current epoch's switch entry was applied
+	certs     chan *checkpoint.Certificate // a certificate of the next epoch formed
 
 	mu        sync.Mutex
 	rec       epochRecord
-	collector *checkpoint.Collector // hand-over votes for the next epoch; read it through votes
-	ended     chan struct{}         // the current epoch's switch entry was applied
-	certs     chan *checkpoint.Certificate
 	switching bool
-	lastCert  *checkpoint.Certificate
 }
 
 func (n *Node) newSelector() (*selector, error) {
@@ -213,20 +213,12 @@ func (n *Node) newSelector() (*selector, error) {
 		return nil, err
 	}
 	s := &selector{n: n, members: ms, committee: com, store: st, rec: rec, collector: checkpoint.NewCollector(com),
-		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1), lastCert: rec.Cert}
+		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1)}
 	n.fsm.gate = s
 	if rec.EndIndex != 0 {
 		s.ended <- struct{}{}
 	}
 	return s, nil
-}
-
-// votes returns the collector of the next epoch's hand-over votes (a new
-// one per epoch).
-func (s *selector) votes() *checkpoint.Collector {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.collector
 }
 
 // record returns a copy of the current epoch record.
@@ -248,7 +240,7 @@ func (s *selector) addVote(v checkpoint.Vote) error {
 	if v.Statement.Epoch != cur+1 {
 		return fmt.Errorf("hand-over vote for epoch %d; this node is in epoch %d and takes votes for epoch %d only", v.Statement.Epoch, cur, cur+1)
 	}
-	cert, err := s.votes().Add(v)
+	cert, err := s.collector.Add(v)
 	if err != nil {
 		var ce *checkpoint.ConflictError
 		if errors.As(err, &ce) {
@@ -426,9 +418,11 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
 	}
 	s.mu.Lock()
-	s.rec, s.lastCert = next, cert
-	s.collector = checkpoint.NewCollector(s.committee)
+	s.rec = next
 	s.mu.Unlock()
+	// Keep the votes of the epoch that starts (a peer that missed the
+	// switch may still ask for them); drop older ones.
+	s.collector.Forget(next.BaseIndex)
 	// Signals about the epoch that just ended are stale now.
 	select {
 	case <-s.ended:
@@ -581,7 +575,7 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 			_ = n.sel.addVote(v) // stale or invalid votes change nothing
 		}
 		mine := []checkpoint.Vote{}
-		for _, v := range n.sel.votes().Votes(checkpoint.KindHandoff, epoch) {
+		for _, v := range n.sel.collector.Votes(checkpoint.KindHandoff, epoch) {
 			if v.Signer == n.cfg.NodeID {
 				mine = append(mine, v)
 			}
@@ -596,7 +590,7 @@ func (s *selector) status() *api.EpochStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &api.EpochStatus{Epoch: s.rec.Epoch, Mode: s.rec.Mode, Members: s.rec.Members, BaseIndex: s.rec.BaseIndex,
-		Reason: s.rec.Reason, Since: s.rec.Since, Switching: s.switching || s.rec.EndIndex != 0, Certificate: s.lastCert}
+		Reason: s.rec.Reason, Since: s.rec.Since, Switching: s.switching || s.rec.EndIndex != 0, Certificate: s.rec.Cert}
 }
 
 // Epoch implements api.ModeBackend.

@@ -66,9 +66,6 @@ type Node struct {
 	raft   *raftengine.Engine
 	bft    *hsengine.Engine
 	sel    *selector // auto mode: the epochs
-	// attest holds the leader-attestation settings of the Raft engines of
-	// auto mode's Raft epochs (filled by newCFTDetector).
-	attest raftengine.Config
 	// engMetrics is the running engine's collector (auto mode swaps it).
 	engMetrics prometheus.Collector
 	det        *detector // evidence, scoring and quarantine (cft mode: only with member keys)
@@ -176,7 +173,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		// The detector watches the Raft epochs through leader
 		// attestations (their settings are kept for each Raft epoch's
 		// engine) and the HotStuff epochs through the engine's proofs.
-		if n.det, err = n.newCFTDetector(key, logger, &n.attest); err != nil {
+		if n.det, err = n.newCFTDetector(key, logger); err != nil {
 			return nil, err
 		}
 		if n.det == nil {
@@ -217,8 +214,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 			Raft:      cfg.Raft,
 			Logger:    logger,
 		}
-		if n.det, err = n.newCFTDetector(key, logger, &rc); err != nil { // nil without member keys
+		// The leader signs what it proposes; with every member's key
+		// (a detector) the replicas check it.
+		rc.Signer, rc.Epoch = key, cftEpoch
+		if n.det, err = n.newCFTDetector(key, logger); err != nil { // nil without member keys
 			return nil, err
+		}
+		if n.det != nil {
+			n.det.raftChecks(&rc)
 		}
 		r, err := raftengine.New(rc)
 		if err != nil {

@@ -95,22 +95,24 @@ func (n *Node) Reload(cfg config.Config) (applied, ignored []string, err error) 
 	changed := func(keys ...string) bool {
 		return slices.ContainsFunc(applied, func(k string) bool { return slices.Contains(keys, k) })
 	}
-	if n.raftEng() != nil && changed("raft.heartbeat_timeout", "raft.election_timeout", "raft.snapshot_interval", "raft.snapshot_threshold", "raft.trailing_logs") {
-		if err := n.raftEng().Reload(next.Raft); err != nil {
+	// The running engine takes the new values; in auto mode the next
+	// epoch's engine is built from them (Effective).
+	if r := n.raftEng(); !n.bftMode() && r != nil && changed("raft.heartbeat_timeout", "raft.election_timeout", "raft.snapshot_interval", "raft.snapshot_threshold", "raft.trailing_logs") {
+		if err := r.Reload(next.Raft); err != nil {
 			return fail(err)
 		}
 		undo = append(undo, func() {
-			if err := n.raftEng().Reload(running.Raft); err != nil {
+			if err := r.Reload(running.Raft); err != nil {
 				n.log.Error("raft settings could not be set back after a failed reload", "err", err)
 			}
 		})
 	}
-	if n.bftEng() != nil && changed("view_change_timeout", "vote_timeout", "max_view_change_retries", "checkpoint_interval") {
-		if err := n.bftEng().SetTimeouts(ctx, engineTimeouts(next)); err != nil {
+	if b := n.bftEng(); n.bftMode() && changed("view_change_timeout", "vote_timeout", "max_view_change_retries", "checkpoint_interval") {
+		if err := b.SetTimeouts(ctx, engineTimeouts(next)); err != nil {
 			return fail(err)
 		}
 		undo = append(undo, func() {
-			if err := n.bftEng().SetTimeouts(ctx, engineTimeouts(running)); err != nil {
+			if err := b.SetTimeouts(ctx, engineTimeouts(running)); err != nil {
 				n.log.Error("hotstuff timeouts could not be set back after a failed reload", "err", err)
 			}
 		})

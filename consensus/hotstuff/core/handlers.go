@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -328,7 +329,7 @@ func (c *Core) onVote(from types.NodeID, v *types.Vote) error {
 	for id, sv := range set {
 		qc.Sigs = append(qc.Sigs, types.PartialSig{Signer: id, Sig: sv.Sig})
 	}
-	slices.SortFunc(qc.Sigs, func(a, b types.PartialSig) int { return cmpID(a.Signer, b.Signer) })
+	slices.SortFunc(qc.Sigs, func(a, b types.PartialSig) int { return cmp.Compare(a.Signer, b.Signer) })
 	c.log.Debug("QC formed", "view", qc.View, "block", qc.Block.String())
 	c.processQC(qc, from)
 	return nil
@@ -346,16 +347,6 @@ func (c *Core) checkConflict(v *types.Vote, from types.NodeID) {
 		return
 	}
 	c.fetchN(v.Block, from, 1)
-}
-
-func cmpID(a, b types.NodeID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // --- certificates and views ---
@@ -484,7 +475,7 @@ func (c *Core) suspectList() []types.NodeID {
 	for id := range c.suspects {
 		out = append(out, id)
 	}
-	slices.SortFunc(out, cmpID)
+	slices.Sort(out)
 	return out
 }
 
@@ -703,7 +694,7 @@ func (c *Core) onTimeout(from types.NodeID, t *types.Timeout) error {
 		for id, st := range set {
 			tc.Sigs = append(tc.Sigs, types.TimeoutSig{Signer: id, HighQCView: st.HighQC.View, Sig: st.Sig})
 		}
-		slices.SortFunc(tc.Sigs, func(a, b types.TimeoutSig) int { return cmpID(a.Signer, b.Signer) })
+		slices.SortFunc(tc.Sigs, func(a, b types.TimeoutSig) int { return cmp.Compare(a.Signer, b.Signer) })
 		// The high QC is the first (in signer order) of the highest view, so
 		// the TC is a function of the timeouts alone.
 		for i, ts := range tc.Sigs {

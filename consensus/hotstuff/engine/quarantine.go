@@ -42,23 +42,8 @@ func (e *Engine) SetQuarantined(ctx context.Context, ids []types.NodeID) error {
 			return fmt.Errorf("hotstuff engine: quarantine %q: not a committee member", id)
 		}
 	}
-	done := make(chan struct{})
-	fn := func() {
-		defer close(done)
+	return e.inLoop(ctx, "set quarantined", func() {
 		e.log.Info("quarantined members set", "members", ids)
 		e.core.SetQuarantined(ids)
-	}
-	select {
-	case e.ctrlCh <- fn:
-	case <-ctx.Done():
-		return fmt.Errorf("hotstuff engine: set quarantined: %w: %w", consensus.ErrUnavailable, ctx.Err())
-	case <-e.loopDone:
-		return consensus.ErrStopped
-	}
-	select {
-	case <-done:
-		return nil
-	case <-e.loopDone:
-		return consensus.ErrStopped
-	}
+	})
 }

@@ -33,20 +33,16 @@ const (
 // them commits first completes every replica's waiter; one that commits
 // anyway later is a duplicate to the state machine.
 func commandKey(cmd []byte) types.Hash {
-	if len(cmd) >= 9 && cmd[0] == entryCommandVersion {
+	if env, ok := smr.EnvelopeBytes(cmd); ok {
 		h := sha256.New()
 		h.Write([]byte("tandem/request\x00"))
-		h.Write(cmd[9:])
+		h.Write(env)
 		var k types.Hash
 		h.Sum(k[:0])
 		return k
 	}
 	return types.CommandHash(cmd)
 }
-
-// entryCommandVersion is the first byte of an encoded command entry,
-// followed by its time (8 bytes) and its envelope (smr.Entry.MarshalBinary).
-const entryCommandVersion = 0x01
 
 // isReadMarker reports whether cmd has the read marker prefix (it may still
 // be malformed; see checkMarker).

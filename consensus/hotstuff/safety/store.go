@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 )
 
 // Store persists SafetyData.
@@ -338,13 +340,8 @@ func (s *FileStore) writeCopy(i int, b []byte) error {
 	if s.exists[i] {
 		return nil
 	}
-	dir, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return fmt.Errorf("save safety data: open directory: %w", err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("save safety data: fsync directory %s: %w", filepath.Dir(p), err)
+	if err := fsutil.SyncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("save safety data: %w", err)
 	}
 	s.exists[i] = true
 	return nil
