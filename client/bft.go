@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -291,7 +293,7 @@ func matching(signed map[int]bftAnswer, key string) []bftAnswer {
 func conflictError(op string, need int, members []CommitteeMember, signed map[int]bftAnswer, invalid int) *ConflictError {
 	byKey := map[string]*ConflictGroup{}
 	var order []string
-	idx := slices.Sorted(mapKeys(signed))
+	idx := slices.Sorted(maps.Keys(signed))
 	for _, i := range idx {
 		a := signed[i]
 		g, ok := byKey[a.key]
@@ -308,16 +310,6 @@ func conflictError(op string, need int, members []CommitteeMember, signed map[in
 	}
 	slices.SortStableFunc(e.Groups, func(a, b ConflictGroup) int { return len(b.Nodes) - len(a.Nodes) })
 	return e
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // checkSigner verifies that a signed reply comes from replica r.
@@ -385,7 +377,7 @@ func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, body []byte, na
 			primaryAnswered.Store(true)
 		}
 		a.key, a.payload = reply.MatchKey(), reply
-		a.summary = fmt.Sprintf("index %d code %q", reply.Index, cmpOr(string(reply.Code), "ok"))
+		a.summary = fmt.Sprintf("index %d code %q", reply.Index, cmp.Or(string(reply.Code), "ok"))
 		return a
 	}
 	res, err := c.gather(ctx, name, b.f+1, c.cfg.Retry.MaxAttempts, true, req)
@@ -421,13 +413,6 @@ func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, body []byte, na
 		return smr.Result{}, res.sent, &APIError{Status: wire.StatusFor(r.Code), Code: r.Code, Message: r.Message, Result: &r}
 	}
 	return out, res.sent, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // queryBFT reads through the committee. An ordered read needs f+1

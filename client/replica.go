@@ -823,7 +823,6 @@ func decodeReplica(data []byte, key ed25519.PrivateKey) (*Replica, error) {
 	if err := r.merge(info, f.Remote.Index); err != nil {
 		return nil, err
 	}
-	r.remoteIndex = f.Remote.Index
 	ref := r.info.Ref()
 	r.signedMax, r.lastLocal = max(r.signedMax, f.SignedMax), max(r.lastLocal, f.LastLocalSeq)
 	if f.Statement != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,18 +32,6 @@ func newDetectorCmds(e *clientEnv) []*cobra.Command {
 	ev := &cobra.Command{Use: "evidence", Short: "List, show or export the evidence of misbehaviour a node has verified (bft mode)", Args: cobra.NoArgs}
 	ev.AddCommand(newEvidenceListCmd(e), newEvidenceShowCmd(e), newEvidenceExportCmd(e))
 	return []*cobra.Command{q, ev}
-}
-
-// writeIndentedJSON writes raw JSON indented, as the node sent it (no
-// re-encoding, so its strings stay byte for byte), and a newline.
-func writeIndentedJSON(w io.Writer, raw json.RawMessage) error {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, raw, "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err := w.Write(buf.Bytes())
-	return err
 }
 
 // quarantineRow is one entry of `admin quarantine list -o json`.
@@ -202,7 +189,7 @@ func newEvidenceListCmd(e *clientEnv) *cobra.Command {
 			}
 			rows := make([][]string, 0, len(v.Evidence))
 			for _, s := range v.Evidence {
-				rows = append(rows, []string{s.ID[:16], s.Kind, s.Offender, strconv.FormatUint(s.Epoch, 10), strconv.FormatBool(s.Verified), s.Summary})
+				rows = append(rows, []string{shortHash(s.ID), s.Kind, s.Offender, strconv.FormatUint(s.Epoch, 10), strconv.FormatBool(s.Verified), s.Summary})
 			}
 			return writeTable(cmd.OutOrStdout(), []string{"ID", "KIND", "OFFENDER", "EPOCH", "VERIFIED", "SUMMARY"}, rows)
 		},
@@ -230,7 +217,7 @@ func newEvidenceShowCmd(e *clientEnv) *cobra.Command {
 			if err := cl.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/evidence/"+url.PathEscape(id), nil, &v); err != nil {
 				return explain("evidence show", err)
 			}
-			return writeIndentedJSON(cmd.OutOrStdout(), v)
+			return writeRawJSON(cmd.OutOrStdout(), v)
 		},
 	}
 }
@@ -274,10 +261,10 @@ Audit it with plain git, e.g. git --git-dir DIR log --format='%an %s' frontier.`
 					return explain("evidence export", err)
 				}
 				if out == "" {
-					return writeIndentedJSON(cmd.OutOrStdout(), v)
+					return writeRawJSON(cmd.OutOrStdout(), v)
 				}
 				var buf bytes.Buffer
-				if err := writeIndentedJSON(&buf, v); err != nil {
+				if err := writeRawJSON(&buf, v); err != nil {
 					return err
 				}
 				return os.WriteFile(out, buf.Bytes(), 0o600)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -134,7 +135,7 @@ and --raft-election set the Raft timeouts (0: the defaults).`,
 			rows := make([][]string, 0, len(res.Rounds))
 			for _, r := range res.Rounds {
 				var nodes []string
-				for _, id := range slices.Sorted(mapKeys(r.NodesMillis)) {
+				for _, id := range slices.Sorted(maps.Keys(r.NodesMillis)) {
 					nodes = append(nodes, fmt.Sprintf("%s %.0f", id, r.NodesMillis[id]))
 				}
 				rows = append(rows, []string{fmt.Sprint(r.Round), r.Killed, fmt.Sprint(r.Term),
@@ -165,16 +166,6 @@ func defaultLabel(d time.Duration) string {
 		return "default"
 	}
 	return d.String()
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func (o *benchFailoverOptions) validate() error {

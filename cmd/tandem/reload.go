@@ -140,8 +140,10 @@ func (r *configReloader) reload() {
 	}
 }
 
-// newLeveledLogger is newLogger with its level in a LevelVar, so that a
-// reload can change it.
+// newLeveledLogger returns a slog logger writing to w at level ("debug",
+// "info", "warn", "error") in format ("text" or "json"), as given by the
+// log.* configuration keys. The level is in the returned LevelVar, so that
+// a reload can change it.
 func newLeveledLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
 	lvl, err := parseLevel(level)
 	if err != nil {

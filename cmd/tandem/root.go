@@ -106,25 +106,6 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 }
 
-// newLogger returns a slog logger writing to w at level ("debug", "info",
-// "warn", "error") in format ("text" or "json"), as given by the log.*
-// configuration keys.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	lvl, err := parseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("log.format: %q is not one of text, json", format)
-	}
-}
-
 // writeJSON writes v as indented JSON followed by a newline.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
