@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // ErrBadSignature is wrapped by the errors of Vote.Verify and
@@ -52,7 +54,7 @@ func verifySig(c *Committee, signer string, sig, msg []byte) error {
 	if len(sig) != ed25519.SignatureSize {
 		return fmt.Errorf("%w: signature of %q is %d bytes, want %d", ErrBadSignature, signer, len(sig), ed25519.SignatureSize)
 	}
-	if !ed25519.Verify(k, msg, sig) {
+	if !sigverify.Verify(k, msg, sig) {
 		return fmt.Errorf("%w: signature of %q does not verify over the statement", ErrBadSignature, signer)
 	}
 	return nil

@@ -17,9 +17,9 @@ import (
 
 // Consensus modes (consensus_mode).
 const (
-	ModeAuto = "auto" // start in CFT, escalate to BFT on detected misbehaviour
-	ModeCFT  = "cft"  // Raft only
-	ModeBFT  = "bft"  // HotStuff only
+	ModeAuto = "auto"      // start in CFT, escalate to BFT on detected misbehaviour
+	ModeCFT  = smr.ModeCFT // Raft only
+	ModeBFT  = smr.ModeBFT // HotStuff only
 )
 
 // SignatureEd25519 is the only supported signature_algorithm.

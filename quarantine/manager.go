@@ -1,6 +1,7 @@
 package quarantine
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,8 +95,8 @@ func Open(path string, opts Options) (*Manager, error) {
 		opts.MaxHistory = DefaultMaxHistory
 	}
 	m := &Manager{path: path, opts: opts, active: map[NodeID]Entry{}}
-	if err := os.Remove(path + ".tmp"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("quarantine: remove stale %s.tmp: %w", path, err)
+	if err := os.Remove(path + fsutil.TempSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("quarantine: remove stale %s%s: %w", path, fsutil.TempSuffix, err)
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -153,18 +154,8 @@ func (m *Manager) sortedActive() []Entry {
 		e.Evidence = slices.Clone(e.Evidence)
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return compareIDs(a.Node, b.Node) })
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Node, b.Node) })
 	return out
-}
-
-func compareIDs(a, b NodeID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Get returns id's active entry.
@@ -371,7 +362,7 @@ func (m *Manager) persist(active map[NodeID]Entry, lifted []LiftRecord) error {
 	for _, e := range active {
 		list = append(list, e)
 	}
-	slices.SortFunc(list, func(a, b Entry) int { return compareIDs(a.Node, b.Node) })
+	slices.SortFunc(list, func(a, b Entry) int { return cmp.Compare(a.Node, b.Node) })
 	data, err := encodeFile(list, lifted)
 	if err != nil {
 		return fmt.Errorf("quarantine: encode %s: %w: %w", m.path, ErrInvalidEntry, err)

@@ -108,5 +108,5 @@ func (s *Members) Committee(epoch uint64) (*types.Committee, error) {
 // verifyBy checks an Ed25519 signature of member id.
 func (s *Members) verifyBy(id NodeID, msg, sig []byte) bool {
 	key, ok := s.keys[id]
-	return ok && len(sig) == ed25519.SignatureSize && ed25519.Verify(key, msg, sig)
+	return ok && verifySig(key, msg, sig)
 }

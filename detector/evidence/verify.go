@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/bftlog"
+	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
 
 // Verify checks e using only e and the member keys m. It returns nil when e
@@ -182,8 +183,11 @@ func Verify(e *Evidence, m *Members) error {
 	}
 }
 
+// verifySig checks an Ed25519 signature by the rule of every replicated
+// check (internal/sigverify: ZIP-215), so a proof verifies exactly when
+// the engines would have accepted the signatures in it.
 func verifySig(key ed25519.PublicKey, msg, sig []byte) bool {
-	return len(sig) == ed25519.SignatureSize && ed25519.Verify(key, msg, sig)
+	return sigverify.Verify(key, msg, sig)
 }
 
 func equalKey(a []byte, key ed25519.PublicKey) bool { return string(a) == string(key) }

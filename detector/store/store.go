@@ -44,7 +44,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("evidence store %s: %w", dir, err)
 	}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".tmp") {
+		if strings.HasSuffix(e.Name(), fsutil.TempSuffix) {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

@@ -126,12 +126,7 @@ func (s *Server) handleSnapshotRestore(w http.ResponseWriter, r *http.Request, b
 	if err != nil {
 		return writeError(w, err)
 	}
-	if res.Code != smr.CodeOK {
-		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res})
-		return res.Code
-	}
-	writeJSON(w, http.StatusOK, SubmitResponse{Result: res})
-	return smr.CodeOK
+	return writeResult(w, res, nil)
 }
 
 func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {

@@ -78,10 +78,5 @@ func (s *Server) handleModeSet(w http.ResponseWriter, r *http.Request, body []by
 	if err != nil {
 		return writeError(w, err)
 	}
-	if res.Code != smr.CodeOK {
-		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res})
-		return res.Code
-	}
-	writeJSON(w, http.StatusOK, SubmitResponse{Result: res})
-	return smr.CodeOK
+	return writeResult(w, res, nil)
 }

@@ -280,6 +280,13 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byt
 	if err != nil {
 		return writeError(w, err)
 	}
+	return writeResult(w, res, reply)
+}
+
+// writeResult answers with an ordered entry's Result: 200 with it, or the
+// status of its code with it as the error's result. reply is the signed
+// reply of bft mode (nil otherwise).
+func writeResult(w http.ResponseWriter, res smr.Result, reply *wire.SubmitReply) smr.Code {
 	if res.Code != smr.CodeOK {
 		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res, Reply: reply})
 		return res.Code
