@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,30 +41,15 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	byzBinary := filepath.Join(t.TempDir(), "tandem-byzantine")
-	build := exec.Command("go", "build", "-tags", "byzantine", "-o", byzBinary, "github.com/tandem-consensus/tandem/cmd/tandem")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building the byzantine binary: %v", err)
-	}
+	byzBinary := buildByzantine(t)
 
 	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "cft", Extra: map[string]any{"raft": fastRaft}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	listMemberKeys(t, layout)
-	var out io.Writer = io.Discard
-	if os.Getenv("TANDEM_E2E_LOG") != "" {
-		out = os.Stderr
-	}
-	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
-	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
-	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
-		t.Fatal(err)
-	}
-	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
-		t.Fatal(err)
-	}
+	out := processLog()
+	c := newCluster(t, layout, out)
 	// Only node4's binary knows the variable.
 	t.Setenv("TANDEM_BYZANTINE", "equivocate")
 	watch := &equivocationWatch{out: out}

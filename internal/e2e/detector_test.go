@@ -43,30 +43,15 @@ func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	byzBinary := filepath.Join(t.TempDir(), "tandem-byzantine")
-	build := exec.Command("go", "build", "-tags", "byzantine", "-o", byzBinary, "github.com/tandem-consensus/tandem/cmd/tandem")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building the byzantine binary: %v", err)
-	}
+	byzBinary := buildByzantine(t)
 
 	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
 		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out io.Writer = io.Discard
-	if os.Getenv("TANDEM_E2E_LOG") != "" {
-		out = os.Stderr
-	}
-	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
-	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
-	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
-		t.Fatal(err)
-	}
-	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
-		t.Fatal(err)
-	}
+	out := processLog()
+	c := newCluster(t, layout, out)
 	// The byzantine node runs the tagged binary; its log is scanned for its
 	// first equivocation. The variable means nothing to the correct nodes'
 	// binary, which has no byzantine code at all.

@@ -82,24 +82,50 @@ func launch(t *testing.T, opts devcluster.Options) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out io.Writer = io.Discard
-	if os.Getenv("TANDEM_E2E_LOG") != "" {
-		out = os.Stderr
-	}
-	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
-	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
-	c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newCluster(t, layout, processLog())
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// processLog is where the processes' output goes: standard error when
+// TANDEM_E2E_LOG is set, nowhere otherwise.
+func processLog() io.Writer {
+	if os.Getenv("TANDEM_E2E_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// newCluster returns the cluster of layout, not started, with a client
+// TLS config and the admin key; its processes write to out, and StopAll
+// runs at cleanup.
+func newCluster(t *testing.T, layout *devcluster.Layout, out io.Writer) *cluster {
+	t.Helper()
+	c := &cluster{Cluster: devcluster.New(layout, binary, out), t: t, layout: layout}
+	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
+	var err error
+	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// buildByzantine builds the binary with the byzantine behaviours (build
+// tag byzantine) and returns its path.
+func buildByzantine(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tandem-byzantine")
+	build := exec.Command("go", "build", "-tags", "byzantine", "-o", bin, "github.com/tandem-consensus/tandem/cmd/tandem")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building the byzantine binary: %v", err)
+	}
+	return bin
 }
 
 // waitReady waits until every node answers /readyz with 200: a leader is

@@ -18,7 +18,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tandem-consensus/tandem/internal/devcluster"
-	"github.com/tandem-consensus/tandem/internal/identity"
 )
 
 // logLines collects the cluster's log lines (and passes them on).
@@ -72,19 +71,8 @@ func launchLogged(t *testing.T, opts devcluster.Options) (*cluster, *logLines) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out io.Writer = io.Discard
-	if os.Getenv("TANDEM_E2E_LOG") != "" {
-		out = os.Stderr
-	}
-	logs := &logLines{out: out}
-	c := &cluster{Cluster: devcluster.New(layout, binary, logs), t: t, layout: layout}
-	t.Cleanup(func() { _ = c.StopAll(5 * time.Second) })
-	if c.tls, err = identity.ClientTLS(layout.CAFile, layout.ClientCertFile, layout.ClientKeyFile); err != nil {
-		t.Fatal(err)
-	}
-	if c.admin, err = identity.LoadKeyFile(layout.AdminKeyPath); err != nil {
-		t.Fatal(err)
-	}
+	logs := &logLines{out: processLog()}
+	c := newCluster(t, layout, logs)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
