@@ -154,7 +154,7 @@ func (s *Store) Save(cert *Certificate, snapshot []byte) error {
 	if err != nil {
 		return err
 	}
-	prevSeq, prev, _, err := s.latestLocked(seqs, false)
+	prevSeq, prev, _, err := s.latestLocked(seqs)
 	switch {
 	case errors.Is(err, ErrNone):
 	case err != nil:
@@ -200,7 +200,7 @@ func (s *Store) Latest() (*Certificate, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	_, cert, snap, err := s.latestLocked(seqs, true)
+	_, cert, snap, err := s.latestLocked(seqs)
 	return cert, snap, err
 }
 
@@ -211,7 +211,7 @@ func (s *Store) LatestCertificate() (*Certificate, error) {
 }
 
 // latestLocked loads pairs from the newest down. The caller holds s.mu.
-func (s *Store) latestLocked(seqs []uint64, wantSnap bool) (uint64, *Certificate, []byte, error) {
+func (s *Store) latestLocked(seqs []uint64) (uint64, *Certificate, []byte, error) {
 	if len(seqs) == 0 {
 		return 0, nil, nil, ErrNone
 	}
@@ -219,9 +219,6 @@ func (s *Store) latestLocked(seqs []uint64, wantSnap bool) (uint64, *Certificate
 	for _, seq := range slices.Backward(seqs) {
 		cert, snap, err := s.load(seq)
 		if err == nil {
-			if !wantSnap {
-				snap = nil
-			}
 			return seq, cert, snap, nil
 		}
 		errs = append(errs, err)
