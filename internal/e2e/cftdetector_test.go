@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -85,60 +84,18 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 
 	// Every correct node must quarantine node4, and only node4.
-	since := map[string]time.Time{}
-	deadline := time.Now().Add(40 * time.Second)
-	writes := 0
-	for len(since) < len(correct) {
-		if time.Now().After(deadline) {
-			t.Fatalf("within 40s only %v quarantined %s (first equivocation seen: %v)", since, byzantineNode, !watch.first().IsZero())
-		}
+	waitQuarantined(ctx, t, c, adm, correct, watch, func(i int) bool {
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-		if _, err := cl.SetConfig(wctx, "before-"+strconv.Itoa(writes), "v"); err == nil {
-			writes++
-		}
-		wcancel()
-		for _, id := range correct {
-			if _, ok := since[id]; ok {
-				continue
-			}
-			var v api.QuarantineView
-			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
-				t.Logf("%s: quarantine list: %v", id, err)
-				continue
-			}
-			for _, q := range v.Quarantined {
-				if q.Node != byzantineNode {
-					t.Fatalf("%s quarantined %s, a correct node: %+v", id, q.Node, q)
-				}
-				since[id] = q.Since
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	first := watch.first()
-	if first.IsZero() {
-		t.Fatalf("%s was quarantined but never logged an equivocation", byzantineNode)
-	}
-	var last time.Time
-	for _, s := range since {
-		if s.After(last) {
-			last = s
-		}
-	}
-	t.Logf("detection latency: %s from the first equivocation (%s) to quarantine on the last correct node; per node: %v; %d writes meanwhile",
-		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), since, writes)
+		defer wcancel()
+		_, err := cl.SetConfig(wctx, "before-"+strconv.Itoa(i), "v")
+		return err == nil
+	}, 50*time.Millisecond)
 
 	// On every correct node: the evidence is stored, verifies against the
 	// member keys alone and proves node4's equivocation; the metric says
 	// node4 is quarantined.
 	for _, id := range correct {
-		var v api.QuarantineView
-		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
-			t.Fatal(err)
-		}
-		if len(v.Quarantined) != 1 || v.Quarantined[0].Node != byzantineNode || len(v.Quarantined[0].Evidence) == 0 {
-			t.Fatalf("%s quarantine list: %+v", id, v)
-		}
+		evs := quarantineEvidence(ctx, t, c, adm, id, members)
 		var list api.EvidenceListView
 		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
 			t.Fatal(err)
@@ -146,20 +103,9 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 		if len(list.Evidence) == 0 {
 			t.Fatalf("%s stores no evidence", id)
 		}
-		for _, s := range v.Quarantined[0].Evidence {
-			var raw json.RawMessage
-			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
-				t.Fatal(err)
-			}
-			var e evidence.Evidence
-			if err := json.Unmarshal(raw, &e); err != nil {
-				t.Fatalf("%s evidence %s: %v", id, s.ID, err)
-			}
-			if err := evidence.Verify(&e, members); err != nil {
-				t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
-			}
+		for _, e := range evs {
 			if !e.Irrefutable() || e.Offender != byzantineNode || e.Kind != evidence.KindLeaderEquivocation {
-				t.Fatalf("%s evidence %s: %s %s", id, s.ID, e.Kind, e.Summary())
+				t.Fatalf("%s evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
 			}
 		}
 		if got := metricLine(t, adm.http, c.endpoint(id), `tandem_quarantined{member="`+byzantineNode+`"}`); got != "1" {

@@ -83,71 +83,17 @@ func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	defer adm.http.CloseIdleConnections()
 
 	// Every correct node must quarantine node4, and only node4.
-	since := map[string]time.Time{}
-	deadline := time.Now().Add(40 * time.Second)
-	writes := 0
-	for len(since) < len(correct) {
-		if time.Now().After(deadline) {
-			t.Fatalf("within 40s only %v quarantined %s (first equivocation seen: %v)", since, byzantineNode, !watch.first().IsZero())
-		}
-		if _, err := cl.SetConfig(ctx, "before-"+strconv.Itoa(writes), "v"); err == nil {
-			writes++
-		}
-		for _, id := range correct {
-			if _, ok := since[id]; ok {
-				continue
-			}
-			var v api.QuarantineView
-			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
-				t.Logf("%s: quarantine list: %v", id, err)
-				continue
-			}
-			for _, q := range v.Quarantined {
-				if q.Node != byzantineNode {
-					t.Fatalf("%s quarantined %s, a correct node: %+v", id, q.Node, q)
-				}
-				since[id] = q.Since
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	first := watch.first()
-	if first.IsZero() {
-		t.Fatalf("%s was quarantined but never logged an equivocation", byzantineNode)
-	}
-	var last time.Time
-	for _, s := range since {
-		if s.After(last) {
-			last = s
-		}
-	}
-	t.Logf("detection latency: %s from the first equivocation (%s) to quarantine on the last correct node; per node: %v; %d writes meanwhile",
-		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), since, writes)
+	since := waitQuarantined(ctx, t, c, adm, correct, watch, func(i int) bool {
+		_, err := cl.SetConfig(ctx, "before-"+strconv.Itoa(i), "v")
+		return err == nil
+	}, 100*time.Millisecond)
 
 	// The evidence verifies against the member keys alone, on every
 	// correct node, and is an irrefutable proof naming node4.
 	for _, id := range correct {
-		var v api.QuarantineView
-		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
-			t.Fatal(err)
-		}
-		if len(v.Quarantined) != 1 || v.Quarantined[0].Node != byzantineNode || len(v.Quarantined[0].Evidence) == 0 {
-			t.Fatalf("%s quarantine list: %+v", id, v)
-		}
-		for _, s := range v.Quarantined[0].Evidence {
-			var raw json.RawMessage
-			if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
-				t.Fatal(err)
-			}
-			var e evidence.Evidence
-			if err := json.Unmarshal(raw, &e); err != nil {
-				t.Fatalf("%s evidence %s: %v", id, s.ID, err)
-			}
-			if err := evidence.Verify(&e, members); err != nil {
-				t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
-			}
+		for _, e := range quarantineEvidence(ctx, t, c, adm, id, members) {
 			if !e.Irrefutable() || e.Offender != byzantineNode || e.Kind != evidence.KindEquivocatingProposals {
-				t.Fatalf("%s evidence %s: %s", id, s.ID, e.Summary())
+				t.Fatalf("%s evidence %s: %s", id, e.ID(), e.Summary())
 			}
 		}
 	}
