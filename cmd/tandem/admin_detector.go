@@ -34,13 +34,6 @@ func newDetectorCmds(e *clientEnv) []*cobra.Command {
 	return []*cobra.Command{q, ev}
 }
 
-// quarantineRow is one entry of `admin quarantine list -o json`.
-type quarantineRow struct {
-	Endpoint string              `json:"endpoint"`
-	View     *api.QuarantineView `json:"view,omitempty"`
-	Error    string              `json:"error,omitempty"`
-}
-
 func newQuarantineListCmd(e *clientEnv) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
@@ -51,48 +44,18 @@ that does not answer gets a row with the error, and the command then exits
 non-zero. -o json adds the lift history and the evidence of each entry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			cl, err := e.conn.connect(cmd, true)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := e.conn.context(cmd)
-			defer cancel()
-			var out []quarantineRow
-			var rows [][]string
-			failed := 0
-			for _, ep := range cl.Endpoints() {
-				var v api.QuarantineView
-				if err := cl.AdminJSON(ctx, ep, http.MethodGet, "/v1/admin/quarantine", nil, &v); err != nil {
-					failed++
-					out = append(out, quarantineRow{Endpoint: ep, Error: err.Error()})
-					rows = append(rows, []string{ep, "-", "-", "-", "error: " + err.Error()})
-					continue
-				}
-				out = append(out, quarantineRow{Endpoint: ep, View: &v})
-				if len(v.Quarantined) == 0 {
-					rows = append(rows, []string{v.Node, "-", "-", "-", "(none)"})
-				}
-				for _, q := range v.Quarantined {
-					rows = append(rows, []string{v.Node, q.Node, q.Since.Format(time.RFC3339), strconv.Itoa(len(q.Evidence)), q.Reason})
-				}
-			}
-			if format == outputJSON {
-				err = writeJSON(cmd.OutOrStdout(), out)
-			} else {
-				err = writeTable(cmd.OutOrStdout(), []string{"NODE", "QUARANTINED", "SINCE", "EVIDENCE", "REASON"}, rows)
-			}
-			if err != nil {
-				return err
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d endpoints did not report their quarantine list", failed, len(cl.Endpoints()))
-			}
-			return nil
+			return askEveryEndpoint(cmd, e, "/v1/admin/quarantine", "view", "their quarantine list",
+				[]string{"NODE", "QUARANTINED", "SINCE", "EVIDENCE", "REASON"},
+				func(_ string, v *api.QuarantineView) [][]string {
+					if len(v.Quarantined) == 0 {
+						return [][]string{{v.Node, "-", "-", "-", "(none)"}}
+					}
+					var rows [][]string
+					for _, q := range v.Quarantined {
+						rows = append(rows, []string{v.Node, q.Node, q.Since.Format(time.RFC3339), strconv.Itoa(len(q.Evidence)), q.Reason})
+					}
+					return rows
+				})
 		},
 	}
 }

@@ -30,52 +30,15 @@ func newModeShowCmd(e *clientEnv) *cobra.Command {
 		Short: "Show each node's epoch and mode",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			cl, err := e.conn.connect(cmd, true)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := e.conn.context(cmd)
-			defer cancel()
-			type row struct {
-				Endpoint string           `json:"endpoint"`
-				Epoch    *api.EpochStatus `json:"epoch,omitempty"`
-				Error    string           `json:"error,omitempty"`
-			}
-			var out []row
-			var rows [][]string
-			failed := 0
-			for _, ep := range cl.Endpoints() {
-				var st api.EpochStatus
-				if err := cl.AdminJSON(ctx, ep, http.MethodGet, "/v1/admin/mode", nil, &st); err != nil {
-					failed++
-					out = append(out, row{Endpoint: ep, Error: err.Error()})
-					rows = append(rows, []string{ep, "-", "-", "-", "-", "error: " + err.Error()})
-					continue
-				}
-				out = append(out, row{Endpoint: ep, Epoch: &st})
-				state := st.Mode
-				if st.Switching {
-					state += " (switching)"
-				}
-				rows = append(rows, []string{ep, strconv.FormatUint(st.Epoch, 10), state, strings.Join(st.Members, ","), st.Since.Format(time.RFC3339), st.Reason})
-			}
-			if format == outputJSON {
-				err = writeJSON(cmd.OutOrStdout(), out)
-			} else {
-				err = writeTable(cmd.OutOrStdout(), []string{"ENDPOINT", "EPOCH", "MODE", "MEMBERS", "SINCE", "REASON"}, rows)
-			}
-			if err != nil {
-				return err
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d endpoints did not report their epoch", failed, len(cl.Endpoints()))
-			}
-			return nil
+			return askEveryEndpoint(cmd, e, "/v1/admin/mode", "epoch", "their epoch",
+				[]string{"ENDPOINT", "EPOCH", "MODE", "MEMBERS", "SINCE", "REASON"},
+				func(ep string, st *api.EpochStatus) [][]string {
+					state := st.Mode
+					if st.Switching {
+						state += " (switching)"
+					}
+					return [][]string{{ep, strconv.FormatUint(st.Epoch, 10), state, strings.Join(st.Members, ","), st.Since.Format(time.RFC3339), st.Reason}}
+				})
 		},
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -334,4 +335,54 @@ snapshot was taken are lost.`,
 			}
 			return fmt.Sprintf("snapshot %s restored", args[0]), map[string]any{"restored": args[0]}, nil
 		})
+}
+
+// askEveryEndpoint sends a signed admin GET of path to every endpoint (each
+// node answers for itself) and prints the answers: with -o json one object
+// per endpoint, {"endpoint", key: answer} or {"endpoint", "error"}; else a
+// table with header whose rows rows makes of each answer, and a row with
+// the error for an endpoint that did not answer. It then fails, counting
+// the endpoints that did not report what.
+func askEveryEndpoint[T any](cmd *cobra.Command, e *clientEnv, path, key, what string, header []string, rows func(ep string, v *T) [][]string) error {
+	format, err := e.g.format()
+	if err != nil {
+		return err
+	}
+	cl, err := e.conn.connect(cmd, true)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := e.conn.context(cmd)
+	defer cancel()
+	var out []map[string]any
+	var table [][]string
+	failed := 0
+	for _, ep := range cl.Endpoints() {
+		v := new(T)
+		if err := cl.AdminJSON(ctx, ep, http.MethodGet, path, nil, v); err != nil {
+			failed++
+			out = append(out, map[string]any{"endpoint": ep, "error": err.Error()})
+			row := []string{ep}
+			for range len(header) - 2 {
+				row = append(row, "-")
+			}
+			table = append(table, append(row, "error: "+err.Error()))
+			continue
+		}
+		out = append(out, map[string]any{"endpoint": ep, key: v})
+		table = append(table, rows(ep, v)...)
+	}
+	if format == outputJSON {
+		err = writeJSON(cmd.OutOrStdout(), out)
+	} else {
+		err = writeTable(cmd.OutOrStdout(), header, table)
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d endpoints did not report %s", failed, len(cl.Endpoints()), what)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -141,6 +142,25 @@ func TestAutoModeSwitchesBothWays(t *testing.T) {
 	checkAll("after the switch back to cft")
 	write("epoch3", 10)
 	hash := c.waitConverged(c.ids(), 20*time.Second)
+
+	// The CLI reports every node in epoch 3 (one JSON object per endpoint).
+	show := exec.CommandContext(ctx, binary, "-o", "json", "admin", "--client-config", c.layout.ClientConfigPath, "mode", "show")
+	outb, err := show.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tandem admin mode show: %v\n%s", err, outb)
+	}
+	var rows []struct {
+		Endpoint string           `json:"endpoint"`
+		Epoch    *api.EpochStatus `json:"epoch"`
+	}
+	if err := json.Unmarshal(outb, &rows); err != nil || len(rows) != len(c.ids()) {
+		t.Fatalf("admin mode show -o json: %v\n%s", err, outb)
+	}
+	for _, r := range rows {
+		if r.Epoch == nil || r.Epoch.Epoch != 3 || r.Epoch.Mode != "cft" {
+			t.Fatalf("admin mode show: %s reports %+v", r.Endpoint, r.Epoch)
+		}
+	}
 
 	// A restart inside epoch 3 keeps the epoch and the state.
 	if err := c.Stop("node2", 5*time.Second); err != nil {
