@@ -411,8 +411,10 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	}
 	next := epochRecord{Epoch: cert.Statement.Epoch, Mode: cert.Statement.Mode, Members: cert.Statement.Members,
 		BaseIndex: cert.Statement.Index, Cert: cert, Since: time.Now().UTC()}
-	if rec.Next != nil {
-		next.Reason = rec.Next.Reason
+	// The old engine may have applied the switch while this node followed
+	// the others' certificate: its record then has the reason.
+	if ended := s.record(); ended.Next != nil {
+		next.Reason = ended.Next.Reason
 	}
 	if err := n.saveEpochRecord(next); err != nil {
 		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
