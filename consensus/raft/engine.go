@@ -117,11 +117,8 @@ func New(cfg Config) (*Engine, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raft engine: %w", err)
 	}
-	if e.logs, err = raft.NewLogCache(logCacheSize, bolt); err != nil {
-		return fail(fmt.Errorf("log cache: %w", err))
-	}
-	if e.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, cfg.Raft.SnapshotRetain, rc.Logger.Named("snapshot")); err != nil {
-		return fail(fmt.Errorf("snapshot store in %s: %w", dir, err))
+	if e.logs, e.snaps, err = openStores(dir, bolt, cfg.Raft.SnapshotRetain, rc.Logger); err != nil {
+		return fail(err)
 	}
 	if cfg.Transport != nil {
 		e.transport = cfg.Transport
@@ -131,12 +128,7 @@ func New(cfg Config) (*Engine, error) {
 			e.refuser = newRefusingLayer(stream, cfg.PeerID, logger)
 			stream = e.refuser
 		}
-		e.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  advertisedLayer{StreamLayer: stream, addr: advertiseAddr(cfg.Advertise)},
-			MaxPool: DefaultTransportMaxPool,
-			Timeout: cfg.TransportTimeout,
-			Logger:  rc.Logger.Named("net"),
-		})
+		e.transport = newNetworkTransport(stream, cfg.Advertise, cfg.TransportTimeout, rc.Logger)
 	}
 	r, err := raft.NewRaft(rc, e.fsm, e.logs, bolt, e.snaps, e.misbehaveTransport(e.transport))
 	if err != nil {

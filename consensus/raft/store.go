@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
@@ -61,4 +63,30 @@ func prepareDir(dataDir string) (string, error) {
 		return "", fmt.Errorf("create raft directory: %w", err)
 	}
 	return dir, nil
+}
+
+// openStores puts the log cache in front of bolt and opens the file
+// snapshot store in dir: the storage every Raft node of Tandem runs on
+// (the engine, and the Baseline it is measured against).
+func openStores(dir string, bolt *raftboltdb.BoltStore, retain int, logger hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
+	logs, err := raft.NewLogCache(logCacheSize, bolt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, logger.Named("snapshot"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot store in %s: %w", dir, err)
+	}
+	return logs, snaps, nil
+}
+
+// newNetworkTransport runs Raft's NetworkTransport on stream, announcing
+// advertise as this node's address.
+func newNetworkTransport(stream raft.StreamLayer, advertise string, timeout time.Duration, logger hclog.Logger) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  advertisedLayer{StreamLayer: stream, addr: advertiseAddr(advertise)},
+		MaxPool: DefaultTransportMaxPool,
+		Timeout: timeout,
+		Logger:  logger.Named("net"),
+	})
 }

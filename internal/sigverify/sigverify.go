@@ -18,6 +18,7 @@ package sigverify
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 
 	"github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
@@ -221,11 +222,24 @@ type verifiedCache struct {
 
 var cache = newVerifiedCache(cacheSize)
 
+// cacheOff turns the signature cache off (SetCaching).
+var cacheOff atomic.Bool
+
+// SetCaching turns remembering verified signatures on (the default) or
+// off for the whole process. A process runs one node, so one cache per
+// process is one per node; a benchmark that runs several nodes in one
+// process turns it off so that each node really verifies every signature,
+// as separate processes would.
+func SetCaching(on bool) { cacheOff.Store(!on) }
+
 func newVerifiedCache(size int) *verifiedCache {
 	return &verifiedCache{size: size, seen: make(map[[32]byte]struct{})}
 }
 
 func (c *verifiedCache) has(k [32]byte) bool {
+	if cacheOff.Load() {
+		return false
+	}
 	c.mu.Lock()
 	_, ok := c.seen[k]
 	c.mu.Unlock()
@@ -233,6 +247,9 @@ func (c *verifiedCache) has(k [32]byte) bool {
 }
 
 func (c *verifiedCache) add(k [32]byte) {
+	if cacheOff.Load() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen[k]; ok {

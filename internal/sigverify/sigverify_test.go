@@ -246,3 +246,22 @@ func BenchmarkVerifyNotExpanded(b *testing.B) {
 		voi.VerifyWithOptions(s.pub, s.msg, s.sig, opts)
 	}
 }
+
+// TestSetCaching: with caching off a verified signature is not
+// remembered (each call verifies again) and a bad one is still refused;
+// turned back on, it is remembered.
+func TestSetCaching(t *testing.T) {
+	s := sign(t, 9, 2)
+	SetCaching(false)
+	t.Cleanup(func() { SetCaching(true) })
+	if !Verify(s[0].pub, s[0].msg, s[0].sig) || cache.has(key(s[0].pub, s[0].msg, s[0].sig)) {
+		t.Fatal("caching off: a valid signature must verify and not be remembered")
+	}
+	if bad := corrupt(s[0], 3); Verify(bad.pub, bad.msg, bad.sig) {
+		t.Fatal("caching off: a corrupted signature verified")
+	}
+	SetCaching(true)
+	if !Verify(s[1].pub, s[1].msg, s[1].sig) || !cache.has(key(s[1].pub, s[1].msg, s[1].sig)) {
+		t.Fatal("caching on: a verified signature must be remembered")
+	}
+}
