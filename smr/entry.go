@@ -18,7 +18,15 @@ const (
 	EntryRestore EntryKind = 2 // an admin-signed restore of a snapshot (Entry.Restore)
 	// EntryEpochSwitch ends the epoch (Entry.Switch; see EpochSwitch).
 	EntryEpochSwitch EntryKind = 3
+	// EntryBatch carries several client envelopes (Entry.Batch), executed
+	// in order at the entry's index as if each were a command entry with
+	// the entry's time. The Raft engine batches concurrent proposals into
+	// one entry.
+	EntryBatch EntryKind = 4
 )
+
+// MaxBatchEnvelopes bounds the envelopes of a batch entry.
+const MaxBatchEnvelopes = 4096
 
 func (k EntryKind) String() string {
 	switch k {
@@ -30,6 +38,8 @@ func (k EntryKind) String() string {
 		return "restore"
 	case EntryEpochSwitch:
 		return "epoch-switch"
+	case EntryBatch:
+		return "batch"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -43,7 +53,8 @@ func (k EntryKind) String() string {
 // keeps the later of the two clocks.
 //
 // Exactly the field of Kind is set: Env for EntryCommand, Genesis for
-// EntryGenesis, Restore for EntryRestore.
+// EntryGenesis, Restore for EntryRestore, Switch for EntryEpochSwitch,
+// Batch (two or more envelopes) for EntryBatch.
 type Entry struct {
 	Kind    EntryKind
 	Time    int64 // leader-proposed time, Unix nanoseconds
@@ -51,11 +62,17 @@ type Entry struct {
 	Genesis *Genesis
 	Restore *Restore
 	Switch  *EpochSwitch
+	Batch   []Envelope
 }
 
 // NewCommandEntry returns the command entry of env at time t (Unix nanos).
 func NewCommandEntry(t int64, env Envelope) Entry {
 	return Entry{Kind: EntryCommand, Time: t, Env: env}
+}
+
+// NewBatchEntry returns the batch entry of envs at time t (Unix nanos).
+func NewBatchEntry(t int64, envs []Envelope) Entry {
+	return Entry{Kind: EntryBatch, Time: t, Batch: envs}
 }
 
 // NewGenesisEntry returns the genesis entry of g at time t. It does not
@@ -97,6 +114,8 @@ const restoreFixedLen = ed25519.PublicKeySize + 8 + ed25519.SignatureSize + 4
 //	        signature (64) || len(request URI) (uint32) || request URI ||
 //	        snapshot (the rest of the entry)
 //	    EntryEpochSwitch (3): see appendSwitchBinary
+//	    EntryBatch (4): count (uint32, 2..MaxBatchEnvelopes) || the
+//	        envelopes, each as Envelope.MarshalBinary (self-delimiting)
 //
 // Command entries keep version 1, byte for byte the format that predates
 // entry kinds; version 2 never carries kind 0. So every Entry has exactly one
@@ -106,8 +125,8 @@ const restoreFixedLen = ed25519.PublicKeySize + 8 + ed25519.SignatureSize + 4
 func (ent *Entry) MarshalBinary() ([]byte, error) {
 	switch ent.Kind {
 	case EntryCommand:
-		if ent.Genesis != nil || ent.Restore != nil || ent.Switch != nil {
-			return nil, Errorf(CodeMalformed, "cannot encode entry: a command entry carries a genesis, a restore or an epoch switch")
+		if ent.Genesis != nil || ent.Restore != nil || ent.Switch != nil || ent.Batch != nil {
+			return nil, Errorf(CodeMalformed, "cannot encode entry: a command entry carries a genesis, a restore, an epoch switch or a batch")
 		}
 		if err := ent.Env.checkEncodable(); err != nil {
 			return nil, err
@@ -118,14 +137,14 @@ func (ent *Entry) MarshalBinary() ([]byte, error) {
 		return ent.Env.appendBinary(b), nil
 
 	case EntryGenesis:
-		if ent.Genesis == nil || ent.Restore != nil || ent.Switch != nil || !ent.Env.isZero() {
+		if ent.Genesis == nil || ent.Restore != nil || ent.Switch != nil || ent.Batch != nil || !ent.Env.isZero() {
 			return nil, Errorf(CodeMalformed, "cannot encode entry: a genesis entry carries exactly a genesis")
 		}
 		b := appendEntryV2Header(make([]byte, 0, entryV2HeaderLen+4+len(ent.Genesis.AdminKeys)*ed25519.PublicKeySize+8), EntryGenesis, ent.Time)
 		return appendGenesisBinary(b, *ent.Genesis)
 
 	case EntryRestore:
-		if ent.Restore == nil || ent.Genesis != nil || ent.Switch != nil || !ent.Env.isZero() {
+		if ent.Restore == nil || ent.Genesis != nil || ent.Switch != nil || ent.Batch != nil || !ent.Env.isZero() {
 			return nil, Errorf(CodeMalformed, "cannot encode entry: a restore entry carries exactly a restore")
 		}
 		r := ent.Restore
@@ -148,11 +167,17 @@ func (ent *Entry) MarshalBinary() ([]byte, error) {
 		return append(b, r.Snapshot...), nil
 
 	case EntryEpochSwitch:
-		if ent.Switch == nil || ent.Genesis != nil || ent.Restore != nil || !ent.Env.isZero() {
+		if ent.Switch == nil || ent.Genesis != nil || ent.Restore != nil || ent.Batch != nil || !ent.Env.isZero() {
 			return nil, Errorf(CodeMalformed, "cannot encode entry: an epoch switch entry carries exactly an epoch switch")
 		}
 		b := appendEntryV2Header(make([]byte, 0, entryV2HeaderLen+64+len(ent.Switch.Reason)+len(ent.Switch.RequestURI)+len(ent.Switch.Body)), EntryEpochSwitch, ent.Time)
 		return appendSwitchBinary(b, ent.Switch)
+
+	case EntryBatch:
+		if ent.Genesis != nil || ent.Restore != nil || ent.Switch != nil || !ent.Env.isZero() {
+			return nil, Errorf(CodeMalformed, "cannot encode entry: a batch entry carries exactly envelopes")
+		}
+		return appendBatchBinary(appendEntryV2Header(nil, EntryBatch, ent.Time), ent.Batch)
 	}
 	return nil, Errorf(CodeMalformed, "cannot encode entry: unknown kind %d", uint8(ent.Kind))
 }
@@ -239,10 +264,17 @@ func (ent *Entry) UnmarshalBinary(data []byte) error {
 		}
 		*ent = Entry{Kind: EntryEpochSwitch, Time: t, Switch: sw}
 		return nil
+	case EntryBatch:
+		envs, err := decodeBatchBinary(payload)
+		if err != nil {
+			return err
+		}
+		*ent = Entry{Kind: EntryBatch, Time: t, Batch: envs}
+		return nil
 	case EntryCommand:
 		return Errorf(CodeMalformed, "entry version %d with kind command is invalid: command entries use version %d", entryV2, entryV1)
 	}
-	return Errorf(CodeMalformed, "entry kind %d is unknown (this state machine reads kinds %d (genesis), %d (restore) and %d (epoch switch) in version %d)", data[1], EntryGenesis, EntryRestore, EntryEpochSwitch, entryV2)
+	return Errorf(CodeMalformed, "entry kind %d is unknown (this state machine reads kinds %d (genesis), %d (restore), %d (epoch switch) and %d (batch) in version %d)", data[1], EntryGenesis, EntryRestore, EntryEpochSwitch, EntryBatch, entryV2)
 }
 
 func decodeRestoreBinary(p []byte) (*Restore, error) {

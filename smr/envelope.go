@@ -3,6 +3,8 @@ package smr
 import (
 	"crypto/ed25519"
 	"encoding/binary"
+	"runtime"
+	"sync"
 
 	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
@@ -53,6 +55,60 @@ func Sign(priv ed25519.PrivateKey, seq uint64, cmd Command) (*Envelope, error) {
 // missing, mis-sized or wrong signature is CodeBadSignature. Errors are
 // *Error.
 func (e *Envelope) Verify() error {
+	if err := e.checkShape(); err != nil {
+		return err
+	}
+	if !sigverify.Verify(e.Client, e.SignBytes(), e.Sig) {
+		return badEnvelopeSig(e)
+	}
+	return nil
+}
+
+func badEnvelopeSig(e *Envelope) error {
+	return Errorf(CodeBadSignature, "signature does not verify for client %s seq %d", FormatKey(e.Client), e.Seq)
+}
+
+// VerifyAll is Verify for each of envs, with the signatures checked as
+// batches (the same verdicts; see package sigverify) on up to GOMAXPROCS
+// goroutines for many envelopes. errs[i] is envs[i]'s. The goroutines end
+// before it returns.
+func VerifyAll(envs []Envelope) []error {
+	errs := make([]error, len(envs))
+	check := func(lo, hi int) {
+		var b sigverify.Batch
+		var idx []int
+		for i := lo; i < hi; i++ {
+			if errs[i] = envs[i].checkShape(); errs[i] == nil {
+				b.Add(envs[i].Client, envs[i].SignBytes(), envs[i].Sig)
+				idx = append(idx, i)
+			}
+		}
+		for j, ok := range b.Verify() {
+			if !ok {
+				errs[idx[j]] = badEnvelopeSig(&envs[idx[j]])
+			}
+		}
+	}
+	const perWorker = 32
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(envs)/perWorker))
+	if workers == 1 {
+		check(0, len(envs))
+		return errs
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			check(w*len(envs)/workers, (w+1)*len(envs)/workers)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// checkShape is Verify without the signature check.
+func (e *Envelope) checkShape() error {
 	if len(e.Client) != ed25519.PublicKeySize {
 		return Errorf(CodeMalformed, "client key is %d bytes, an Ed25519 public key is %d", len(e.Client), ed25519.PublicKeySize)
 	}
@@ -61,9 +117,6 @@ func (e *Envelope) Verify() error {
 	}
 	if len(e.Sig) != ed25519.SignatureSize {
 		return Errorf(CodeBadSignature, "signature of client %s seq %d is %d bytes, an Ed25519 signature is %d", FormatKey(e.Client), e.Seq, len(e.Sig), ed25519.SignatureSize)
-	}
-	if !sigverify.Verify(e.Client, e.SignBytes(), e.Sig) {
-		return Errorf(CodeBadSignature, "signature does not verify for client %s seq %d", FormatKey(e.Client), e.Seq)
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ func FuzzEntryUnmarshal(f *testing.F) {
 	gen := genesisBytes(f, 5, Genesis{AdminKeys: []ed25519.PublicKey{pubOf(testKey(1)), pubOf(testKey(2))}, ResultWindow: 3})
 	f.Add(gen)
 	f.Add(gen[:len(gen)-3])
+	batch := batchBytes(f, 9, env, mustSign(f, testKey(2), 4, Command{Op: OpDeleteConfig, Key: "k"}))
+	f.Add(batch)
+	f.Add(batch[:len(batch)-5])
 	snap, err := buildState(f).sm.Snapshot()
 	if err != nil {
 		f.Fatal(err)

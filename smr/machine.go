@@ -110,45 +110,125 @@ func (m *StateMachine) Genesis() (Genesis, bool) {
 //     changes nothing else. A command that is executed first advances the
 //     clock to the entry's time (never backwards) and removes expired
 //     sessions.
+//
+// A batch entry executes its envelopes in order, each as a command entry
+// with the batch's time at index would; Apply returns the last one's
+// Result (ApplyPrepared returns them all).
 func (m *StateMachine) Apply(index uint64, data []byte) Result {
-	// The stateless checks (decoding, signatures, snapshot parsing) run
-	// outside the lock.
-	var ent Entry
-	decErr := ent.UnmarshalBinary(data)
-	var sigErr error
-	var restore parsedRestore
-	var sigs *syncSigs
-	if decErr == nil {
-		switch ent.Kind {
-		case EntryCommand:
-			sigErr = ent.Env.Verify()
-			if sigErr == nil {
-				sigs = m.presync(ent.Env.Command)
-			}
-		case EntryRestore:
-			restore = parseRestore(ent.Restore)
+	res := m.ApplyPrepared(index, m.Prepare(data))
+	return res[len(res)-1]
+}
+
+// Prepared is an entry whose stateless checks are done: decoded, its
+// clients' or admin's signatures checked, a sync_dataset's agent signatures
+// checked. Prepare makes it; ApplyPrepared executes it.
+type Prepared struct {
+	data    []byte
+	ent     Entry
+	decErr  error
+	envs    []*Envelope // the envelopes of a command or batch entry
+	sigErrs []error     // per envelope
+	sigs    []*syncSigs // per envelope
+	restore parsedRestore
+}
+
+// Prepare runs the checks of Apply that depend on data alone (decoding and
+// signatures), mostly without the state machine's lock. Entries may be
+// prepared concurrently with each other and with ApplyPrepared, and ahead
+// of the entries before them in the log: an engine prepares a batch of
+// committed entries on several cores, then applies them in order. The
+// outcome of ApplyPrepared(index, Prepare(data)) is exactly Apply's.
+func (m *StateMachine) Prepare(data []byte) *Prepared {
+	p := &Prepared{data: data}
+	if p.decErr = p.ent.UnmarshalBinary(data); p.decErr != nil {
+		return p
+	}
+	switch p.ent.Kind {
+	case EntryCommand:
+		p.envs = []*Envelope{&p.ent.Env}
+		p.sigErrs = []error{p.ent.Env.Verify()}
+	case EntryBatch:
+		p.envs = make([]*Envelope, len(p.ent.Batch))
+		for i := range p.ent.Batch {
+			p.envs[i] = &p.ent.Batch[i]
+		}
+		p.sigErrs = VerifyAll(p.ent.Batch)
+	case EntryRestore:
+		p.restore = parseRestore(p.ent.Restore)
+	}
+	p.sigs = make([]*syncSigs, len(p.envs))
+	for i, e := range p.envs {
+		if p.sigErrs[i] == nil {
+			p.sigs[i] = m.presync(e.Command)
 		}
 	}
+	return p
+}
 
+// Data returns the entry's bytes as given to Prepare.
+func (p *Prepared) Data() []byte { return p.data }
+
+// Envelopes returns the client envelopes of a command or batch entry, in
+// execution order (nil for other entries and undecodable ones).
+func (p *Prepared) Envelopes() []*Envelope { return p.envs }
+
+// Results returns how many Results ApplyPrepared returns for p: one per
+// envelope of a batch entry, one for any other entry.
+func (p *Prepared) Results() int { return max(1, len(p.envs)) }
+
+// ClientPayloadValid reports whether the entry is one a correct leader
+// proposes, by its bytes alone: it decodes, and every client signature it
+// carries verifies (the verdict of evidence.ValidateClientPayload for a
+// log entry).
+func (p *Prepared) ClientPayloadValid() bool {
+	if p.decErr != nil {
+		return false
+	}
+	for _, err := range p.sigErrs {
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// ApplyPrepared executes a prepared entry at index, as Apply does, and
+// returns p.Results() Results: one per envelope of a batch entry, in
+// order.
+func (m *StateMachine) ApplyPrepared(index uint64, p *Prepared) []Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	one := func(r Result) []Result {
+		out := make([]Result, p.Results())
+		for i := range out {
+			out[i] = r
+			if i < len(p.envs) {
+				out[i].Seq = p.envs[i].Seq
+			}
+		}
+		return out
+	}
 	if index <= m.applied {
-		return Result{Index: index, Code: CodeMalformed,
-			Message: fmt.Sprintf("index %d is not after the last applied index %d", index, m.applied)}
+		return one(Result{Index: index, Code: CodeMalformed,
+			Message: fmt.Sprintf("index %d is not after the last applied index %d", index, m.applied)})
 	}
 	m.applied = index
-	if decErr != nil {
-		return errResult(Result{Index: index}, decErr)
+	if p.decErr != nil {
+		return one(errResult(Result{Index: index}, p.decErr))
 	}
-	switch ent.Kind {
+	switch p.ent.Kind {
 	case EntryGenesis:
-		return m.applyGenesis(index, *ent.Genesis)
+		return one(m.applyGenesis(index, *p.ent.Genesis))
 	case EntryRestore:
-		return m.applyRestore(index, ent.Time, restore)
+		return one(m.applyRestore(index, p.ent.Time, p.restore))
 	case EntryEpochSwitch:
-		return m.applyEpochSwitch(index, ent.Time, ent.Switch)
+		return one(m.applyEpochSwitch(index, p.ent.Time, p.ent.Switch))
 	}
-	return m.applyCommand(index, &ent, sigErr, sigs)
+	out := make([]Result, len(p.envs))
+	for i, e := range p.envs {
+		out[i] = m.applyCommand(index, p.ent.Time, e, p.sigErrs[i], p.sigs[i])
+	}
+	return out
 }
 
 // applyGenesis executes a genesis entry. The caller holds m.mu.
@@ -169,23 +249,23 @@ func (m *StateMachine) applyGenesis(index uint64, g Genesis) Result {
 // applyCommand executes a command entry; sigs are the agent signature
 // checks of a sync_dataset made before the lock (or nil). The caller holds
 // m.mu.
-func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error, sigs *syncSigs) Result {
-	res := Result{Index: index, Seq: ent.Env.Seq}
+func (m *StateMachine) applyCommand(index uint64, t int64, env *Envelope, sigErr error, sigs *syncSigs) Result {
+	res := Result{Index: index, Seq: env.Seq}
 	if m.st.genesis == nil {
 		return errResult(res, notInitialized())
 	}
 	if sigErr != nil {
 		return errResult(res, sigErr)
 	}
-	ck := clientKey(ent.Env.Client)
-	sum := sha256.Sum256(ent.Env.Command)
-	if dup := m.stored(ck, ent.Env.Seq, sum); dup != nil {
+	ck := clientKey(env.Client)
+	sum := sha256.Sum256(env.Command)
+	if dup := m.stored(ck, env.Seq, sum); dup != nil {
 		return *dup
 	}
 	if !m.st.known(ck) {
-		return errResult(res, unknownClient(ent.Env.Client))
+		return errResult(res, unknownClient(env.Client))
 	}
-	if dup, err := m.checkSeq(ck, ent.Env.Seq, sum); err != nil {
+	if dup, err := m.checkSeq(ck, env.Seq, sum); err != nil {
 		return errResult(res, err)
 	} else if dup != nil {
 		return *dup
@@ -193,15 +273,15 @@ func (m *StateMachine) applyCommand(index uint64, ent *Entry, sigErr error, sigs
 
 	// From here on the seq is consumed.
 	m.hash.Store(nil)
-	cmd, err := m.admit(ck, ent.Env.Command)
+	cmd, err := m.admit(ck, env.Command)
 	if err == nil {
-		m.st.advanceClock(ent.Time)
+		m.st.advanceClock(t)
 		res.Value, err = m.st.execute(&cmd, execEnv{index: index, client: ck, sigs: sigs})
 	}
 	if err != nil {
 		res = errResult(res, err)
 	}
-	m.record(ck, ent.Env.Seq, sum, res)
+	m.record(ck, env.Seq, sum, res)
 	return res
 }
 

@@ -115,35 +115,68 @@ type checker struct {
 	terms   []uint64
 }
 
+// verdict is what checking an entry's attestation finds from the bytes
+// alone (checker.verify), before the term bookkeeping (checker.finish).
+type verdict struct {
+	a        *evidence.ProposalAttestation
+	err      error // missing or undecodable attestation
+	sigErr   error
+	hashOK   bool
+	evidence *evidence.Evidence
+}
+
 // check examines one applied command entry.
 func (c *checker) check(l *raft.Log) AttestationCheck {
+	return c.finish(l, c.verify(l, nil))
+}
+
+// verify runs the checks that depend on the entry's bytes alone; it does
+// not touch c's state, so the entries of a batch are verified
+// concurrently. payloadValid, when not nil, is the state machine's own
+// verdict on the entry's client signature (Prepared.ClientPayloadValid);
+// it spares verifying the signature twice when it holds.
+func (c *checker) verify(l *raft.Log, payloadValid func() bool) verdict {
+	if len(l.Extensions) == 0 {
+		return verdict{err: errors.New("the entry carries no leader attestation")}
+	}
+	a, err := evidence.UnmarshalAttestation(l.Extensions)
+	if err != nil {
+		return verdict{err: err}
+	}
+	v := verdict{a: a, sigErr: a.VerifySignature(c.members), hashOK: evidence.RaftPayloadHash(l.Data) == a.PayloadHash}
+	if v.sigErr == nil && v.hashOK && (payloadValid == nil || !payloadValid()) && evidence.ValidateClientPayload(l.Data) != nil {
+		if ev, err := evidence.NewInvalidEntry(a, l.Data); err == nil {
+			v.evidence = ev
+		}
+	}
+	return v
+}
+
+// finish completes the check of l from its verdict, in log order: the
+// term's leader is remembered here.
+func (c *checker) finish(l *raft.Log, v verdict) AttestationCheck {
 	res := AttestationCheck{Index: l.Index, Term: l.Term, Leader: c.leaders[l.Term]}
 	if res.Leader == "" {
 		if term, leader := c.current(); term == l.Term {
 			res.Leader = leader
 		}
 	}
-	if len(l.Extensions) == 0 {
-		res.Err = errors.New("the entry carries no leader attestation")
+	if v.err != nil {
+		res.Err = v.err
 		return res
 	}
-	a, err := evidence.UnmarshalAttestation(l.Extensions)
-	if err != nil {
-		res.Err = err
-		return res
-	}
+	a := v.a
 	res.Attestation = a
-	sigErr := a.VerifySignature(c.members)
 	switch {
 	case a.Epoch != c.epoch:
 		res.Err = fmt.Errorf("%s is for epoch %d, this cluster runs epoch %d", a, a.Epoch, c.epoch)
 	case a.Term > l.Term:
 		res.Err = fmt.Errorf("%s names a term after the entry's term %d", a, l.Term)
-	case sigErr != nil:
-		res.Err = sigErr
+	case v.sigErr != nil:
+		res.Err = v.sigErr
 	case c.leaders[a.Term] != "" && c.leaders[a.Term] != string(a.Leader):
 		res.Err = fmt.Errorf("%s: term %d was led by %s", a, a.Term, c.leaders[a.Term])
-	case evidence.RaftPayloadHash(l.Data) != a.PayloadHash:
+	case !v.hashOK:
 		res.Err = fmt.Errorf("%s does not cover the entry's bytes (payload hash %s)", a, evidence.RaftPayloadHash(l.Data).Short())
 	}
 	if res.Err != nil {
@@ -153,12 +186,7 @@ func (c *checker) check(l *raft.Log) AttestationCheck {
 	if a.Term == l.Term {
 		res.Leader = string(a.Leader)
 	}
-	if evidence.ValidateClientPayload(l.Data) != nil {
-		ev, err := evidence.NewInvalidEntry(a, l.Data)
-		if err == nil {
-			res.Evidence = ev
-		}
-	}
+	res.Evidence = v.evidence
 	return res
 }
 

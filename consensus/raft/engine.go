@@ -65,11 +65,14 @@ type Engine struct {
 	// the engine's goroutines, so no barrier starts after that wait.
 	barrierStopped bool
 
+	// propCh queues Propose calls for the proposer goroutine (propose.go).
+	propCh chan *proposal
+
 	stopped  atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
 	stopCh   chan struct{}
-	wg       sync.WaitGroup // observer loop and barrier runners
+	wg       sync.WaitGroup // observer loop, proposer, batch waiters and barrier runners
 }
 
 // New opens the engine's storage and starts Raft. A node with no existing
@@ -102,6 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		fsm:      &fsm{sm: cfg.FSM, maxBytes: cfg.MaxSnapshotBytes, onCheck: cfg.OnCheck, base: cfg.IndexBase},
 		leaderCh: make(chan string, 1),
 		stopCh:   make(chan struct{}),
+		propCh:   make(chan *proposal, maxBatchEnvelopes),
 	}
 	if cfg.Members != nil {
 		e.fsm.checker = &checker{epoch: cfg.Epoch, members: cfg.Members, current: e.currentLeader, leaders: map[uint64]string{}}
@@ -142,8 +146,9 @@ func New(cfg Config) (*Engine, error) {
 		return ok
 	})
 	r.RegisterObserver(e.observer)
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.observe()
+	go e.propose()
 	logger.Info("raft engine started", "advertise", cfg.Advertise, "data_dir", cfg.DataDir)
 	return e, nil
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -577,5 +579,77 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := base.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
+	}
+}
+
+// TestConcurrentProposalsAreBatched: proposals queued while the leader's
+// proposer is busy go into one batch entry; each executes once with its own
+// Result (at the batch's index), every replica checks the batch's
+// attestation and reaches the same state.
+func TestConcurrentProposalsAreBatched(t *testing.T) {
+	const n = 20
+	var calls atomic.Int32
+	release := make(chan struct{})
+	clock := func() time.Time {
+		// The proposer stamps each entry: hold the first stamp of the
+		// run until the other proposals are queued behind it.
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		return time.Now()
+	}
+	c := newClusterWith(t, 3, fastRaft(), true, clock)
+	c.bootstrap()
+	l := c.leader()
+	calls.Store(0)
+
+	envs := make([]*smr.Envelope, n)
+	for i := range envs {
+		envs[i] = c.envelope()
+	}
+	results := make([]smr.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			results[i], errs[i] = l.e.Propose(ctx, envs[i])
+		}()
+		if i == 0 {
+			waitFor(t, "the first proposal to be taken", func() bool { return calls.Load() == 1 })
+		}
+	}
+	waitFor(t, "the other proposals to queue", func() bool { return len(l.e.propCh) == n-1 })
+	close(release)
+	wg.Wait()
+
+	indexes := map[uint64]int{}
+	for i, r := range results {
+		if errs[i] != nil || r.Code != smr.CodeOK || r.Seq != envs[i].Seq {
+			t.Fatalf("proposal %d: %+v, %v", i, r, errs[i])
+		}
+		indexes[r.Index]++
+	}
+	if len(indexes) != 2 || indexes[results[0].Index] != 1 {
+		t.Fatalf("results per index %v: want the first alone and the other %d in one batch", indexes, n-1)
+	}
+	c.converged(l)
+	for _, node := range c.nodes {
+		c.checkMu.Lock()
+		checks := c.checks[node.id]
+		c.checkMu.Unlock()
+		for _, ck := range checks {
+			if ck.Err != nil || ck.Evidence != nil {
+				t.Fatalf("%s: attestation check of entry %d: %v, evidence %v", node.id, ck.Index, ck.Err, ck.Evidence)
+			}
+		}
+	}
+	// Each envelope executed once: retrying one is a duplicate.
+	res, err := l.e.Propose(context.Background(), envs[n-1])
+	if err != nil || !res.Duplicate {
+		t.Fatalf("retry: %+v, %v", res, err)
 	}
 }

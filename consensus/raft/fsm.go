@@ -3,8 +3,13 @@ package raftengine
 import (
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // fsm adapts a StateMachine to raft.FSM.
@@ -18,23 +23,93 @@ type fsm struct {
 	base    uint64 // Config.IndexBase
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var _ raft.BatchingFSM = (*fsm)(nil)
 
-// Apply checks a command entry's leader attestation (when member keys are
-// known), then hands the entry to the state machine and returns its
-// smr.Result, which becomes the ApplyFuture's response. Raft sends no other
-// entry types to a non-batching FSM; any that arrive are ignored.
-func (f *fsm) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	if f.checker != nil {
-		c := f.checker.check(l)
-		if f.onCheck != nil {
-			f.onCheck(c)
+// Preparer is a StateMachine that splits Apply in two: Prepare, the checks
+// that depend on an entry's bytes alone, and ApplyPrepared, the execution.
+// The engine prepares the entries of a committed batch on several cores,
+// then applies them in log order. *smr.StateMachine implements it.
+type Preparer interface {
+	Prepare(data []byte) *smr.Prepared
+	ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result
+}
+
+// Apply applies one entry (hashicorp/raft calls ApplyBatch instead).
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// prepared is an entry after the checks that need its bytes alone.
+type prepared struct {
+	sm      *smr.Prepared
+	verdict verdict
+}
+
+// ApplyBatch applies a batch of committed entries. First, on up to
+// GOMAXPROCS goroutines, it runs every command entry's stateless checks:
+// its leader attestation's signature (when member keys are known) and the
+// state machine's Prepare (decoding, client signatures). Then, in log
+// order, it completes the attestation checks and applies each entry. An
+// entry's response is its []smr.Result from a Preparer (one per envelope
+// of a batch entry), else its smr.Result; nil for Raft's own entry types.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	pre := make([]prepared, len(logs))
+	pr, _ := f.sm.(Preparer)
+	f.prepare(logs, pre, pr)
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if f.checker != nil {
+			c := f.checker.finish(l, pre[i].verdict)
+			if f.onCheck != nil {
+				f.onCheck(c)
+			}
+		}
+		if pr != nil {
+			out[i] = pr.ApplyPrepared(f.base+l.Index, pre[i].sm)
+		} else {
+			out[i] = f.sm.Apply(f.base+l.Index, l.Data)
 		}
 	}
-	return f.sm.Apply(f.base+l.Index, l.Data)
+	return out
+}
+
+// prepare fills pre for the command entries of logs, in parallel when
+// there are several.
+func (f *fsm) prepare(logs []*raft.Log, pre []prepared, pr Preparer) {
+	one := func(i int) {
+		l := logs[i]
+		if l.Type != raft.LogCommand {
+			return
+		}
+		var valid func() bool
+		if pr != nil {
+			pre[i].sm = pr.Prepare(l.Data)
+			valid = pre[i].sm.ClientPayloadValid
+		}
+		if f.checker != nil {
+			pre[i].verdict = f.checker.verify(l, valid)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(logs))
+	if workers <= 1 {
+		for i := range logs {
+			one(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(logs); i = int(next.Add(1)) - 1 {
+				one(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Snapshot captures the state machine's bytes; Persist writes them later,
@@ -84,3 +159,6 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (fsmSnapshot) Release() {}
+
+// Compile-time check: the state machine prepares.
+var _ Preparer = (*smr.StateMachine)(nil)

@@ -50,14 +50,19 @@ type gatedSM struct {
 }
 
 func (g *gatedSM) Apply(index uint64, data []byte) smr.Result {
-	if p := g.gate.Load(); p != nil {
+	res := g.ApplyPrepared(index, g.Prepare(data))
+	return res[len(res)-1]
+}
+
+func (g *gatedSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
+	if gp := g.gate.Load(); gp != nil {
 		select {
 		case g.entered <- struct{}{}:
 		default:
 		}
-		<-*p
+		<-*gp
 	}
-	return g.StateMachine.Apply(index, data)
+	return g.StateMachine.ApplyPrepared(index, p)
 }
 
 type testNode struct {
@@ -85,6 +90,9 @@ type cluster struct {
 	memKeys *evidence.Members
 	checkMu sync.Mutex
 	checks  map[string][]AttestationCheck
+
+	// clock, when set, is every node's Config.Clock.
+	clock func() time.Time
 }
 
 func newCluster(t *testing.T, n int, rc config.RaftConfig) *cluster {
@@ -98,11 +106,18 @@ func newSignedCluster(t *testing.T, n int, rc config.RaftConfig) *cluster {
 
 func newClusterOpts(t *testing.T, n int, rc config.RaftConfig, signed bool) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, rc, signed, nil)
+}
+
+// newClusterWith is newClusterOpts with every node's clock set to clock
+// (nil: time.Now).
+func newClusterWith(t *testing.T, n int, rc config.RaftConfig, signed bool, clock func() time.Time) *cluster {
+	t.Helper()
 	_, admin, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, rc: rc, admin: admin, signed: signed, keys: map[string]ed25519.PrivateKey{}, checks: map[string][]AttestationCheck{}}
+	c := &cluster{t: t, rc: rc, admin: admin, signed: signed, clock: clock, keys: map[string]ed25519.PrivateKey{}, checks: map[string][]AttestationCheck{}}
 	var ms []evidence.Member
 	for i := range n {
 		c.nodes = append(c.nodes, &testNode{
@@ -170,6 +185,7 @@ func (c *cluster) start(i int) {
 		FSM:       n.sm,
 		Raft:      c.rc,
 		Logger:    testLogger(c.t),
+		Clock:     c.clock,
 	}
 	if c.signed {
 		cfg.Signer, cfg.Epoch, cfg.Members = c.keys[n.id], testEpoch, c.memKeys

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -12,7 +14,11 @@ import (
 )
 
 // Propose orders env through Raft and returns the smr.Result of applying it
-// on this node (the leader). See consensus.Engine for the error contract:
+// on this node (the leader). Concurrent proposals are batched: the
+// envelopes queued while the previous entry was being handed to Raft go
+// into one batch entry (smr.EntryBatch), so the leader signs one
+// attestation and Raft stores one log entry for all of them. See
+// consensus.Engine for the error contract:
 //
 //   - *consensus.NotLeaderError: this node is not the leader (or is
 //     transferring leadership); nothing was appended.
@@ -26,7 +32,190 @@ func (e *Engine) Propose(ctx context.Context, env *smr.Envelope) (smr.Result, er
 	if env == nil {
 		return smr.Result{}, errors.New("raft engine: propose: envelope is nil")
 	}
-	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewCommandEntry(t, *env) })
+	if err := e.leaderOnly(); err != nil {
+		return smr.Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return smr.Result{}, fmt.Errorf("raft engine: propose: %w: %w", consensus.ErrUnavailable, err)
+	}
+	p := &proposal{env: env, deadline: time.Now().Add(e.enqueueTimeout(ctx)), done: make(chan proposalResult, 1)}
+	select {
+	case e.propCh <- p:
+	case <-ctx.Done():
+		return smr.Result{}, fmt.Errorf("raft engine: propose: %w: %w", consensus.ErrUnavailable, ctx.Err())
+	case <-e.stopCh:
+		return smr.Result{}, consensus.ErrStopped
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
+			return smr.Result{}, fmt.Errorf("raft engine: propose: %w: %w", consensus.ErrUnavailable, ctx.Err())
+		}
+		return smr.Result{}, fmt.Errorf("%w: %w: %w", consensus.ErrOutcomeUnknown, errWaitAborted, ctx.Err())
+	case <-e.stopCh:
+		if p.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
+			return smr.Result{}, consensus.ErrStopped
+		}
+		r := <-p.done // taken: Raft's shutdown resolves its entry
+		return r.res, r.err
+	}
+}
+
+// Batching bounds: a batch entry holds at most this many envelopes and
+// about this many bytes of them.
+const (
+	maxBatchEnvelopes = 512
+	maxBatchBytes     = 1 << 20
+)
+
+// Proposal states: the proposer takes a queued proposal, or its caller
+// abandons it (ctx ended) before that.
+const (
+	proposalQueued int32 = iota
+	proposalTaken
+	proposalAbandoned
+)
+
+// proposal is one Propose call waiting for the proposer.
+type proposal struct {
+	env      *smr.Envelope
+	deadline time.Time // for handing the entry to Raft
+	state    atomic.Int32
+	done     chan proposalResult // capacity 1
+}
+
+type proposalResult struct {
+	res smr.Result
+	err error
+}
+
+// propose runs until Stop: it takes the queued proposals, as many as are
+// waiting (within the batching bounds), and hands them to Raft as one
+// entry. It does not wait for an entry to commit before the next: Raft
+// pipelines them.
+func (e *Engine) propose() {
+	defer e.wg.Done()
+	var batch []*proposal
+	for {
+		select {
+		case p := <-e.propCh:
+			batch = append(batch[:0], p)
+		case <-e.stopCh:
+			e.failQueued()
+			return
+		}
+		size := len(batch[0].env.Command)
+	fill:
+		for len(batch) < maxBatchEnvelopes && size < maxBatchBytes {
+			select {
+			case p := <-e.propCh:
+				batch = append(batch, p)
+				size += len(p.env.Command)
+			default:
+				break fill
+			}
+		}
+		e.proposeBatch(batch)
+		clear(batch)
+	}
+}
+
+// failQueued answers the proposals still queued at Stop.
+func (e *Engine) failQueued() {
+	for {
+		select {
+		case p := <-e.propCh:
+			p.done <- proposalResult{err: consensus.ErrStopped}
+		default:
+			return
+		}
+	}
+}
+
+// proposeBatch hands the proposals of batch that are still wanted to Raft
+// as one entry, and answers each once it is applied.
+func (e *Engine) proposeBatch(batch []*proposal) {
+	ps := batch[:0:0]
+	for _, p := range batch {
+		if p.state.CompareAndSwap(proposalQueued, proposalTaken) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, p := range ps {
+			p.done <- proposalResult{err: err}
+		}
+	}
+	if err := e.leaderOnly(); err != nil {
+		fail(err)
+		return
+	}
+	t := e.nextTime()
+	var ent smr.Entry
+	if len(ps) == 1 {
+		ent = smr.NewCommandEntry(t, *ps[0].env)
+	} else {
+		envs := make([]smr.Envelope, len(ps))
+		for i, p := range ps {
+			envs[i] = *p.env
+		}
+		ent = smr.NewBatchEntry(t, envs)
+	}
+	data, err := ent.MarshalBinary()
+	if err != nil {
+		fail(fmt.Errorf("raft engine: propose: encode entry: %w", err))
+		return
+	}
+	ext, err := e.attest(data)
+	if err != nil {
+		fail(fmt.Errorf("raft engine: propose: %w", err))
+		return
+	}
+	timeout := max(time.Until(ps[0].deadline), time.Millisecond)
+	f := e.raft.ApplyLog(raft.Log{Data: data, Extensions: ext}, timeout)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		res, err := e.results(f, len(ps))
+		for i, p := range ps {
+			if err != nil {
+				p.done <- proposalResult{err: err}
+			} else {
+				p.done <- proposalResult{res: res[i]}
+			}
+		}
+	}()
+}
+
+// results waits for an entry handed to Raft and returns the n Results of
+// its application, or the error of the entry.
+func (e *Engine) results(f raft.ApplyFuture, n int) ([]smr.Result, error) {
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			// The entry was handed to Raft: it may have been appended and
+			// replicated, and a successor may commit it.
+			return nil, fmt.Errorf("%w: %w", consensus.ErrOutcomeUnknown, err)
+		}
+		return nil, e.mapErr(fmt.Errorf("raft engine: propose: %w", err))
+	}
+	var res []smr.Result
+	switch r := f.Response().(type) {
+	case []smr.Result:
+		res = r
+	case smr.Result:
+		res = []smr.Result{r}
+	default:
+		return nil, fmt.Errorf("raft engine: propose: state machine returned %T, want smr.Result", f.Response())
+	}
+	if len(res) != n {
+		return nil, fmt.Errorf("raft engine: propose: state machine returned %d results for an entry of %d envelopes", len(res), n)
+	}
+	return res, nil
 }
 
 // ProposeGenesis orders the genesis entry that initializes the replicated
@@ -73,11 +262,11 @@ func (e *Engine) proposeEntry(ctx context.Context, mk func(t int64) smr.Entry) (
 		}
 		return smr.Result{}, e.mapErr(fmt.Errorf("raft engine: propose: %w", err))
 	}
-	res, ok := f.Response().(smr.Result)
-	if !ok {
-		return smr.Result{}, fmt.Errorf("raft engine: propose: state machine returned %T, want smr.Result", f.Response())
+	res, err := e.results(f, 1)
+	if err != nil {
+		return smr.Result{}, err
 	}
-	return res, nil
+	return res[0], nil
 }
 
 // nextTime returns the clock's time in Unix nanoseconds, raised to the

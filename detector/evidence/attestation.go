@@ -123,8 +123,9 @@ var errNotClientPayload = errors.New("payload is neither a valid client envelope
 //
 //   - a binary smr.Envelope whose client signature verifies (the HotStuff
 //     payload command format), or
-//   - a binary smr.Entry that is not a command entry, or a command entry
-//     whose envelope's client signature verifies (the Raft entry format).
+//   - a binary smr.Entry that is not a command or batch entry, or a
+//     command or batch entry whose envelopes' client signatures all verify
+//     (the Raft entry format).
 //
 // Otherwise it returns an error naming both failures. The rule is
 // deliberately lenient: a payload counts as invalid only if it is invalid
@@ -143,10 +144,13 @@ func ValidateClientPayload(payload []byte) error {
 	var ent smr.Entry
 	entErr := ent.UnmarshalBinary(payload)
 	if entErr == nil {
-		if ent.Kind != smr.EntryCommand {
-			return nil
+		switch ent.Kind {
+		case smr.EntryCommand:
+			entErr = ent.Env.Verify()
+		case smr.EntryBatch:
+			entErr = errors.Join(smr.VerifyAll(ent.Batch)...)
 		}
-		if entErr = ent.Env.Verify(); entErr == nil {
+		if entErr == nil {
 			return nil
 		}
 	}

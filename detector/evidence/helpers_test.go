@@ -84,6 +84,27 @@ func entry(t testing.TB, valid bool, body string) []byte {
 	return b
 }
 
+// batch returns a binary smr batch entry of envelope(first, "a") and
+// envelope(second, "b").
+func batch(t testing.TB, first, second bool) []byte {
+	t.Helper()
+	envs := make([]smr.Envelope, 2)
+	for i, c := range []struct {
+		valid bool
+		body  string
+	}{{first, "a"}, {second, "b"}} {
+		if err := envs[i].UnmarshalBinary(envelope(t, c.valid, c.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ent := smr.NewBatchEntry(1_700_000_000_000_000_000, envs)
+	b, err := ent.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func (f *fixture) block(view types.View, proposer NodeID, payload ...[]byte) *types.Block {
 	b := &types.Block{View: view, Height: uint64(view), Proposer: types.NodeID(proposer), Payload: payload,
 		Justify: types.QC{View: view - 1, Block: types.Hash{1}}}

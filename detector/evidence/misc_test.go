@@ -127,6 +127,8 @@ func TestValidateClientPayload(t *testing.T) {
 		{"forged envelope", envelope(t, false, "x"), false},
 		{"valid entry", entry(t, true, "x"), true},
 		{"forged entry", entry(t, false, "x"), false},
+		{"valid batch", batch(t, true, true), true},
+		{"batch with a forged envelope", batch(t, true, false), false},
 		{"garbage", []byte("garbage"), false},
 		{"empty", nil, false},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -28,20 +29,35 @@ func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
 	return &appliedFSM{StateMachine: sm, changed: make(chan struct{})}
 }
 
-// Apply is called by the engine's apply goroutine.
+// Apply is called by the engine's apply goroutine (the HotStuff engine;
+// the Raft engine calls ApplyPrepared). It returns the last Result of a
+// batch entry, as smr.StateMachine.Apply does.
 func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
+	res := f.ApplyPrepared(index, f.Prepare(data))
+	return res[len(res)-1]
+}
+
+// ApplyPrepared is Apply for an entry the engine prepared, with one Result
+// per envelope of a batch entry. It must be defined here: the embedded
+// state machine's would skip the epoch gate and the watchers.
+func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
+	data := p.Data()
 	if f.gate != nil {
 		if r, ended := f.gate.refuse(index); ended {
-			return r
+			res := make([]smr.Result, p.Results())
+			for i := range res {
+				res[i] = r
+			}
+			return res
 		}
 	}
-	r := f.StateMachine.Apply(index, data)
-	if r.Code == smr.CodeOK && isEpochSwitch(data) {
-		r = f.gate.observe(index, data, r)
+	res := f.StateMachine.ApplyPrepared(index, p)
+	if len(res) == 1 && res[0].Code == smr.CodeOK && isEpochSwitch(data) {
+		res[0] = f.gate.observe(index, data, res[0])
 	}
-	f.notify(data, r)
+	f.notify(p.Envelopes(), res)
 	f.broadcast()
-	return r
+	return res
 }
 
 // Restore is called by the engine when it installs a snapshot.
@@ -74,3 +90,7 @@ func (f *appliedFSM) waitApplied(ctx context.Context, index uint64) error {
 		}
 	}
 }
+
+// The Raft engine must see appliedFSM's ApplyPrepared, not the embedded
+// state machine's.
+var _ raftengine.Preparer = (*appliedFSM)(nil)

@@ -175,35 +175,32 @@ func (f *appliedFSM) unwatch(w *envWatch) {
 	}
 }
 
-// notify hands res to the watches of the envelope in the applied entry
-// data. It decodes the entry only while some watch is registered.
-func (f *appliedFSM) notify(data []byte, res smr.Result) {
+// notify hands each envelope's Result to its watches (results[i] is
+// envs[i]'s).
+func (f *appliedFSM) notify(envs []*smr.Envelope, results []smr.Result) {
 	if f.w.n.Load() == 0 {
 		return
 	}
-	var ent smr.Entry
-	if err := ent.UnmarshalBinary(data); err != nil || ent.Kind != smr.EntryCommand {
-		return
-	}
-	e := &ent.Env
-	key := watchKey{string(e.Client), e.Seq}
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
-	ws := f.w.m[key]
-	kept := ws[:0]
-	for _, w := range ws {
-		if sameEnvelope(w.env, e) {
-			w.ch <- res
-			f.w.n.Add(-1)
-			continue
+	for i, e := range envs {
+		key := watchKey{string(e.Client), e.Seq}
+		ws := f.w.m[key]
+		kept := ws[:0]
+		for _, w := range ws {
+			if sameEnvelope(w.env, e) {
+				w.ch <- results[i]
+				f.w.n.Add(-1)
+				continue
+			}
+			kept = append(kept, w)
 		}
-		kept = append(kept, w)
-	}
-	clear(ws[len(kept):])
-	if len(kept) == 0 {
-		delete(f.w.m, key)
-	} else {
-		f.w.m[key] = kept
+		clear(ws[len(kept):])
+		if len(kept) == 0 {
+			delete(f.w.m, key)
+		} else {
+			f.w.m[key] = kept
+		}
 	}
 }
 

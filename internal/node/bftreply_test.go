@@ -21,24 +21,21 @@ func TestWatchSeesFirstMatchingEntry(t *testing.T) {
 	forged := *env
 	forged.Sig = append([]byte(nil), env.Sig...)
 	forged.Sig[0] ^= 1
-	enc := func(e *smr.Envelope) []byte {
-		ent := smr.NewCommandEntry(1, *e)
-		b, err := ent.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	f.notify(enc(&forged), smr.Result{Index: 5, Code: smr.CodeBadSignature})
+	f.notify([]*smr.Envelope{&forged}, []smr.Result{{Index: 5, Code: smr.CodeBadSignature}})
 	select {
 	case r := <-w.ch:
 		t.Fatalf("a forged copy fired the watch: %+v", r)
 	default:
 	}
-	f.notify(enc(env), smr.Result{Index: 6, Seq: 1})
+	// In a batch entry, the watch gets its own envelope's Result.
+	other, err := smr.Sign(key, 2, smr.Command{Op: smr.OpSetConfig, Key: "k2", Value: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.notify([]*smr.Envelope{other, env}, []smr.Result{{Index: 6, Seq: 2}, {Index: 6, Seq: 1}})
 	select {
 	case r := <-w.ch:
-		if r.Index != 6 {
+		if r.Index != 6 || r.Seq != 1 {
 			t.Fatalf("result %+v", r)
 		}
 	default:
