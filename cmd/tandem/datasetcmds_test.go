@@ -116,6 +116,18 @@ func TestDatasetCLI(t *testing.T) {
 	if !strings.Contains(out, `"hellp"`) || !strings.Contains(out, aPub) || !strings.Contains(out, "SIGNED_MAX") {
 		t.Fatalf("remote get:\n%s", out)
 	}
+	// The read options of a remote get: --fast without a committee reads
+	// like --stale; without --remote they are refused.
+	for _, opt := range []string{"--stale", "--fast"} {
+		out = mustDataset(t, "dataset", "get", "doc", "--remote", opt, "-o", "json", "--endpoints", ep)
+		var info smr.DatasetInfo
+		if err := json.Unmarshal([]byte(out), &info); err != nil || info.Name != "doc" || info.Version != 3 {
+			t.Fatalf("remote get %s: %s (%v)", opt, out, err)
+		}
+		if _, err := runDataset(t, "dataset", "get", "doc", opt, "--state-dir", state, "--key", aKey); err == nil || !strings.Contains(err.Error(), "--remote") {
+			t.Fatalf("local get %s: %v, want an error naming --remote", opt, err)
+		}
+	}
 	out = mustDataset(t, "dataset", "list", "--endpoints", ep)
 	if !strings.Contains(out, "doc") || !strings.Contains(out, "MAX_AGENT_SEQS") {
 		t.Fatalf("list:\n%s", out)

@@ -41,9 +41,13 @@ func TestDatasetThroughBFT(t *testing.T) {
 		down: func() string { return committee[1].ID },
 	}.run(t)
 	for i, cl := range clients {
-		if st := cl.BFTStats(); st.BadSignatures+st.WrongSigner+st.Mismatched != 0 {
+		st := cl.BFTStats()
+		if st.BadSignatures+st.WrongSigner+st.Mismatched != 0 {
 			t.Errorf("client %d ignored replies of an honest committee: %+v", i, st)
 		}
+		// Reads racing concurrent syncs may see the replicas answer
+		// different versions (a conflict, read again): not a fault.
+		t.Logf("client %d: %+v", i, st)
 	}
 }
 

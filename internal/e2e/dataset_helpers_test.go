@@ -57,11 +57,13 @@ func (s datasetScenario) run(t *testing.T) {
 		keys[i] = newKey(t)
 		spec.Agents = append(spec.Agents, smr.FormatKey(keys[i].Public().(ed25519.PublicKey)))
 	}
-	cli := newCLIAgent(t, c, agents)
-	spec.Agents = append(spec.Agents, cli.agent)
 	if _, err := admin.CreateDataset(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
+	// The cluster's admin invites the CLI agent with the CLI.
+	cli := newCLIAgent(t, c)
+	cli.run(ctx, false, "invite", datasetName, cli.agent)
+	spec.Agents = append(spec.Agents, cli.agent)
 
 	clients := make([]*client.Client, agents)
 	reps := make([]*client.Replica, agents)
@@ -141,8 +143,13 @@ func (s datasetScenario) run(t *testing.T) {
 			t.Fatalf("%s serves another dataset", n.ID)
 		}
 	}
-	if got := cli.getRemote(ctx); !sameDataset(got, final) {
-		t.Fatalf("`tandem dataset get --remote` shows another dataset:\n%+v\n%+v", got, final)
+	for _, opt := range []string{"", "--fast", "--stale"} {
+		if got := cli.getRemote(ctx, opt); !sameDataset(got, final) {
+			t.Fatalf("`tandem dataset get --remote %s` shows another dataset:\n%+v\n%+v", opt, got, final)
+		}
+	}
+	if got := cli.list(ctx); len(got) != 1 || got[0].Name != datasetName || got[0].Version != final.Version || got[0].AgentCount != agents+1 {
+		t.Fatalf("`tandem dataset list` shows %+v", got)
 	}
 	want := reps[0].Cells()
 	for i, r := range reps {
@@ -233,15 +240,15 @@ func attackDataset(ctx context.Context, t *testing.T, c *cluster, admin, cl *cli
 // cliAgent is an agent that edits and syncs through the tandem binary with
 // the cluster's client config (a committee in bft mode) and its own key.
 type cliAgent struct {
-	t     *testing.T
-	c     *cluster
-	key   ed25519.PrivateKey
-	agent string
-	args  []string // connection and state flags
-	state string
+	t       *testing.T
+	key     ed25519.PrivateKey
+	agent   string
+	keyFile string
+	config  string // the cluster's client config (the admin's key)
+	state   string
 }
 
-func newCLIAgent(t *testing.T, c *cluster, cell int) *cliAgent {
+func newCLIAgent(t *testing.T, c *cluster) *cliAgent {
 	t.Helper()
 	dir := t.TempDir()
 	k := newKey(t)
@@ -250,16 +257,20 @@ func newCLIAgent(t *testing.T, c *cluster, cell int) *cliAgent {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")
-	return &cliAgent{t: t, c: c, key: k, agent: smr.FormatKey(k.Public().(ed25519.PublicKey)), state: state,
-		args: []string{"--client-config", c.layout.ClientConfigPath, "--key", keyFile, "--state-dir", state}}
+	return &cliAgent{t: t, key: k, agent: smr.FormatKey(k.Public().(ed25519.PublicKey)), keyFile: keyFile,
+		config: c.layout.ClientConfigPath, state: state}
 }
 
-// run runs `tandem -o json dataset VERB args... <flags>` and returns its
-// standard output.
-func (a *cliAgent) run(ctx context.Context, verb string, args ...string) []byte {
+// run runs `tandem -o json dataset VERB args...` with the client config,
+// the agent's key (else the config's admin key) and its state directory,
+// and returns the standard output.
+func (a *cliAgent) run(ctx context.Context, asAgent bool, verb string, args ...string) []byte {
 	a.t.Helper()
 	argv := append([]string{"-o", "json", "dataset", verb}, args...)
-	argv = append(argv, a.args...)
+	argv = append(argv, "--client-config", a.config, "--state-dir", a.state)
+	if asAgent {
+		argv = append(argv, "--key", a.keyFile)
+	}
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, binary, argv...)
 	cmd.Stderr = &stderr
@@ -272,7 +283,7 @@ func (a *cliAgent) run(ctx context.Context, verb string, args ...string) []byte 
 
 func (a *cliAgent) set(ctx context.Context, cell int, value string) {
 	a.t.Helper()
-	a.run(ctx, "set", datasetName, fmt.Sprint(cell), value)
+	a.run(ctx, true, "set", datasetName, fmt.Sprint(cell), value)
 }
 
 // sync runs `dataset sync` and checks that every change it sent was
@@ -285,7 +296,7 @@ func (a *cliAgent) sync(ctx context.Context) {
 			Reason  string         `json:"reason"`
 		} `json:"changes"`
 	}
-	raw := a.run(ctx, "sync", datasetName)
+	raw := a.run(ctx, true, "sync", datasetName)
 	if err := json.Unmarshal(raw, &out); err != nil {
 		a.t.Fatalf("dataset sync output %q: %v", raw, err)
 	}
@@ -296,14 +307,30 @@ func (a *cliAgent) sync(ctx context.Context) {
 	}
 }
 
-func (a *cliAgent) getRemote(ctx context.Context) smr.DatasetInfo {
+// getRemote reads the dataset with `dataset get --remote` and opt (a read
+// option flag, or none when empty).
+func (a *cliAgent) getRemote(ctx context.Context, opt string) smr.DatasetInfo {
 	a.t.Helper()
-	raw := a.run(ctx, "get", datasetName, "--remote")
+	args := []string{datasetName, "--remote"}
+	if opt != "" {
+		args = append(args, opt)
+	}
+	raw := a.run(ctx, false, "get", args...)
 	var info smr.DatasetInfo
 	if err := json.Unmarshal(raw, &info); err != nil {
-		a.t.Fatalf("dataset get --remote output %q: %v", raw, err)
+		a.t.Fatalf("dataset get --remote %s output %q: %v", opt, raw, err)
 	}
 	return info
+}
+
+func (a *cliAgent) list(ctx context.Context) []smr.DatasetInfo {
+	a.t.Helper()
+	raw := a.run(ctx, false, "list")
+	var out []smr.DatasetInfo
+	if err := json.Unmarshal(raw, &out); err != nil {
+		a.t.Fatalf("dataset list output %q: %v", raw, err)
+	}
+	return out
 }
 
 // replica loads the CLI agent's local replica file.
