@@ -330,7 +330,10 @@ func (d *datasetEnv) newSyncCmd() *cobra.Command {
 				return errors.Join(syncErr, err)
 			}
 			if syncErr != nil {
-				return explain("sync of dataset "+args[0], syncErr)
+				if client.IsOutcomeUnknown(syncErr) {
+					return &syncOutcomeUnknownError{name: args[0], err: syncErr}
+				}
+				return syncErr
 			}
 			out := syncOutput{Dataset: args[0], Index: rep.Index, Version: rep.Version, Syncs: rep.Syncs,
 				Accepted: rep.Accepted(), Lost: rep.Lost(), Rejected: rep.Rejected(),
@@ -370,6 +373,25 @@ func (d *datasetEnv) newSyncCmd() *cobra.Command {
 		},
 	}
 }
+
+// syncOutcomeUnknownError explains a sync whose outcome is unknown. Unlike
+// other writes it is resolved by syncing again, not by repeating a seq:
+// the changes it sent stay pending in the local replica, and the next
+// sync settles those the lost one merged (the cluster answers replayed)
+// and merges the others. It wraps the SDK error, so exitCode sees it.
+type syncOutcomeUnknownError struct {
+	name string
+	err  error
+}
+
+func (e *syncOutcomeUnknownError) Error() string {
+	return fmt.Sprintf("outcome unknown: a sync of dataset %q may or may not have been applied.\n"+
+		"Its changes stay pending in the local replica. Syncing again is safe: run `tandem dataset sync %s`; "+
+		"changes the lost sync merged come back as replayed and are settled, the others are merged then.\n"+
+		"cause: %v", e.name, e.name, e.err)
+}
+
+func (e *syncOutcomeUnknownError) Unwrap() error { return e.err }
 
 // reasonText renders a rejection: its message, else its reason code.
 func reasonText(reason smr.SyncRejected, msg string) string {
