@@ -330,7 +330,10 @@ func (d *datasetEnv) newSyncCmd() *cobra.Command {
 				return errors.Join(syncErr, err)
 			}
 			if syncErr != nil {
-				return explain("sync of dataset "+args[0], syncErr)
+				if client.IsOutcomeUnknown(syncErr) {
+					return &syncOutcomeUnknownError{name: args[0], err: syncErr}
+				}
+				return syncErr
 			}
 			out := syncOutput{Dataset: args[0], Index: rep.Index, Version: rep.Version, Syncs: rep.Syncs,
 				Accepted: rep.Accepted(), Lost: rep.Lost(), Rejected: rep.Rejected(),
@@ -371,6 +374,25 @@ func (d *datasetEnv) newSyncCmd() *cobra.Command {
 	}
 }
 
+// syncOutcomeUnknownError explains a sync whose outcome is unknown. Unlike
+// other writes it is resolved by syncing again, not by repeating a seq:
+// the changes it sent stay pending in the local replica, and the next
+// sync settles those the lost one merged (the cluster answers replayed)
+// and merges the others. It wraps the SDK error, so exitCode sees it.
+type syncOutcomeUnknownError struct {
+	name string
+	err  error
+}
+
+func (e *syncOutcomeUnknownError) Error() string {
+	return fmt.Sprintf("outcome unknown: a sync of dataset %q may or may not have been applied.\n"+
+		"Its changes stay pending in the local replica. Syncing again is safe: run `tandem dataset sync %s`; "+
+		"changes the lost sync merged come back as replayed and are settled, the others are merged then.\n"+
+		"cause: %v", e.name, e.name, e.err)
+}
+
+func (e *syncOutcomeUnknownError) Unwrap() error { return e.err }
+
 // reasonText renders a rejection: its message, else its reason code.
 func reasonText(reason smr.SyncRejected, msg string) string {
 	if msg != "" {
@@ -410,14 +432,16 @@ type localGetOutput struct {
 }
 
 func (d *datasetEnv) newGetCmd() *cobra.Command {
-	var remote, all bool
+	var remote, all, stale, fast bool
 	cmd := &cobra.Command{
 		Use:   "get NAME [--remote]",
 		Short: "Show the local replica of a dataset (or, with --remote, the cluster's state)",
 		Long: `Show a dataset's cells. Without --remote: the local replica's view (the
 state last pulled merged with pending changes), offline. With --remote: a
-linearizable read of the cluster, with the agents' budgets. Only cells that
-are not fresh (global seq 0, zero bytes) are listed unless --all is given.`,
+linearizable read of the cluster, with the agents' budgets (with a
+committee in the client config, accepted on f+1 matching signed answers
+of the members). Only cells that are not fresh (global seq 0, zero bytes)
+are listed unless --all is given.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			format, err := d.g.format()
@@ -425,7 +449,17 @@ are not fresh (global seq 0, zero bytes) are listed unless --all is given.`,
 				return err
 			}
 			if remote {
-				return d.getRemote(cmd, args[0], format, all)
+				var opts []client.ReadOption
+				if stale {
+					opts = append(opts, client.Stale())
+				}
+				if fast {
+					opts = append(opts, client.FastRead())
+				}
+				return d.getRemote(cmd, args[0], format, all, opts)
+			}
+			if stale || fast {
+				return errors.New("--stale and --fast choose how the cluster is read: use them with --remote (the local replica is read offline)")
 			}
 			key, err := d.agentKey(cmd)
 			if err != nil {
@@ -479,11 +513,12 @@ are not fresh (global seq 0, zero bytes) are listed unless --all is given.`,
 	}
 	cmd.Flags().BoolVar(&remote, "remote", false, "read the cluster's state instead of the local replica")
 	cmd.Flags().BoolVar(&all, "all", false, "list every cell, fresh ones too")
-	cmd.Flags().Bool("stale", false, "with --remote: answer from the receiving node's local state without confirming with the leader")
+	cmd.Flags().BoolVar(&stale, "stale", false, "with --remote: answer from the receiving node's local state without confirming with the leader (bft clusters: f+1 matching signed answers from the members' local state)")
+	cmd.Flags().BoolVar(&fast, "fast", false, "with --remote, bft clusters: accept n-f matching signed answers from the members' local state at one index, else read through consensus (without a committee: like --stale)")
 	return cmd
 }
 
-func (d *datasetEnv) getRemote(cmd *cobra.Command, name, format string, all bool) error {
+func (d *datasetEnv) getRemote(cmd *cobra.Command, name, format string, all bool, opts []client.ReadOption) error {
 	cl, err := d.conn.connect(cmd, false)
 	if err != nil {
 		return err
@@ -491,10 +526,6 @@ func (d *datasetEnv) getRemote(cmd *cobra.Command, name, format string, all bool
 	defer cl.Close()
 	ctx, cancel := d.conn.context(cmd)
 	defer cancel()
-	var opts []client.ReadOption
-	if stale, _ := cmd.Flags().GetBool("stale"); stale {
-		opts = append(opts, client.Stale())
-	}
 	raw, _, err := cl.Query(ctx, smr.Query{Kind: smr.QueryDataset, Key: name}, opts...)
 	if err != nil {
 		return err

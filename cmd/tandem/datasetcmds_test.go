@@ -116,6 +116,18 @@ func TestDatasetCLI(t *testing.T) {
 	if !strings.Contains(out, `"hellp"`) || !strings.Contains(out, aPub) || !strings.Contains(out, "SIGNED_MAX") {
 		t.Fatalf("remote get:\n%s", out)
 	}
+	// The read options of a remote get: --fast without a committee reads
+	// like --stale; without --remote they are refused.
+	for _, opt := range []string{"--stale", "--fast"} {
+		out = mustDataset(t, "dataset", "get", "doc", "--remote", opt, "-o", "json", "--endpoints", ep)
+		var info smr.DatasetInfo
+		if err := json.Unmarshal([]byte(out), &info); err != nil || info.Name != "doc" || info.Version != 3 {
+			t.Fatalf("remote get %s: %s (%v)", opt, out, err)
+		}
+		if _, err := runDataset(t, "dataset", "get", "doc", opt, "--state-dir", state, "--key", aKey); err == nil || !strings.Contains(err.Error(), "--remote") {
+			t.Fatalf("local get %s: %v, want an error naming --remote", opt, err)
+		}
+	}
 	out = mustDataset(t, "dataset", "list", "--endpoints", ep)
 	if !strings.Contains(out, "doc") || !strings.Contains(out, "MAX_AGENT_SEQS") {
 		t.Fatalf("list:\n%s", out)
@@ -165,5 +177,60 @@ func TestReplicaPathEscapes(t *testing.T) {
 		if got, err := d.replicaPath(name, "K"); err != nil || got != want {
 			t.Errorf("replicaPath(%q) = %q, %v; want %q", name, got, err, want)
 		}
+	}
+}
+
+// TestDatasetSyncOutcomeUnknown: a sync that the cluster applied but never
+// answered is reported as an unknown outcome that tells the agent to sync
+// again (not to repeat a seq, which `dataset sync` has no flag for); the
+// change stays pending, and the next sync settles it as replayed.
+func TestDatasetSyncOutcomeUnknown(t *testing.T) {
+	clearClientEnv(t)
+	tc := newTestCluster(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	aKey, aPub := agentKeyFile(t, dir, "alice")
+	ep := tc.srv.URL
+	mustDataset(t, "dataset", "create", "doc", "--cells", "2", "--cell-size", "8", "--agent", aPub, "--endpoints", ep, "--key", tc.keyFile)
+	agent := []string{"--state-dir", state, "--key", aKey, "--endpoints", ep}
+	mustDataset(t, append([]string{"dataset", "set", "doc", "0", "hello"}, agent...)...)
+
+	applied := make(chan struct{})
+	tc.backend.mu.Lock()
+	tc.backend.hook = func(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+		if _, err := tc.backend.apply(env); err != nil {
+			return smr.Result{}, err
+		}
+		close(applied)
+		<-ctx.Done()
+		return smr.Result{}, ctx.Err()
+	}
+	tc.backend.mu.Unlock()
+	_, err := runDataset(t, append([]string{"dataset", "sync", "doc", "--timeout", "300ms"}, agent...)...)
+	if exitCode(err) != exitOutcomeUnknown {
+		t.Fatalf("exit code %d for %v; want %d", exitCode(err), err, exitOutcomeUnknown)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "outcome unknown") || !strings.Contains(msg, "tandem dataset sync doc") || strings.Contains(msg, "--seq") {
+		t.Fatalf("message does not say to sync again:\n%s", msg)
+	}
+	<-applied
+	tc.backend.mu.Lock()
+	tc.backend.hook = nil
+	tc.backend.mu.Unlock()
+
+	out := mustDataset(t, append([]string{"dataset", "get", "doc", "-o", "json"}, agent[:4]...)...)
+	var lg localGetOutput
+	if err := json.Unmarshal([]byte(out), &lg); err != nil || len(lg.Pending) != 1 {
+		t.Fatalf("after the lost answer the change is not pending: %s (%v)", out, err)
+	}
+	out = mustDataset(t, append([]string{"dataset", "sync", "doc", "-o", "json"}, agent...)...)
+	var so syncOutput
+	if err := json.Unmarshal([]byte(out), &so); err != nil || len(so.Changes) != 1 || so.Changes[0].Reason != smr.RejectReplayed {
+		t.Fatalf("second sync: %s (%v)", out, err)
+	}
+	out = mustDataset(t, append([]string{"dataset", "get", "doc", "-o", "json"}, agent[:4]...)...)
+	if err := json.Unmarshal([]byte(out), &lg); err != nil || len(lg.Pending) != 0 || len(lg.Cells) != 1 || !bytes.HasPrefix(lg.Cells[0].Value, []byte("hello")) {
+		t.Fatalf("after syncing again: %s (%v)", out, err)
 	}
 }
