@@ -65,8 +65,8 @@ func TestBatchEntryBinary(t *testing.T) {
 		}
 	}
 	for name, ent := range map[string]Entry{
-		"one envelope": NewBatchEntry(1, []Envelope{*a}),
-		"with a genesis": {Kind: EntryBatch, Batch: []Envelope{*a, *b}, Genesis: &Genesis{}},
+		"one envelope":         NewBatchEntry(1, []Envelope{*a}),
+		"with a genesis":       {Kind: EntryBatch, Batch: []Envelope{*a, *b}, Genesis: &Genesis{}},
 		"command with a batch": {Kind: EntryCommand, Env: *a, Batch: []Envelope{*b}},
 	} {
 		if _, err := ent.MarshalBinary(); err == nil {
