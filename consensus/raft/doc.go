@@ -12,18 +12,30 @@
 //   - Transport: raft.NetworkTransport over a raft.StreamLayer (in
 //     production the mutual-TLS layer of internal/transport), advertising
 //     Config.Advertise; tests may pass any raft.Transport.
-//   - State machine: the FSM adapter hands every committed command entry to
-//     StateMachine.Apply(index, data) and returns its smr.Result as the
-//     entry's response; snapshots are StateMachine.Snapshot bytes.
+//   - State machine: the FSM is a raft.BatchingFSM. For each batch of
+//     committed entries it first runs the checks that need an entry's bytes
+//     alone, on up to GOMAXPROCS goroutines: the leader attestation's
+//     signature and, when the state machine is a Preparer, Prepare
+//     (decoding and client signatures); then, in log order, it finishes the
+//     attestation checks and applies each entry, returning its
+//     []smr.Result (one per envelope of a batch entry) as the response;
+//     snapshots are StateMachine.Snapshot bytes.
 //   - Logs: hashicorp's hclog output goes to log/slog (internal/logging).
 //   - Metrics: SetupMetrics routes raft's go-metrics to Prometheus (process
 //     global, once); Engine.Collector adds per-engine gauges.
 //
 // # Proposals and reads
 //
-// Propose wraps the envelope in an smr.Entry with the leader's time (never
-// below the previous proposal's time on this node) and applies it through
-// Raft. Errors follow consensus.Engine: *consensus.NotLeaderError when this
+// Propose queues the envelope for the engine's proposer goroutine, which
+// takes every proposal waiting (up to 512 envelopes or about 1 MiB), wraps
+// them in one smr.Entry with the leader's time (never below the previous
+// proposal's time on this node) — a command entry for one, a batch entry
+// for several — signs one attestation and appends it through Raft without
+// waiting for the previous entry to commit. Under load, the proposals that
+// arrive while Raft writes one entry form the next: the leader signs, and
+// every replica stores and checks, one entry for many writes, and the
+// client signatures of a batch are verified as parallel batches. A lone
+// proposal is not delayed. Errors follow consensus.Engine: *consensus.NotLeaderError when this
 // node cannot order entries (nothing was appended), consensus.ErrOutcomeUnknown
 // when the entry may still commit, ErrNotEnqueued when the leader could not
 // even queue the entry in time (nothing appended; retry), and
