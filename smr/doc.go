@@ -23,6 +23,15 @@
 //     log so that every replica replaces its state at the same index, and
 //     the applied index keeps moving forwards. PrecheckRestore runs its
 //     checks without changing anything.
+//   - EntryEpochSwitch: the end of an epoch in auto mode (EpochSwitch).
+//   - EntryBatch: 2 to MaxBatchEnvelopes client envelopes, executed in
+//     order at the entry's index, each exactly as a command entry with the
+//     entry's time would be, each with its own Result (ApplyPrepared
+//     returns them all). The Raft engine batches concurrent proposals.
+//
+// Apply is Prepare (decoding and signatures: no lock, may run ahead of
+// the log and in parallel) followed by ApplyPrepared (execution, in log
+// order).
 //
 // # Requests
 //
