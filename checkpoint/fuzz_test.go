@@ -154,7 +154,7 @@ func FuzzCertificateUnmarshal(f *testing.F) {
 		if err != nil || !bytes.Equal(out, b) {
 			t.Fatalf("re-encoding differs: %v\n%x\n%x", err, out, b)
 		}
-		_ = c.Verify(com) // must not panic
+		_ = c.Verify(com, nil) // must not panic
 	})
 }
 

@@ -20,9 +20,9 @@ import (
 const (
 	transferMagic  = "TCKT"
 	transferHeader = len(transferMagic) + 1 + 4
-	// maxCertLen bounds an encoded certificate: a statement with
+	// maxCertLen bounds an encoded certificate: a form, a statement with
 	// MaxMembers IDs of MaxIDLen bytes and MaxMembers signatures.
-	maxCertLen = len(certMagic) + 1 + 1 + 8 + 8 + 32 + 1 + 255 + 2 + MaxMembers*(1+MaxIDLen) + 2 + MaxMembers*(1+MaxIDLen+64)
+	maxCertLen = len(certMagic) + 1 + 1 + 1 + 8 + 8 + 32 + 1 + 255 + 2 + MaxMembers*(1+MaxIDLen) + 2 + MaxMembers*(1+MaxIDLen+64)
 )
 
 // Defaults of FetchConfig.
@@ -168,14 +168,15 @@ type Peer struct {
 
 // FetchConfig configures Fetch.
 type FetchConfig struct {
-	Peers     []Peer                   // tried in order
-	Client    *http.Client             // the node's mutual-TLS client; http.DefaultClient when nil
-	Committee *Committee               // the committee that signs the wanted certificate
-	Info      SnapshotInfo             // checks a snapshot; the node passes smr.SnapshotInfo
-	MinIndex  uint64                   // the lowest acceptable index
-	Timeout   time.Duration            // per peer, for the whole request; DefaultFetchTimeout when 0
-	MaxBytes  int64                    // largest accepted body; DefaultFetchMaxBytes when 0
-	Want      func(*Certificate) error // optional extra check (e.g. the wanted Kind/Epoch)
+	Peers       []Peer                   // tried in order
+	Client      *http.Client             // the node's mutual-TLS client; http.DefaultClient when nil
+	Committee   *Committee               // the committee that signs the wanted certificate
+	Quarantined []string                 // members whose signatures do not count (Certificate.Verify)
+	Info        SnapshotInfo             // checks a snapshot; the node passes smr.SnapshotInfo
+	MinIndex    uint64                   // the lowest acceptable index
+	Timeout     time.Duration            // per peer, for the whole request; DefaultFetchTimeout when 0
+	MaxBytes    int64                    // largest accepted body; DefaultFetchMaxBytes when 0
+	Want        func(*Certificate) error // optional extra check (e.g. the wanted Kind/Epoch)
 }
 
 // Reasons a peer is rejected; Rejection.Reason is one of these.
@@ -212,7 +213,8 @@ var ErrNoTransfer = errors.New("checkpoint transfer: no peer served a verified c
 // Fetch asks the peers in order for their latest stable checkpoint with
 // index ≥ MinIndex and returns the first one where:
 //   - the body is well formed and at most MaxBytes;
-//   - the certificate verifies against Committee (Certificate.Verify);
+//   - the certificate, of either form, verifies against Committee with
+//     Quarantined (Certificate.Verify);
 //   - its index is at least MinIndex, and Want (if set) accepts it;
 //   - Info accepts the snapshot and reports the statement's index and state
 //     hash.
@@ -303,7 +305,7 @@ func fetchOne(ctx context.Context, cfg FetchConfig, p Peer) (*Certificate, []byt
 	case err != nil:
 		return timedOut(ReasonUnreachable, err)
 	}
-	if err := cert.Verify(cfg.Committee); err != nil {
+	if err := cert.Verify(cfg.Committee, cfg.Quarantined); err != nil {
 		return nil, nil, ReasonForged, err
 	}
 	if cert.Statement.Index < cfg.MinIndex {
