@@ -92,7 +92,7 @@ func (s *selector) logCertificate(cert *checkpoint.Certificate, own *checkpoint.
 		}
 		q := s.quarantinedIDs()
 		n.log.Warn("hand-over by the fallback: no quorum of matching states within view_change_timeout; the state signed by enough members that are not quarantined starts the next epoch",
-			"epoch", st.Epoch, "index", st.Index, "state_hash", st.String(), "signers", cert.Signers(),
+			"epoch", st.Epoch, "statement", st.String(), "signers", cert.Signers(),
 			"threshold", s.committee.FallbackThreshold(len(q)), "quorum", s.committee.Quorum(),
 			"quarantined", q, "other_states", others, "waited", waited.Round(time.Millisecond))
 	}
