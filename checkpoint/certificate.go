@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrInvalidCertificate is wrapped by every error Certificate.Verify
@@ -148,6 +149,15 @@ func checkSigners(sigs []Signature) error {
 		}
 	}
 	return nil
+}
+
+// clone returns a copy that shares no memory with c.
+func (c *Certificate) clone() *Certificate {
+	out := &Certificate{Statement: c.Statement.clone(), Form: c.Form, Sigs: make([]Signature, len(c.Sigs))}
+	for i, s := range c.Sigs {
+		out.Sigs[i] = Signature{Signer: s.Signer, Sig: slices.Clone(s.Sig)}
+	}
+	return out
 }
 
 // Signers returns the signer IDs in order.

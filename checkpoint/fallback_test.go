@@ -424,3 +424,43 @@ func TestFetchFallbackCertificate(t *testing.T) {
 		t.Fatalf("Fetch of a tampered state = %v, rejected %v", err, rejected)
 	}
 }
+
+// TestFetchWithCertified: a peer stored a quorum certificate counting n4
+// before it quarantined n4; the fetching node, which holds n4
+// quarantined, refuses that certificate on its own but takes the state
+// on the strength of the fallback certificate it holds for the same
+// statement; a tampered state and a caller's certificate that does not
+// verify are still refused.
+func TestFetchWithCertified(t *testing.T) {
+	snap, sum := realSnapshot(t, 10, 10)
+	st := handoffStatement()
+	st.Index, st.StateHash = 10, sum
+	peerCert := certOf(t, st, 1, 2, 4)
+	srv := honestPeer(t, peerCert, snap)
+	mine := certOf(t, st, 2, 3)
+	mine.Form = FormFallback
+	cfg := FetchConfig{Peers: []Peer{{ID: "n2", URL: srv.URL}}, Committee: testCommittee(t, 4), Info: smr.SnapshotInfo,
+		MinIndex: 10, Timeout: 5 * time.Second, MaxBytes: 1 << 20, Quarantined: []string{"n4"}}
+	if _, _, rejected, err := Fetch(context.Background(), cfg); err == nil || len(rejected) != 1 || rejected[0].Reason != ReasonForged {
+		t.Fatalf("Fetch without Certified = %v, rejected %v", err, rejected)
+	}
+	cfg.Certified = mine
+	got, gotSnap, rejected, err := Fetch(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Fetch with Certified = %v (rejected %v)", err, rejected)
+	}
+	if got.Form != FormFallback || !slices.Equal(got.Signers(), []string{"n2", "n3"}) || string(gotSnap) != string(snap) {
+		t.Fatalf("fetched %s by %v", got.Form, got.Signers())
+	}
+
+	other, _ := realSnapshot(t, 10, 11)
+	cfg.Peers = []Peer{{ID: "n1", URL: servePayload(t, mustTransfer(t, peerCert, other)).URL}}
+	if _, _, rejected, err := Fetch(context.Background(), cfg); err == nil || len(rejected) != 1 || rejected[0].Reason != ReasonMismatch {
+		t.Fatalf("Fetch of a tampered state = %v, rejected %v", err, rejected)
+	}
+	cfg.Peers = []Peer{{ID: "n2", URL: srv.URL}}
+	cfg.Quarantined = nil // two signatures are no certificate now
+	if _, _, _, err := Fetch(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "the caller's certificate") {
+		t.Fatalf("Fetch with a Certified that does not verify = %v", err)
+	}
+}

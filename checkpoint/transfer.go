@@ -177,6 +177,12 @@ type FetchConfig struct {
 	Timeout     time.Duration            // per peer, for the whole request; DefaultFetchTimeout when 0
 	MaxBytes    int64                    // largest accepted body; DefaultFetchMaxBytes when 0
 	Want        func(*Certificate) error // optional extra check (e.g. the wanted Kind/Epoch)
+	// Certified, when set, is a certificate the caller holds for the
+	// wanted statement; Fetch verifies it first. A peer whose own
+	// certificate for that same statement does not verify here (it
+	// counted a member this node has quarantined since) still serves the
+	// state, which is then checked against Certified and returned with it.
+	Certified *Certificate
 }
 
 // Reasons a peer is rejected; Rejection.Reason is one of these.
@@ -214,7 +220,8 @@ var ErrNoTransfer = errors.New("checkpoint transfer: no peer served a verified c
 // index ≥ MinIndex and returns the first one where:
 //   - the body is well formed and at most MaxBytes;
 //   - the certificate, of either form, verifies against Committee with
-//     Quarantined (Certificate.Verify);
+//     Quarantined (Certificate.Verify), or certifies the same statement as
+//     Certified, which Fetch verified first, and is replaced by it;
 //   - its index is at least MinIndex, and Want (if set) accepts it;
 //   - Info accepts the snapshot and reports the statement's index and state
 //     hash.
@@ -233,6 +240,11 @@ func Fetch(ctx context.Context, cfg FetchConfig) (*Certificate, []byte, []Reject
 		return nil, nil, nil, fmt.Errorf("%w: no peers", ErrNoTransfer)
 	case cfg.Timeout < 0 || cfg.MaxBytes < 0:
 		return nil, nil, nil, fmt.Errorf("checkpoint transfer: negative Timeout (%s) or MaxBytes (%d)", cfg.Timeout, cfg.MaxBytes)
+	}
+	if cfg.Certified != nil {
+		if err := cfg.Certified.Verify(cfg.Committee, cfg.Quarantined); err != nil {
+			return nil, nil, nil, fmt.Errorf("checkpoint transfer: the caller's certificate: %w", err)
+		}
 	}
 	if cfg.Client == nil {
 		cfg.Client = http.DefaultClient
@@ -306,7 +318,10 @@ func fetchOne(ctx context.Context, cfg FetchConfig, p Peer) (*Certificate, []byt
 		return timedOut(ReasonUnreachable, err)
 	}
 	if err := cert.Verify(cfg.Committee, cfg.Quarantined); err != nil {
-		return nil, nil, ReasonForged, err
+		if cfg.Certified == nil || !cfg.Certified.Statement.Equal(cert.Statement) {
+			return nil, nil, ReasonForged, err
+		}
+		cert = cfg.Certified.clone()
 	}
 	if cert.Statement.Index < cfg.MinIndex {
 		return nil, nil, ReasonStale, fmt.Errorf("certificate is at index %d, below min_index %d", cert.Statement.Index, cfg.MinIndex)

@@ -555,7 +555,7 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 	want := cert.Statement
 	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
 		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.quarantinedIDs(), Info: smr.SnapshotInfo,
-		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes,
+		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes, Certified: cert,
 		Want: func(c *checkpoint.Certificate) error {
 			if !c.Statement.Equal(want) {
 				return fmt.Errorf("certificate for %s, want %s", c.Statement, want)
