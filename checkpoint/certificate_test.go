@@ -42,10 +42,10 @@ func TestCertificateVerifyAtQuorum(t *testing.T) {
 			ids[i] = n - i // the last q members
 		}
 		s := ckptStatement(1, 100, "state")
-		if err := certOf(t, s, ids...).Verify(com); err != nil {
+		if err := certOf(t, s, ids...).Verify(com, nil); err != nil {
 			t.Errorf("n=%d, %d sigs: %v", n, q, err)
 		}
-		err := certOf(t, s, ids[:q-1]...).Verify(com)
+		err := certOf(t, s, ids[:q-1]...).Verify(com, nil)
 		if !errors.Is(err, ErrInvalidCertificate) || !strings.Contains(err.Error(), "quorum") {
 			t.Errorf("n=%d, %d sigs: Verify = %v, want a quorum error", n, q-1, err)
 		}
@@ -109,14 +109,14 @@ func TestCertificateVerifyRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := c.cert().Verify(com)
+			err := c.cert().Verify(com, nil)
 			if !errors.Is(err, ErrInvalidCertificate) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Verify = %v, want ErrInvalidCertificate containing %q", err, c.want)
 			}
 		})
 	}
 	var nilCert *Certificate
-	if err := nilCert.Verify(com); err == nil {
+	if err := nilCert.Verify(com, nil); err == nil {
 		t.Error("nil certificate verified")
 	}
 }

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -38,26 +39,40 @@ type tally struct {
 }
 
 // Collector gathers votes and forms certificates. It keeps every valid vote
-// until Forget drops its index. Safe for concurrent use.
+// until Forget drops its index, including votes of quarantined members,
+// which never count toward a certificate (SetQuarantined). Safe for
+// concurrent use.
 type Collector struct {
 	com *Committee
 
-	mu     sync.Mutex
-	bySlot map[slot]map[string]Vote // slot -> signer -> the vote counted
-	stmts  map[[32]byte]*tally      // statement digest -> support
+	mu          sync.Mutex
+	quarantined map[string]bool          // committee members whose votes do not count
+	bySlot      map[slot]map[string]Vote // slot -> signer -> the vote counted
+	stmts       map[[32]byte]*tally      // statement digest -> support
 }
 
 // NewCollector returns a collector that counts votes of com's members.
 func NewCollector(c *Committee) *Collector {
-	return &Collector{com: c, bySlot: make(map[slot]map[string]Vote), stmts: make(map[[32]byte]*tally)}
+	return &Collector{com: c, quarantined: map[string]bool{}, bySlot: make(map[slot]map[string]Vote), stmts: make(map[[32]byte]*tally)}
 }
 
-// Add verifies v and counts it. It returns the certificate the first time
-// v's statement reaches a quorum of distinct signers, and nil otherwise (a
-// repeated vote is accepted and changes nothing). An invalid vote returns
-// the verification error. If v's signer already signed a different
-// statement for the same (Kind, Epoch, Index), Add returns a
-// *ConflictError holding both votes and does not count v.
+// SetQuarantined replaces the set of members whose votes do not count
+// (IDs outside the committee are ignored). The votes already held stay;
+// a member taken out of the set counts again. It returns nothing: ask
+// Certify for what the held votes certify under the new set.
+func (c *Collector) SetQuarantined(ids []string) {
+	q := c.com.quarantinedSet(ids)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.quarantined = q
+}
+
+// Add verifies v and keeps it. It returns the quorum certificate the first
+// time v's statement reaches a quorum of distinct signers that are not
+// quarantined, and nil otherwise (a repeated vote is accepted and changes
+// nothing). An invalid vote returns the verification error. If v's signer
+// already signed a different statement for the same (Kind, Epoch, Index),
+// Add returns a *ConflictError holding both votes and does not count v.
 func (c *Collector) Add(v Vote) (*Certificate, error) {
 	if err := v.Verify(c.com); err != nil {
 		return nil, fmt.Errorf("checkpoint collector: %w", err)
@@ -86,25 +101,93 @@ func (c *Collector) Add(v Vote) (*Certificate, error) {
 		c.stmts[d] = t
 	}
 	t.votes[v.Signer] = v
-	if t.certDue || len(t.votes) < c.com.Quorum() {
+	if t.certDue || c.countedLocked(t) < c.com.Quorum() {
 		return nil, nil
 	}
 	t.certDue = true
-	cert := &Certificate{Statement: t.st.clone(), Sigs: make([]Signature, 0, len(t.votes))}
-	for _, id := range slices.Sorted(maps.Keys(t.votes)) {
-		cert.Sigs = append(cert.Sigs, Signature{Signer: id, Sig: slices.Clone(t.votes[id].Sig)})
-	}
-	return cert, nil
+	return c.certLocked(t, FormQuorum), nil
 }
 
-// Support returns the number of distinct members whose valid vote for
-// exactly s was counted: what an "f+1 matching hashes" rule counts.
+// countedLocked is the number of t's signers that are not quarantined.
+// The caller holds c.mu.
+func (c *Collector) countedLocked(t *tally) int {
+	n := 0
+	for id := range t.votes {
+		if !c.quarantined[id] {
+			n++
+		}
+	}
+	return n
+}
+
+// certLocked builds a certificate of form for t from the votes of its
+// signers that are not quarantined. The caller holds c.mu.
+func (c *Collector) certLocked(t *tally, form Form) *Certificate {
+	cert := &Certificate{Statement: t.st.clone(), Form: form, Sigs: make([]Signature, 0, len(t.votes))}
+	for _, id := range slices.Sorted(maps.Keys(t.votes)) {
+		if !c.quarantined[id] {
+			cert.Sigs = append(cert.Sigs, Signature{Signer: id, Sig: slices.Clone(t.votes[id].Sig)})
+		}
+	}
+	return cert
+}
+
+// ErrAmbiguous is wrapped by Certify's error when two different
+// statements of one kind and epoch both reach the threshold: more faulty
+// members than the committee tolerates, or a quarantine that missed one.
+var ErrAmbiguous = errors.New("two statements reach the certificate threshold")
+
+// Certify returns the certificate that the votes held for (kind, epoch)
+// make, counting only signers that are not quarantined:
+//   - a quorum certificate if a statement has a quorum (Committee.Quorum);
+//   - otherwise, if fallback is set and kind is KindHandoff, a fallback
+//     certificate if a statement has Committee.FallbackThreshold signers
+//     (with the number of quarantined members; DESIGN invariant 10);
+//   - otherwise nil.
+//
+// The certificate carries the signatures of every counted signer of the
+// statement. If two statements reach the same threshold, Certify returns
+// an error wrapping ErrAmbiguous naming both, and no certificate. The
+// caller decides when the fallback is allowed (the hand-over: after
+// view_change_timeout without a quorum).
+func (c *Collector) Certify(kind Kind, epoch uint64, fallback bool) (*Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type threshold struct {
+		form Form
+		need int
+	}
+	thresholds := []threshold{{FormQuorum, c.com.Quorum()}}
+	if fallback && kind == KindHandoff {
+		thresholds = append(thresholds, threshold{FormFallback, c.com.FallbackThreshold(len(c.quarantined))})
+	}
+	for _, th := range thresholds {
+		var found *tally
+		for _, t := range c.stmts {
+			if t.st.Kind != kind || t.st.Epoch != epoch || c.countedLocked(t) < th.need {
+				continue
+			}
+			if found != nil {
+				return nil, fmt.Errorf("checkpoint collector: %w: %s and %s, %s needs %d", ErrAmbiguous, found.st, t.st, th.form, th.need)
+			}
+			found = t
+		}
+		if found != nil {
+			return c.certLocked(found, th.form), nil
+		}
+	}
+	return nil, nil
+}
+
+// Support returns the number of distinct members that are not quarantined
+// whose valid vote for exactly s was counted: what the fallback threshold
+// is compared with.
 func (c *Collector) Support(s Statement) int {
 	d := s.Digest()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t := c.stmts[d]; t != nil {
-		return len(t.votes)
+		return c.countedLocked(t)
 	}
 	return 0
 }

@@ -28,7 +28,7 @@ func TestCollectorFormsCertificateOnce(t *testing.T) {
 	if err != nil || cert == nil {
 		t.Fatalf("quorum vote: %v %v", cert, err)
 	}
-	if err := cert.Verify(com); err != nil {
+	if err := cert.Verify(com, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := cert.Signers(); len(got) != 3 || got[0] != "n1" || got[1] != "n3" || got[2] != "n4" {

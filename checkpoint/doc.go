@@ -10,10 +10,16 @@
 //
 //   - Statement, Sign, Vote.Verify: what a member signs and its signature.
 //   - Collector: gathers votes, returns the certificate once a statement
-//     reaches a quorum, reports equivocation as a *ConflictError and counts
-//     support for the "f+1 matching hashes" fallback of the hand-over.
-//   - Certificate.Verify: q valid signatures of distinct members over the
-//     same statement.
+//     reaches a quorum of members that are not quarantined, reports
+//     equivocation as a *ConflictError and, when the caller allows it,
+//     certifies a hand-over by the fallback (Certify).
+//   - Certificate.Verify: valid signatures of distinct members over the
+//     same statement, enough for the certificate's Form: a quorum
+//     (FormQuorum), or for a hand-over whose quorum did not form in time,
+//     Committee.FallbackThreshold members (FormFallback: f+1 once the
+//     faulty members are quarantined; DESIGN invariant 10). Signatures of
+//     quarantined members never count. Committee.FallbackThreshold argues
+//     why two conflicting certificates never both verify at correct nodes.
 //   - Store: the newest two stable checkpoints (certificate + snapshot) on
 //     disk, fsynced, with fallback past a corrupt newest pair.
 //   - NewHandler, Fetch: state transfer over HTTP; Fetch returns nothing
@@ -45,10 +51,21 @@
 //	"TCKV" || version (uint8, 1) || statement body || signer ID ||
 //	signature (64)
 //
-// Certificate (signatures sorted by signer, signers distinct):
+// Certificate (signatures sorted by signer, signers distinct); a quorum
+// certificate in version 1, any other form in version 2:
 //
 //	"TCKC" || version (uint8, 1) || statement body ||
 //	signature count (uint16) || count × (signer ID || signature (64))
+//
+//	"TCKC" || version (uint8, 2) || form (uint8: 1 fallback) ||
+//	statement body || signature count (uint16) || count × (signer ID ||
+//	signature (64))
+//
+// A quorum certificate is never written in version 2, so every
+// certificate has one encoding, and the version 1 files and peers of
+// before version 2 keep working. The form is not signed: the signatures
+// are the members' votes over the statement, and Verify checks that they
+// meet the threshold the form claims.
 //
 // Decoders accept only this canonical form (a valid statement, sorted
 // lists, no trailing bytes), so a decoded value re-encodes to the same

@@ -26,8 +26,23 @@ func fuzzSeeds(t testing.TB) map[string]map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fc := certOf(t, handoffStatement(), 2, 3)
+	fc.Form = FormFallback
+	fcert, err := fc.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, snap := stableCheckpoint(t, 1, 7, 10, 3)
 	transfer, err := encodeTransfer(c, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsnap, hsum := realSnapshot(t, 7, 10)
+	hst := handoffStatement()
+	hst.Index, hst.StateHash = 7, hsum
+	hfc := certOf(t, hst, 2, 3)
+	hfc.Form = FormFallback
+	ftransfer, err := encodeTransfer(hfc, hsnap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +55,14 @@ func fuzzSeeds(t testing.TB) map[string]map[string][]byte {
 		"FuzzCertificateUnmarshal": {
 			"checkpoint": cert,
 			"handoff":    hcert,
+			"fallback":   fcert,
+			"v2quorum":   append([]byte(certMagic+"\x02\x00"), hcert[len(certMagic)+1:]...),
 			"sigcount":   hugeSigCount(t),
 			"members":    hugeMemberCount(certMagic),
 		},
 		"FuzzReadTransfer": {
 			"valid":    transfer,
+			"fallback": ftransfer,
 			"certlen":  hugeTransfer(0xffffffff, 0),
 			"snaplen":  hugeTransfer(0, 1<<62),
 			"trailing": append(bytes.Clone(transfer), 0),
@@ -154,7 +172,7 @@ func FuzzCertificateUnmarshal(f *testing.F) {
 		if err != nil || !bytes.Equal(out, b) {
 			t.Fatalf("re-encoding differs: %v\n%x\n%x", err, out, b)
 		}
-		_ = c.Verify(com) // must not panic
+		_ = c.Verify(com, nil) // must not panic
 	})
 }
 

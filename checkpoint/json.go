@@ -12,10 +12,12 @@ import (
 //	{"kind":"handoff","epoch":4,"index":1200,"state_hash":"5f2a…",
 //	 "mode":"bft","members":["n1","n2","n3","n4"]}
 //	{"statement":{…},"signer":"n1","sig":"…"}                     a vote
-//	{"statement":{…},"sigs":[{"signer":"n1","sig":"…"},…]}        a certificate
+//	{"statement":{…},"form":"quorum","sigs":[{"signer":"n1","sig":"…"},…]}
+//	                                                              a certificate
 //
-// Decoding validates the statement and the signers' order but checks no
-// signature.
+// The form is "quorum" or "fallback"; a certificate without one (written
+// before forms existed) is a quorum certificate. Decoding validates the
+// statement, the form and the signers' order but checks no signature.
 
 // MarshalText returns the kind's name.
 func (k Kind) MarshalText() ([]byte, error) {
@@ -35,6 +37,28 @@ func (k *Kind) UnmarshalText(b []byte) error {
 		*k = KindHandoff
 	default:
 		return fmt.Errorf("checkpoint kind %q is unknown (want checkpoint or handoff)", b)
+	}
+	return nil
+}
+
+// MarshalText returns the form's name.
+func (f Form) MarshalText() ([]byte, error) {
+	switch f {
+	case FormQuorum, FormFallback:
+		return []byte(f.String()), nil
+	}
+	return nil, fmt.Errorf("certificate form %d is unknown", uint8(f))
+}
+
+// UnmarshalText accepts "quorum" or "fallback".
+func (f *Form) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "quorum":
+		*f = FormQuorum
+	case "fallback":
+		*f = FormFallback
+	default:
+		return fmt.Errorf("certificate form %q is unknown (want quorum or fallback)", b)
 	}
 	return nil
 }
@@ -132,6 +156,7 @@ func (v *Vote) UnmarshalJSON(b []byte) error {
 
 type certificateJSON struct {
 	Statement Statement   `json:"statement"`
+	Form      *Form       `json:"form,omitempty"`
 	Sigs      []Signature `json:"sigs"`
 }
 
@@ -141,11 +166,13 @@ func (c Certificate) MarshalJSON() ([]byte, error) {
 	if sigs == nil {
 		sigs = []Signature{}
 	}
-	return json.Marshal(certificateJSON{Statement: c.Statement, Sigs: sigs})
+	form := c.Form
+	return json.Marshal(certificateJSON{Statement: c.Statement, Form: &form, Sigs: sigs})
 }
 
-// UnmarshalJSON decodes a certificate; it checks the signers' order but no
-// signature (call Verify).
+// UnmarshalJSON decodes a certificate; it checks the form and the
+// signers' order but no signature (call Verify). A missing form is
+// FormQuorum.
 func (c *Certificate) UnmarshalJSON(b []byte) error {
 	var j certificateJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -154,6 +181,13 @@ func (c *Certificate) UnmarshalJSON(b []byte) error {
 	if err := checkSigners(j.Sigs); err != nil {
 		return fmt.Errorf("decoding checkpoint certificate: %w", err)
 	}
-	*c = Certificate{Statement: j.Statement, Sigs: j.Sigs}
+	out := Certificate{Statement: j.Statement, Sigs: j.Sigs}
+	if j.Form != nil {
+		out.Form = *j.Form
+	}
+	if err := out.checkForm(); err != nil {
+		return fmt.Errorf("decoding checkpoint certificate: %w", err)
+	}
+	*c = out
 	return nil
 }

@@ -178,6 +178,18 @@ func TestBinaryGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	goldenText(t, "certificate_handoff.json.golden", string(j)+"\n")
+	fc := certOf(t, handoffStatement(), 2, 3)
+	fc.Form = FormFallback
+	fb, err := fc.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "certificate_handoff_fallback.golden", fb)
+	fj, err := json.MarshalIndent(fc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goldenText(t, "certificate_handoff_fallback.json.golden", string(fj)+"\n")
 
 	// Round trips.
 	var v2 Vote
@@ -188,7 +200,7 @@ func TestBinaryGolden(t *testing.T) {
 	if err := c2.UnmarshalBinary(hb); err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.Verify(testCommittee(t, 4)); err != nil {
+	if err := c2.Verify(testCommittee(t, 4), nil); err != nil {
 		t.Fatalf("decoded certificate does not verify: %v", err)
 	}
 	var c3 Certificate
@@ -197,6 +209,20 @@ func TestBinaryGolden(t *testing.T) {
 	}
 	if b3, _ := c3.MarshalBinary(); !bytes.Equal(b3, hb) {
 		t.Fatal("JSON round trip changed the certificate")
+	}
+	var fc2 Certificate
+	if err := fc2.UnmarshalBinary(fb); err != nil || fc2.Form != FormFallback {
+		t.Fatalf("fallback certificate round trip: %v, form %s", err, fc2.Form)
+	}
+	if err := fc2.Verify(testCommittee(t, 4), []string{"n4"}); err != nil {
+		t.Fatalf("decoded fallback certificate does not verify with n4 quarantined: %v", err)
+	}
+	var fc3 Certificate
+	if err := json.Unmarshal(fj, &fc3); err != nil {
+		t.Fatal(err)
+	}
+	if b3, _ := fc3.MarshalBinary(); !bytes.Equal(b3, fb) {
+		t.Fatal("JSON round trip changed the fallback certificate")
 	}
 	vj, _ := json.Marshal(v)
 	var v3 Vote
@@ -213,6 +239,10 @@ func TestJSONRejectsBadInput(t *testing.T) {
 		"invalid":      `{"statement":{"kind":"handoff","epoch":1,"index":1,"state_hash":"` + strings.Repeat("00", 32) + `"},"sigs":[]}`,
 		"duplicate signer": `{"statement":{"kind":"checkpoint","epoch":1,"index":1,"state_hash":"` + strings.Repeat("00", 32) +
 			`"},"sigs":[{"signer":"a","sig":""},{"signer":"a","sig":""}]}`,
+		"unknown form": `{"statement":{"kind":"checkpoint","epoch":1,"index":1,"state_hash":"` + strings.Repeat("00", 32) +
+			`"},"form":"majority","sigs":[]}`,
+		"fallback checkpoint": `{"statement":{"kind":"checkpoint","epoch":1,"index":1,"state_hash":"` + strings.Repeat("00", 32) +
+			`"},"form":"fallback","sigs":[]}`,
 	} {
 		var c Certificate
 		if err := json.Unmarshal([]byte(in), &c); err == nil {

@@ -90,7 +90,7 @@ func TestStoreKeepsNewestTwo(t *testing.T) {
 	if err != nil || !got.Statement.Equal(certs[2].Statement) {
 		t.Fatalf("reopened: %v %v", got, err)
 	}
-	if err := got.Verify(testCommittee(t, 4)); err != nil {
+	if err := got.Verify(testCommittee(t, 4), nil); err != nil {
 		t.Fatalf("reopened certificate: %v", err)
 	}
 }

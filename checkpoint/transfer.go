@@ -20,9 +20,9 @@ import (
 const (
 	transferMagic  = "TCKT"
 	transferHeader = len(transferMagic) + 1 + 4
-	// maxCertLen bounds an encoded certificate: a statement with
+	// maxCertLen bounds an encoded certificate: a form, a statement with
 	// MaxMembers IDs of MaxIDLen bytes and MaxMembers signatures.
-	maxCertLen = len(certMagic) + 1 + 1 + 8 + 8 + 32 + 1 + 255 + 2 + MaxMembers*(1+MaxIDLen) + 2 + MaxMembers*(1+MaxIDLen+64)
+	maxCertLen = len(certMagic) + 1 + 1 + 1 + 8 + 8 + 32 + 1 + 255 + 2 + MaxMembers*(1+MaxIDLen) + 2 + MaxMembers*(1+MaxIDLen+64)
 )
 
 // Defaults of FetchConfig.
@@ -168,14 +168,21 @@ type Peer struct {
 
 // FetchConfig configures Fetch.
 type FetchConfig struct {
-	Peers     []Peer                   // tried in order
-	Client    *http.Client             // the node's mutual-TLS client; http.DefaultClient when nil
-	Committee *Committee               // the committee that signs the wanted certificate
-	Info      SnapshotInfo             // checks a snapshot; the node passes smr.SnapshotInfo
-	MinIndex  uint64                   // the lowest acceptable index
-	Timeout   time.Duration            // per peer, for the whole request; DefaultFetchTimeout when 0
-	MaxBytes  int64                    // largest accepted body; DefaultFetchMaxBytes when 0
-	Want      func(*Certificate) error // optional extra check (e.g. the wanted Kind/Epoch)
+	Peers       []Peer                   // tried in order
+	Client      *http.Client             // the node's mutual-TLS client; http.DefaultClient when nil
+	Committee   *Committee               // the committee that signs the wanted certificate
+	Quarantined []string                 // members whose signatures do not count (Certificate.Verify)
+	Info        SnapshotInfo             // checks a snapshot; the node passes smr.SnapshotInfo
+	MinIndex    uint64                   // the lowest acceptable index
+	Timeout     time.Duration            // per peer, for the whole request; DefaultFetchTimeout when 0
+	MaxBytes    int64                    // largest accepted body; DefaultFetchMaxBytes when 0
+	Want        func(*Certificate) error // optional extra check (e.g. the wanted Kind/Epoch)
+	// Certified, when set, is a certificate the caller holds for the
+	// wanted statement; Fetch verifies it first. A peer whose own
+	// certificate for that same statement does not verify here (it
+	// counted a member this node has quarantined since) still serves the
+	// state, which is then checked against Certified and returned with it.
+	Certified *Certificate
 }
 
 // Reasons a peer is rejected; Rejection.Reason is one of these.
@@ -212,7 +219,9 @@ var ErrNoTransfer = errors.New("checkpoint transfer: no peer served a verified c
 // Fetch asks the peers in order for their latest stable checkpoint with
 // index ≥ MinIndex and returns the first one where:
 //   - the body is well formed and at most MaxBytes;
-//   - the certificate verifies against Committee (Certificate.Verify);
+//   - the certificate, of either form, verifies against Committee with
+//     Quarantined (Certificate.Verify), or certifies the same statement as
+//     Certified, which Fetch verified first, and is replaced by it;
 //   - its index is at least MinIndex, and Want (if set) accepts it;
 //   - Info accepts the snapshot and reports the statement's index and state
 //     hash.
@@ -231,6 +240,11 @@ func Fetch(ctx context.Context, cfg FetchConfig) (*Certificate, []byte, []Reject
 		return nil, nil, nil, fmt.Errorf("%w: no peers", ErrNoTransfer)
 	case cfg.Timeout < 0 || cfg.MaxBytes < 0:
 		return nil, nil, nil, fmt.Errorf("checkpoint transfer: negative Timeout (%s) or MaxBytes (%d)", cfg.Timeout, cfg.MaxBytes)
+	}
+	if cfg.Certified != nil {
+		if err := cfg.Certified.Verify(cfg.Committee, cfg.Quarantined); err != nil {
+			return nil, nil, nil, fmt.Errorf("checkpoint transfer: the caller's certificate: %w", err)
+		}
 	}
 	if cfg.Client == nil {
 		cfg.Client = http.DefaultClient
@@ -303,8 +317,11 @@ func fetchOne(ctx context.Context, cfg FetchConfig, p Peer) (*Certificate, []byt
 	case err != nil:
 		return timedOut(ReasonUnreachable, err)
 	}
-	if err := cert.Verify(cfg.Committee); err != nil {
-		return nil, nil, ReasonForged, err
+	if err := cert.Verify(cfg.Committee, cfg.Quarantined); err != nil {
+		if cfg.Certified == nil || !cfg.Certified.Statement.Equal(cert.Statement) {
+			return nil, nil, ReasonForged, err
+		}
+		cert = cfg.Certified.clone()
 	}
 	if cert.Statement.Index < cfg.MinIndex {
 		return nil, nil, ReasonStale, fmt.Errorf("certificate is at index %d, below min_index %d", cert.Statement.Index, cfg.MinIndex)

@@ -65,6 +65,9 @@ const (
 	voteMagic    = "TCKV"
 	certMagic    = "TCKC"
 	codecVersion = 1
+	// certVersionForm is the certificate encoding that carries a Form
+	// byte; a quorum certificate keeps version 1.
+	certVersionForm = 2
 )
 
 // MarshalBinary encodes the vote as documented in the package comment. It

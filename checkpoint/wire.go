@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrMalformed is wrapped by every decoding error of this package.
@@ -92,6 +93,23 @@ func (r *reader) header(magic string, version uint8) error {
 		return fmt.Errorf("%w: version %d is unknown (want %d)", ErrMalformed, v, version)
 	}
 	return nil
+}
+
+// headerVersions checks a 4-byte magic and a version byte that must be
+// one of versions, and returns the version.
+func (r *reader) headerVersions(magic string, versions ...uint8) (uint8, error) {
+	m := r.bytes(len(magic), "magic")
+	v := r.u8("version")
+	if r.err != nil {
+		return 0, r.err
+	}
+	if string(m) != magic {
+		return 0, fmt.Errorf("%w: magic %q, want %q", ErrMalformed, m, magic)
+	}
+	if !slices.Contains(versions, v) {
+		return 0, fmt.Errorf("%w: version %d is unknown (want one of %v)", ErrMalformed, v, versions)
+	}
+	return v, nil
 }
 
 // end checks that the input was consumed exactly.

@@ -35,6 +35,10 @@ type EpochStatus struct {
 	Switching bool `json:"switching,omitempty"`
 	// Certificate is the signed hand-over that started the epoch.
 	Certificate *checkpoint.Certificate `json:"certificate,omitempty"`
+	// CertificateForm is how Certificate was formed: "quorum", or
+	// "fallback" when no quorum of matching states formed within
+	// view_change_timeout (DESIGN invariant 10). Empty in epoch 1.
+	CertificateForm string `json:"certificate_form,omitempty"`
 }
 
 func (s *Server) modeRoutes() {

@@ -38,6 +38,11 @@ import (
 // next engine starts from that state. A replica that missed the switch
 // entry learns the certificate from its peers' signatures and fetches the
 // certified state from one of them (verified before it is installed).
+// When no quorum of matching states forms within view_change_timeout (an
+// equivocating leader made a correct follower diverge), the f+1 fallback
+// of DESIGN invariant 10 certifies the state of the members that are not
+// quarantined (handoff.go), and a node whose own state differs installs
+// the certified one the same way.
 
 // Paths under data_dir.
 const (
@@ -189,6 +194,7 @@ type selector struct {
 	mu        sync.Mutex
 	rec       epochRecord
 	switching bool
+	firstVote time.Time // when the first vote for the next epoch arrived; zero before
 }
 
 func (n *Node) newSelector() (*selector, error) {
@@ -240,7 +246,11 @@ func (s *selector) addVote(v checkpoint.Vote) error {
 	if v.Statement.Epoch != cur+1 {
 		return fmt.Errorf("hand-over vote for epoch %d; this node is in epoch %d and takes votes for epoch %d only", v.Statement.Epoch, cur, cur+1)
 	}
+	s.collector.SetQuarantined(s.quarantinedIDs())
 	cert, err := s.collector.Add(v)
+	if err == nil {
+		s.noteVote(v.Statement.Epoch)
+	}
 	if err != nil {
 		var ce *checkpoint.ConflictError
 		if errors.As(err, &ce) {
@@ -283,10 +293,12 @@ func (s *selector) run(ctx context.Context) error {
 		go func() { done <- s.n.runEpochTasks(ectx) }()
 		var cert *checkpoint.Certificate
 		tasksDone := false
+		tick := time.NewTicker(handoffRetryEvery)
 	wait:
 		for {
 			select {
 			case <-ctx.Done():
+				tick.Stop()
 				cancel()
 				if !tasksDone {
 					<-done
@@ -301,17 +313,23 @@ func (s *selector) run(ctx context.Context) error {
 					break wait
 				}
 				cert = nil
+			case <-tick.C:
+				if cert = s.laggardFallback(); cert != nil {
+					break wait
+				}
 			case err := <-done:
 				// The tasks may finish early (bootstrap and genesis
 				// are one-off); the epoch runs on.
 				tasksDone = true
 				done = nil
 				if err != nil {
+					tick.Stop()
 					cancel()
 					return err
 				}
 			}
 		}
+		tick.Stop()
 		cancel()
 		if !tasksDone {
 			if err := <-done; err != nil {
@@ -330,7 +348,8 @@ func (s *selector) run(ctx context.Context) error {
 // handOver ends the current epoch and starts the next one. cert is the
 // next epoch's certificate when the others formed it first (this node may
 // not have applied the switch entry); otherwise this node signs its own
-// state, exchanges votes until a certificate forms, and uses it.
+// state and exchanges votes until a certificate forms: a quorum
+// certificate, or after view_change_timeout the fallback (handoff.go).
 func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) error {
 	n := s.n
 	s.mu.Lock()
@@ -366,11 +385,23 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 			n.log.Warn("own hand-over vote refused", "err", err)
 		}
 	}
-	// Exchange votes until a certificate forms.
+	// Exchange votes until a certificate forms; after view_change_timeout
+	// without a quorum, the fallback counts too.
 	t := time.NewTicker(handoffRetryEvery)
 	defer t.Stop()
+	fallbackAfter := s.fallbackTimeout()
+	announced := false
 	for cert == nil {
 		s.exchange(ctx, rec.Epoch+1, own)
+		late := own != nil && time.Since(start) >= fallbackAfter
+		if late && !announced {
+			announced = true
+			n.log.Warn("no quorum of matching hand-over states within view_change_timeout; a fallback certificate is accepted from now on",
+				"epoch", rec.Epoch+1, "view_change_timeout", fallbackAfter, "quarantined", s.quarantinedIDs())
+		}
+		if cert = s.certify(rec.Epoch+1, late); cert != nil {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -378,6 +409,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		case <-t.C:
 		}
 	}
+	s.logCertificate(cert, own, time.Since(start))
 	// Stop the old engine before touching the state.
 	old := n.eng()
 	if err := old.Stop(); err != nil {
@@ -421,6 +453,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	}
 	s.mu.Lock()
 	s.rec = next
+	s.firstVote = time.Time{}
 	s.mu.Unlock()
 	// Keep the votes of the epoch that starts (a peer that missed the
 	// switch may still ask for them); drop older ones.
@@ -438,7 +471,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		return err
 	}
 	n.log.Info("epoch started", "epoch", next.Epoch, "mode", next.Mode, "base_index", next.BaseIndex,
-		"members", next.Members, "signers", cert.Signers(), "reason", next.Reason, "hand_over", time.Since(start).Round(time.Millisecond))
+		"members", next.Members, "certificate", cert.Form.String(), "signers", cert.Signers(), "reason", next.Reason, "hand_over", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -521,8 +554,8 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 	}
 	want := cert.Statement
 	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-		Peers: peers, Client: n.rpc, Committee: s.committee, Info: smr.SnapshotInfo,
-		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes,
+		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.quarantinedIDs(), Info: smr.SnapshotInfo,
+		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes, Certified: cert,
 		Want: func(c *checkpoint.Certificate) error {
 			if !c.Statement.Equal(want) {
 				return fmt.Errorf("certificate for %s, want %s", c.Statement, want)
@@ -536,7 +569,7 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 	if err != nil {
 		return nil, fmt.Errorf("fetch the state of epoch %d: %w", want.Epoch, err)
 	}
-	n.log.Info("hand-over state fetched from a peer", "epoch", got.Statement.Epoch, "index", got.Statement.Index, "bytes", len(snap))
+	n.log.Info("hand-over state fetched from a peer", "epoch", got.Statement.Epoch, "index", got.Statement.Index, "bytes", len(snap), "peer_certificate", got.Form.String())
 	return snap, nil
 }
 
@@ -591,8 +624,12 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 func (s *selector) status() *api.EpochStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &api.EpochStatus{Epoch: s.rec.Epoch, Mode: s.rec.Mode, Members: s.rec.Members, BaseIndex: s.rec.BaseIndex,
+	st := &api.EpochStatus{Epoch: s.rec.Epoch, Mode: s.rec.Mode, Members: s.rec.Members, BaseIndex: s.rec.BaseIndex,
 		Reason: s.rec.Reason, Since: s.rec.Since, Switching: s.switching || s.rec.EndIndex != 0, Certificate: s.rec.Cert}
+	if s.rec.Cert != nil {
+		st.CertificateForm = s.rec.Cert.Form.String()
+	}
+	return st
 }
 
 // Epoch implements api.ModeBackend.
