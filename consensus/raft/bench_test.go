@@ -48,11 +48,11 @@ func BenchmarkEngineVsRaw(b *testing.B) {
 	b.Cleanup(func() { sigverify.SetCaching(true) })
 	rc := config.Default().Raft
 	logger := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	start, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-
-	raw := startBaselineBench(b, ctx, rc, logger)
-	eng := startEngineBench(b, ctx, rc, logger, benchClients[len(benchClients)-1])
+	raw := startBaselineBench(b, start, rc, logger)
+	eng := startEngineBench(b, start, rc, logger, benchClients[len(benchClients)-1])
+	ctx := context.Background()
 	cmd := make([]byte, 128)
 	for _, clients := range benchClients {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
