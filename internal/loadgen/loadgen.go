@@ -6,6 +6,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -32,6 +33,21 @@ type Result struct {
 	FirstErr  error         // the first failure, if any
 	Elapsed   time.Duration // from the first operation's start to the last one's end
 	Latencies []time.Duration
+}
+
+// Add returns the result of r and o run one after the other: operations,
+// errors and elapsed times add up, latencies merge (sorted).
+func (r Result) Add(o Result) Result {
+	out := Result{
+		Clients:   max(r.Clients, o.Clients),
+		Ops:       r.Ops + o.Ops,
+		Errors:    r.Errors + o.Errors,
+		FirstErr:  cmp.Or(r.FirstErr, o.FirstErr),
+		Elapsed:   r.Elapsed + o.Elapsed,
+		Latencies: append(slices.Clone(r.Latencies), o.Latencies...),
+	}
+	slices.Sort(out.Latencies)
+	return out
 }
 
 // Rate returns successful operations per second.

@@ -73,3 +73,16 @@ func TestPercentile(t *testing.T) {
 		t.Error("empty: want 0")
 	}
 }
+
+func TestResultAdd(t *testing.T) {
+	boom := errors.New("boom")
+	a := Result{Clients: 2, Ops: 2, Elapsed: time.Second, Latencies: []time.Duration{1, 5}}
+	b := Result{Clients: 2, Ops: 1, Errors: 1, FirstErr: boom, Elapsed: time.Second, Latencies: []time.Duration{3}}
+	s := Result{}.Add(a).Add(b)
+	if s.Ops != 3 || s.Errors != 1 || s.FirstErr != boom || s.Elapsed != 2*time.Second || s.Rate() != 1.5 || s.Clients != 2 {
+		t.Fatalf("%+v", s)
+	}
+	if len(s.Latencies) != 3 || s.Latencies[1] != 3 || s.Percentile(100) != 5 {
+		t.Fatalf("latencies %v", s.Latencies)
+	}
+}
