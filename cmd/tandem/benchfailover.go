@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/config"
 )
 
 // benchFailoverOptions are the flags of `bench failover`.
@@ -27,6 +28,7 @@ type benchFailoverOptions struct {
 	viewTimeout   time.Duration
 	raftHeartbeat time.Duration
 	raftElection  time.Duration
+	raftLease     time.Duration
 	settle        time.Duration
 	poll          time.Duration
 	roundTimeout  time.Duration
@@ -67,6 +69,7 @@ type benchFailoverResult struct {
 	ViewTimeoutMillis float64         `json:"view_change_timeout_ms,omitempty"`
 	RaftHeartbeatMs   float64         `json:"raft_heartbeat_timeout_ms,omitempty"`
 	RaftElectionMs    float64         `json:"raft_election_timeout_ms,omitempty"`
+	RaftLeaseMs       float64         `json:"raft_leader_lease_timeout_ms,omitempty"`
 	Clients           int             `json:"clients"`
 	PollMillis        float64         `json:"poll_ms"`
 	Commit            msStats         `json:"commit"`
@@ -100,8 +103,11 @@ The killed node is restarted and caught up between rounds. It reports
 min / p50 / max over the rounds and every round with -o json.
 
 In bft mode --view-timeout sets view_change_timeout (vote_timeout, the
-timeout re-send interval, is a third of it); in cft mode --raft-heartbeat
-and --raft-election set the Raft timeouts (0: the defaults).`,
+timeout re-send interval, is a third of it); in cft mode --raft-heartbeat,
+--raft-election and --raft-lease set raft.heartbeat_timeout,
+raft.election_timeout and raft.leader_lease_timeout (0: the defaults of 1s,
+1s and 500ms; with only --raft-heartbeat the lease is the smaller of it and
+500ms).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := e.g.format()
@@ -120,7 +126,7 @@ and --raft-election set the Raft timeouts (0: the defaults).`,
 			}
 			timeouts := fmt.Sprintf("view_change_timeout %s", o.viewTimeout)
 			if o.mode == "cft" {
-				timeouts = fmt.Sprintf("raft heartbeat %s, election %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection))
+				timeouts = fmt.Sprintf("raft heartbeat %s, election %s, lease %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection), defaultLabel(o.raftLease))
 			}
 			if err := writeFields(cmd.OutOrStdout(),
 				[2]string{"Cluster", res.Cluster + " (" + timeouts + ")"},
@@ -154,6 +160,7 @@ and --raft-election set the Raft timeouts (0: the defaults).`,
 	f.DurationVar(&o.viewTimeout, "view-timeout", time.Second, "bft: view_change_timeout of every node (vote_timeout is a third of it)")
 	f.DurationVar(&o.raftHeartbeat, "raft-heartbeat", 0, "cft: raft.heartbeat_timeout of every node (0: the default)")
 	f.DurationVar(&o.raftElection, "raft-election", 0, "cft: raft.election_timeout of every node (0: the default)")
+	f.DurationVar(&o.raftLease, "raft-lease", 0, "cft: raft.leader_lease_timeout of every node, at most the heartbeat timeout (0: the default, or the heartbeat timeout when that is below it)")
 	f.DurationVar(&o.settle, "settle", 3*time.Second, "steady load before each kill (the restarted node catches up first)")
 	f.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often the surviving nodes' status is polled after a kill")
 	f.DurationVar(&o.roundTimeout, "round-timeout", 60*time.Second, "give up when a round has not recovered after this long")
@@ -182,12 +189,57 @@ func (o *benchFailoverOptions) validate() error {
 		return fmt.Errorf("--clients: %d must be at least 1", o.clients)
 	case o.viewTimeout < 30*time.Millisecond:
 		return fmt.Errorf("--view-timeout: %s must be at least 30ms (three 10ms ticks)", o.viewTimeout)
-	case o.raftHeartbeat < 0 || o.raftElection < 0:
-		return fmt.Errorf("--raft-heartbeat and --raft-election must not be negative (got %s, %s)", o.raftHeartbeat, o.raftElection)
+	case o.raftHeartbeat < 0 || o.raftElection < 0 || o.raftLease < 0:
+		return fmt.Errorf("--raft-heartbeat, --raft-election and --raft-lease must not be negative (got %s, %s, %s)", o.raftHeartbeat, o.raftElection, o.raftLease)
 	case o.settle <= 0 || o.poll <= 0 || o.roundTimeout <= 0:
 		return fmt.Errorf("--settle, --poll and --round-timeout must be positive (got %s, %s, %s)", o.settle, o.poll, o.roundTimeout)
 	}
+	if o.mode != "cft" {
+		if o.raftHeartbeat != 0 || o.raftElection != 0 || o.raftLease != 0 {
+			return fmt.Errorf("--raft-heartbeat, --raft-election and --raft-lease apply to --mode cft only (got --mode %s)", o.mode)
+		}
+		return nil
+	}
+	// The rules of hashicorp/raft's ValidateConfig, checked here so that
+	// the error names the flag rather than coming from a node's log.
+	hb, el, lease := o.raftTimeouts()
+	for _, t := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--raft-heartbeat", o.raftHeartbeat}, {"--raft-election", o.raftElection}, {"--raft-lease", o.raftLease}} {
+		if t.v != 0 && t.v < minBenchRaftTimeout {
+			return fmt.Errorf("%s: %s is below Raft's minimum of %s", t.flag, t.v, minBenchRaftTimeout)
+		}
+	}
+	if lease > hb {
+		return fmt.Errorf("--raft-lease: the leader lease (%s) must not exceed the heartbeat timeout (%s, --raft-heartbeat)", lease, hb)
+	}
+	if el < hb {
+		return fmt.Errorf("--raft-election: the election timeout (%s) must be at least the heartbeat timeout (%s, --raft-heartbeat)", el, hb)
+	}
 	return nil
+}
+
+// minBenchRaftTimeout is the least Raft timeout hashicorp/raft's
+// ValidateConfig accepts (and config's validation).
+const minBenchRaftTimeout = 5 * time.Millisecond
+
+// raftTimeouts returns the heartbeat, election and lease timeouts the
+// nodes will run with: the flags, or for those left 0 the defaults (the
+// lease defaults to at most the heartbeat timeout).
+func (o *benchFailoverOptions) raftTimeouts() (heartbeat, election, lease time.Duration) {
+	def := config.Default().Raft
+	heartbeat, election, lease = o.raftHeartbeat, o.raftElection, o.raftLease
+	if heartbeat == 0 {
+		heartbeat = def.HeartbeatTimeout
+	}
+	if election == 0 {
+		election = def.ElectionTimeout
+	}
+	if lease == 0 {
+		lease = min(heartbeat, def.LeaderLeaseTimeout)
+	}
+	return heartbeat, election, lease
 }
 
 // extraConfig is the node configuration the flags set.
@@ -205,10 +257,12 @@ func (o *benchFailoverOptions) extraConfig() map[string]any {
 		extra["log"] = map[string]any{"level": "debug"}
 	}
 	raft := map[string]any{}
+	_, _, lease := o.raftTimeouts()
 	if o.raftHeartbeat > 0 {
 		raft["heartbeat_timeout"] = o.raftHeartbeat.String()
-		// The lease must not outlast a heartbeat timeout.
-		raft["leader_lease_timeout"] = min(o.raftHeartbeat, 500*time.Millisecond).String()
+	}
+	if o.raftHeartbeat > 0 || o.raftLease > 0 {
+		raft["leader_lease_timeout"] = lease.String()
 	}
 	if o.raftElection > 0 {
 		raft["election_timeout"] = o.raftElection.String()
@@ -281,7 +335,7 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 	if o.mode == "bft" {
 		out.ViewTimeoutMillis = millis(o.viewTimeout)
 	} else {
-		out.RaftHeartbeatMs, out.RaftElectionMs = millis(o.raftHeartbeat), millis(o.raftElection)
+		out.RaftHeartbeatMs, out.RaftElectionMs, out.RaftLeaseMs = millis(o.raftHeartbeat), millis(o.raftElection), millis(o.raftLease)
 	}
 	nodeLogs := io.Discard
 	if o.nodeLog != "" {
