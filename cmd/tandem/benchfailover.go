@@ -338,13 +338,14 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 		out.RaftHeartbeatMs, out.RaftElectionMs, out.RaftLeaseMs = millis(o.raftHeartbeat), millis(o.raftElection), millis(o.raftLease)
 	}
 	nodeLogs := io.Discard
+	phase := &failoverPhase{rounds: o.rounds}
 	if o.nodeLog != "" {
 		f, err := os.Create(o.nodeLog)
 		if err != nil {
 			return out, fmt.Errorf("--node-log: %w", err)
 		}
 		defer f.Close()
-		nodeLogs = f
+		nodeLogs, phase.log = f, f
 	}
 	lc, err := startLocalCluster(o.local, o.mode, o.basePort, o.extraConfig(), cmd.ErrOrStderr(), nodeLogs)
 	if err != nil {
@@ -388,15 +389,19 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 		}()
 	}
 
+	phase.start = time.Now()
+	bar := startProgress(cmd.ErrOrStderr(), phase.status)
+	defer bar.stop()
 	for r := 1; r <= o.rounds; r++ {
-		round, err := o.round(ctx, r, lc, admin, load)
+		round, err := o.round(ctx, r, lc, admin, load, phase)
 		if err != nil {
 			return out, fmt.Errorf("round %d: %w", r, err)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "round %d: killed %s, commit after %.0f ms, every survivor after %.0f ms, write gap %.0f ms\n",
-			r, round.Killed, round.CommitMillis, round.AllNodesMillis, round.GapMillis)
+		bar.println(fmt.Sprintf("round %d: killed %s, commit after %.0f ms, every survivor after %.0f ms, write gap %.0f ms",
+			r, round.Killed, round.CommitMillis, round.AllNodesMillis, round.GapMillis))
 		out.Rounds = append(out.Rounds, round)
 	}
+	bar.stop()
 	stopLoad()
 	wg.Wait()
 	load.mu.Lock()
@@ -421,8 +426,9 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 
 // round waits for the load to settle, kills the leader, measures the
 // recovery and restarts the killed node.
-func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *loadLog) (failoverRound, error) {
+func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *loadLog, phase *failoverPhase) (failoverRound, error) {
 	res := failoverRound{Round: r, NodesMillis: map[string]float64{}}
+	phase.set(r, "steady load")
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
@@ -493,6 +499,7 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 	}
 	defer pwg.Wait()
 
+	phase.set(r, "killed "+leader+", waiting for a commit")
 	t0 := time.Now()
 	if err := lc.Kill(leader); err != nil {
 		return res, err
@@ -504,8 +511,10 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 		return res, fmt.Errorf("the write after killing %s did not commit: %w", leader, err)
 	}
 	res.CommitMillis = millis(time.Since(t0))
+	phase.note(r, fmt.Sprintf("the write after the kill committed at index %d", pres.Index))
 
 	// Wait until every survivor reports the probe's index.
+	phase.set(r, "waiting for every survivor")
 	deadline := time.Now().Add(o.roundTimeout)
 	for {
 		smu.Lock()
@@ -553,6 +562,7 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 
 	// Restart the killed node and wait until it has caught up past the
 	// probe, so the next round starts with a full cluster.
+	phase.set(r, "restarting "+leader)
 	if err := lc.Start(leader); err != nil {
 		return res, err
 	}
@@ -574,6 +584,45 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 			return res, ctx.Err()
 		}
 	}
+}
+
+// failoverPhase is what the progress line of bench failover shows: the
+// round and what it is doing.
+type failoverPhase struct {
+	rounds int
+	start  time.Time
+	// log, when set, gets each phase as a line among the nodes' logs
+	// (--node-log), so that they show when the kill happened.
+	log io.Writer
+
+	mu    sync.Mutex
+	round int
+	what  string
+}
+
+func (p *failoverPhase) set(round int, what string) {
+	p.mu.Lock()
+	p.round, p.what = round, what
+	p.mu.Unlock()
+	p.note(round, what)
+}
+
+// note writes what happened to log, in the form of the nodes' lines.
+func (p *failoverPhase) note(round int, what string) {
+	if p.log != nil {
+		fmt.Fprintf(p.log, "[bench] time=%s round=%d msg=%q\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), round, what)
+	}
+}
+
+// status renders the progress line: a bar of the finished rounds, the
+// round, its phase and the time since the first round started.
+func (p *failoverPhase) status(now time.Time) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.round == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s round %d/%d: %s  %s", bar(float64(p.round-1), float64(p.rounds)), p.round, p.rounds, p.what, fmtSeconds(now.Sub(p.start)))
 }
 
 func endpointOf(lc *localCluster, id string) string {

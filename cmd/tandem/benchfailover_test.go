@@ -31,11 +31,11 @@ func TestBenchFailoverValidate(t *testing.T) {
 		{"lease over heartbeat", func(o *benchFailoverOptions) {
 			o.mode, o.local, o.raftHeartbeat, o.raftElection, o.raftLease = "cft", 3, 150*time.Millisecond, 150*time.Millisecond, 200*time.Millisecond
 		}, "--raft-lease: the leader lease (200ms) must not exceed the heartbeat timeout (150ms"},
-		{"lease over default heartbeat", func(o *benchFailoverOptions) { o.mode, o.local, o.raftLease = "cft", 3, 2 * time.Second }, "(1s, --raft-heartbeat)"},
+		{"lease over default heartbeat", func(o *benchFailoverOptions) { o.mode, o.local, o.raftLease = "cft", 3, 2*time.Second }, "(1s, --raft-heartbeat)"},
 		{"election below heartbeat", func(o *benchFailoverOptions) {
 			o.mode, o.local, o.raftHeartbeat, o.raftElection = "cft", 3, 300*time.Millisecond, 150*time.Millisecond
 		}, "--raft-election"},
-		{"election below default heartbeat", func(o *benchFailoverOptions) { o.mode, o.local, o.raftElection = "cft", 3, 150 * time.Millisecond }, "--raft-election"},
+		{"election below default heartbeat", func(o *benchFailoverOptions) { o.mode, o.local, o.raftElection = "cft", 3, 150*time.Millisecond }, "--raft-election"},
 	} {
 		o := ok
 		c.mod(&o)
@@ -94,5 +94,22 @@ func TestLoadLogGap(t *testing.T) {
 	l2.add(at(0), nil)
 	if got := l2.gap(at(5), at(500)); got != 500*time.Millisecond {
 		t.Fatalf("open gap %s, want 500ms", got)
+	}
+}
+
+func TestFailoverPhaseStatus(t *testing.T) {
+	start := time.Unix(1000, 0)
+	var log strings.Builder
+	p := &failoverPhase{rounds: 4, start: start, log: &log}
+	if got := p.status(start); got != "" {
+		t.Fatalf("status before the first round %q, want none", got)
+	}
+	p.set(3, "killed node2, waiting for a commit")
+	want := "[==========          ] round 3/4: killed node2, waiting for a commit  12.5s"
+	if got := p.status(start.Add(12500 * time.Millisecond)); got != want {
+		t.Fatalf("status %q, want %q", got, want)
+	}
+	if !strings.Contains(log.String(), `round=3 msg="killed node2, waiting for a commit"`) || !strings.HasPrefix(log.String(), "[bench] time=") {
+		t.Fatalf("node log line %q", log.String())
 	}
 }

@@ -104,19 +104,59 @@ func (p *progress) run(ticks <-chan time.Time) (stop func()) {
 	}
 }
 
+// println writes s and a newline above the progress line: it clears the
+// line, writes s, and draws the line again below it.
+func (p *progress) println(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.drawn || p.done {
+		fmt.Fprintln(p.w, s)
+		return
+	}
+	fmt.Fprintf(p.w, "\r%s\r%s\n", strings.Repeat(" ", p.width), s)
+	p.width = 0
+	p.drawLocked(p.now())
+}
+
+// liveProgress is a progress line on a terminal, or nothing when the
+// output is not one.
+type liveProgress struct {
+	w       io.Writer
+	p       *progress // nil when off
+	stopRun func()
+}
+
 // startProgress shows a progress line on w, redrawn every progressEvery,
-// when w is a terminal, and returns the function that finishes it (which
-// the caller must call; it is safe to call more than once). When w is not
-// a terminal nothing is shown and no goroutine is started.
-func startProgress(w io.Writer, status func(now time.Time) string) (stop func()) {
+// when w is a terminal. The caller must call stop, which finishes the line
+// and returns once the goroutine drawing it has ended; stop may be called
+// more than once. When w is not a terminal nothing is drawn and no
+// goroutine is started.
+func startProgress(w io.Writer, status func(now time.Time) string) *liveProgress {
 	if !isTerminal(w) {
-		return func() {}
+		return &liveProgress{w: w}
 	}
 	t := time.NewTicker(progressEvery)
-	stopRun := newProgress(w, time.Now, status).run(t.C)
-	return func() {
+	p := newProgress(w, time.Now, status)
+	stopRun := p.run(t.C)
+	return &liveProgress{w: w, p: p, stopRun: func() {
 		t.Stop()
 		stopRun()
+	}}
+}
+
+// println writes a line of text, above the progress line when one is shown.
+func (l *liveProgress) println(s string) {
+	if l.p == nil {
+		fmt.Fprintln(l.w, s)
+		return
+	}
+	l.p.println(s)
+}
+
+// stop finishes the progress line.
+func (l *liveProgress) stop() {
+	if l.stopRun != nil {
+		l.stopRun()
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,12 +122,34 @@ func TestProgressRunDrawsTicksAndStopWaits(t *testing.T) {
 	}
 }
 
+func TestProgressPrintlnWritesAboveTheLine(t *testing.T) {
+	clock := &manualClock{t: time.Unix(0, 0)}
+	var out bytes.Buffer
+	round := 1
+	p := newProgress(&out, clock.now, func(time.Time) string { return fmt.Sprintf("round %d/3", round) })
+	p.println("before any draw")
+	p.tick()
+	round = 2
+	p.println("round 1: done")
+	p.finish()
+	p.println("after")
+	want := "before any draw\n" +
+		"\rround 1/3" +
+		"\r         \rround 1: done\n\rround 2/3" +
+		"\rround 2/3\n" +
+		"after\n"
+	if got := out.String(); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 func TestStartProgressOffWithoutTerminal(t *testing.T) {
 	var out bytes.Buffer
-	stop := startProgress(&out, func(time.Time) string { return "x" })
-	stop()
-	if out.Len() != 0 {
-		t.Fatalf("wrote %q to a buffer", out.String())
+	l := startProgress(&out, func(time.Time) string { return "x" })
+	l.println("a line")
+	l.stop()
+	if got := out.String(); got != "a line\n" {
+		t.Fatalf("wrote %q to a buffer, want only the line", got)
 	}
 	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
 	if err != nil {
@@ -136,8 +159,9 @@ func TestStartProgressOffWithoutTerminal(t *testing.T) {
 	if isTerminal(f) {
 		t.Fatal("a regular file counts as a terminal")
 	}
-	stop = startProgress(f, func(time.Time) string { return "x" })
-	stop()
+	l = startProgress(f, func(time.Time) string { return "x" })
+	l.stop()
+	l.stop()
 	if fi, err := f.Stat(); err != nil || fi.Size() != 0 {
 		t.Fatalf("wrote %d bytes to a file (err %v)", fi.Size(), err)
 	}
