@@ -174,7 +174,8 @@ func isTerminal(w io.Writer) bool {
 // rateStatus returns a status for a run of total from start that counts
 // what count returns (named by noun, e.g. "writes"): a bar, elapsed and
 // total time, the count so far and its rate over the time since the
-// previous status.
+// previous status (over the whole run when that was less than half of
+// progressEvery ago).
 func rateStatus(start time.Time, total time.Duration, noun string, count func() int64) func(time.Time) string {
 	var prevAt time.Time
 	var prevN int64
@@ -185,11 +186,17 @@ func rateStatus(start time.Time, total time.Duration, noun string, count func() 
 		if from.IsZero() {
 			from, fromN = start, 0
 		}
+		if now.Sub(from) < progressEvery/2 {
+			// Too short a window for a rate (a last draw right after a
+			// tick): the average of the whole run.
+			from, fromN = start, 0
+		} else {
+			prevAt, prevN = now, n
+		}
 		rate := 0.0
 		if d := now.Sub(from); d > 0 {
 			rate = float64(n-fromN) / d.Seconds()
 		}
-		prevAt, prevN = now, n
 		return fmt.Sprintf("%s %s / %s  %d %s  %.0f/s", bar(elapsed.Seconds(), total.Seconds()),
 			fmtSeconds(min(elapsed, total)), fmtSeconds(total), n, noun, rate)
 	}

@@ -167,6 +167,24 @@ func TestStartProgressOffWithoutTerminal(t *testing.T) {
 	}
 }
 
+func TestRateStatusShortWindowUsesTheRunAverage(t *testing.T) {
+	start := time.Unix(0, 0)
+	var n int64
+	status := rateStatus(start, 4*time.Second, "syncs", func() int64 { return n })
+	n = 300
+	if got, want := status(start.Add(3*time.Second)), "[===============     ] 3.0s / 4.0s  300 syncs  100/s"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	n = 320 // 10 ms later: 2000/s over the window, 106/s over the run
+	if got, want := status(start.Add(3010*time.Millisecond)), "[===============     ] 3.0s / 4.0s  320 syncs  106/s"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	n = 400 // the window runs from the last status that covered enough time
+	if got, want := status(start.Add(4*time.Second)), "[====================] 4.0s / 4.0s  400 syncs  100/s"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 func TestBar(t *testing.T) {
 	for _, c := range []struct {
 		done, total float64
