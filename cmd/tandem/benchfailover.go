@@ -400,6 +400,7 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 		bar.println(fmt.Sprintf("round %d: killed %s, commit after %.0f ms, every survivor after %.0f ms, write gap %.0f ms",
 			r, round.Killed, round.CommitMillis, round.AllNodesMillis, round.GapMillis))
 		out.Rounds = append(out.Rounds, round)
+		phase.done()
 	}
 	bar.stop()
 	stopLoad()
@@ -595,9 +596,10 @@ type failoverPhase struct {
 	// (--node-log), so that they show when the kill happened.
 	log io.Writer
 
-	mu    sync.Mutex
-	round int
-	what  string
+	mu       sync.Mutex
+	round    int
+	what     string
+	finished int // rounds done
 }
 
 func (p *failoverPhase) set(round int, what string) {
@@ -614,15 +616,26 @@ func (p *failoverPhase) note(round int, what string) {
 	}
 }
 
+// done records that a round has finished.
+func (p *failoverPhase) done() {
+	p.mu.Lock()
+	p.finished++
+	p.mu.Unlock()
+}
+
 // status renders the progress line: a bar of the finished rounds, the
 // round, its phase and the time since the first round started.
 func (p *failoverPhase) status(now time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.round == 0 {
+	b, took := bar(float64(p.finished), float64(p.rounds)), fmtSeconds(now.Sub(p.start))
+	switch {
+	case p.round == 0:
 		return ""
+	case p.finished >= p.rounds:
+		return fmt.Sprintf("%s %d/%d rounds done  %s", b, p.finished, p.rounds, took)
 	}
-	return fmt.Sprintf("%s round %d/%d: %s  %s", bar(float64(p.round-1), float64(p.rounds)), p.round, p.rounds, p.what, fmtSeconds(now.Sub(p.start)))
+	return fmt.Sprintf("%s round %d/%d: %s  %s", b, p.round, p.rounds, p.what, took)
 }
 
 func endpointOf(lc *localCluster, id string) string {

@@ -105,11 +105,18 @@ func TestFailoverPhaseStatus(t *testing.T) {
 		t.Fatalf("status before the first round %q, want none", got)
 	}
 	p.set(3, "killed node2, waiting for a commit")
+	p.done()
+	p.done()
 	want := "[==========          ] round 3/4: killed node2, waiting for a commit  12.5s"
 	if got := p.status(start.Add(12500 * time.Millisecond)); got != want {
 		t.Fatalf("status %q, want %q", got, want)
 	}
 	if !strings.Contains(log.String(), `round=3 msg="killed node2, waiting for a commit"`) || !strings.HasPrefix(log.String(), "[bench] time=") {
 		t.Fatalf("node log line %q", log.String())
+	}
+	p.done()
+	p.done()
+	if got, want := p.status(start.Add(20*time.Second)), "[====================] 4/4 rounds done  20.0s"; got != want {
+		t.Fatalf("status %q, want %q", got, want)
 	}
 }
