@@ -425,6 +425,31 @@ func TestSubmitGoesToTheNewLeaderDuringAnElection(t *testing.T) {
 	}
 }
 
+func TestSubmitBacksOffWhenTheReportedLeaderFailsToo(t *testing.T) {
+	// n2 reports itself leader but cannot commit: after its own
+	// no_leader the client waits the backoff instead of asking again.
+	n1, n2 := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+	noLeader := func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+		writeErr(w, 503, "no_leader", "leadership lost", "")
+	}
+	n1.submit, n2.submit = noLeader, noLeader
+	n2.role = func(int) string { return "leader" }
+	c := newTestClient(t, []string{n1.url(), n2.url()}, func(cfg *Config) {
+		cfg.StartSeq = 1
+		cfg.Retry = RetryConfig{MaxAttempts: 6, InitialBackoff: time.Hour, MaxBackoff: time.Hour}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := c.Submit(ctx, setCmd)
+	var re *RetryError
+	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want a *RetryError ended by the context while backing off", err)
+	}
+	if re.Attempts != 2 || len(n2.envelopes()) != 1 {
+		t.Fatalf("%d attempts, %d to n2; want 2, the second to n2 and then the backoff", re.Attempts, len(n2.envelopes()))
+	}
+}
+
 func TestSubmitWaitsOutTheBackoffWhenNoLeaderAppears(t *testing.T) {
 	n1, n2 := newFakeNode(t, "n1"), newFakeNode(t, "n2")
 	noLeader := func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {

@@ -84,7 +84,8 @@ type Config struct {
 // one: during that delay the client asks every endpoint for its status
 // every 20 ms and retries at once at the first node that reports itself
 // leader, so a write lands as soon as the election ends rather than after
-// a whole-second Retry-After.
+// a whole-second Retry-After. When that node fails the same way, the next
+// retry waits the delay in full.
 type RetryConfig struct {
 	// MaxAttempts bounds the attempts of one call, the first included.
 	// Default DefaultMaxAttempts. The call's context may end it earlier.

@@ -140,6 +140,9 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 		last     error
 		attempts int
 		hinted   = map[string]bool{}
+		// found: this attempt went to a node that had just reported
+		// itself leader.
+		found bool
 	)
 	for {
 		ep := cl.eps.urls[i]
@@ -180,15 +183,20 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 			}
 		}
 		cl.cfg.Logger.Debug("retrying request", "op", c.op, "endpoint", ep, "attempt", attempts, "error", o.err)
-		if wait && o.electing && c.endpoint == "" {
+		wasFound := found
+		found = false
+		if wait && o.electing && c.endpoint == "" && !wasFound {
 			// Instead of waiting out the whole delay, watch for the new
-			// leader and go to it as soon as it is there.
+			// leader and go to it as soon as it is there. (Not again
+			// right after such a node failed too: a leader that cannot
+			// commit may go on reporting itself for a while, and this
+			// would retry it without pause.)
 			j, ok := cl.awaitLeader(ctx, cl.backoff(attempts, o.retryAfter))
 			if ctx.Err() != nil {
 				break
 			}
 			if ok {
-				next = j
+				next, found = j, true
 			}
 		} else if wait {
 			if err := sleepCtx(ctx, cl.backoff(attempts, o.retryAfter)); err != nil {
