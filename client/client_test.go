@@ -45,6 +45,9 @@ type fakeNode struct {
 	submit func(w http.ResponseWriter, r *http.Request, env smr.Envelope)
 	// other answers every other path; nil is 404.
 	other func(w http.ResponseWriter, r *http.Request, body []byte)
+	// role, when set, gives the role /v1/status reports on its n-th
+	// request (1-based); nil is always follower.
+	role func(n int) string
 }
 
 func newFakeNode(t *testing.T, nodeID string) *fakeNode {
@@ -87,8 +90,16 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/status" && f.other == nil:
 		f.mu.Lock()
 		f.statuses++
+		role := "follower"
+		if f.role != nil {
+			role = f.role(f.statuses)
+		}
 		f.mu.Unlock()
-		writeJSON(w, 200, NodeStatus{NodeID: f.nodeID, Role: "follower", Term: 3})
+		st := NodeStatus{NodeID: f.nodeID, Role: role, Term: 3}
+		if role == "leader" {
+			st.LeaderID = f.nodeID
+		}
+		writeJSON(w, 200, st)
 	default:
 		if f.other != nil {
 			f.other(w, r, body)
@@ -374,6 +385,97 @@ func TestSubmitFollowsLeaderHint(t *testing.T) {
 	}
 }
 
+func TestSubmitGoesToTheNewLeaderDuringAnElection(t *testing.T) {
+	for _, code := range []string{"no_leader", "outcome_unknown"} {
+		t.Run(code, func(t *testing.T) {
+			// n1 cannot reach the old leader and names none; n3 reports
+			// itself leader from its third status request on.
+			n1, n2, n3 := newFakeNode(t, "n1"), newFakeNode(t, "n2"), newFakeNode(t, "n3")
+			n1.submit = func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+				writeErr(w, 503, code, "forward to the leader: connection refused", "")
+			}
+			n3.role = func(n int) string {
+				if n >= 3 {
+					return "leader"
+				}
+				return "follower"
+			}
+			c := newTestClient(t, []string{n1.url(), n2.url(), n3.url()}, func(cfg *Config) {
+				cfg.StartSeq = 1
+				// A backoff longer than the test's context shows that the
+				// write goes to the new leader without waiting it out.
+				cfg.Retry = RetryConfig{MaxAttempts: 3, InitialBackoff: time.Hour, MaxBackoff: time.Hour}
+			})
+			if _, err := c.Submit(ctxT(t), setCmd); err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			if got := len(n2.envelopes()); got != 0 {
+				t.Fatalf("n2 got %d envelopes; n3 reported itself leader", got)
+			}
+			if got := len(n3.envelopes()); got != 1 {
+				t.Fatalf("n3 got %d envelopes, want 1", got)
+			}
+			n3.mu.Lock()
+			polls := n3.statuses
+			n3.mu.Unlock()
+			if polls < 3 {
+				t.Fatalf("n3 was asked for its status %d times; it reported leader only on the third", polls)
+			}
+		})
+	}
+}
+
+func TestSubmitBacksOffWhenTheReportedLeaderFailsToo(t *testing.T) {
+	// n2 reports itself leader but cannot commit: after its own
+	// no_leader the client waits the backoff instead of asking again.
+	n1, n2 := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+	noLeader := func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+		writeErr(w, 503, "no_leader", "leadership lost", "")
+	}
+	n1.submit, n2.submit = noLeader, noLeader
+	n2.role = func(int) string { return "leader" }
+	c := newTestClient(t, []string{n1.url(), n2.url()}, func(cfg *Config) {
+		cfg.StartSeq = 1
+		cfg.Retry = RetryConfig{MaxAttempts: 6, InitialBackoff: time.Hour, MaxBackoff: time.Hour}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := c.Submit(ctx, setCmd)
+	var re *RetryError
+	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want a *RetryError ended by the context while backing off", err)
+	}
+	if re.Attempts != 2 || len(n2.envelopes()) != 1 {
+		t.Fatalf("%d attempts, %d to n2; want 2, the second to n2 and then the backoff", re.Attempts, len(n2.envelopes()))
+	}
+}
+
+func TestSubmitWaitsOutTheBackoffWhenNoLeaderAppears(t *testing.T) {
+	n1, n2 := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+	noLeader := func(w http.ResponseWriter, _ *http.Request, _ smr.Envelope) {
+		writeErr(w, 503, "no_leader", "no leader known", "")
+	}
+	n1.submit, n2.submit = noLeader, noLeader
+	c := newTestClient(t, []string{n1.url(), n2.url()}, func(cfg *Config) {
+		cfg.StartSeq = 1
+		cfg.Retry = RetryConfig{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	})
+	_, err := c.Submit(ctxT(t), setCmd)
+	if !IsUnavailable(err) || IsOutcomeUnknown(err) {
+		t.Fatalf("err = %v; want ErrUnavailable only", err)
+	}
+	var re *RetryError
+	if !errors.As(err, &re) || re.Attempts != 3 {
+		t.Fatalf("err = %v; want a *RetryError after 3 attempts", err)
+	}
+	n1.mu.Lock()
+	polls := n1.statuses
+	n1.mu.Unlock()
+	if polls == 0 {
+		t.Fatal("no node was asked for its status while no leader was known")
+	}
+}
+
 func TestConcurrentSubmitsGetDistinctSeqs(t *testing.T) {
 	a := newFakeNode(t, "n1")
 	a.highest = 10
@@ -573,6 +675,11 @@ func TestQuery(t *testing.T) {
 	fails := 1
 	a := newFakeNode(t, "n1")
 	a.other = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if r.URL.Path == "/v1/status" {
+			// Asked while no leader is known.
+			writeJSON(w, 200, NodeStatus{NodeID: "n1", Role: "candidate", Term: 3})
+			return
+		}
 		mu.Lock()
 		got = append(got, r.URL.RawQuery)
 		fail := fails > 0

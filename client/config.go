@@ -79,7 +79,13 @@ type Config struct {
 // requests. The delay before retry n (n = 1, 2, …) is drawn uniformly from
 // [d/2, d] with d = min(MaxBackoff, InitialBackoff·2^(n-1)), raised to the
 // server's Retry-After (itself capped at MaxBackoff). Following a fresh
-// leader hint to another node does not wait.
+// leader hint to another node does not wait. After a 503 no_leader (or
+// outcome_unknown) that names no leader, the cluster is probably electing
+// one: during that delay the client asks every endpoint for its status
+// every 20 ms and retries at once at the first node that reports itself
+// leader, so a write lands as soon as the election ends rather than after
+// a whole-second Retry-After. When that node fails the same way, the next
+// retry waits the delay in full.
 type RetryConfig struct {
 	// MaxAttempts bounds the attempts of one call, the first included.
 	// Default DefaultMaxAttempts. The call's context may end it earlier.

@@ -19,7 +19,9 @@
 // (docs/api.md). Submit signs it once and sends the same bytes until a node
 // answers definitively, moving to the next endpoint (or the one a leader
 // hint names) with exponential backoff and jitter after a connection error,
-// an attempt timeout or a 503. The cluster executes a (client, seq) at most
+// an attempt timeout or a 503 (while a node says it has no leader, the
+// client watches the nodes' status and goes to the new leader as soon as
+// one reports itself). The cluster executes a (client, seq) at most
 // once and answers a repeat with the stored result (Result.Duplicate), so
 // these retries cannot apply a command twice. Submit ends in exactly one of:
 //

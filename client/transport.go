@@ -71,6 +71,10 @@ type outcome struct {
 	final      bool // not done, but must not be retried (e.g. 500 on a write)
 	retryAfter time.Duration
 	leaderHint string
+	// electing: a node said it has no reachable leader (no_leader, or
+	// outcome_unknown when the leader went away mid-request) without
+	// naming another: the cluster is probably electing one.
+	electing bool
 }
 
 // endpoints holds the node list, the preferred node and what the client
@@ -136,6 +140,9 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 		last     error
 		attempts int
 		hinted   = map[string]bool{}
+		// found: this attempt went to a node that had just reported
+		// itself leader.
+		found bool
 	)
 	for {
 		ep := cl.eps.urls[i]
@@ -176,7 +183,22 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 			}
 		}
 		cl.cfg.Logger.Debug("retrying request", "op", c.op, "endpoint", ep, "attempt", attempts, "error", o.err)
-		if wait {
+		wasFound := found
+		found = false
+		if wait && o.electing && c.endpoint == "" && !wasFound {
+			// Instead of waiting out the whole delay, watch for the new
+			// leader and go to it as soon as it is there. (Not again
+			// right after such a node failed too: a leader that cannot
+			// commit may go on reporting itself for a while, and this
+			// would retry it without pause.)
+			j, ok := cl.awaitLeader(ctx, cl.backoff(attempts, o.retryAfter))
+			if ctx.Err() != nil {
+				break
+			}
+			if ok {
+				next, found = j, true
+			}
+		} else if wait {
 			if err := sleepCtx(ctx, cl.backoff(attempts, o.retryAfter)); err != nil {
 				break
 			}
@@ -319,6 +341,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 			sent:       !nothingProposed(ae.Code),
 			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
 			leaderHint: ae.LeaderID,
+			electing:   ae.LeaderID == "" && (ae.Code == wire.CodeNoLeader || ae.Code == wire.CodeOutcomeUnknown),
 		}
 	case resp.StatusCode == http.StatusInternalServerError:
 		if c.read {
@@ -387,6 +410,62 @@ func (cl *Client) resolveNode(ctx context.Context, nodeID string) (int, bool) {
 	}
 	wg.Wait()
 	return cl.eps.lookup(nodeID)
+}
+
+// leaderPollInterval is how often awaitLeader asks the nodes for their
+// status.
+const leaderPollInterval = 20 * time.Millisecond
+
+// awaitLeader asks every endpoint for its status every leaderPollInterval,
+// for at most d, and returns the index of the first endpoint whose node
+// reports itself the leader. It reports false when d passed (or ctx ended)
+// first. Status requests are local reads on each node, so polling them
+// while the cluster elects a leader does not slow the election down; and
+// a write sent to the new leader as soon as it reports itself commits as
+// soon as the cluster can, where waiting out a Retry-After of whole
+// seconds would not.
+func (cl *Client) awaitLeader(ctx context.Context, d time.Duration) (int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		if i, ok := cl.findSelfLeader(ctx); ok {
+			return i, true
+		}
+		if err := sleepCtx(ctx, leaderPollInterval); err != nil {
+			return 0, false
+		}
+	}
+}
+
+// findSelfLeader asks every endpoint for its status at once and returns
+// the index of the first to answer that it is the leader, without waiting
+// for the others (their requests are cancelled).
+func (cl *Client) findSelfLeader(ctx context.Context) (int, bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	answers := make(chan int, len(cl.eps.urls)) // an index, or -1: not the leader
+	for i, ep := range cl.eps.urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := cl.Status(ctx, ep)
+			if err == nil && st.Role == "leader" && (st.LeaderID == "" || st.LeaderID == st.NodeID) {
+				answers <- i
+				return
+			}
+			answers <- -1
+		}()
+	}
+	for range cl.eps.urls {
+		if i := <-answers; i >= 0 {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // backoff returns the delay before retry number n (1-based).

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -139,6 +140,8 @@ type benchWorker struct {
 	key                      ed25519.PrivateKey
 	cl                       *client.Client
 	firstCell                int
+	// done counts the syncs of every agent, for the progress line.
+	done *atomic.Int64
 }
 
 func (o *benchDatasetOptions) run(cmd *cobra.Command, e *clientEnv) (benchDatasetResult, error) {
@@ -163,13 +166,14 @@ func (o *benchDatasetOptions) run(cmd *cobra.Command, e *clientEnv) (benchDatase
 		ctx = context.Background()
 	}
 	workers := make([]*benchWorker, o.clients)
+	var synced atomic.Int64
 	spec := client.DatasetSpec{Name: o.name, Cells: o.clients * o.changesPerSync, CellSize: o.cellSize}
 	for i := range workers {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return benchDatasetResult{}, err
 		}
-		workers[i] = &benchWorker{key: priv, firstCell: i * o.changesPerSync}
+		workers[i] = &benchWorker{key: priv, firstCell: i * o.changesPerSync, done: &synced}
 		spec.Agents = append(spec.Agents, smr.FormatKey(priv.Public().(ed25519.PublicKey)))
 	}
 	setupCtx, cancel := e.conn.context(cmd)
@@ -195,6 +199,8 @@ func (o *benchDatasetOptions) run(cmd *cobra.Command, e *clientEnv) (benchDatase
 
 	start := time.Now()
 	deadline := start.Add(o.duration)
+	bar := startProgress(cmd.ErrOrStderr(), rateStatus(start, o.duration, "syncs", synced.Load))
+	defer bar.stop()
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)
@@ -204,6 +210,7 @@ func (o *benchDatasetOptions) run(cmd *cobra.Command, e *clientEnv) (benchDatase
 		}()
 	}
 	wg.Wait()
+	bar.stop()
 
 	out := benchDatasetResult{Dataset: o.name, Cells: spec.Cells, CellSize: o.cellSize, Clients: o.clients, ChangesPerSync: o.changesPerSync}
 	var lat []time.Duration
@@ -288,6 +295,7 @@ func (o *benchDatasetOptions) work(ctx context.Context, e *clientEnv, cmd *cobra
 		}
 		w.latencies = append(w.latencies, d)
 		w.syncs++
+		w.done.Add(1)
 		w.changes += len(snap.Changes)
 		w.accepted += len(out.Accepted)
 		w.lost += len(out.Lost)

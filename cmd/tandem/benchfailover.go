@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/config"
 )
 
 // benchFailoverOptions are the flags of `bench failover`.
@@ -27,6 +28,7 @@ type benchFailoverOptions struct {
 	viewTimeout   time.Duration
 	raftHeartbeat time.Duration
 	raftElection  time.Duration
+	raftLease     time.Duration
 	settle        time.Duration
 	poll          time.Duration
 	roundTimeout  time.Duration
@@ -67,6 +69,7 @@ type benchFailoverResult struct {
 	ViewTimeoutMillis float64         `json:"view_change_timeout_ms,omitempty"`
 	RaftHeartbeatMs   float64         `json:"raft_heartbeat_timeout_ms,omitempty"`
 	RaftElectionMs    float64         `json:"raft_election_timeout_ms,omitempty"`
+	RaftLeaseMs       float64         `json:"raft_leader_lease_timeout_ms,omitempty"`
 	Clients           int             `json:"clients"`
 	PollMillis        float64         `json:"poll_ms"`
 	Commit            msStats         `json:"commit"`
@@ -100,8 +103,11 @@ The killed node is restarted and caught up between rounds. It reports
 min / p50 / max over the rounds and every round with -o json.
 
 In bft mode --view-timeout sets view_change_timeout (vote_timeout, the
-timeout re-send interval, is a third of it); in cft mode --raft-heartbeat
-and --raft-election set the Raft timeouts (0: the defaults).`,
+timeout re-send interval, is a third of it); in cft mode --raft-heartbeat,
+--raft-election and --raft-lease set raft.heartbeat_timeout,
+raft.election_timeout and raft.leader_lease_timeout (0: the defaults of 1s,
+1s and 500ms; with only --raft-heartbeat the lease is the smaller of it and
+500ms).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := e.g.format()
@@ -120,7 +126,7 @@ and --raft-election set the Raft timeouts (0: the defaults).`,
 			}
 			timeouts := fmt.Sprintf("view_change_timeout %s", o.viewTimeout)
 			if o.mode == "cft" {
-				timeouts = fmt.Sprintf("raft heartbeat %s, election %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection))
+				timeouts = fmt.Sprintf("raft heartbeat %s, election %s, lease %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection), defaultLabel(o.raftLease))
 			}
 			if err := writeFields(cmd.OutOrStdout(),
 				[2]string{"Cluster", res.Cluster + " (" + timeouts + ")"},
@@ -154,6 +160,7 @@ and --raft-election set the Raft timeouts (0: the defaults).`,
 	f.DurationVar(&o.viewTimeout, "view-timeout", time.Second, "bft: view_change_timeout of every node (vote_timeout is a third of it)")
 	f.DurationVar(&o.raftHeartbeat, "raft-heartbeat", 0, "cft: raft.heartbeat_timeout of every node (0: the default)")
 	f.DurationVar(&o.raftElection, "raft-election", 0, "cft: raft.election_timeout of every node (0: the default)")
+	f.DurationVar(&o.raftLease, "raft-lease", 0, "cft: raft.leader_lease_timeout of every node, at most the heartbeat timeout (0: the default, or the heartbeat timeout when that is below it)")
 	f.DurationVar(&o.settle, "settle", 3*time.Second, "steady load before each kill (the restarted node catches up first)")
 	f.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often the surviving nodes' status is polled after a kill")
 	f.DurationVar(&o.roundTimeout, "round-timeout", 60*time.Second, "give up when a round has not recovered after this long")
@@ -182,12 +189,57 @@ func (o *benchFailoverOptions) validate() error {
 		return fmt.Errorf("--clients: %d must be at least 1", o.clients)
 	case o.viewTimeout < 30*time.Millisecond:
 		return fmt.Errorf("--view-timeout: %s must be at least 30ms (three 10ms ticks)", o.viewTimeout)
-	case o.raftHeartbeat < 0 || o.raftElection < 0:
-		return fmt.Errorf("--raft-heartbeat and --raft-election must not be negative (got %s, %s)", o.raftHeartbeat, o.raftElection)
+	case o.raftHeartbeat < 0 || o.raftElection < 0 || o.raftLease < 0:
+		return fmt.Errorf("--raft-heartbeat, --raft-election and --raft-lease must not be negative (got %s, %s, %s)", o.raftHeartbeat, o.raftElection, o.raftLease)
 	case o.settle <= 0 || o.poll <= 0 || o.roundTimeout <= 0:
 		return fmt.Errorf("--settle, --poll and --round-timeout must be positive (got %s, %s, %s)", o.settle, o.poll, o.roundTimeout)
 	}
+	if o.mode != "cft" {
+		if o.raftHeartbeat != 0 || o.raftElection != 0 || o.raftLease != 0 {
+			return fmt.Errorf("--raft-heartbeat, --raft-election and --raft-lease apply to --mode cft only (got --mode %s)", o.mode)
+		}
+		return nil
+	}
+	// The rules of hashicorp/raft's ValidateConfig, checked here so that
+	// the error names the flag rather than coming from a node's log.
+	hb, el, lease := o.raftTimeouts()
+	for _, t := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--raft-heartbeat", o.raftHeartbeat}, {"--raft-election", o.raftElection}, {"--raft-lease", o.raftLease}} {
+		if t.v != 0 && t.v < minBenchRaftTimeout {
+			return fmt.Errorf("%s: %s is below Raft's minimum of %s", t.flag, t.v, minBenchRaftTimeout)
+		}
+	}
+	if lease > hb {
+		return fmt.Errorf("--raft-lease: the leader lease (%s) must not exceed the heartbeat timeout (%s, --raft-heartbeat)", lease, hb)
+	}
+	if el < hb {
+		return fmt.Errorf("--raft-election: the election timeout (%s) must be at least the heartbeat timeout (%s, --raft-heartbeat)", el, hb)
+	}
 	return nil
+}
+
+// minBenchRaftTimeout is the least Raft timeout hashicorp/raft's
+// ValidateConfig accepts (and config's validation).
+const minBenchRaftTimeout = 5 * time.Millisecond
+
+// raftTimeouts returns the heartbeat, election and lease timeouts the
+// nodes will run with: the flags, or for those left 0 the defaults (the
+// lease defaults to at most the heartbeat timeout).
+func (o *benchFailoverOptions) raftTimeouts() (heartbeat, election, lease time.Duration) {
+	def := config.Default().Raft
+	heartbeat, election, lease = o.raftHeartbeat, o.raftElection, o.raftLease
+	if heartbeat == 0 {
+		heartbeat = def.HeartbeatTimeout
+	}
+	if election == 0 {
+		election = def.ElectionTimeout
+	}
+	if lease == 0 {
+		lease = min(heartbeat, def.LeaderLeaseTimeout)
+	}
+	return heartbeat, election, lease
 }
 
 // extraConfig is the node configuration the flags set.
@@ -205,10 +257,12 @@ func (o *benchFailoverOptions) extraConfig() map[string]any {
 		extra["log"] = map[string]any{"level": "debug"}
 	}
 	raft := map[string]any{}
+	_, _, lease := o.raftTimeouts()
 	if o.raftHeartbeat > 0 {
 		raft["heartbeat_timeout"] = o.raftHeartbeat.String()
-		// The lease must not outlast a heartbeat timeout.
-		raft["leader_lease_timeout"] = min(o.raftHeartbeat, 500*time.Millisecond).String()
+	}
+	if o.raftHeartbeat > 0 || o.raftLease > 0 {
+		raft["leader_lease_timeout"] = lease.String()
 	}
 	if o.raftElection > 0 {
 		raft["election_timeout"] = o.raftElection.String()
@@ -281,16 +335,17 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 	if o.mode == "bft" {
 		out.ViewTimeoutMillis = millis(o.viewTimeout)
 	} else {
-		out.RaftHeartbeatMs, out.RaftElectionMs = millis(o.raftHeartbeat), millis(o.raftElection)
+		out.RaftHeartbeatMs, out.RaftElectionMs, out.RaftLeaseMs = millis(o.raftHeartbeat), millis(o.raftElection), millis(o.raftLease)
 	}
 	nodeLogs := io.Discard
+	phase := &failoverPhase{rounds: o.rounds}
 	if o.nodeLog != "" {
 		f, err := os.Create(o.nodeLog)
 		if err != nil {
 			return out, fmt.Errorf("--node-log: %w", err)
 		}
 		defer f.Close()
-		nodeLogs = f
+		nodeLogs, phase.log = f, f
 	}
 	lc, err := startLocalCluster(o.local, o.mode, o.basePort, o.extraConfig(), cmd.ErrOrStderr(), nodeLogs)
 	if err != nil {
@@ -334,15 +389,20 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 		}()
 	}
 
+	phase.start = time.Now()
+	bar := startProgress(cmd.ErrOrStderr(), phase.status)
+	defer bar.stop()
 	for r := 1; r <= o.rounds; r++ {
-		round, err := o.round(ctx, r, lc, admin, load)
+		round, err := o.round(ctx, r, lc, admin, load, phase)
 		if err != nil {
 			return out, fmt.Errorf("round %d: %w", r, err)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "round %d: killed %s, commit after %.0f ms, every survivor after %.0f ms, write gap %.0f ms\n",
-			r, round.Killed, round.CommitMillis, round.AllNodesMillis, round.GapMillis)
+		bar.println(fmt.Sprintf("round %d: killed %s, commit after %.0f ms, every survivor after %.0f ms, write gap %.0f ms",
+			r, round.Killed, round.CommitMillis, round.AllNodesMillis, round.GapMillis))
 		out.Rounds = append(out.Rounds, round)
+		phase.done()
 	}
+	bar.stop()
 	stopLoad()
 	wg.Wait()
 	load.mu.Lock()
@@ -367,8 +427,9 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 
 // round waits for the load to settle, kills the leader, measures the
 // recovery and restarts the killed node.
-func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *loadLog) (failoverRound, error) {
+func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *loadLog, phase *failoverPhase) (failoverRound, error) {
 	res := failoverRound{Round: r, NodesMillis: map[string]float64{}}
+	phase.set(r, "steady load")
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
@@ -439,6 +500,7 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 	}
 	defer pwg.Wait()
 
+	phase.set(r, "killed "+leader+", waiting for a commit")
 	t0 := time.Now()
 	if err := lc.Kill(leader); err != nil {
 		return res, err
@@ -450,8 +512,10 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 		return res, fmt.Errorf("the write after killing %s did not commit: %w", leader, err)
 	}
 	res.CommitMillis = millis(time.Since(t0))
+	phase.note(r, fmt.Sprintf("the write after the kill committed at index %d", pres.Index))
 
 	// Wait until every survivor reports the probe's index.
+	phase.set(r, "waiting for every survivor")
 	deadline := time.Now().Add(o.roundTimeout)
 	for {
 		smu.Lock()
@@ -499,6 +563,7 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 
 	// Restart the killed node and wait until it has caught up past the
 	// probe, so the next round starts with a full cluster.
+	phase.set(r, "restarting "+leader)
 	if err := lc.Start(leader); err != nil {
 		return res, err
 	}
@@ -520,6 +585,57 @@ func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluste
 			return res, ctx.Err()
 		}
 	}
+}
+
+// failoverPhase is what the progress line of bench failover shows: the
+// round and what it is doing.
+type failoverPhase struct {
+	rounds int
+	start  time.Time
+	// log, when set, gets each phase as a line among the nodes' logs
+	// (--node-log), so that they show when the kill happened.
+	log io.Writer
+
+	mu       sync.Mutex
+	round    int
+	what     string
+	finished int // rounds done
+}
+
+func (p *failoverPhase) set(round int, what string) {
+	p.mu.Lock()
+	p.round, p.what = round, what
+	p.mu.Unlock()
+	p.note(round, what)
+}
+
+// note writes what happened to log, in the form of the nodes' lines.
+func (p *failoverPhase) note(round int, what string) {
+	if p.log != nil {
+		fmt.Fprintf(p.log, "[bench] time=%s round=%d msg=%q\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), round, what)
+	}
+}
+
+// done records that a round has finished.
+func (p *failoverPhase) done() {
+	p.mu.Lock()
+	p.finished++
+	p.mu.Unlock()
+}
+
+// status renders the progress line: a bar of the finished rounds, the
+// round, its phase and the time since the first round started.
+func (p *failoverPhase) status(now time.Time) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, took := bar(float64(p.finished), float64(p.rounds)), fmtSeconds(now.Sub(p.start))
+	switch {
+	case p.round == 0:
+		return ""
+	case p.finished >= p.rounds:
+		return fmt.Sprintf("%s %d/%d rounds done  %s", b, p.finished, p.rounds, took)
+	}
+	return fmt.Sprintf("%s round %d/%d: %s  %s", b, p.round, p.rounds, p.what, took)
 }
 
 func endpointOf(lc *localCluster, id string) string {

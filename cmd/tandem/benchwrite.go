@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -144,8 +145,11 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 		first          error
 	}
 	tallies := make([]tally, o.clients)
+	var written atomic.Int64
 	start := time.Now()
 	deadline := start.Add(o.duration)
+	bar := startProgress(cmd.ErrOrStderr(), rateStatus(start, o.duration, "writes", written.Load))
+	defer bar.stop()
 	var wg sync.WaitGroup
 	for i, cl := range clients {
 		wg.Add(1)
@@ -169,11 +173,13 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 					continue
 				}
 				t.lat = append(t.lat, d)
+				written.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	out.Seconds = time.Since(start).Seconds()
+	bar.stop()
 	var lat []time.Duration
 	for _, t := range tallies {
 		lat = append(lat, t.lat...)
