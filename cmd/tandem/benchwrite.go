@@ -6,8 +6,9 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"slices"
-	"sync"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/config"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/internal/loadgen"
+	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -25,6 +29,7 @@ type benchWriteOptions struct {
 	local    int
 	mode     string
 	basePort int
+	baseline bool
 }
 
 // benchWriteResult is what `bench write` reports.
@@ -42,6 +47,93 @@ type benchWriteResult struct {
 	MaxMillis     float64 `json:"max_ms"`
 	VerifyMicros  float64 `json:"ed25519_verify_us"`  // one Ed25519 verification on this machine, measured in this run
 	VerifyBoundPS float64 `json:"verify_bound_per_s"` // writes/s if each replica's only work were verifying (per core)
+
+	// With --baseline: plain hashicorp/raft on the same machine right
+	// after, and the service's writes/s divided by its.
+	Raw *benchRawResult `json:"raw,omitempty"`
+}
+
+// benchRawResult is the --baseline run.
+type benchRawResult struct {
+	Nodes        int     `json:"nodes"`
+	Writes       int     `json:"writes"`
+	WritesPerSec float64 `json:"writes_per_sec"`
+	P50Millis    float64 `json:"p50_ms"`
+	P99Millis    float64 `json:"p99_ms"`
+	Ratio        float64 `json:"service_to_raw"` // the service's writes/s ÷ raw writes/s
+}
+
+// setLoad fills the load figures from r.
+func (out *benchWriteResult) setLoad(r loadgen.Result) {
+	out.Seconds = r.Elapsed.Seconds()
+	out.Writes, out.Errors = r.Ops, r.Errors
+	if r.FirstErr != nil {
+		out.FirstError = "(first: " + r.FirstErr.Error() + ")"
+	}
+	out.WritesPerSec = r.Rate()
+	out.P50Millis, out.P99Millis = millis(r.Percentile(50)), millis(r.Percentile(99))
+	if len(r.Latencies) > 0 {
+		out.MaxMillis = millis(r.Latencies[len(r.Latencies)-1])
+	}
+}
+
+// runBaseline runs raw hashicorp/raft (raftengine.Baseline: the same bolt
+// stores, mutual-TLS transport and Raft settings as a node, a trivial FSM,
+// unsigned 128-byte commands applied in-process on the leader) on nodes
+// nodes for the same clients and duration, and records it next to the
+// service's figures.
+func (out *benchWriteResult) runBaseline(ctx context.Context, cmd *cobra.Command, nodes, clients int, d time.Duration) error {
+	dir, err := os.MkdirTemp("", "tandem-bench-raw-")
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	logger := slog.New(slog.DiscardHandler)
+	ids := make([]string, nodes)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("raw-%d", i+1)
+	}
+	muxes, err := transport.Loopback(filepath.Join(dir, "pki"), ids, logger)
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	defer func() {
+		for _, m := range muxes {
+			m.Close()
+		}
+	}()
+	cfg := raftengine.BaselineConfig{Dir: dir, Raft: config.Default().Raft, Logger: logger}
+	for i, id := range ids {
+		cfg.Nodes = append(cfg.Nodes, raftengine.BaselineNode{ID: id, Advertise: muxes[i].Addr().String(), Stream: muxes[i].RaftLayer()})
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	raw, err := raftengine.StartBaseline(sctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer raw.Stop()
+	fmt.Fprintf(cmd.ErrOrStderr(), "baseline: raw hashicorp/raft, %d nodes, %d clients, %s\n", nodes, clients, d)
+	var written atomic.Int64
+	bar := startProgress(cmd.ErrOrStderr(), rateStatus(time.Now(), d, "raw writes", written.Load))
+	payload := make([]byte, 128)
+	r := loadgen.Run(ctx, loadgen.Options{Clients: clients, Duration: d}, func(ctx context.Context, _, _ int) error {
+		if err := raw.Apply(ctx, payload); err != nil {
+			return err
+		}
+		written.Add(1)
+		return nil
+	})
+	bar.stop()
+	if r.Errors > 0 {
+		return fmt.Errorf("baseline: %d raw writes failed; first: %w", r.Errors, r.FirstErr)
+	}
+	out.Raw = &benchRawResult{Nodes: nodes, Writes: r.Ops, WritesPerSec: r.Rate(),
+		P50Millis: millis(r.Percentile(50)), P99Millis: millis(r.Percentile(99))}
+	if r.Rate() > 0 {
+		out.Raw.Ratio = out.WritesPerSec / r.Rate()
+	}
+	return nil
 }
 
 func newBenchWriteCmd(e *clientEnv) *cobra.Command {
@@ -76,15 +168,21 @@ one core per replica can commit.`,
 			if format == outputJSON {
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
-			return writeFields(cmd.OutOrStdout(),
-				[2]string{"Cluster", res.Cluster},
-				[2]string{"Clients", fmt.Sprint(res.Clients)},
-				[2]string{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
-				[2]string{"Writes", fmt.Sprintf("%d (%.0f/s)", res.Writes, res.WritesPerSec)},
-				[2]string{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
-				[2]string{"Errors", fmt.Sprintf("%d (%d outcome unknown) %s", res.Errors, res.Unknown, res.FirstError)},
-				[2]string{"Ed25519 verify", fmt.Sprintf("%.1f µs (bound ≈ %.0f verifications/s per core)", res.VerifyMicros, res.VerifyBoundPS)},
-			)
+			fields := [][2]string{
+				{"Cluster", res.Cluster},
+				{"Clients", fmt.Sprint(res.Clients)},
+				{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
+				{"Writes", fmt.Sprintf("%d (%.0f/s)", res.Writes, res.WritesPerSec)},
+				{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
+				{"Errors", fmt.Sprintf("%d (%d outcome unknown) %s", res.Errors, res.Unknown, res.FirstError)},
+				{"Ed25519 verify", fmt.Sprintf("%.1f µs (bound ≈ %.0f verifications/s per core)", res.VerifyMicros, res.VerifyBoundPS)},
+			}
+			if r := res.Raw; r != nil {
+				fields = append(fields,
+					[2]string{"Raw raft", fmt.Sprintf("%d nodes: %d writes (%.0f/s), p50/p99 %.1f / %.1f ms", r.Nodes, r.Writes, r.WritesPerSec, r.P50Millis, r.P99Millis)},
+					[2]string{"Service ÷ raw", fmt.Sprintf("%.2f", r.Ratio)})
+			}
+			return writeFields(cmd.OutOrStdout(), fields...)
 		},
 	}
 	f := cmd.Flags()
@@ -93,6 +191,7 @@ one core per replica can commit.`,
 	f.IntVar(&o.local, "local", 0, "start a local cluster of this many nodes for the run (0: use the connection flags)")
 	f.StringVar(&o.mode, "mode", "cft", "consensus_mode of the --local cluster")
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
+	f.BoolVar(&o.baseline, "baseline", false, "then run raw hashicorp/raft (same stores, transport and Raft settings, trivial FSM, unsigned 128-byte commands) with the same clients and duration, and print the ratio")
 	return cmd
 }
 
@@ -103,12 +202,18 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	}
 	out := benchWriteResult{Clients: o.clients, Cluster: "endpoints"}
 	var cfg client.Config
+	var lc *localCluster
 	if o.local > 0 {
-		lc, err := startLocalCluster(o.local, o.mode, o.basePort, nil, cmd.ErrOrStderr(), io.Discard)
+		started, err := startLocalCluster(o.local, o.mode, o.basePort, nil, cmd.ErrOrStderr(), io.Discard)
 		if err != nil {
 			return out, err
 		}
-		defer lc.stop()
+		lc = started
+		defer func() {
+			if lc != nil {
+				lc.stop()
+			}
+		}()
 		cfg = lc.cfg
 		if lc.layout.Mode == config.ModeBFT {
 			// Writes go through the BFT protocol: every member answers
@@ -139,62 +244,33 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 		defer clients[i].Close()
 	}
 
-	type tally struct {
-		lat            []time.Duration
-		errors, unknow int
-		first          error
-	}
-	tallies := make([]tally, o.clients)
-	var written atomic.Int64
+	var written, unknown atomic.Int64
 	start := time.Now()
-	deadline := start.Add(o.duration)
 	bar := startProgress(cmd.ErrOrStderr(), rateStatus(start, o.duration, "writes", written.Load))
 	defer bar.stop()
-	var wg sync.WaitGroup
-	for i, cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := &tallies[i]
-			for j := 0; time.Now().Before(deadline) && ctx.Err() == nil; j++ {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				t0 := time.Now()
-				_, err := cl.SetConfig(wctx, fmt.Sprintf("bench/%d/%d", i, j%64), "v")
-				d := time.Since(t0)
-				cancel()
-				if err != nil {
-					t.errors++
-					if client.IsOutcomeUnknown(err) {
-						t.unknow++
-					}
-					if t.first == nil {
-						t.first = err
-					}
-					continue
-				}
-				t.lat = append(t.lat, d)
-				written.Add(1)
+	r := loadgen.Run(ctx, loadgen.Options{Clients: o.clients, Duration: o.duration}, func(ctx context.Context, c, i int) error {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := clients[c].SetConfig(wctx, fmt.Sprintf("bench/%d/%d", c, i%64), "v"); err != nil {
+			if client.IsOutcomeUnknown(err) && ctx.Err() == nil {
+				unknown.Add(1)
 			}
-		}()
-	}
-	wg.Wait()
-	out.Seconds = time.Since(start).Seconds()
-	bar.stop()
-	var lat []time.Duration
-	for _, t := range tallies {
-		lat = append(lat, t.lat...)
-		out.Errors += t.errors
-		out.Unknown += t.unknow
-		if t.first != nil && out.FirstError == "" {
-			out.FirstError = "(first: " + t.first.Error() + ")"
+			return err
 		}
-	}
-	out.Writes = len(lat)
-	out.WritesPerSec = float64(out.Writes) / out.Seconds
-	slices.Sort(lat)
-	out.P50Millis, out.P99Millis = millis(percentile(lat, 50)), millis(percentile(lat, 99))
-	if len(lat) > 0 {
-		out.MaxMillis = millis(lat[len(lat)-1])
+		written.Add(1)
+		return nil
+	})
+	bar.stop()
+	out.setLoad(r)
+	out.Unknown = int(unknown.Load())
+	if o.baseline {
+		if lc != nil {
+			lc.stop() // the baseline gets the machine to itself
+			lc = nil
+		}
+		if err := out.runBaseline(ctx, cmd, max(o.local, 3), o.clients, o.duration); err != nil {
+			return out, err
+		}
 	}
 	out.VerifyMicros = measureVerify()
 	out.VerifyBoundPS = 1e6 / out.VerifyMicros
