@@ -157,6 +157,8 @@ func (s *selector) calmState(rec epochRecord, d time.Duration, now time.Time) (c
 		return false, "the epoch was not reached by the detector's escalation", nil
 	case rec.EndIndex != 0:
 		return false, "the epoch is ending", nil
+	case s.n.det == nil:
+		return false, "no detector", nil
 	}
 	quarantined = s.quarantinedIDs()
 	if len(quarantined) == 0 {
