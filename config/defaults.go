@@ -35,6 +35,7 @@ func Default() Config {
 		SignatureAlgorithm:   SignatureEd25519,
 		AutoRecovery:         true,
 		MaxViewChangeRetries: 10,
+		AutoDeescalateAfter:  10 * time.Minute,
 
 		Raft: RaftConfig{
 			HeartbeatTimeout:   time.Second,

@@ -50,6 +50,7 @@ var descriptions = map[string]string{
 	"quarantine_webhook_url":    "Optional http(s) URL that receives a JSON POST for every quarantine, further evidence and lift on this node (bft mode).",
 	"view_change_timeout":       "How long to wait for progress before changing view (BFT) or declaring a hand-over stuck.",
 	"vote_timeout":              "How long a vote may take before it counts as late; less than view_change_timeout.",
+	"auto_deescalate_after":     "auto: calm period (no new anomaly, the offender quarantined) after which an escalated cluster switches back to cft on f+1 members' signed calm statements; 0 disables.",
 	"state_transfer_timeout":    "Deadline of one state transfer (snapshot + certificate) from a peer.",
 	"checkpoint_interval":       "Commands between signed checkpoints.",
 	"log_retention":             "Entries kept after a checkpoint for lagging peers; >= checkpoint_interval.",

@@ -22,6 +22,7 @@ var reloadable = map[string]bool{
 	"view_change_timeout":     true,
 	"vote_timeout":            true,
 	"max_view_change_retries": true,
+	"auto_deescalate_after":   true,
 	"state_transfer_timeout":  true,
 	"checkpoint_interval":     true,
 	"raft.heartbeat_timeout":  true,

@@ -249,6 +249,9 @@ func (c *Config) validateConsensus(p *problems) {
 	positive(p, "view_change_timeout", c.ViewChangeTimeout)
 	positive(p, "vote_timeout", c.VoteTimeout)
 	positive(p, "state_transfer_timeout", c.StateTransferTimeout)
+	if c.AutoDeescalateAfter < 0 {
+		p.add("auto_deescalate_after", "auto_deescalate_after: %s must be >= 0 (0 disables automatic de-escalation)", c.AutoDeescalateAfter)
+	}
 	if c.VoteTimeout > 0 && c.ViewChangeTimeout > 0 && c.VoteTimeout >= c.ViewChangeTimeout {
 		p.add("vote_timeout", "vote_timeout (%s) must be less than view_change_timeout (%s)", c.VoteTimeout, c.ViewChangeTimeout)
 	}

@@ -38,6 +38,12 @@ const maxSwitchBodyBytes = 4096
 //   - by the detector: Admin is empty, and only an escalation to bft is
 //     allowed (a switch that adds Byzantine fault tolerance; Reason names
 //     the evidence). No replica can switch the cluster back to cft this way.
+//   - by a calm period (automatic de-escalation): Admin is empty, Mode is
+//     cft, and Calm holds signed CALM statements of members for the epoch
+//     that ends (Epoch-1). Apply checks their shape and that they are
+//     recent by the cluster's time (CalmWindow); the node checks that at
+//     least f+1 distinct members of the epoch signed them, with their
+//     configured keys, so one Byzantine replica cannot force it.
 //
 // Apply checks the authorisation and returns CodeOK without changing the
 // state: the switch itself is carried out by the node, which also checks
@@ -52,6 +58,8 @@ type EpochSwitch struct {
 	RequestURI string            // the request's path and query, as signed
 	Body       []byte            // the request body (a SwitchRequest)
 	Sig        []byte            // Ed25519 over AdminSignBytes("POST", RequestURI, Time, Body)
+
+	Calm []CalmStatement // calm de-escalations only: sorted by Signer, distinct
 }
 
 // SwitchRequest is the JSON body of POST /v1/admin/mode.
@@ -91,10 +99,19 @@ func (s *EpochSwitch) check() error {
 		if len(s.Sig) != 0 || len(s.Body) != 0 || s.RequestURI != "" || s.Time != 0 {
 			return Errorf(CodeMalformed, "epoch switch: a request signature without an admin key")
 		}
+		if s.Mode == ModeCFT && len(s.Calm) > 0 {
+			return checkCalmSet(s.Epoch-1, s.Calm)
+		}
 		if s.Mode != ModeBFT {
-			return Errorf(CodePermissionDenied, "epoch switch to %s needs an operator's signed request; only an escalation to bft may come from the detector", s.Mode)
+			return Errorf(CodePermissionDenied, "epoch switch to %s needs an operator's signed request or members' signed calm statements; only an escalation to bft may come from the detector", s.Mode)
+		}
+		if len(s.Calm) != 0 {
+			return Errorf(CodeMalformed, "epoch switch: an escalation to bft carries no calm statements")
 		}
 		return nil
+	}
+	if len(s.Calm) != 0 {
+		return Errorf(CodeMalformed, "epoch switch: an operator's switch carries no calm statements")
 	}
 	if len(s.Admin) != ed25519.PublicKeySize {
 		return Errorf(CodeMalformed, "epoch switch: admin key is %d bytes, an Ed25519 public key is %d", len(s.Admin), ed25519.PublicKeySize)
@@ -164,6 +181,11 @@ func (m *StateMachine) applyEpochSwitch(index uint64, entryTime int64, s *EpochS
 			return errResult(res, Errorf(CodeBadSignature, "epoch switch was signed at unix time %d, more than %d seconds from the cluster's time %d; sign it again", s.Time, RestoreWindow, at))
 		}
 	}
+	if len(s.Calm) != 0 {
+		if err := checkCalmTimes(max(entryTime, m.st.clock), s.Calm); err != nil {
+			return errResult(res, err)
+		}
+	}
 	res.Value = mustJSON(SwitchOutcome{Epoch: s.Epoch, Mode: s.Mode})
 	return res
 }
@@ -173,6 +195,10 @@ func (m *StateMachine) applyEpochSwitch(index uint64, entryTime int64, s *EpochS
 //	epoch (uint64) || len(mode) (uint8) || mode || len(reason) (uint16) ||
 //	reason || len(admin) (uint8: 0 or 32) || admin || time (int64) ||
 //	len(sig) (uint8) || sig || len(uri) (uint32) || uri || body (the rest)
+//
+// A switch without an admin key has no body; its calm statements, if any,
+// take the body's place (see appendCalmBinary), so entries written before
+// calm statements existed decode unchanged.
 func appendSwitchBinary(b []byte, s *EpochSwitch) ([]byte, error) {
 	switch {
 	case len(s.Mode) > math.MaxUint8:
@@ -185,6 +211,8 @@ func appendSwitchBinary(b []byte, s *EpochSwitch) ([]byte, error) {
 		return nil, Errorf(CodeMalformed, "cannot encode epoch switch: signature is %d bytes", len(s.Sig))
 	case uint64(len(s.RequestURI)) > math.MaxUint32:
 		return nil, Errorf(CodeTooLarge, "cannot encode epoch switch: request URI is %d bytes", len(s.RequestURI))
+	case len(s.Calm) != 0 && (len(s.Admin) != 0 || len(s.Body) != 0):
+		return nil, Errorf(CodeMalformed, "cannot encode epoch switch: calm statements and an operator's request in one switch")
 	}
 	b = binary.BigEndian.AppendUint64(b, s.Epoch)
 	b = append(b, byte(len(s.Mode)))
@@ -198,6 +226,9 @@ func appendSwitchBinary(b []byte, s *EpochSwitch) ([]byte, error) {
 	b = append(b, s.Sig...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.RequestURI)))
 	b = append(b, s.RequestURI...)
+	if len(s.Calm) != 0 {
+		return appendCalmBinary(b, s.Calm)
+	}
 	return append(b, s.Body...), nil
 }
 
@@ -227,6 +258,13 @@ func decodeSwitchBinary(p []byte) (*EpochSwitch, error) {
 	}
 	if rest := d.Remaining(); rest > 0 {
 		s.Body = d.Take("body", rest)
+	}
+	if len(s.Admin) == 0 && len(s.Body) != 0 {
+		calm, err := decodeCalmBinary(s.Body)
+		if err != nil {
+			return nil, err
+		}
+		s.Calm, s.Body = calm, nil
 	}
 	return s, nil
 }

@@ -98,6 +98,10 @@ type detector struct {
 	onEscalate     func(reason string, ids []evidence.ID)
 	escalateLogged bool
 	escalated      map[evidence.ID]bool
+	// lastAnomaly (guarded by mu) is when a decision last found an
+	// anomaly of a member that is not quarantined, or quarantined one
+	// (calm.go).
+	lastAnomaly time.Time
 
 	// cft mode only (nil in bft mode): see detector_cft.go.
 	fromRaft            chan raftengine.AttestationCheck
@@ -326,6 +330,7 @@ func (d *detector) decideLocked(ctx context.Context) {
 		st.Leader = evidence.NodeID(eng.Status().LeaderID)
 	}
 	a := quarantine.Decide(quarantine.Policy{Config: d.scfg, Members: d.members, Forgiven: d.manager.Forgiven(), Now: now}, dec, st)
+	d.noteAnomalyLocked(dec, st.Quarantined, a.Quarantine, now)
 	for _, r := range a.Refused {
 		d.log.Warn("quarantine refused: the decision does not re-justify", "node", string(r.Node), "err", r.Err)
 	}

@@ -65,7 +65,10 @@ type epochRecord struct {
 	BaseIndex uint64                  `json:"base_index,omitempty"`
 	Cert      *checkpoint.Certificate `json:"certificate,omitempty"`
 	Reason    string                  `json:"reason,omitempty"`
-	Since     time.Time               `json:"since"`
+	// Escalated: the epoch was started by the detector's escalation to
+	// bft (no operator), so it may end after a calm period (calm.go).
+	Escalated bool      `json:"escalated,omitempty"`
+	Since     time.Time `json:"since"`
 	// EndIndex is set once the switch entry that ends this epoch was
 	// applied (at that index); Next says what it switched to.
 	EndIndex uint64       `json:"end_index,omitempty"`
@@ -73,9 +76,10 @@ type epochRecord struct {
 }
 
 type nextEpochTo struct {
-	Epoch  uint64 `json:"epoch"`
-	Mode   string `json:"mode"`
-	Reason string `json:"reason,omitempty"`
+	Epoch     uint64 `json:"epoch"`
+	Mode      string `json:"mode"`
+	Reason    string `json:"reason,omitempty"`
+	Escalated bool   `json:"escalated,omitempty"`
 }
 
 func (n *Node) autoMode() bool { return n.cfg.ConsensusMode == "auto" }
@@ -166,8 +170,14 @@ func (s *selector) observe(index uint64, data []byte, r smr.Result) smr.Result {
 		s.mu.Unlock()
 		return smr.Result{Index: index, Code: smr.CodeMalformed, Message: msg}
 	}
+	if err := s.checkCalm(s.rec, sw); err != nil {
+		msg := fmt.Sprintf("epoch switch ignored: the switch to %s after a calm period is not authorised: %v", sw.Mode, err)
+		s.mu.Unlock()
+		return smr.Result{Index: index, Code: smr.CodePermissionDenied, Message: msg}
+	}
 	s.rec.EndIndex = index
-	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason}
+	s.rec.Next = &nextEpochTo{Epoch: sw.Epoch, Mode: sw.Mode, Reason: sw.Reason,
+		Escalated: sw.Mode == smr.ModeBFT && len(sw.Admin) == 0}
 	rec := s.rec
 	s.mu.Unlock()
 	if err := s.n.saveEpochRecord(rec); err != nil {
@@ -195,6 +205,8 @@ type selector struct {
 	rec       epochRecord
 	switching bool
 	firstVote time.Time // when the first vote for the next epoch arrived; zero before
+
+	calm calmPool // calm statements of the current epoch (calm.go)
 }
 
 func (n *Node) newSelector() (*selector, error) {
@@ -291,6 +303,13 @@ func (s *selector) run(ctx context.Context) error {
 		ectx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- s.n.runEpochTasks(ectx) }()
+		calmDone := make(chan struct{})
+		go func() {
+			defer close(calmDone)
+			if rec := s.record(); rec.Mode == smr.ModeBFT && rec.Escalated {
+				s.runCalm(ectx, rec)
+			}
+		}()
 		var cert *checkpoint.Certificate
 		tasksDone := false
 		tick := time.NewTicker(handoffRetryEvery)
@@ -300,6 +319,7 @@ func (s *selector) run(ctx context.Context) error {
 			case <-ctx.Done():
 				tick.Stop()
 				cancel()
+				<-calmDone
 				if !tasksDone {
 					<-done
 				}
@@ -325,12 +345,14 @@ func (s *selector) run(ctx context.Context) error {
 				if err != nil {
 					tick.Stop()
 					cancel()
+					<-calmDone
 					return err
 				}
 			}
 		}
 		tick.Stop()
 		cancel()
+		<-calmDone
 		if !tasksDone {
 			if err := <-done; err != nil {
 				return err
@@ -446,7 +468,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	// The old engine may have applied the switch while this node followed
 	// the others' certificate: its record then has the reason.
 	if ended := s.record(); ended.Next != nil {
-		next.Reason = ended.Next.Reason
+		next.Reason, next.Escalated = ended.Next.Reason, ended.Next.Escalated
 	}
 	if err := n.saveEpochRecord(next); err != nil {
 		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
@@ -619,6 +641,7 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 		_ = json.NewEncoder(w).Encode(mine)
 	})
 	mux.Handle("GET "+pathHandoffFetch, checkpoint.NewHandler(n.sel.store, maxStateBytes))
+	n.registerCalmRPC(mux)
 }
 
 func (s *selector) status() *api.EpochStatus {
