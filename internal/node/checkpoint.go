@@ -227,6 +227,11 @@ func (c *checkpointer) run(ctx context.Context) error {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.fetchLatest(ctx)
+	}()
 	sent := map[uint64]bool{} // own votes sent at least once
 	for {
 		resend := false
@@ -322,6 +327,24 @@ func (c *checkpointer) match(ctx context.Context) {
 		own  capture
 	}
 	var ready []pair
+	// Own checkpoints at or below the stable one are settled: the one at
+	// its index must be the certified state (a checkpoint fetched by
+	// state transfer is checked here once this node applied its index).
+	var behind []checkpoint.Statement
+	if s := c.stable.Load(); s != nil {
+		for idx, own := range c.captures {
+			if idx > s.Statement.Index {
+				continue
+			}
+			if idx == s.Statement.Index && !own.vote.Statement.Equal(s.Statement) {
+				behind = append(behind, own.vote.Statement)
+			}
+			delete(c.captures, idx)
+		}
+		for _, st := range behind {
+			c.diverged(st, s) // takes no lock
+		}
+	}
 	for _, idx := range slices.Sorted(maps.Keys(c.certs)) {
 		cert := c.certs[idx]
 		own, ok := c.captures[idx]
@@ -336,9 +359,7 @@ func (c *checkpointer) match(ctx context.Context) {
 		}
 		delete(c.certs, idx)
 		if !own.vote.Statement.Equal(cert.Statement) {
-			c.mu.Unlock()
-			c.diverged(own.vote.Statement, cert)
-			c.mu.Lock()
+			c.diverged(own.vote.Statement, cert) // takes no lock
 			continue
 		}
 		ready = append(ready, pair{cert, own})
