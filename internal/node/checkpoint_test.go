@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/internal/testlog"
 	"github.com/tandem-consensus/tandem/smr"
@@ -345,4 +347,70 @@ func metricValue(t *testing.T, c prometheus.Collector) float64 {
 		return m.Gauge.GetValue()
 	}
 	return m.Counter.GetValue()
+}
+
+// TestCheckpointsCompactTheRaftLog: three cft nodes with every member's
+// key in initial_members, checkpoint_interval reloaded to 20. Writes past
+// three intervals make every node report the same stable checkpoint, each
+// node takes a Raft snapshot behind it, and the Raft engine keeps at least
+// log_retention trailing entries.
+func TestCheckpointsCompactTheRaftLog(t *testing.T) {
+	c := startClusterKeys(t, 3, config.ModeCFT, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const interval = 20
+	for _, tn := range c.nodes {
+		cfg := tn.cfg
+		cfg.CheckpointInterval = interval
+		if _, _, err := tn.n.Reload(cfg); err != nil {
+			t.Fatalf("reload %s: %v", tn.id, err)
+		}
+	}
+	waitFor(t, "checkpoint_interval 20 in effect on every node's checkpointer", 10*time.Second, func() bool {
+		for _, tn := range c.nodes {
+			if tn.n.ckpt == nil || tn.n.ckpt.interval() != interval {
+				return false
+			}
+		}
+		return true
+	})
+	leader := c.leader(t)
+	for i := range 3*interval + 5 {
+		c.submit(t, ctx, leader, c.admin, smr.Command{Op: smr.OpSetConfig, Key: fmt.Sprintf("k%d", i), Value: "v"})
+	}
+	waitConverged(t, c)
+	var want *api.CheckpointStatus
+	waitFor(t, "the same stable checkpoint at index >= 60 on every node", 20*time.Second, func() bool {
+		want = c.nodes[0].n.CheckpointStatus()
+		if want == nil || want.Index < 3*interval {
+			return false
+		}
+		for _, tn := range c.nodes[1:] {
+			got := tn.n.CheckpointStatus()
+			if got == nil || got.Index != want.Index || got.StateHash != want.StateHash {
+				return false
+			}
+		}
+		return true
+	})
+	if len(want.Signers) < 2 || want.Epoch != cftEpoch {
+		t.Fatalf("stable checkpoint %+v: want a majority of 3 signers in epoch %d", want, cftEpoch)
+	}
+	retain := c.nodes[0].cfg.LogRetention
+	for _, tn := range c.nodes {
+		r := tn.n.raftEng()
+		if st := r.Status(); st.LastSnapshotIndex == 0 {
+			t.Errorf("%s: no Raft snapshot after stable checkpoint %d", tn.id, want.Index)
+		}
+		if got := r.Reloadable().TrailingLogs; got < retain {
+			t.Errorf("%s: Raft keeps %d trailing entries, below log_retention %d", tn.id, got, retain)
+		}
+		cert, snap, err := tn.n.ckpt.store.Latest()
+		if err != nil || cert.Statement.Index != want.Index {
+			t.Fatalf("%s: stored checkpoint %v, %v", tn.id, cert, err)
+		}
+		if idx, _, err := smr.SnapshotInfo(snap); err != nil || idx != want.Index {
+			t.Errorf("%s: stored snapshot at %d, %v", tn.id, idx, err)
+		}
+	}
 }
