@@ -3,9 +3,13 @@ package raftengine
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -52,4 +56,37 @@ func InspectSMRSnapshot(b []byte) (uint64, error) {
 		return 0, err
 	}
 	return scratch.AppliedIndex(), nil
+}
+
+// Compact takes a Raft snapshot of the state applied so far, after which
+// hashicorp/raft deletes the log up to the snapshot but the last retain
+// entries (or more, when trailing_logs is higher). The node calls it after
+// a stable checkpoint. retain is log_retention: it raises the trailing
+// logs kept by this and by Raft's own threshold snapshots, never lowers
+// them (a settings reload sets them back to trailing_logs, and the next
+// Compact raises them again). It returns the Raft log index of the
+// snapshot, or 0 when nothing was applied since the last one.
+func (e *Engine) Compact(retain uint64) (uint64, error) {
+	if e.stopped.Load() {
+		return 0, consensus.ErrStopped
+	}
+	if rc := e.raft.ReloadableConfig(); rc.TrailingLogs < retain {
+		rc.TrailingLogs = retain
+		if err := e.raft.ReloadConfig(rc); err != nil {
+			return 0, fmt.Errorf("raft engine: compact: keep %d trailing entries: %w", retain, err)
+		}
+	}
+	f := e.raft.Snapshot()
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("raft engine: compact: %w", e.mapErr(err))
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		return 0, fmt.Errorf("raft engine: compact: open the snapshot taken: %w", err)
+	}
+	_ = rc.Close()
+	return meta.Index, nil
 }

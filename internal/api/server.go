@@ -67,6 +67,18 @@ type NodeStatus struct {
 	Tunables map[string]string `json:"tunables,omitempty"`
 	// Epoch is set in consensus_mode auto.
 	Epoch *EpochStatus `json:"epoch,omitempty"`
+	// Checkpoint is the last stable checkpoint, when there is one.
+	Checkpoint *CheckpointStatus `json:"checkpoint,omitempty"`
+}
+
+// CheckpointStatus is the last stable checkpoint of a node: the statement
+// a quorum signed (DESIGN invariant 12), with the signers.
+type CheckpointStatus struct {
+	Epoch     uint64   `json:"epoch"`
+	Index     uint64   `json:"index"`
+	StateHash string   `json:"state_hash"` // hex, as NodeStatus.StateHash
+	Signers   []string `json:"signers"`
+	Form      string   `json:"form"`
 }
 
 // Config configures the server.

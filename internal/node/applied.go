@@ -23,6 +23,11 @@ type appliedFSM struct {
 	// once the entry that ends the epoch is applied, the engine of that
 	// epoch applies nothing more. Set before any engine starts.
 	gate *selector
+
+	// ckpt sees every applied index on the apply goroutine and captures
+	// the periodic checkpoints (checkpoint.go); nil when they are off.
+	// Set before any engine starts.
+	ckpt *checkpointer
 }
 
 func newAppliedFSM(sm *smr.StateMachine) *appliedFSM {
@@ -55,6 +60,9 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 	if len(res) == 1 && res[0].Code == smr.CodeOK && isEpochSwitch(data) {
 		res[0] = f.gate.observe(index, data, res[0])
 	}
+	if f.ckpt != nil {
+		f.ckpt.captured(index, f.StateMachine)
+	}
 	f.notify(p.Envelopes(), res)
 	f.broadcast()
 	return res
@@ -63,6 +71,9 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 // Restore is called by the engine when it installs a snapshot.
 func (f *appliedFSM) Restore(b []byte) error {
 	err := f.StateMachine.Restore(b)
+	if err == nil && f.ckpt != nil {
+		f.ckpt.restored(f.AppliedIndex())
+	}
 	f.broadcast()
 	return err
 }

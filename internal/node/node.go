@@ -68,7 +68,8 @@ type Node struct {
 	sel    *selector // auto mode: the epochs
 	// engMetrics is the running engine's collector (auto mode swaps it).
 	engMetrics prometheus.Collector
-	det        *detector // evidence, scoring and quarantine (cft mode: only with member keys)
+	det        *detector     // evidence, scoring and quarantine (cft mode: only with member keys)
+	ckpt       *checkpointer // periodic checkpoints; nil without every member's key
 	members    *membership.Membership
 	rpc        *http.Client
 	reload     reloadState // the reloadable values in effect (reload.go)
@@ -167,6 +168,11 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 	})
 	buildInfo.Set(1)
 	n.registry.MustRegister(buildInfo)
+
+	if n.ckpt, err = n.newCheckpointer(key); err != nil {
+		return nil, err
+	}
+	n.fsm.ckpt = n.ckpt
 
 	wantsJoin := false
 	if n.autoMode() {
@@ -282,7 +288,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	n.rpcSrv = &http.Server{
-		Handler:           n.rpcHandler(),
+		Handler:           n.withCheckpointRPC(n.rpcHandler()),
 		ConnContext:       transport.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -338,6 +344,9 @@ func (n *Node) Run(ctx context.Context) error {
 		if n.det != nil {
 			g.Go(func() error { return n.det.run(gctx) })
 		}
+	}
+	if n.ckpt != nil {
+		g.Go(func() error { return n.ckpt.run(gctx) })
 	}
 	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", n.cfg.ConsensusMode)
 
@@ -625,7 +634,7 @@ func (n *Node) Status(context.Context) api.NodeStatus {
 	st := n.eng().Status()
 	idx, sum := n.fsm.Hash()
 	st.AppliedIndex = idx
-	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables(), Epoch: n.Epoch()}
+	return api.NodeStatus{Status: st, StateHash: hex.EncodeToString(sum[:]), Version: Version, Tunables: n.Tunables(), Epoch: n.Epoch(), Checkpoint: n.CheckpointStatus()}
 }
 
 // Members implements api.Backend.
