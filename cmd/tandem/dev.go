@@ -534,10 +534,14 @@ func (o *devOptions) tour(ctx context.Context, out io.Writer, l *devcluster.Layo
 			if leader := agreedLeader(states, o.byz); leader != "" && leader != leaderWanted {
 				say("asking %s to hand Raft leadership to %s (it equivocates on the entries it proposes as leader)", leader, leaderWanted)
 				tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if err := admin.TransferLeader(tctx, leaderWanted); err != nil && ctx.Err() == nil {
-					say("leadership transfer to %s: %v (trying again)", leaderWanted, err)
-				}
+				err := admin.TransferLeader(tctx, leaderWanted)
 				cancel()
+				if err != nil && ctx.Err() == nil {
+					say("leadership transfer to %s: %v (trying again)", leaderWanted, err)
+				} else if e, ok := tl.Equivocating(leaderWanted); err == nil && ok {
+					say("%s leads now (leadership transfer done)", leaderWanted)
+					say("%s", e.Text)
+				}
 			}
 			transferAt = time.Now().Add(3 * time.Second)
 		}

@@ -240,12 +240,27 @@ func (t *Timeline) leaderEvents(states []NodeState) []Event {
 	}
 	t.leader = leader
 	ev := []Event{{Kind: EventLeader, Node: leader, Text: fmt.Sprintf("Raft leader is now %s (term %d)", leader, term)}}
-	if slices.Contains(t.Byzantine[leader], "equivocate") && !t.equivocates[leader] {
-		t.equivocates[leader] = true
-		ev = append(ev, Event{Kind: EventEquivocate, Node: leader,
-			Text: leader + " starts equivocating: as Raft leader it sends one follower other payloads for the entries it proposes"})
+	if e, ok := t.Equivocating(leader); ok {
+		ev = append(ev, e)
 	}
 	return ev
+}
+
+// Equivocating returns, once per node, the event that a node told to
+// equivocate leads and so equivocates on the entries it proposes. The
+// timeline emits it when a poll shows the node as Raft leader, or before
+// its first quarantine; call it when you know better (a leadership
+// transfer to it returned).
+func (t *Timeline) Equivocating(node string) (Event, bool) {
+	if t.equivocates == nil {
+		t.equivocates = map[string]bool{}
+	}
+	if !slices.Contains(t.Byzantine[node], "equivocate") || t.equivocates[node] {
+		return Event{}, false
+	}
+	t.equivocates[node] = true
+	return Event{Kind: EventEquivocate, Node: node,
+		Text: node + " starts equivocating: as Raft leader it sends one follower other payloads for the entries it proposes"}, true
 }
 
 func (t *Timeline) quarantineEvents(states []NodeState) []Event {
@@ -260,6 +275,9 @@ func (t *Timeline) quarantineEvents(states []NodeState) []Event {
 				continue
 			}
 			t.quarantined[k] = true
+			if e, ok := t.Equivocating(q.Node); ok {
+				ev = append(ev, e)
+			}
 			ev = append(ev, Event{Kind: EventQuarantine, Node: s.ID, Offender: q.Node,
 				Text: fmt.Sprintf("%s quarantined %s: %s", s.ID, q.Node, describeEvidence(q))})
 		}
