@@ -24,7 +24,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	procs map[string]*proc
 	env   map[string][]string // extra environment per node
-	outMu sync.Mutex // serialises prefixed log lines
+	outMu sync.Mutex          // serialises prefixed log lines
 }
 
 type proc struct {
