@@ -343,8 +343,9 @@ func (o *benchSwitchOptions) run(cmd *cobra.Command) (benchSwitchResult, error) 
 	}
 	defer lc.stop()
 	byz := lc.layout.Nodes[len(lc.layout.Nodes)-1].ID
-	// Every client, the admin's too, talks to the nodes other than byz,
-	// which may be made to misbehave at the end.
+	// The load's clients talk to the nodes other than byz, which may be
+	// made to misbehave at the end; the admin talks to every node (admin
+	// requests go to the leader).
 	cfg := lc.cfg
 	cfg.Endpoints = nil
 	for _, n := range lc.layout.Nodes {
@@ -352,7 +353,7 @@ func (o *benchSwitchOptions) run(cmd *cobra.Command) (benchSwitchResult, error) 
 			cfg.Endpoints = append(cfg.Endpoints, n.Endpoint())
 		}
 	}
-	admin, err := client.New(cfg)
+	admin, err := client.New(lc.cfg)
 	if err != nil {
 		return out, err
 	}
@@ -640,7 +641,7 @@ func (o *benchSwitchOptions) escalate(ctx context.Context, lc *localCluster, adm
 		return nil, err
 	}
 	var st api.EpochStatus
-	if err := admin.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/mode", nil, &st); err != nil {
+	if err := admin.AdminJSON(ctx, endpointOf(lc, correct[0]), http.MethodGet, "/v1/admin/mode", nil, &st); err != nil {
 		return nil, err
 	}
 	res.Reason, res.CertificateForm = st.Reason, st.CertificateForm
