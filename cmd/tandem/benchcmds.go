@@ -26,7 +26,7 @@ import (
 
 // addBenchCommands adds `tandem bench` to root.
 func addBenchCommands(root *cobra.Command, g *globalOptions) {
-	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd, newBenchFailoverCmd, newBenchPlotCmd))
+	root.AddCommand(group(newClientEnv(g), "bench", "Measure a cluster's throughput", newBenchDatasetCmd, newBenchWriteCmd, newBenchFailoverCmd, newBenchPlotCmd, newBenchSwitchCmd))
 }
 
 // benchDatasetOptions are the flags of `bench dataset`.

@@ -329,3 +329,9 @@ func (l *Layout) Committee() ([]client.CommitteeMember, error) {
 	}
 	return out, nil
 }
+
+// Exists reports whether dir holds a layout from an earlier Prepare.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, layoutFile))
+	return err == nil
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,7 +23,8 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs map[string]*proc
-	outMu sync.Mutex // serialises prefixed log lines
+	env   map[string][]string // extra environment per node
+	outMu sync.Mutex          // serialises prefixed log lines
 }
 
 type proc struct {
@@ -33,7 +36,24 @@ type proc struct {
 // New prepares a runner; binary is the tandem executable, logOut receives
 // every node's output, each line prefixed with "[nodeN] ".
 func New(layout *Layout, binary string, logOut io.Writer) *Cluster {
-	return &Cluster{layout: layout, binary: binary, logOut: logOut, procs: map[string]*proc{}}
+	return &Cluster{layout: layout, binary: binary, logOut: logOut, procs: map[string]*proc{}, env: map[string][]string{}}
+}
+
+// SetEnv sets extra environment variables ("KEY=value") for the node's
+// process from its next Start on; they override the inherited environment.
+func (c *Cluster) SetEnv(id string, env ...string) error {
+	if _, err := c.node(id); err != nil {
+		return err
+	}
+	for _, kv := range env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("environment of %s: %q is not KEY=value", id, kv)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.env[id] = slices.Clone(env)
+	return nil
 }
 
 // Layout returns the cluster's layout.
@@ -74,7 +94,8 @@ func (c *Cluster) Start(id string) error {
 		}
 	}
 	cmd := exec.Command(c.binary, "serve", "--config", n.ConfigPath)
-	cmd.Env = append(os.Environ(), "TANDEM_LOG_FORMAT=text")
+	// Later entries win over inherited ones of the same key.
+	cmd.Env = append(append(os.Environ(), "TANDEM_LOG_FORMAT=text"), c.env[id]...)
 	// Own process group: Ctrl-C at the terminal reaches only `tandem dev`,
 	// which then stops the nodes in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
