@@ -1105,3 +1105,27 @@ func TestExplicitSeqTooOldIsOutcomeUnknown(t *testing.T) {
 		t.Fatalf("seqs sent = %v; want seq 4 twice and nothing else", got)
 	}
 }
+
+// TestRetryAfterMillis: a 503 carrying retry_after_ms (an epoch switch)
+// asks for that delay, sooner than the Retry-After header's whole second,
+// which it takes precedence over; without it the header counts.
+func TestRetryAfterMillis(t *testing.T) {
+	answer := func(header bool, ms int) *http.Response {
+		rec := httptest.NewRecorder()
+		if header {
+			rec.Header().Set("Retry-After", "1")
+		}
+		writeJSON(rec, http.StatusServiceUnavailable, wire.ErrorBody{Code: wire.CodeNoLeader, Message: "an epoch switch is under way", RetryAfterMillis: ms})
+		return rec.Result()
+	}
+	c := &call{op: "submit"}
+	if o := errorOutcome(answer(true, 50), "http://n1", c); o.retryAfter != 50*time.Millisecond || !o.electing || o.sent {
+		t.Fatalf("with retry_after_ms: %+v", o)
+	}
+	if o := errorOutcome(answer(false, 50), "http://n1", c); o.retryAfter != 50*time.Millisecond {
+		t.Fatalf("retry_after_ms alone: %+v", o)
+	}
+	if o := errorOutcome(answer(true, 0), "http://n1", c); o.retryAfter != time.Second {
+		t.Fatalf("Retry-After alone: %+v", o)
+	}
+}

@@ -323,40 +323,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 		return outcome{err: herr, sent: true}
 	}
 
-	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-	ae := &APIError{Status: resp.StatusCode, Endpoint: ep}
-	var eb wire.ErrorBody
-	if rerr == nil && json.Unmarshal(raw, &eb) == nil && eb.Code != "" {
-		ae.Code, ae.Message, ae.LeaderID, ae.Result, ae.Reply = eb.Code, eb.Message, eb.LeaderID, eb.Result, eb.Reply
-	} else {
-		ae.Message = string(bytes.TrimSpace(raw))
-		if rerr != nil {
-			ae.Message = fmt.Sprintf("reading the error body: %v", rerr)
-		}
-	}
-	switch {
-	case resp.StatusCode == http.StatusServiceUnavailable:
-		return outcome{
-			err:        ae,
-			sent:       !nothingProposed(ae.Code),
-			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
-			leaderHint: ae.LeaderID,
-			electing:   ae.LeaderID == "" && (ae.Code == wire.CodeNoLeader || ae.Code == wire.CodeOutcomeUnknown),
-		}
-	case resp.StatusCode == http.StatusInternalServerError:
-		if c.read {
-			return outcome{done: true, err: ae}
-		}
-		// A bug on the server after it accepted a write: it may or may not
-		// have been applied.
-		return outcome{err: ae, sent: true, final: true}
-	case resp.StatusCode >= 500:
-		// Gateways and proxies (502, 504, …): the request may have been
-		// passed on.
-		return outcome{err: ae, sent: true, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
-	default:
-		return outcome{done: true, err: ae}
-	}
+	return errorOutcome(resp, ep, c)
 }
 
 // decodeError marks a 2xx body that arrived in full but does not decode:
@@ -410,6 +377,48 @@ func (cl *Client) resolveNode(ctx context.Context, nodeID string) (int, bool) {
 	}
 	wg.Wait()
 	return cl.eps.lookup(nodeID)
+}
+
+// errorOutcome classifies an error response of ep to c.
+func errorOutcome(resp *http.Response, ep string, c *call) outcome {
+	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+	ae := &APIError{Status: resp.StatusCode, Endpoint: ep}
+	var eb wire.ErrorBody
+	if rerr == nil && json.Unmarshal(raw, &eb) == nil && eb.Code != "" {
+		ae.Code, ae.Message, ae.LeaderID, ae.Result, ae.Reply = eb.Code, eb.Message, eb.LeaderID, eb.Result, eb.Reply
+	} else {
+		ae.Message = string(bytes.TrimSpace(raw))
+		if rerr != nil {
+			ae.Message = fmt.Sprintf("reading the error body: %v", rerr)
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		retryAfter := parseRetryAfter(resp.Header.Get("Retry-After"))
+		if eb.RetryAfterMillis > 0 {
+			retryAfter = time.Duration(eb.RetryAfterMillis) * time.Millisecond
+		}
+		return outcome{
+			err:        ae,
+			sent:       !nothingProposed(ae.Code),
+			retryAfter: retryAfter,
+			leaderHint: ae.LeaderID,
+			electing:   ae.LeaderID == "" && (ae.Code == wire.CodeNoLeader || ae.Code == wire.CodeOutcomeUnknown),
+		}
+	case resp.StatusCode == http.StatusInternalServerError:
+		if c.read {
+			return outcome{done: true, err: ae}
+		}
+		// A bug on the server after it accepted a write: it may or may not
+		// have been applied.
+		return outcome{err: ae, sent: true, final: true}
+	case resp.StatusCode >= 500:
+		// Gateways and proxies (502, 504, …): the request may have been
+		// passed on.
+		return outcome{err: ae, sent: true, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
+	default:
+		return outcome{done: true, err: ae}
+	}
 }
 
 // leaderPollInterval is how often awaitLeader asks the nodes for their

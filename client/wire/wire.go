@@ -56,7 +56,16 @@ type ErrorBody struct {
 	Result   *smr.Result `json:"result,omitempty"`
 	// Reply is set in bft mode when Result is: the replica's signed reply.
 	Reply *SubmitReply `json:"reply,omitempty"`
+	// RetryAfterMillis, on a 503, says when to send the request again when
+	// that is sooner than a whole second (the unit of the Retry-After
+	// header, which is then left out): an epoch switch is done in about
+	// 0.1 s.
+	RetryAfterMillis int `json:"retry_after_ms,omitempty"`
 }
+
+// EpochSwitchRetryMillis is RetryAfterMillis of the answers given while
+// an epoch switch is under way.
+const EpochSwitchRetryMillis = 50
 
 // SubmitResponse is the body of a successful POST /v1/submit.
 type SubmitResponse struct {

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -40,6 +41,8 @@ func ErrorBodyFor(err error) ErrorBody {
 		return ErrorBody{Code: smr.CodeTooLarge, Message: "request body exceeds limits.max_request_bytes (" + strconv.FormatInt(tooBig.Limit, 10) + " bytes)"}
 	case errors.Is(err, consensus.ErrOutcomeUnknown):
 		return ErrorBody{Code: CodeOutcomeUnknown, Message: err.Error()}
+	case errors.Is(err, ErrEpochSwitching):
+		return ErrorBody{Code: CodeNoLeader, Message: err.Error(), RetryAfterMillis: wire.EpochSwitchRetryMillis}
 	case errors.As(err, &nl):
 		return ErrorBody{Code: CodeNoLeader, Message: err.Error(), LeaderID: nl.LeaderID}
 	case errors.Is(err, ErrUnavailable), errors.Is(err, consensus.ErrStopped):
@@ -53,9 +56,15 @@ func ErrorBodyFor(err error) ErrorBody {
 // client may retry elsewhere (no leader reachable, node shutting down).
 var ErrUnavailable = consensus.ErrUnavailable
 
+// ErrEpochSwitching marks a request refused because an epoch switch is
+// under way (auto mode): nothing was executed, and the next epoch runs in
+// about 0.1 s. It is answered as no_leader with retry_after_ms instead of
+// a whole-second Retry-After.
+var ErrEpochSwitching = fmt.Errorf("an epoch switch is under way: %w", ErrUnavailable)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	if status == http.StatusServiceUnavailable {
+	if b, ok := v.(ErrorBody); status == http.StatusServiceUnavailable && (!ok || b.RetryAfterMillis == 0) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(status)

@@ -64,8 +64,12 @@ func errorBody(t *testing.T, resp *http.Response, body []byte) api.ErrorBody {
 	if eb.Code == "" || strings.TrimSpace(eb.Message) == "" {
 		t.Errorf("error body %s lacks a code or a message", body)
 	}
-	if got := resp.Header.Get("Retry-After"); (resp.StatusCode == http.StatusServiceUnavailable) != (got != "") {
-		t.Errorf("status %d with Retry-After %q: want Retry-After exactly on 503", resp.StatusCode, got)
+	wantHeader := resp.StatusCode == http.StatusServiceUnavailable && eb.RetryAfterMillis == 0
+	if got := resp.Header.Get("Retry-After"); wantHeader != (got != "") {
+		t.Errorf("status %d, retry_after_ms %d, with Retry-After %q: want Retry-After exactly on 503 without retry_after_ms", resp.StatusCode, eb.RetryAfterMillis, got)
+	}
+	if eb.RetryAfterMillis != 0 && resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("retry_after_ms on status %d", resp.StatusCode)
 	}
 	return eb
 }
@@ -223,6 +227,7 @@ func TestErrorsThroughTheHandler(t *testing.T) {
 		{"not leader", fmt.Errorf("wrapped: %w", &consensus.NotLeaderError{LeaderID: "node-2", LeaderAddr: "127.0.0.1:2"}), api.CodeNoLeader, "node-2"},
 		{"unavailable", fmt.Errorf("%w: no leader elected yet", api.ErrUnavailable), api.CodeNoLeader, ""},
 		{"stopped", consensus.ErrStopped, api.CodeNoLeader, ""},
+		{"epoch switching", fmt.Errorf("%w: epoch 1 ended", api.ErrEpochSwitching), api.CodeNoLeader, ""},
 		{"plain error", errors.New("disk on fire"), api.CodeInternal, ""},
 		{"too big", &http.MaxBytesError{Limit: 10}, smr.CodeTooLarge, ""},
 	}
@@ -240,6 +245,9 @@ func TestErrorsThroughTheHandler(t *testing.T) {
 			}
 			if eb.Result != nil {
 				t.Errorf("an error without a result carries result %+v", eb.Result)
+			}
+			if want := errors.Is(c.err, api.ErrEpochSwitching); want != (eb.RetryAfterMillis > 0) {
+				t.Errorf("retry_after_ms = %d for %v", eb.RetryAfterMillis, c.err)
 			}
 		})
 	}

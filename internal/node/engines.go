@@ -52,10 +52,10 @@ func (n *Node) currentMode() string {
 // sends it again (same seq).
 func (n *Node) epochAnswer(res smr.Result, err error) (smr.Result, error) {
 	if err == nil && res.Code == smr.CodeEpochEnded {
-		return smr.Result{}, fmt.Errorf("%w: %s", api.ErrUnavailable, res.Message)
+		return smr.Result{}, fmt.Errorf("%w: %s", api.ErrEpochSwitching, res.Message)
 	}
 	if n.sel != nil && errors.Is(err, consensus.ErrStopped) {
-		return smr.Result{}, fmt.Errorf("%w: an epoch switch is under way; send the request again", api.ErrUnavailable)
+		return smr.Result{}, fmt.Errorf("%w; send the request again", api.ErrEpochSwitching)
 	}
 	return res, err
 }

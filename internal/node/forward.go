@@ -111,6 +111,9 @@ func rpcError(b api.ErrorBody, leaderID string) error {
 	case api.CodeOutcomeUnknown:
 		return fmt.Errorf("leader %s: %w", leaderID, consensus.ErrOutcomeUnknown)
 	case api.CodeNoLeader:
+		if b.RetryAfterMillis > 0 {
+			return fmt.Errorf("leader %s: %s: %w", leaderID, b.Message, api.ErrEpochSwitching)
+		}
 		return fmt.Errorf("leader %s: %s: %w", leaderID, b.Message, api.ErrUnavailable)
 	case api.CodeInternal:
 		return fmt.Errorf("leader %s: %s", leaderID, b.Message)
