@@ -399,9 +399,11 @@ func TestCheckpointsCompactTheRaftLog(t *testing.T) {
 	retain := c.nodes[0].cfg.LogRetention
 	for _, tn := range c.nodes {
 		r := tn.n.raftEng()
-		if st := r.Status(); st.LastSnapshotIndex == 0 {
-			t.Errorf("%s: no Raft snapshot after stable checkpoint %d", tn.id, want.Index)
-		}
+		// The stable checkpoint is published before the node compacts
+		// for it (settle): the snapshot follows shortly.
+		waitFor(t, tn.id+": a Raft snapshot after stable checkpoint "+fmt.Sprint(want.Index), 10*time.Second, func() bool {
+			return r.Status().LastSnapshotIndex > 0
+		})
 		if got := r.Reloadable().TrailingLogs; got < retain {
 			t.Errorf("%s: Raft keeps %d trailing entries, below log_retention %d", tn.id, got, retain)
 		}
