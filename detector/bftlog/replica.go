@@ -251,6 +251,12 @@ func (r *Replica) takeLocked(m *Message) []*Message {
 		if r.store.Has(m.id) {
 			continue
 		}
+		if r.store.Count(m.author) >= r.cfg.Store.MaxMessagesPerAuthor {
+			// Refused before it may wait for a predecessor: a full
+			// author's messages never get in.
+			r.drop(DropAuthorFull, &LimitError{Err: ErrAuthorFull, ID: m.id, Author: m.author, Limit: r.cfg.Store.MaxMessagesPerAuthor})
+			continue
+		}
 		err := r.store.Add(m)
 		var missing *MissingDepsError
 		switch {
@@ -278,9 +284,27 @@ func (r *Replica) takeLocked(m *Message) []*Message {
 			}
 		default:
 			r.drop(DropReason(err), err)
+			r.forgetWaitersLocked(m.id)
 		}
 	}
 	return added
+}
+
+// forgetWaitersLocked drops the messages waiting, directly or not, for id,
+// which was refused: they can never be stored. r.mu is held.
+func (r *Replica) forgetWaitersLocked(id ID) {
+	stack := []ID{id}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, w := range r.blocked[id] {
+			if _, ok := r.waiting[w]; ok {
+				delete(r.waiting, w)
+				stack = append(stack, w)
+			}
+		}
+		delete(r.blocked, id)
+	}
 }
 
 // MergeMessages takes a PacketMessages (a broadcast). It returns the
