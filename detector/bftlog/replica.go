@@ -171,11 +171,15 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 func (r *Replica) Self() Author { return r.self }
 
 // Append signs content as the next message of the own log, stores it and
-// returns it. The message has no deps, so the own log can be restored from
-// the own messages alone (Restore). It fails without a key, when the own
-// log is forked (the replica never extends a forked log), and with the
-// Store's errors (ErrTooLarge, ErrAuthorFull).
-func (r *Replica) Append(content []byte) (*Message, error) {
+// returns it. persist, if not nil, is called with the message before it is
+// stored or can be sent (so a node can write it to disk first: after a
+// restart, Restore continues the chain instead of forking it); if persist
+// fails, nothing is stored. The message has no deps, so the own log can be
+// restored from the own messages alone. Append fails without a key, when
+// the own log is forked (it is never extended then), when content is over
+// the store's MaxContentSize (ErrTooLarge) or the own log is full
+// (ErrAuthorFull).
+func (r *Replica) Append(content []byte, persist func(*Message) error) (*Message, error) {
 	if r.cfg.Key == nil {
 		return nil, fmt.Errorf("bftlog: append: %w: the replica has no key", ErrInvalidConfig)
 	}
@@ -184,9 +188,20 @@ func (r *Replica) Append(content []byte) (*Message, error) {
 	if l, ok := r.front.Log(r.self); ok && !l.Growing() {
 		return nil, fmt.Errorf("bftlog: append: the own log of %s is forked (%v); it is never extended", r.self.Short(), l.Forks)
 	}
+	if len(content) > r.cfg.Store.MaxContentSize {
+		return nil, fmt.Errorf("bftlog: append: %w: %d bytes, at most %d allowed", ErrTooLarge, len(content), r.cfg.Store.MaxContentSize)
+	}
+	if n := r.store.Count(r.self); n >= r.cfg.Store.MaxMessagesPerAuthor {
+		return nil, fmt.Errorf("bftlog: append: %w", &LimitError{Err: ErrAuthorFull, Author: r.self, Limit: n})
+	}
 	m, err := NewMessage(r.cfg.Key, r.last, nil, content)
 	if err != nil {
 		return nil, fmt.Errorf("bftlog: append: %w", err)
+	}
+	if persist != nil {
+		if err := persist(m); err != nil {
+			return nil, fmt.Errorf("bftlog: append: %w", err)
+		}
 	}
 	if err := r.store.Add(m); err != nil {
 		return nil, fmt.Errorf("bftlog: append: %w", err)

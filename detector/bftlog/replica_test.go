@@ -62,7 +62,7 @@ func TestReplicasConverge(t *testing.T) {
 	for i := range rs {
 		rs[i] = mkReplica(t, fmt.Sprintf("r%d", i), &keys[i], DefaultConfig(), authors, d)
 		for j := range 3 {
-			if _, err := rs[i].Append(fmt.Appendf(nil, "r%d-%d", i, j)); err != nil {
+			if _, err := rs[i].Append(fmt.Appendf(nil, "r%d-%d", i, j), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -127,8 +127,8 @@ func TestReplicaOutOfOrder(t *testing.T) {
 	d := &drops{}
 	src := mkReplica(t, "src", &k, DefaultConfig(), nil, d)
 	dst := mkReplica(t, "dst", nil, DefaultConfig(), nil, d)
-	m1, _ := src.Append([]byte("1"))
-	m2, _ := src.Append([]byte("2"))
+	m1, _ := src.Append([]byte("1"), nil)
+	m2, _ := src.Append([]byte("2"), nil)
 	b2, _ := src.Broadcast(m2, 0)
 	b1, _ := src.Broadcast(m1, 0)
 	if got := dst.MergeMessages(b2); len(got) != 0 || dst.Waiting() != 1 {
@@ -203,7 +203,7 @@ func TestReplicaRestore(t *testing.T) {
 	a := mkReplica(t, "a", &k, DefaultConfig(), nil, d)
 	var own []*Message
 	for i := range 3 {
-		m, err := a.Append(fmt.Appendf(nil, "%d", i))
+		m, err := a.Append(fmt.Appendf(nil, "%d", i), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestReplicaRestore(t *testing.T) {
 	if err := b.Restore(own); err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.Append([]byte("3"))
+	m, err := b.Append([]byte("3"), nil)
 	if err != nil || m.Prev() != own[2].ID() {
 		t.Fatalf("append after restore: %v, prev %v", err, m)
 	}
@@ -221,14 +221,14 @@ func TestReplicaRestore(t *testing.T) {
 		t.Error("restoring a message that does not follow the own last succeeded")
 	}
 	c := mkReplica(t, "c", &k, DefaultConfig(), nil, d)
-	if _, err := c.Append([]byte("fresh start")); err != nil {
+	if _, err := c.Append([]byte("fresh start"), nil); err != nil {
 		t.Fatal(err)
 	}
 	syncPair(a, c)
 	if eq := a.Equivocators(); len(eq) != 1 {
 		t.Fatalf("an unrestored restart is not caught as a fork: %v", eq)
 	}
-	if _, err := a.Append([]byte("more")); err == nil {
+	if _, err := a.Append([]byte("more"), nil); err == nil {
 		t.Error("a replica extended its forked own log")
 	}
 	if _, err := NewReplica(ReplicaConfig{Name: string(make([]byte, MaxGossipFrom+1))}); !errors.Is(err, ErrInvalidConfig) {

@@ -118,7 +118,7 @@ func TestGossipConvergence(t *testing.T) {
 	}
 	for i, g := range gs {
 		for j := range 3 {
-			msg, err := g.r.Append(fmt.Appendf(nil, "node-%d attestation %d", i+1, j))
+			msg, err := g.r.Append(fmt.Appendf(nil, "node-%d attestation %d", i+1, j), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +183,7 @@ func TestGossipFloodBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 200 {
-		msg, err := g1.r.Append(fmt.Appendf(nil, "flood %d", i))
+		msg, err := g1.r.Append(fmt.Appendf(nil, "flood %d", i), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
