@@ -114,4 +114,3 @@ func TestEvidenceGossipFeedsDetector(t *testing.T) {
 		t.Errorf("n2 holds %d of n1's messages, want 2", got)
 	}
 }
-
