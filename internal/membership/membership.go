@@ -13,6 +13,12 @@
 // voter. Raft's configuration (consensus.Engine.Members) is the authority
 // on membership.
 //
+// A Gossip (Config.Gossip) rides on the same memberlist: its LocalState and
+// MergeRemoteState are exchanged in every push/pull state sync (TCP), and
+// Broadcast queues small messages that are piggybacked on gossip packets
+// (UDP) and handed to the other nodes' NotifyMsg. Broadcasts are bounded in
+// size (MaxBroadcastSize) and in number (the oldest queued are dropped).
+//
 // Metadata that does not parse, is larger than memberlist.MetaMaxSize or
 // names an ID other than the memberlist node name is rejected: the node is
 // left out of Members, the event is logged and counted (Stats.RejectedMeta).
@@ -81,6 +87,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Timing tunes gossip; the zero value is memberlist's LAN profile.
 	Timing Timing
+	// Gossip, if set, carries a user payload in push/pull syncs and
+	// broadcasts (see Gossip).
+	Gossip Gossip
 	// JoinRetryMin and JoinRetryMax bound the backoff between join attempts.
 	// Defaults: 250ms and 15s.
 	JoinRetryMin, JoinRetryMax time.Duration
@@ -139,11 +148,42 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
+// Gossip is a payload that memberlist carries for the node. memberlist
+// calls it from its own goroutines, concurrently; none of the methods may
+// block for long.
+type Gossip interface {
+	// LocalState returns the state sent to a peer in a push/pull sync
+	// (join is true when the sync is part of a join). At most
+	// MaxStateSize bytes are sent; a larger state is replaced by nothing.
+	LocalState(join bool) []byte
+	// MergeRemoteState takes a peer's LocalState.
+	MergeRemoteState(buf []byte, join bool)
+	// NotifyMsg takes a peer's broadcast (see Membership.Broadcast).
+	// buf is only valid during the call.
+	NotifyMsg(buf []byte)
+}
+
+// Gossip bounds.
+const (
+	// MaxStateSize bounds a Gossip's push/pull state (memberlist refuses
+	// states over 20 MiB; ours stay well below).
+	MaxStateSize = 4 << 20
+	// maxQueuedBroadcasts bounds the broadcasts waiting to be sent; the
+	// oldest are dropped first.
+	maxQueuedBroadcasts = 1024
+	// broadcastRetransmitMult is memberlist's RetransmitMult for user
+	// broadcasts: each is sent about mult*log(n+1) times.
+	broadcastRetransmitMult = 4
+)
+
 // Stats counts membership events.
 type Stats struct {
 	RejectedMeta uint64 // join/update events whose metadata was refused
 	JoinFailures uint64 // failed join attempts
 	Joined       bool   // a join has succeeded (always true without Join)
+	// DroppedStates counts gossip states over MaxStateSize, ours not
+	// sent and peers' not taken.
+	DroppedStates uint64
 }
 
 // Membership is a running memberlist. All methods are safe for concurrent
@@ -160,6 +200,12 @@ type Membership struct {
 
 	rejected, joinFailures atomic.Uint64
 	joined                 atomic.Bool
+
+	gossip        Gossip
+	queue         *memberlist.TransmitLimitedQueue
+	numMembers    atomic.Int64 // len(members), read by the queue
+	maxBroadcast  int
+	droppedStates atomic.Uint64
 
 	cancel   context.CancelFunc
 	joinDone chan struct{}
@@ -195,6 +241,12 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		changed:  make(chan struct{}),
 		notify:   make(chan struct{}, 1),
 		joinDone: make(chan struct{}),
+		gossip:   cfg.Gossip,
+	}
+	m.numMembers.Store(1)
+	m.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return int(m.numMembers.Load()) },
+		RetransmitMult: broadcastRetransmitMult,
 	}
 	metaBytes, _ := json.Marshal(cfg.Meta) // size checked by Validate
 
@@ -213,7 +265,14 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	applyTiming(mc, cfg.Timing)
 	mc.Logger = log.New(&stdLogWriter{logger: logger}, "", 0)
 	mc.LogOutput = nil
-	mc.Delegate = metaDelegate{meta: metaBytes}
+	// What a broadcast may use of a gossip packet: the UDP buffer less
+	// memberlist's compound and user-message framing, the encryption
+	// overhead and a margin for the label.
+	m.maxBroadcast = mc.UDPBufferSize - 16
+	if len(cfg.SecretKey) > 0 {
+		m.maxBroadcast -= 64
+	}
+	mc.Delegate = &delegate{meta: metaBytes, m: m}
 	mc.Events = &events{m: m}
 
 	ml, err := memberlist.Create(mc)
@@ -325,7 +384,7 @@ func (m *Membership) Notify() <-chan struct{} { return m.notify }
 
 // Stats returns the membership counters.
 func (m *Membership) Stats() Stats {
-	return Stats{RejectedMeta: m.rejected.Load(), JoinFailures: m.joinFailures.Load(), Joined: m.joined.Load()}
+	return Stats{RejectedMeta: m.rejected.Load(), JoinFailures: m.joinFailures.Load(), Joined: m.joined.Load(), DroppedStates: m.droppedStates.Load()}
 }
 
 // Leave broadcasts that this node is leaving and waits up to timeout for the
@@ -363,9 +422,46 @@ func (m *Membership) Shutdown() error {
 	return nil
 }
 
+// MaxBroadcastSize is the largest message Broadcast takes.
+func (m *Membership) MaxBroadcastSize() int { return m.maxBroadcast }
+
+// errNoGossip is returned by Broadcast without Config.Gossip.
+var errNoGossip = errors.New("membership: broadcast: no gossip payload is configured")
+
+// Broadcast queues msg for the other nodes' Gossip.NotifyMsg. Delivery is
+// best effort (UDP, each message sent a few times to random nodes); the
+// push/pull state is what makes nodes converge. It refuses a message over
+// MaxBroadcastSize. The queue is bounded: the oldest broadcasts are
+// dropped when it is full.
+func (m *Membership) Broadcast(msg []byte) error {
+	if m.gossip == nil {
+		return errNoGossip
+	}
+	if len(msg) > m.maxBroadcast {
+		return fmt.Errorf("membership: broadcast of %d bytes, at most %d", len(msg), m.maxBroadcast)
+	}
+	m.queue.QueueBroadcast(broadcast(slices.Clone(msg)))
+	if m.queue.NumQueued() > maxQueuedBroadcasts {
+		m.queue.Prune(maxQueuedBroadcasts)
+	}
+	return nil
+}
+
+// QueuedBroadcasts returns the number of broadcasts waiting to be sent.
+func (m *Membership) QueuedBroadcasts() int { return m.queue.NumQueued() }
+
+// broadcast is one queued user message; broadcasts never replace each
+// other.
+type broadcast []byte
+
+func (b broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b broadcast) Message() []byte                       { return b }
+func (b broadcast) Finished()                             {}
+
 // changedLocked wakes WaitForExpect callers and the Notify consumer. m.mu
 // must be held.
 func (m *Membership) changedLocked() {
+	m.numMembers.Store(int64(len(m.members)))
 	close(m.changed)
 	m.changed = make(chan struct{})
 	select {
@@ -440,19 +536,59 @@ func (e *events) upsert(n *memberlist.Node, what string) {
 	m.changedLocked()
 }
 
-// metaDelegate serves this node's metadata; it sends no user messages.
-type metaDelegate struct{ meta []byte }
+// delegate is the memberlist.Delegate: it serves this node's metadata and
+// connects the Gossip, if any.
+type delegate struct {
+	meta []byte
+	m    *Membership
+}
 
-func (d metaDelegate) NodeMeta(limit int) []byte {
+var _ memberlist.Delegate = (*delegate)(nil)
+
+func (d *delegate) NodeMeta(limit int) []byte {
 	if len(d.meta) > limit {
 		return nil
 	}
 	return d.meta
 }
-func (metaDelegate) NotifyMsg([]byte)                           {}
-func (metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (metaDelegate) LocalState(join bool) []byte                { return nil }
-func (metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) NotifyMsg(buf []byte) {
+	if d.m.gossip != nil {
+		d.m.gossip.NotifyMsg(buf)
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	if d.m.gossip == nil {
+		return nil
+	}
+	return d.m.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(join bool) []byte {
+	if d.m.gossip == nil {
+		return nil
+	}
+	b := d.m.gossip.LocalState(join)
+	if len(b) > MaxStateSize {
+		d.m.droppedStates.Add(1)
+		d.m.logger.Warn("gossip state over the size limit: not sent", "bytes", len(b), "limit", MaxStateSize)
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	if d.m.gossip == nil || len(buf) == 0 {
+		return
+	}
+	if len(buf) > MaxStateSize {
+		d.m.droppedStates.Add(1)
+		d.m.logger.Debug("peer gossip state over the size limit: dropped", "bytes", len(buf), "limit", MaxStateSize)
+		return
+	}
+	d.m.gossip.MergeRemoteState(buf, join)
+}
 
 // stdLogWriter maps memberlist's "[LEVEL] memberlist: msg" lines to slog.
 type stdLogWriter struct{ logger *slog.Logger }

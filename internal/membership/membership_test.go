@@ -137,7 +137,7 @@ func TestInvalidMetaIsRejected(t *testing.T) {
 		c := memberlist.DefaultLANConfig()
 		c.Name, c.BindAddr, c.BindPort = tc.name, "127.0.0.1", 0
 		c.Logger = log.New(io.Discard, "", 0)
-		c.Delegate = metaDelegate{meta: []byte(tc.meta)}
+		c.Delegate = &delegate{meta: []byte(tc.meta), m: &Membership{}}
 		ml, err := memberlist.Create(c)
 		if err != nil {
 			t.Fatal(err)

@@ -88,6 +88,7 @@ type detector struct {
 
 	fromEngine chan *types.Evidence
 	relays     map[evidence.NodeID]*relay
+	gossip     *evidenceGossip // signs found records into the own log (gossip.go); nil-safe
 
 	mu   sync.Mutex
 	book *score.Book
@@ -308,6 +309,7 @@ func (d *detector) handle(ctx context.Context, e *evidence.Evidence, from eviden
 		d.log.Error("evidence not persisted (it counts until the node restarts)", "id", e.ID().Short(), "err", err)
 	}
 	d.relayLocked(e, from)
+	d.gossip.evidence(e, from)
 	d.decideLocked(ctx)
 	return resultAdded, nil
 }

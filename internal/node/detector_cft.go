@@ -309,6 +309,7 @@ func (d *detector) flushAttestations(ctx context.Context) {
 	batch := d.outbox
 	d.outbox = nil
 	d.outMu.Unlock()
+	d.gossip.attestations(batch)
 	for len(batch) > 0 {
 		k := min(len(batch), maxAttestationBatch)
 		body, err := encodeAttestations(batch[:k])

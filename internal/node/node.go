@@ -246,6 +246,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		wantsJoin = !hasState && len(cfg.InitialMembers) == 0 && cfg.BootstrapExpect == 0
 	}
 
+	var evGossip membership.Gossip
+	if n.det != nil {
+		if n.det.gossip, err = newEvidenceGossip(n.det, cfg.NodeID, filepath.Join(cfg.DataDir, "detector"), n.registry); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = n.det.gossip.close() })
+		evGossip = n.det.gossip
+	}
 	var gossipKey []byte
 	if cfg.GossipKeyFile != "" {
 		gossipKey, err = readGossipKey(cfg.GossipKeyFile)
@@ -261,11 +269,15 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		SecretKey:     gossipKey,
 		Meta:          membership.Meta{ID: cfg.NodeID, PeerAddr: cfg.PeerAdvertiseAddr(), APIAddr: cfg.APIAddr, Join: wantsJoin},
 		Logger:        logger,
+		Gossip:        evGossip,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s: %w", cfg.GossipAddr, err)
 	}
 	closers = append(closers, func() { _ = n.members.Shutdown() })
+	if n.det != nil {
+		n.det.gossip.attach(n.members)
+	}
 
 	apiHandler, err := api.New(api.Config{Backend: n, Logger: logger, Registry: n.registry, MaxRequestBytes: cfg.Limits.MaxRequestBytes, EnableDebug: cfg.EnableDebug})
 	if err != nil {
@@ -345,6 +357,9 @@ func (n *Node) Run(ctx context.Context) error {
 			g.Go(func() error { return n.det.run(gctx) })
 		}
 	}
+	if n.det != nil {
+		g.Go(func() error { n.det.gossip.run(gctx); return nil })
+	}
 	if n.ckpt != nil {
 		g.Go(func() error { return n.ckpt.run(gctx) })
 	}
@@ -380,6 +395,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		errs = append(errs, err)
+	}
+	if n.det != nil {
+		_ = n.det.gossip.close()
 	}
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
