@@ -5,6 +5,7 @@ package engine
 import (
 	"crypto/ed25519"
 	"encoding/binary"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -149,13 +150,20 @@ func (e *Engine) equivocate(p *types.Proposal) bool {
 }
 
 // forgeSignature sends the peers p's block with the client signature of
-// its first command entry corrupted, signed by this node, and reports
-// whether the block had such an entry.
+// its first command entry corrupted — or, when it has none, with a command
+// entry of a fresh client whose signature is corrupted appended — signed by
+// this node.
 func (e *Engine) forgeSignature(p *types.Proposal) bool {
 	forged := *p.Block
 	payload, i, ok := forgePayload(p.Block.Payload)
 	if !ok {
-		return false
+		cmd, err := forgedEntry(time.Now())
+		if err != nil {
+			e.log.Error("byzantine build: cannot forge a command entry", "err", err)
+			return false
+		}
+		i = len(p.Block.Payload)
+		payload = append(slices.Clone(p.Block.Payload), cmd)
 	}
 	forged.Payload = payload
 	h := forged.Hash()
@@ -188,6 +196,27 @@ func forgePayload(payload [][]byte) (out [][]byte, index int, ok bool) {
 		return out, i, true
 	}
 	return nil, 0, false
+}
+
+// forgedEntry returns a command entry at time now, signed by a fresh
+// client key, with one bit of the signature flipped.
+func forgedEntry(now time.Time) ([]byte, error) {
+	_, client, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	env := smr.Envelope{Client: client.Public().(ed25519.PublicKey), Seq: 1, Command: []byte("forged")}
+	env.Sig = ed25519.Sign(client, env.SignBytes())
+	ent := smr.NewCommandEntry(now.UnixNano(), env)
+	b, err := ent.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	out, _, ok := forgePayload([][]byte{b})
+	if !ok {
+		return nil, errors.New("the forged entry is not a command entry")
+	}
+	return out[0], nil
 }
 
 // doubleVote sends v to to (every peer when empty), then a second vote of

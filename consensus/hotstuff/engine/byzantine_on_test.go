@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -40,6 +41,19 @@ func TestForgePayload(t *testing.T) {
 	}
 	if _, _, ok := forgePayload([][]byte{marker}); ok {
 		t.Fatal("a payload without command entries was forged")
+	}
+	fe, err := forgedEntry(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Validate(fe); err == nil {
+		t.Fatal("the forged entry of a fresh client validates")
+	}
+	// The detector's rule agrees: both are proofs against their leader.
+	for _, cmd := range [][]byte{out[1], fe} {
+		if evidence.ValidateClientPayload(cmd) == nil {
+			t.Fatal("evidence.ValidateClientPayload accepts a forged entry")
+		}
 	}
 }
 
