@@ -123,9 +123,14 @@ var errNotClientPayload = errors.New("payload is neither a valid client envelope
 //
 //   - a binary smr.Envelope whose client signature verifies (the HotStuff
 //     payload command format), or
+//
 //   - a binary smr.Entry that is not a command or batch entry, or a
 //     command or batch entry whose envelopes' client signatures all verify
 //     (the Raft entry format).
+//
+//   - a well-formed HotStuff read marker (0xFF 'R' | id length u8, at
+//     least 1 | id | nonce u64): correct leaders order linearizable reads
+//     with them, and they carry no signature to check.
 //
 // Otherwise it returns an error naming both failures. The rule is
 // deliberately lenient: a payload counts as invalid only if it is invalid
@@ -134,6 +139,9 @@ var errNotClientPayload = errors.New("payload is neither a valid client envelope
 // ACL or the replicated state, so every replica reaches the same verdict
 // from the bytes alone.
 func ValidateClientPayload(payload []byte) error {
+	if isReadMarker(payload) {
+		return nil
+	}
 	var env smr.Envelope
 	envErr := env.UnmarshalBinary(payload)
 	if envErr == nil {
@@ -155,4 +163,12 @@ func ValidateClientPayload(payload []byte) error {
 		}
 	}
 	return fmt.Errorf("%w: as an envelope: %v; as an entry: %v", errNotClientPayload, envErr, entErr)
+}
+
+// isReadMarker reports whether payload is a well-formed read marker of the
+// HotStuff engine (consensus/hotstuff/engine, validator.go): no command or
+// batch entry starts with 0xFF (entry versions are small numbers), and the
+// length must match exactly, so nothing else passes for one.
+func isReadMarker(payload []byte) bool {
+	return len(payload) >= 3 && payload[0] == 0xFF && payload[1] == 'R' && payload[2] != 0 && len(payload) == 3+int(payload[2])+8
 }

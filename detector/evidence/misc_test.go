@@ -129,6 +129,9 @@ func TestValidateClientPayload(t *testing.T) {
 		{"forged entry", entry(t, false, "x"), false},
 		{"valid batch", batch(t, true, true), true},
 		{"batch with a forged envelope", batch(t, true, false), false},
+		{"read marker", append([]byte{0xFF, 'R', 2, 'n', '1'}, make([]byte, 8)...), true},
+		{"read marker of the wrong length", append([]byte{0xFF, 'R', 2, 'n', '1'}, make([]byte, 7)...), false},
+		{"read marker without an id", append([]byte{0xFF, 'R', 0}, make([]byte, 8)...), false},
 		{"garbage", []byte("garbage"), false},
 		{"empty", nil, false},
 	}

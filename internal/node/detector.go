@@ -230,6 +230,11 @@ func (d *detector) run(ctx context.Context) error {
 			d.runCFT(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.misbehave(ctx)
+	}()
 	for id, r := range d.relays {
 		wg.Add(1)
 		go func() {

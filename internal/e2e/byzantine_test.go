@@ -1,0 +1,301 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/devcluster"
+)
+
+// byzantineCase is one behaviour of the byzantine build and the verdict
+// every correct node must reach.
+type byzantineCase struct {
+	// behaviour is the value of TANDEM_BYZANTINE for node4; the node logs
+	// "byzantine: <behaviour>" when it acts.
+	behaviour string
+	// quarantine: every correct node quarantines node4 with irrefutable
+	// evidence of this kind. Zero: no one is quarantined anywhere.
+	quarantine evidence.Kind
+	// observed, for verdicts without quarantine, reports whether correct
+	// node id shows the behaviour was seen (and nothing more): counters,
+	// records. Polled with writes running until it holds on every correct
+	// node.
+	observed func(t *testing.T, b *byzantineRun, id string) bool
+}
+
+// byzantineRun is the running cluster of one case.
+type byzantineRun struct {
+	c       *cluster
+	adm     *adminHTTP
+	cl      *client.Client
+	correct []string
+	watch   *actWatch
+	members *evidence.Members
+}
+
+// TestBFTByzantineBehaviours: for each behaviour of the byzantine build,
+// four processes in bft mode, node4 the byzantine build told to misbehave
+// that way, writes through the correct nodes; every correct node must
+// reach the verdict of the seed's detector table (docs/detector.md,
+// "Byzantine behaviours and verdicts"):
+//
+//   - forge-signature (a leader-signed block with an invalid client
+//     signature) and double-vote (two signed votes in one view) are
+//     irrefutable: quarantine, with evidence of that kind that verifies
+//     against the member keys alone;
+//   - garbage (malformed, unknown and oversized frames, votes whose
+//     signature fails) is dropped and counted, with no evidence and no
+//     quarantine: a bad signature received over a channel proves nothing
+//     to a third party;
+//   - withhold-votes changes nothing: the others form quorums without
+//     node4, and nothing scores the missing votes;
+//   - false-accuse: node4's signed accusations against node1 verify and are
+//     kept, but one accuser is below f+1: no one is quarantined and the
+//     threat level stays 0.
+//
+// Each case logs its detection latency: from node4's first act (its own
+// log) to the verdict on the last correct node.
+func TestBFTByzantineBehaviours(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	byzBinary := buildByzantine(t)
+	cases := []byzantineCase{
+		{behaviour: "forge-signature", quarantine: evidence.KindInvalidClientSignature},
+		{behaviour: "double-vote", quarantine: evidence.KindDoubleVote},
+		{behaviour: "garbage", observed: func(t *testing.T, b *byzantineRun, id string) bool {
+			for _, name := range []string{
+				`tandem_hotstuff_frames_dropped_total{reason="malformed"}`,
+				`tandem_hotstuff_frames_dropped_total{reason="unknown_kind"}`,
+				`tandem_hotstuff_frames_dropped_total{reason="oversize"}`,
+				`tandem_hotstuff_messages_rejected_total`,
+			} {
+				if v := metricFloat(t, b, id, name); v <= 0 {
+					return false
+				}
+			}
+			return true
+		}},
+		{behaviour: "withhold-votes", observed: func(t *testing.T, b *byzantineRun, id string) bool {
+			// Nothing to see but progress: a few views committed since the
+			// first withheld vote.
+			return metricFloat(t, b, id, "tandem_hotstuff_blocks_committed_total") >= 10
+		}},
+		{behaviour: "false-accuse", observed: func(t *testing.T, b *byzantineRun, id string) bool {
+			var list api.EvidenceListView
+			if err := b.adm.get(context.Background(), b.c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+				t.Logf("%s: evidence list: %v", id, err)
+				return false
+			}
+			for _, s := range list.Evidence {
+				if s.Kind != evidence.KindAccusation.String() || s.Offender != "node1" || !s.Verified {
+					t.Fatalf("%s keeps unexpected evidence: %+v", id, s)
+				}
+			}
+			return len(list.Evidence) > 0
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.behaviour, func(t *testing.T) { runByzantineCase(t, byzBinary, tc) })
+	}
+}
+
+func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
+	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
+		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := processLog()
+	c := newCluster(t, layout, out)
+	watch := &actWatch{out: out, marker: "byzantine: " + tc.behaviour}
+	byz := devcluster.New(layout, byzBinary, watch)
+	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
+	if err := byz.SetEnv(byzantineNode, "TANDEM_BYZANTINE="+tc.behaviour, "TANDEM_BYZANTINE_TARGET=node1"); err != nil {
+		t.Fatal(err)
+	}
+	correct := without(c.ids(), byzantineNode)
+	for _, id := range correct {
+		if err := c.Start(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := byz.Start(byzantineNode); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(30 * time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var endpoints []string
+	for _, id := range correct {
+		endpoints = append(endpoints, c.endpoint(id))
+	}
+	b := &byzantineRun{
+		c: c, correct: correct, watch: watch, members: memberKeys(t, layout),
+		cl:  c.newClient(c.admin, endpoints...),
+		adm: &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}},
+	}
+	defer b.adm.http.CloseIdleConnections()
+
+	writes := 0
+	write := func() {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer wcancel()
+		if _, err := b.cl.SetConfig(wctx, "k-"+strconv.Itoa(writes), "v"); err == nil {
+			writes++
+		}
+	}
+
+	// Poll every correct node until each reached its verdict, writing
+	// meanwhile; a quarantine anywhere that the case does not expect
+	// fails at once.
+	at := map[string]time.Time{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(at) < len(correct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 20s only %v reached the verdict (node4 acted: %v; %d writes)", at, !watch.first().IsZero(), writes)
+		}
+		write()
+		for _, id := range correct {
+			var v api.QuarantineView
+			if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/quarantine", &v); err != nil {
+				t.Logf("%s: quarantine list: %v", id, err)
+				continue
+			}
+			for _, q := range v.Quarantined {
+				if tc.quarantine == 0 || q.Node != byzantineNode {
+					t.Fatalf("%s quarantined %s: %+v", id, q.Node, q)
+				}
+				if _, ok := at[id]; !ok {
+					at[id] = q.Since
+				}
+			}
+			if _, ok := at[id]; !ok && tc.quarantine == 0 && !watch.first().IsZero() && tc.observed(t, b, id) {
+				at[id] = time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := watch.first()
+	if first.IsZero() {
+		t.Fatalf("node4 reached a verdict but never logged %q", watch.marker)
+	}
+	var last time.Time
+	for _, s := range at {
+		if s.After(last) {
+			last = s
+		}
+	}
+	verdict := "observed"
+	if tc.quarantine != 0 {
+		verdict = "quarantine"
+	}
+	t.Logf("%s: detection latency %s from node4's first act (%s) to %s on the last correct node; per node: %v; %d writes meanwhile",
+		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes)
+
+	// The verdict itself, on every correct node.
+	for _, id := range correct {
+		if tc.quarantine != 0 {
+			// Every proof names node4; one of them is of the case's kind.
+			// (A forging leader also signed the original block of the
+			// view, which it serves to peers that fetch it: an
+			// equivocation proof may join the first.)
+			kinds := map[evidence.Kind]bool{}
+			for _, e := range quarantineEvidence(ctx, t, c, b.adm, id, b.members) {
+				if !e.Irrefutable() || e.Offender != byzantineNode {
+					t.Fatalf("%s evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
+				}
+				kinds[e.Kind] = true
+			}
+			if !kinds[tc.quarantine] {
+				t.Fatalf("%s quarantined node4 on %v, without %s evidence", id, kinds, tc.quarantine)
+			}
+			continue
+		}
+		if got := metricFloat(t, b, id, "tandem_quarantined_members"); got != 0 {
+			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, got)
+		}
+		if got := metricFloat(t, b, id, "tandem_detector_threat_level"); got != 0 {
+			t.Fatalf("%s: tandem_detector_threat_level is %v, want 0", id, got)
+		}
+		if tc.behaviour != "false-accuse" {
+			var list api.EvidenceListView
+			if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+				t.Fatal(err)
+			}
+			if len(list.Evidence) != 0 {
+				t.Fatalf("%s keeps evidence: %+v", id, list.Evidence)
+			}
+		}
+	}
+
+	// Writes keep committing through every correct node.
+	for i := range 10 {
+		if _, err := b.cl.SetConfig(ctx, "after-"+strconv.Itoa(i), "v"); err != nil {
+			t.Fatalf("write %d after the verdict: %v", i, err)
+		}
+	}
+	c.waitConverged(correct, 20*time.Second)
+}
+
+// metricFloat returns the value of the metric line name on correct node
+// id, or -1 when it has none.
+func metricFloat(t *testing.T, b *byzantineRun, id, name string) float64 {
+	t.Helper()
+	s := metricLine(t, b.adm.http, b.c.endpoint(id), name)
+	if s == "" {
+		return -1
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("%s: metric %s = %q: %v", id, name, s, err)
+	}
+	return v
+}
+
+// actWatch passes the byzantine node's log through and records the time
+// of its first line containing marker (the log's own time= field).
+type actWatch struct {
+	out    io.Writer
+	marker string
+
+	mu      sync.Mutex
+	buf     []byte
+	firstAt time.Time
+}
+
+func (w *actWatch) Write(p []byte) (int, error) {
+	_, _ = w.out.Write(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		if w.firstAt.IsZero() && strings.Contains(line, w.marker) {
+			w.firstAt = logTime(line)
+		}
+	}
+	return len(p), nil
+}
+
+func (w *actWatch) first() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.firstAt
+}
