@@ -23,9 +23,15 @@ type byzantineCase struct {
 	// behaviour is the value of TANDEM_BYZANTINE for node4; the node logs
 	// "byzantine: <behaviour>" when it acts.
 	behaviour string
-	// quarantine: every correct node quarantines node4 with irrefutable
-	// evidence of this kind. Zero: no one is quarantined anywhere.
+	// quarantine: every correct node quarantines node4 with evidence of
+	// this kind: irrefutable, or (KindAccusation) signed accusations of
+	// metric accused from at least f+1 distinct correct members. Zero: no
+	// one is quarantined anywhere.
 	quarantine evidence.Kind
+	accused    evidence.Metric
+	// warn: node4 ends with a warning (a positive score below the anomaly
+	// threshold, from accusations of metric accused) and nothing more.
+	warn bool
 	// observed, for verdicts without quarantine, reports whether correct
 	// node id shows the behaviour was seen (and nothing more): counters,
 	// records. Polled with writes running until it holds on every correct
@@ -54,14 +60,18 @@ type byzantineRun struct {
 //     irrefutable: quarantine, with evidence of that kind that verifies
 //     against the member keys alone;
 //   - garbage (malformed, unknown and oversized frames, votes whose
-//     signature fails) is dropped and counted, with no evidence and no
-//     quarantine: a bad signature received over a channel proves nothing
-//     to a third party;
-//   - withhold-votes changes nothing: the others form quorums without
-//     node4, and nothing scores the missing votes;
+//     signature fails): the frames are dropped and counted; a bad
+//     signature received over a channel proves nothing to a third party,
+//     so each correct node signs a signature-failure accusation, and with
+//     f+1 distinct accusers node4 is quarantined (the table: signature
+//     failure → quarantine);
+//   - withhold-votes: the others form quorums without node4; each
+//     collector counts its missing votes as late ones and signs
+//     vote-latency accusations, which with f+1 accusers give node4 a
+//     warning (the table: vote latency → warning) and never a quarantine;
 //   - false-accuse: node4's signed accusations against node1 verify and are
-//     kept, but one accuser is below f+1: no one is quarantined and the
-//     threat level stays 0.
+//     kept, but one lying accuser is below f+1: no one is quarantined and
+//     the threat level stays 0.
 //
 // Each case logs its detection latency: from node4's first act (its own
 // log) to the verdict on the last correct node.
@@ -73,23 +83,9 @@ func TestBFTByzantineBehaviours(t *testing.T) {
 	cases := []byzantineCase{
 		{behaviour: "forge-signature", quarantine: evidence.KindInvalidClientSignature},
 		{behaviour: "double-vote", quarantine: evidence.KindDoubleVote},
-		{behaviour: "garbage", observed: func(t *testing.T, b *byzantineRun, id string) bool {
-			for _, name := range []string{
-				`tandem_hotstuff_frames_dropped_total{reason="malformed"}`,
-				`tandem_hotstuff_frames_dropped_total{reason="unknown_kind"}`,
-				`tandem_hotstuff_frames_dropped_total{reason="oversize"}`,
-				`tandem_hotstuff_messages_rejected_total`,
-			} {
-				if v := metricFloat(t, b, id, name); v <= 0 {
-					return false
-				}
-			}
-			return true
-		}},
-		{behaviour: "withhold-votes", observed: func(t *testing.T, b *byzantineRun, id string) bool {
-			// Nothing to see but progress: a few views committed since the
-			// first withheld vote.
-			return metricFloat(t, b, id, "tandem_hotstuff_blocks_committed_total") >= 10
+		{behaviour: "garbage", quarantine: evidence.KindAccusation, accused: evidence.MetricSignatureFailure},
+		{behaviour: "withhold-votes", warn: true, accused: evidence.MetricVoteLatencyP99, observed: func(t *testing.T, b *byzantineRun, id string) bool {
+			return metricFloat(t, b, id, `tandem_detector_score{member="node4"}`) > 0
 		}},
 		{behaviour: "false-accuse", observed: func(t *testing.T, b *byzantineRun, id string) bool {
 			var list api.EvidenceListView
@@ -198,14 +194,32 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 		}
 	}
 	verdict := "observed"
-	if tc.quarantine != 0 {
+	switch {
+	case tc.quarantine != 0:
 		verdict = "quarantine"
+	case tc.warn:
+		verdict = "warning"
 	}
 	t.Logf("%s: detection latency %s from node4's first act (%s) to %s on the last correct node; per node: %v; %d writes meanwhile",
 		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes)
 
 	// The verdict itself, on every correct node.
 	for _, id := range correct {
+		if tc.quarantine == evidence.KindAccusation {
+			// Accusations of node4 from f+1 distinct correct members, each
+			// verifying against the member keys.
+			accusers := map[evidence.NodeID]bool{}
+			for _, e := range quarantineEvidence(ctx, t, c, b.adm, id, b.members) {
+				if e.Kind != evidence.KindAccusation || e.Offender != byzantineNode || e.Accusation.Metric != tc.accused || e.Accusation.Accuser == byzantineNode {
+					t.Fatalf("%s evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
+				}
+				accusers[e.Accusation.Accuser] = true
+			}
+			if len(accusers) < 2 {
+				t.Fatalf("%s quarantined node4 on the accusations of %v: fewer than f+1 = 2", id, accusers)
+			}
+			continue
+		}
 		if tc.quarantine != 0 {
 			// Every proof names node4; one of them is of the case's kind.
 			// (A forging leader also signed the original block of the
@@ -226,8 +240,25 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 		if got := metricFloat(t, b, id, "tandem_quarantined_members"); got != 0 {
 			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, got)
 		}
-		if got := metricFloat(t, b, id, "tandem_detector_threat_level"); got != 0 {
-			t.Fatalf("%s: tandem_detector_threat_level is %v, want 0", id, got)
+		threat := metricFloat(t, b, id, "tandem_detector_threat_level")
+		if tc.warn {
+			// A warning: positive, below the anomaly threshold (0.7).
+			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score <= 0 || score >= 0.7 || threat >= 0.7 {
+				t.Fatalf("%s: node4's score %v, threat level %v; want a warning in (0, 0.7)", id, score, threat)
+			}
+			var list api.EvidenceListView
+			if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range list.Evidence {
+				if s.Kind != evidence.KindAccusation.String() || s.Offender != byzantineNode || !s.Verified {
+					t.Fatalf("%s keeps unexpected evidence: %+v", id, s)
+				}
+			}
+			continue
+		}
+		if threat != 0 {
+			t.Fatalf("%s: tandem_detector_threat_level is %v, want 0", id, threat)
 		}
 		if tc.behaviour != "false-accuse" {
 			var list api.EvidenceListView

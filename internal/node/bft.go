@@ -55,7 +55,7 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 	if base != nil {
 		genesis = nil
 	}
-	e, err := hsengine.New(hsengine.Config{
+	cfg := hsengine.Config{
 		ID:                   types.NodeID(n.cfg.NodeID),
 		Members:              members,
 		Key:                  key,
@@ -72,7 +72,9 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 		SnapshotInterval:     live.CheckpointInterval,
 		Logger:               logger,
 		OnEvidence:           n.det.onEngineEvidence,
-	})
+	}
+	n.det.observeEngine(&cfg) // signature failures and vote latencies (detector_observe.go)
+	e, err := hsengine.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}

@@ -87,6 +87,7 @@ type detector struct {
 	pushMu sync.Mutex
 
 	fromEngine chan *types.Evidence
+	obs        *observer // engine observations (detector_observe.go)
 	relays     map[evidence.NodeID]*relay
 	gossip     *evidenceGossip // signs found records into the own log (gossip.go); nil-safe
 
@@ -156,6 +157,7 @@ func newDetector(c detectorConfig) (*detector, error) {
 		clock:      c.Clock,
 		deliver:    c.Deliver,
 		fromEngine: make(chan *types.Evidence, engineEvidenceQueue),
+		obs:        newObserver(),
 		relays:     map[evidence.NodeID]*relay{},
 		mode:       quarantine.ModeBFT,
 		escalated:  map[evidence.ID]bool{},
@@ -269,6 +271,8 @@ func (d *detector) run(ctx context.Context) error {
 				continue
 			}
 			_, _ = d.handle(ctx, e, "")
+		case o := <-d.obs.ch:
+			d.observe(ctx, o)
 		case <-prune.C:
 			d.mu.Lock()
 			if n := d.book.Prune(d.clock()); n > 0 {
@@ -332,6 +336,7 @@ func (d *detector) decideLocked(ctx context.Context) {
 	now := d.clock()
 	dec := d.book.Decide(now)
 	d.metrics.threat.Set(dec.Threat)
+	d.metrics.scores(dec.Scores, d.members.IDs())
 	st := quarantine.State{Self: d.self, Mode: d.mode, Quarantined: d.manager.IDs()}
 	if eng := d.currentEngine(); eng != nil {
 		st.Leader = evidence.NodeID(eng.Status().LeaderID)
@@ -504,14 +509,18 @@ func (d *detector) verify(e *evidence.Evidence) error { return evidence.Verify(e
 // --- metrics and alerts ---
 
 type detectorMetrics struct {
-	evidence   *prometheus.CounterVec
-	alerts     *prometheus.CounterVec
-	node       *prometheus.GaugeVec
-	count      prometheus.Gauge
-	threat     prometheus.Gauge
-	dropped    prometheus.Counter
-	relayed    *prometheus.CounterVec
-	relayFails prometheus.Counter
+	evidence *prometheus.CounterVec
+	alerts   *prometheus.CounterVec
+	node     *prometheus.GaugeVec
+	count    prometheus.Gauge
+	threat   prometheus.Gauge
+	dropped  prometheus.Counter
+	score    *prometheus.GaugeVec
+	// observationsDropped counts engine observations dropped on a full
+	// queue.
+	observationsDropped prometheus.Counter
+	relayed             *prometheus.CounterVec
+	relayFails          prometheus.Counter
 	// cft mode
 	attestations  prometheus.Counter
 	exchangeFails prometheus.Counter
@@ -544,6 +553,14 @@ func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
 			Name: "tandem_detector_dropped_total",
 			Help: "Proofs from the engine dropped because the detector's queue was full.",
 		}),
+		score: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_detector_score",
+			Help: "Each member's anomaly score on this node, in [0, 1]: 1 with a verified proof, otherwise the score its f+1 top accusers give it.",
+		}, []string{"member"}),
+		observationsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_detector_observations_dropped_total",
+			Help: "Signature failures and vote latencies from the engine dropped because the detector's queue was full.",
+		}),
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_detector_relayed_total",
 			Help: "Evidence records delivered to peers, by the peer's answer (added, known, rejected).",
@@ -565,7 +582,7 @@ func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
 			Help: "Decisions that asked to escalate the cluster from cft to bft on new evidence.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.relayed, m.relayFails,
+	for _, c := range []prometheus.Collector{m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.score, m.observationsDropped, m.relayed, m.relayFails,
 		m.attestations, m.exchangeFails, m.escalations} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("detector metrics: %w", err)
@@ -576,6 +593,19 @@ func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
 
 func (m *detectorMetrics) alert(a quarantine.Alert) {
 	m.alerts.WithLabelValues(a.Kind.String()).Inc()
+}
+
+// scores sets every member's score gauge (0 when it has none).
+func (m *detectorMetrics) scores(ss []score.NodeScore, all []evidence.NodeID) {
+	for _, id := range all {
+		v := 0.0
+		for _, s := range ss {
+			if s.Node == id {
+				v = s.Score
+			}
+		}
+		m.score.WithLabelValues(string(id)).Set(v)
+	}
 }
 
 func (m *detectorMetrics) quarantined(q, all []evidence.NodeID) {

@@ -72,6 +72,7 @@ type evidenceGossip struct {
 	att   []*evidence.ProposalAttestation
 
 	fullLogged atomic.Bool
+	proofs     gossipProofs // used by run only (detector_fork.go)
 	metrics    struct {
 		dropped  *prometheus.CounterVec
 		received *prometheus.CounterVec
@@ -342,6 +343,7 @@ func (g *evidenceGossip) run(ctx context.Context) {
 			return
 		case <-tick.C:
 			g.flushAttestations()
+			g.takeProofs(ctx)
 		case <-g.wake:
 			g.inMu.Lock()
 			in := g.in
@@ -350,6 +352,7 @@ func (g *evidenceGossip) run(ctx context.Context) {
 			for _, m := range in {
 				g.feed(ctx, m)
 			}
+			g.takeProofs(ctx)
 		}
 	}
 }

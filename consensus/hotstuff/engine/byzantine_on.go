@@ -42,7 +42,10 @@ import (
 //     sends every peer a message frame that does not decode, a frame of an
 //     unknown kind, and a vote whose signature fails; every
 //     garbageOversizeEvery it also sends a frame header announcing more
-//     than any peer's frame limit. Peers drop and count them.
+//     than any peer's frame limit. Peers drop and count them; the vote
+//     whose signature fails is reported (Config.OnSignatureFailure), and
+//     the detectors' signature-failure accusations, f+1 of them,
+//     quarantine this node.
 
 // EnvByzantine selects the Byzantine behaviours of a byzantine build.
 const EnvByzantine = "TANDEM_BYZANTINE"

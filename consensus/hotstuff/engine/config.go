@@ -164,6 +164,17 @@ type Config struct {
 	// reports (equivocating proposals, double votes, invalid client
 	// payloads). It is called from the engine's loop and must not block.
 	OnEvidence func(*types.Evidence)
+	// OnSignatureFailure, when set, is called for every proposal, vote or
+	// timeout that names its sender as its signer and whose own signature
+	// fails (not one valid in the previous or next epoch): an observation
+	// over the sender's authenticated channel, which proves nothing to a
+	// third party. It is called from the engine's loop and must not block.
+	OnSignatureFailure func(from types.NodeID, kind types.MsgType)
+	// OnVote, when set, receives the votes this replica collects (as the
+	// leader of the next view) with their latency from the proposal, and
+	// each member whose vote did not arrive within VoteWait (Missing). It
+	// is called from the engine's loop and must not block.
+	OnVote func(VoteObservation)
 }
 
 // Validate checks the fields that have no default and the combinations.

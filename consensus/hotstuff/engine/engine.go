@@ -101,6 +101,7 @@ type Engine struct {
 	outCmds   [][]byte     // handed over this iteration, to forward to the leaders
 	lazy      []types.Hash // handed over, in order, to forward to every peer later
 	lastView  types.View
+	obs       observer // vote observation (observe.go)
 
 	proposeCh chan proposal
 	ctrlCh    chan func()
@@ -158,6 +159,7 @@ type counters struct {
 	blocksCommitted, entriesApplied     atomic.Uint64
 	blockRequestsServed, reforwarded    atomic.Uint64
 	blockRequestsRefused                atomic.Uint64
+	signatureFailures                   atomic.Uint64
 }
 
 // genesisState derives the genesis block's content from the epoch and the
@@ -216,6 +218,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		viewReqs:  map[types.NodeID]types.View{},
 		served:    map[types.NodeID]*rateWindow{},
 		inflight:  map[types.Hash]*inflightCmd{},
+		obs:       observer{views: map[types.View]*observedView{}},
 		proposeCh: make(chan proposal, 1024),
 		ctrlCh:    make(chan func()),
 		waiters:   map[types.Hash][]chan smr.Result{},
@@ -414,6 +417,9 @@ func (e *Engine) run() {
 			e.ticks++
 			e.core.Tick()
 			e.forwardLazy()
+			if e.ticks%sweepTicks == 0 {
+				e.sweepVotes()
+			}
 			if e.ticks%resendTicks == 0 {
 				e.reforward(resendTicks)
 			}
@@ -461,9 +467,20 @@ func (e *Engine) handleInbound(in inbound) {
 		case *types.Proposal:
 			e.noteProposed(m)
 		}
-		if err := e.core.Step(in.from, in.f.msg); err != nil {
+		err := e.core.Step(in.from, in.f.msg)
+		if err != nil {
 			e.stats.stepErrors.Add(1)
 			e.log.Debug("message rejected", "from", string(in.from), "type", in.f.msg.MsgType().String(), "err", err)
+			e.noteRejected(in.from, in.f.msg, err)
+			return
+		}
+		switch m := in.f.msg.(type) {
+		case *types.Proposal:
+			if m.Block != nil {
+				e.noteProposalSeen(m.Block.View)
+			}
+		case *types.Vote:
+			e.noteVote(in.from, m)
 		}
 	case frameCommands:
 		for _, c := range in.f.cmds {
@@ -633,6 +650,9 @@ func (e *Engine) processReady() error {
 	for _, m := range rd.Messages {
 		if p, ok := m.Msg.(*types.Proposal); ok {
 			e.noteProposed(p) // this replica's own
+			if p.Block != nil {
+				e.noteProposalSeen(p.Block.View)
+			}
 		}
 	}
 

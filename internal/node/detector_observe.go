@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/detector/evidence"
+)
+
+// Accusations from what the HotStuff engine observes (bft mode), after the
+// seed's table (DESIGN invariant 8):
+//
+//	engine Config.OnSignatureFailure ─┐ (non-blocking queue)
+//	engine Config.OnVote ─────────────┴─> observe (run goroutine)
+//	   signature failure of a sender ──> signed accusation (signature-failure),
+//	                                     at most one per sender per sigAccuseEvery
+//	   vote latencies per member (missing votes count as VoteWait) ──> p99 over
+//	     the last latencyWindow > 500 ms ──> signed accusation (vote-latency-p99),
+//	                                     at most one per member per latencyAccuseEvery
+//	accusations ──> handle: verify, store, relay, gossip, decide (like every record)
+//
+// An observation over an authenticated channel proves nothing to a third
+// party, so each is only an accusation, which counts with f+1 distinct
+// accusers (score.Book): f+1 members that saw bad signatures from X
+// quarantine X (the table's "signature failure → quarantine"); f+1 members
+// that saw X's votes late or never get X a warning, which never
+// quarantines (the table's "vote latency → warning").
+
+// Observation tuning.
+const (
+	// observeQueue bounds the observations the engine's loop hands over
+	// before the detector takes them (a full queue drops them).
+	observeQueue = 4096
+	// sigAccuseEvery: at most one signature-failure accusation per sender
+	// in this time; further failures are counted into the next one.
+	sigAccuseEvery = 30 * time.Second
+	// latencyWindow: the vote latencies the p99 is taken over are those
+	// observed in this time, at most latencyMaxSamples of them, and at
+	// least latencyMinSamples are needed.
+	latencyWindow     = time.Minute
+	latencyMaxSamples = 256
+	latencyMinSamples = 16
+	// latencyAccuseEvery: at most one vote-latency accusation per member
+	// in this time.
+	latencyAccuseEvery = 10 * time.Second
+)
+
+// observation is one report of the engine.
+type observation struct {
+	at time.Time
+	// sigFrom is set for a signature failure (of a message of sigKind).
+	sigFrom types.NodeID
+	sigKind types.MsgType
+	vote    hsengine.VoteObservation
+}
+
+// latencySample is one vote's latency.
+type latencySample struct {
+	at      time.Time
+	latency time.Duration
+	missing bool
+}
+
+// sigState is what the detector remembers of one sender's bad signatures.
+type sigState struct {
+	count   int64 // failures since the last accusation
+	kinds   map[types.MsgType]int64
+	accused time.Time
+}
+
+// latState is what the detector remembers of one member's vote latencies.
+type latState struct {
+	samples []latencySample // oldest first
+	accused time.Time
+}
+
+// observer is the detector's observation state, used by the run goroutine
+// only (ch excepted).
+type observer struct {
+	ch  chan observation
+	sig map[evidence.NodeID]*sigState
+	lat map[evidence.NodeID]*latState
+}
+
+func newObserver() *observer {
+	return &observer{ch: make(chan observation, observeQueue), sig: map[evidence.NodeID]*sigState{}, lat: map[evidence.NodeID]*latState{}}
+}
+
+// observeEngine makes a HotStuff engine built from cfg report signature
+// failures and collected votes to d. Safe on a nil d (no detector).
+func (d *detector) observeEngine(cfg *hsengine.Config) {
+	if d == nil {
+		return
+	}
+	cfg.OnSignatureFailure = d.onSignatureFailure
+	cfg.OnVote = d.onVote
+}
+
+// onSignatureFailure is the engine's Config.OnSignatureFailure: it runs on
+// the engine's loop and must not block.
+func (d *detector) onSignatureFailure(from types.NodeID, kind types.MsgType) {
+	d.enqueueObservation(observation{at: d.clock(), sigFrom: from, sigKind: kind})
+}
+
+// onVote is the engine's Config.OnVote: it runs on the engine's loop and
+// must not block.
+func (d *detector) onVote(v hsengine.VoteObservation) {
+	d.enqueueObservation(observation{at: d.clock(), vote: v})
+}
+
+func (d *detector) enqueueObservation(o observation) {
+	select {
+	case d.obs.ch <- o:
+	default:
+		d.metrics.observationsDropped.Inc()
+	}
+}
+
+// observe turns one observation into an accusation when its rule says so.
+func (d *detector) observe(ctx context.Context, o observation) {
+	if o.sigFrom != "" {
+		d.observeSignature(ctx, evidence.NodeID(o.sigFrom), o.sigKind, o.at)
+		return
+	}
+	d.observeVote(ctx, o.vote, o.at)
+}
+
+// accusable reports whether id is a member this node may accuse: another
+// member, not quarantined already (one verdict is enough).
+func (d *detector) accusable(id evidence.NodeID) bool {
+	return id != d.self && d.members.Contains(id) && !d.manager.IsQuarantined(id)
+}
+
+// observeSignature counts a bad signature of from and accuses it, at most
+// once per sigAccuseEvery (the value is the failures counted since the
+// last accusation).
+func (d *detector) observeSignature(ctx context.Context, from evidence.NodeID, kind types.MsgType, now time.Time) {
+	if !d.accusable(from) {
+		return
+	}
+	s := d.obs.sig[from]
+	if s == nil {
+		s = &sigState{kinds: map[types.MsgType]int64{}}
+		d.obs.sig[from] = s
+	}
+	s.count++
+	s.kinds[kind]++
+	if !s.accused.IsZero() && now.Sub(s.accused) < sigAccuseEvery {
+		return
+	}
+	detail := "hotstuff messages from the sender whose own signature failed:"
+	for _, k := range slices.Sorted(maps.Keys(s.kinds)) {
+		detail += fmt.Sprintf(" %s=%d", k, s.kinds[k])
+	}
+	if d.accuse(ctx, from, evidence.MetricSignatureFailure, s.count, detail, now) {
+		s.accused, s.count = now, 0
+		clear(s.kinds)
+	}
+}
+
+// observeVote records a vote's latency (a missing vote counts with the
+// time waited) and accuses the voter when the p99 of its recent votes is
+// above the table's bound, at most once per latencyAccuseEvery.
+func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, now time.Time) {
+	id := evidence.NodeID(v.From)
+	if !d.accusable(id) {
+		return
+	}
+	s := d.obs.lat[id]
+	if s == nil {
+		s = &latState{}
+		d.obs.lat[id] = s
+	}
+	s.samples = append(s.samples, latencySample{at: now, latency: v.Latency, missing: v.Missing})
+	cut := 0
+	for cut < len(s.samples) && (now.Sub(s.samples[cut].at) > latencyWindow || len(s.samples)-cut > latencyMaxSamples) {
+		cut++
+	}
+	s.samples = slices.Delete(s.samples, 0, cut)
+	if len(s.samples) < latencyMinSamples || (!s.accused.IsZero() && now.Sub(s.accused) < latencyAccuseEvery) {
+		return
+	}
+	p99, missing := latencyP99(s.samples)
+	if int64(p99) <= d.scfg.VoteLatencyP99.Threshold {
+		return
+	}
+	detail := fmt.Sprintf("p99 %s over the %d hotstuff votes this node collected in the last %s; %d never arrived within %s",
+		p99.Round(time.Millisecond), len(s.samples), latencyWindow, missing, hsengine.VoteWait)
+	if d.accuse(ctx, id, evidence.MetricVoteLatencyP99, int64(p99), detail, now) {
+		s.accused = now
+	}
+}
+
+// latencyP99 returns the nearest-rank 99th percentile of the samples'
+// latencies and how many of them are missing votes.
+func latencyP99(samples []latencySample) (time.Duration, int) {
+	ls := make([]time.Duration, len(samples))
+	missing := 0
+	for i, s := range samples {
+		ls[i] = s.latency
+		if s.missing {
+			missing++
+		}
+	}
+	slices.Sort(ls)
+	rank := (99*len(ls) + 99) / 100 // ⌈0.99·n⌉
+	return ls[max(rank-1, 0)], missing
+}
+
+// accuse signs an accusation of metric against accused and hands it to
+// handle like any record; it reports whether it was taken.
+func (d *detector) accuse(ctx context.Context, accused evidence.NodeID, metric evidence.Metric, value int64, detail string, now time.Time) bool {
+	if len(detail) > evidence.MaxDetail {
+		detail = detail[:evidence.MaxDetail]
+	}
+	a, err := evidence.SignAccusation(d.key, evidence.Accusation{Accuser: d.self, Accused: accused,
+		Metric: metric, Value: value, Epoch: d.epoch.Load(), At: now.UnixNano(), Detail: detail})
+	if err != nil {
+		d.log.Error("accusation not signed", "err", err)
+		return false
+	}
+	e, err := evidence.FromAccusation(a)
+	if err != nil {
+		d.log.Error("accusation does not encode", "err", err)
+		return false
+	}
+	d.log.Warn("accusing a member", "accused", string(accused), "metric", metric.String(), "value", value, "detail", detail)
+	res, _ := d.handle(ctx, e, "")
+	return res == resultAdded
+}
