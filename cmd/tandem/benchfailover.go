@@ -273,53 +273,6 @@ func (o *benchFailoverOptions) extraConfig() map[string]any {
 	return extra
 }
 
-// loadLog collects the completion times of the steady load's writes.
-type loadLog struct {
-	mu     sync.Mutex
-	done   []time.Time
-	errors int
-	first  error
-}
-
-func (l *loadLog) add(t time.Time, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		l.errors++
-		if l.first == nil {
-			l.first = err
-		}
-		return
-	}
-	l.done = append(l.done, t)
-}
-
-// gap returns the longest interval without a completed write that ends
-// after t0, looking at completions up to end; the interval still open at
-// end counts up to end.
-func (l *loadLog) gap(t0, end time.Time) time.Duration {
-	l.mu.Lock()
-	done := slices.Clone(l.done)
-	l.mu.Unlock()
-	slices.SortFunc(done, func(a, b time.Time) int { return a.Compare(b) })
-	prev := t0
-	if i, _ := slices.BinarySearchFunc(done, t0, func(a, b time.Time) int { return a.Compare(b) }); i > 0 {
-		prev = done[i-1]
-	}
-	var longest time.Duration
-	for _, t := range done {
-		if !t.After(t0) {
-			continue
-		}
-		if t.After(end) {
-			break
-		}
-		longest = max(longest, t.Sub(prev))
-		prev = t
-	}
-	return max(longest, end.Sub(prev))
-}
-
 // indexSample is one status poll of a node.
 type indexSample struct {
 	at    time.Time
@@ -366,28 +319,9 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 		}
 		defer writers[i].Close()
 	}
-	load := &loadLog{}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		stopLoad()
-		wg.Wait()
-	}()
-	for i, cl := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; loadCtx.Err() == nil; j++ {
-				wctx, cancel := context.WithTimeout(loadCtx, 30*time.Second)
-				_, err := cl.SetConfig(wctx, fmt.Sprintf("bench/failover/%d/%d", i, j%64), "v")
-				cancel()
-				if loadCtx.Err() != nil {
-					return
-				}
-				load.add(time.Now(), err)
-			}
-		}()
-	}
+	load := &ackLog{}
+	stopLoad := startLoad(ctx, writers, "bench/failover", load)
+	defer stopLoad()
 
 	phase.start = time.Now()
 	bar := startProgress(cmd.ErrOrStderr(), phase.status)
@@ -404,13 +338,11 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 	}
 	bar.stop()
 	stopLoad()
-	wg.Wait()
-	load.mu.Lock()
-	out.Writes, out.Errors = len(load.done), load.errors
-	if load.first != nil {
-		out.FirstError = "(first: " + load.first.Error() + ")"
+	var first error
+	out.Writes, out.Errors, first = load.totals()
+	if first != nil {
+		out.FirstError = "(first: " + first.Error() + ")"
 	}
-	load.mu.Unlock()
 	stats := func(f func(failoverRound) float64) msStats {
 		var v []float64
 		for _, r := range out.Rounds {
@@ -427,7 +359,7 @@ func (o *benchFailoverOptions) run(cmd *cobra.Command) (benchFailoverResult, err
 
 // round waits for the load to settle, kills the leader, measures the
 // recovery and restarts the killed node.
-func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *loadLog, phase *failoverPhase) (failoverRound, error) {
+func (o *benchFailoverOptions) round(ctx context.Context, r int, lc *localCluster, admin *client.Client, load *ackLog, phase *failoverPhase) (failoverRound, error) {
 	res := failoverRound{Round: r, NodesMillis: map[string]float64{}}
 	phase.set(r, "steady load")
 	select {

@@ -78,20 +78,20 @@ func TestBenchFailoverRaftConfig(t *testing.T) {
 	}
 }
 
-func TestLoadLogGap(t *testing.T) {
+func TestAckLogGap(t *testing.T) {
 	base := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
-	l := &loadLog{}
+	l := &ackLog{}
 	for _, ms := range []int{0, 10, 20, 30, 300, 310, 320} {
-		l.add(at(ms), nil)
+		l.add(at(ms), 0, nil)
 	}
 	// Killed at 35: nothing completes from 30 to 300.
 	if got := l.gap(at(35), at(330)); got != 270*time.Millisecond {
 		t.Fatalf("gap %s, want 270ms", got)
 	}
 	// Nothing completed after the kill yet: the gap is still open.
-	l2 := &loadLog{}
-	l2.add(at(0), nil)
+	l2 := &ackLog{}
+	l2.add(at(0), 0, nil)
 	if got := l2.gap(at(5), at(500)); got != 500*time.Millisecond {
 		t.Fatalf("open gap %s, want 500ms", got)
 	}

@@ -231,64 +231,6 @@ func (o *benchSwitchOptions) extraConfig() map[string]any {
 	return extra
 }
 
-// switchLoad is the steady load: when each write was acknowledged, at
-// which log index.
-type switchLoad struct {
-	mu     sync.Mutex
-	acks   []devAck
-	errors int
-	first  error
-}
-
-func (l *switchLoad) add(at time.Time, index uint64, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		l.errors++
-		if l.first == nil {
-			l.first = err
-		}
-		return
-	}
-	l.acks = append(l.acks, devAck{at: at, index: index})
-}
-
-// firstAbove returns the first write acknowledged at or after t at a log
-// index above base.
-func (l *switchLoad) firstAbove(t time.Time, base uint64) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, a := range l.acks {
-		if a.index > base && !a.at.Before(t) {
-			return a.at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// gap returns the longest interval without an acknowledged write that ends
-// after t0, up to end; the interval still open at end counts up to end.
-func (l *switchLoad) gap(t0, end time.Time) time.Duration {
-	l.mu.Lock()
-	acks := slices.Clone(l.acks)
-	l.mu.Unlock()
-	slices.SortFunc(acks, func(a, b devAck) int { return a.at.Compare(b.at) })
-	prev := t0
-	var longest time.Duration
-	for _, a := range acks {
-		if !a.at.After(t0) {
-			prev = a.at
-			continue
-		}
-		if a.at.After(end) {
-			break
-		}
-		longest = max(longest, a.at.Sub(prev))
-		prev = a.at
-	}
-	return max(longest, end.Sub(prev))
-}
-
 // firstLine records when a node's log first carries a marker, passing
 // every line on to out. The cluster writes one line per Write.
 type firstLine struct {
@@ -376,28 +318,9 @@ func (o *benchSwitchOptions) run(cmd *cobra.Command) (benchSwitchResult, error) 
 		return out, err
 	}
 	defer probe.Close()
-	load := &switchLoad{}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		stopLoad()
-		wg.Wait()
-	}()
-	for i, cl := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; loadCtx.Err() == nil; j++ {
-				wctx, cancel := context.WithTimeout(loadCtx, 30*time.Second)
-				res, err := cl.SetConfig(wctx, fmt.Sprintf("bench/switch/%d/%d", i, j%64), "v")
-				cancel()
-				if loadCtx.Err() != nil {
-					return
-				}
-				load.add(time.Now(), res.Index, err)
-			}
-		}()
-	}
+	load := &ackLog{}
+	stopLoad := startLoad(ctx, writers, "bench/switch", load)
+	defer stopLoad()
 
 	for r := 1; r <= o.rounds; r++ {
 		for _, to := range []string{smr.ModeBFT, smr.ModeCFT} {
@@ -421,13 +344,11 @@ func (o *benchSwitchOptions) run(cmd *cobra.Command) (benchSwitchResult, error) 
 		out.Unavailable = "not measured: this binary has no Byzantine behaviours (build it with -tags byzantine)"
 	}
 	stopLoad()
-	wg.Wait()
-	load.mu.Lock()
-	out.Writes, out.Errors = len(load.acks), load.errors
-	if load.first != nil {
-		out.FirstError = "(first: " + load.first.Error() + ")"
+	var first error
+	out.Writes, out.Errors, first = load.totals()
+	if first != nil {
+		out.FirstError = "(first: " + first.Error() + ")"
 	}
-	load.mu.Unlock()
 	summary := func(to string) switchSummary {
 		var c, p, a, g []float64
 		for _, r := range out.Rounds {
@@ -444,7 +365,7 @@ func (o *benchSwitchOptions) run(cmd *cobra.Command) (benchSwitchResult, error) 
 
 // switchRound lets the load settle, asks for a switch to mode to and
 // measures it.
-func (o *benchSwitchOptions) switchRound(ctx context.Context, r int, to string, lc *localCluster, admin, probe *client.Client, load *switchLoad) (switchRound, error) {
+func (o *benchSwitchOptions) switchRound(ctx context.Context, r int, to string, lc *localCluster, admin, probe *client.Client, load *ackLog) (switchRound, error) {
 	res := switchRound{Round: r, To: to}
 	select {
 	case <-time.After(o.settle):
@@ -538,7 +459,7 @@ func (o *benchSwitchOptions) waitEpoch(ctx context.Context, admin *client.Client
 
 // waitCommit waits for the first write acknowledged after t0 at an index
 // above base.
-func (o *benchSwitchOptions) waitCommit(ctx context.Context, load *switchLoad, t0 time.Time, base uint64) (time.Time, error) {
+func (o *benchSwitchOptions) waitCommit(ctx context.Context, load *ackLog, t0 time.Time, base uint64) (time.Time, error) {
 	deadline := time.Now().Add(o.roundTimeout)
 	for {
 		if at, ok := load.firstAbove(t0, base); ok {
@@ -557,7 +478,7 @@ func (o *benchSwitchOptions) waitCommit(ctx context.Context, load *switchLoad, t
 
 // gapAfter lets the load run on for a second past first, so that the gap
 // is closed by the load itself, and returns the longest gap from t0 on.
-func (o *benchSwitchOptions) gapAfter(ctx context.Context, load *switchLoad, t0, first time.Time) float64 {
+func (o *benchSwitchOptions) gapAfter(ctx context.Context, load *ackLog, t0, first time.Time) float64 {
 	select {
 	case <-time.After(time.Until(first.Add(time.Second))):
 	case <-ctx.Done():
@@ -567,7 +488,7 @@ func (o *benchSwitchOptions) gapAfter(ctx context.Context, load *switchLoad, t0,
 
 // escalate restarts byz with the equivocate behaviour, makes it the Raft
 // leader and measures the detector's escalation to bft.
-func (o *benchSwitchOptions) escalate(ctx context.Context, lc *localCluster, admin *client.Client, load *switchLoad, watch *firstLine, byz string) (*escalationRun, error) {
+func (o *benchSwitchOptions) escalate(ctx context.Context, lc *localCluster, admin *client.Client, load *ackLog, watch *firstLine, byz string) (*escalationRun, error) {
 	res := &escalationRun{Offender: byz, QuarantineMillis: map[string]float64{}}
 	var cur api.EpochStatus
 	if err := admin.AdminJSON(ctx, "", http.MethodGet, "/v1/admin/mode", nil, &cur); err != nil {

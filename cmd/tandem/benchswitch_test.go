@@ -57,7 +57,7 @@ func TestBenchSwitchConfig(t *testing.T) {
 func TestSwitchLoadGapAndFirstCommit(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	l := &switchLoad{}
+	l := &ackLog{}
 	for _, a := range []struct {
 		ms    int
 		index uint64

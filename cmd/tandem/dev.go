@@ -348,73 +348,8 @@ func reportLeader(ctx context.Context, out io.Writer, l *devcluster.Layout, mode
 	}
 }
 
-// devLoad is the tour's steady write load: when each write was
-// acknowledged and at which log index.
-type devLoad struct {
-	mu     sync.Mutex
-	acks   []devAck
-	failed int
-	last   error
-}
-
-type devAck struct {
-	at    time.Time
-	index uint64
-}
-
-func (l *devLoad) add(at time.Time, index uint64, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		l.failed++
-		l.last = err
-		return
-	}
-	l.acks = append(l.acks, devAck{at: at, index: index})
-}
-
-// since returns how many writes were acknowledged after t, and in total.
-func (l *devLoad) since(t time.Time) (n, total int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(l.acks, t, func(a devAck, t time.Time) int { return a.at.Compare(t) })
-	return len(l.acks) - i, len(l.acks)
-}
-
-// firstAbove returns the first acknowledged write at an index above base.
-func (l *devLoad) firstAbove(base uint64) (devAck, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, a := range l.acks {
-		if a.index > base {
-			return a, true
-		}
-	}
-	return devAck{}, false
-}
-
-// longestGap returns the longest time between consecutive acknowledged
-// writes from the last one before from on, up to to.
-func (l *devLoad) longestGap(from, to time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var prev time.Time
-	var longest time.Duration
-	for _, a := range l.acks {
-		if a.at.After(to) {
-			break
-		}
-		if !a.at.After(from) {
-			prev = a.at
-			continue
-		}
-		if !prev.IsZero() {
-			longest = max(longest, a.at.Sub(prev))
-		}
-		prev = a.at
-	}
-	return longest
-}
+// devLoad is the tour's steady write load.
+type devLoad struct{ ackLog }
 
 // run writes rate times a second to the correct nodes until ctx ends.
 func (l *devLoad) run(ctx context.Context, cl *client.Client, rate int) {
@@ -515,18 +450,16 @@ func (o *devOptions) tour(ctx context.Context, out io.Writer, l *devcluster.Layo
 			}
 		}
 		if !reportedFirst {
-			if a, ok := load.firstAbove(newBase); ok {
+			if at, ok := load.firstAbove(time.Time{}, newBase); ok {
 				reportedFirst = true
-				_, total := load.since(a.at)
+				_, total := load.since(at)
 				say("writes continue in %s: the first one committed in epoch %d %s after the epoch ended; longest pause between acknowledged writes %s; %d acknowledged so far",
-					mode, newEpoch, a.at.Sub(switchAt).Round(time.Millisecond), load.longestGap(switchAt.Add(-time.Second), a.at).Round(time.Millisecond), total)
+					mode, newEpoch, at.Sub(switchAt).Round(time.Millisecond), load.gap(switchAt.Add(-time.Second), at).Round(time.Millisecond), total)
 			}
 		}
 		if !upAt.IsZero() && now.Sub(lastReport) >= 5*time.Second {
 			n, total := load.since(lastReport)
-			load.mu.Lock()
-			failed := load.failed
-			load.mu.Unlock()
+			_, failed, _ := load.totals()
 			say("writes: %d acknowledged (%.1f/s over the last %s), %d failed", total, float64(n)/now.Sub(lastReport).Seconds(), now.Sub(lastReport).Round(time.Second), failed)
 			lastReport = now
 		}
