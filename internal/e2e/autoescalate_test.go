@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,39 +34,19 @@ func TestAutoEscalatesOnEquivocation(t *testing.T) {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	byzBinary := buildByzantine(t)
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "auto",
-		Extra: map[string]any{"raft": fastRaft, "view_change_timeout": "400ms", "vote_timeout": "120ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := processLog()
-	c := newCluster(t, layout, out)
-	// Only node4's binary knows the variable.
-	t.Setenv("TANDEM_BYZANTINE", "equivocate")
-	watch := &equivocationWatch{out: out}
-	byz := devcluster.New(layout, byzBinary, watch)
-	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
-	correct := without(c.ids(), byzantineNode)
-	for _, id := range correct {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := byz.Start(byzantineNode); err != nil {
-		t.Fatal(err)
-	}
+	s := newByzantineSetup(t, byzBinary, "auto", map[string]any{"raft": fastRaft, "view_change_timeout": "400ms", "vote_timeout": "120ms"},
+		"equivocate", equivocating)
+	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
+	s.startCorrect(t)
+	s.startByzantine(t)
 	c.waitReady(30 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	var endpoints []string
-	for _, id := range correct {
-		endpoints = append(endpoints, c.endpoint(id))
-	}
-	cl := c.newClient(c.admin, endpoints...)
+	cl := c.newClient(c.admin, s.endpoints()...)
 	defer cl.Close()
 	members := memberKeys(t, layout)
-	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	adm := s.admin()
 	defer adm.http.CloseIdleConnections()
 
 	// Make node4 lead (it may already).

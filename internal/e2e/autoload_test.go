@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/internal/devcluster"
 	"github.com/tandem-consensus/tandem/internal/linearize"
 )
 
@@ -38,35 +36,20 @@ func TestAutoLoadEscalatesAndCalmsDown(t *testing.T) {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	byzBinary := buildByzantine(t)
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "auto",
-		Extra: map[string]any{"raft": fastRaft, "view_change_timeout": "400ms", "vote_timeout": "120ms", "auto_deescalate_after": "2s"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := processLog()
-	c := newCluster(t, layout, out)
-	t.Setenv("TANDEM_BYZANTINE", "equivocate")
-	watch := &equivocationWatch{out: out}
-	byz := devcluster.New(layout, byzBinary, watch)
-	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
+	s := newByzantineSetup(t, byzBinary, "auto",
+		map[string]any{"raft": fastRaft, "view_change_timeout": "400ms", "vote_timeout": "120ms", "auto_deescalate_after": "2s"},
+		"equivocate", equivocating)
+	c, correct, watch := s.c, s.correct, s.watch
 	// The correct nodes start first (3 of 4 voters are a Raft quorum) and
 	// carry the load for a while; then node4 joins and is made leader.
-	correct := without(c.ids(), byzantineNode)
-	for _, id := range correct {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.startCorrect(t)
 	c.waitLeader(correct, 30*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var endpoints []string
-	for _, id := range correct {
-		endpoints = append(endpoints, c.endpoint(id))
-	}
+	endpoints := s.endpoints()
 	admin := c.newClient(c.admin, endpoints...)
-	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	adm := s.admin()
 	defer adm.http.CloseIdleConnections()
 
 	const contending, fresh = 4, 2
@@ -77,9 +60,7 @@ func TestAutoLoadEscalatesAndCalmsDown(t *testing.T) {
 	load := startAutoLoad(ctx, sdks, contending)
 	time.Sleep(2 * time.Second) // load on the correct nodes alone
 
-	if err := byz.Start(byzantineNode); err != nil {
-		t.Fatal(err)
-	}
+	s.startByzantine(t)
 	c.waitReady(30 * time.Second)
 	for attempt := 0; c.waitLeader(nil, 30*time.Second) != byzantineNode && watch.first().IsZero(); attempt++ {
 		err := admin.TransferLeader(ctx, byzantineNode)

@@ -1,20 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
-	"github.com/tandem-consensus/tandem/internal/devcluster"
 )
 
 // byzantineCase is one behaviour of the byzantine build and the verdict
@@ -107,40 +101,19 @@ func TestBFTByzantineBehaviours(t *testing.T) {
 }
 
 func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
-		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := processLog()
-	c := newCluster(t, layout, out)
-	watch := &actWatch{out: out, marker: "byzantine: " + tc.behaviour}
-	byz := devcluster.New(layout, byzBinary, watch)
-	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
-	if err := byz.SetEnv(byzantineNode, "TANDEM_BYZANTINE="+tc.behaviour, "TANDEM_BYZANTINE_TARGET=node1"); err != nil {
-		t.Fatal(err)
-	}
-	correct := without(c.ids(), byzantineNode)
-	for _, id := range correct {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := byz.Start(byzantineNode); err != nil {
-		t.Fatal(err)
-	}
+	s := newByzantineSetup(t, byzBinary, "bft", map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"},
+		tc.behaviour, "byzantine: "+tc.behaviour, "TANDEM_BYZANTINE_TARGET=node1")
+	c, correct, watch := s.c, s.correct, s.watch
+	s.startCorrect(t)
+	s.startByzantine(t)
 	c.waitReady(30 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var endpoints []string
-	for _, id := range correct {
-		endpoints = append(endpoints, c.endpoint(id))
-	}
 	b := &byzantineRun{
-		c: c, correct: correct, watch: watch, members: memberKeys(t, layout),
-		cl:  c.newClient(c.admin, endpoints...),
-		adm: &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}},
+		c: c, correct: correct, watch: watch, members: memberKeys(t, s.layout),
+		cl:  c.newClient(c.admin, s.endpoints()...),
+		adm: s.admin(),
 	}
 	defer b.adm.http.CloseIdleConnections()
 
@@ -293,40 +266,4 @@ func metricFloat(t *testing.T, b *byzantineRun, id, name string) float64 {
 		t.Fatalf("%s: metric %s = %q: %v", id, name, s, err)
 	}
 	return v
-}
-
-// actWatch passes the byzantine node's log through and records the time
-// of its first line containing marker (the log's own time= field).
-type actWatch struct {
-	out    io.Writer
-	marker string
-
-	mu      sync.Mutex
-	buf     []byte
-	firstAt time.Time
-}
-
-func (w *actWatch) Write(p []byte) (int, error) {
-	_, _ = w.out.Write(p)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		if w.firstAt.IsZero() && strings.Contains(line, w.marker) {
-			w.firstAt = logTime(line)
-		}
-	}
-	return len(p), nil
-}
-
-func (w *actWatch) first() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.firstAt
 }

@@ -42,38 +42,18 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 	byzBinary := buildByzantine(t)
 
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "cft", Extra: map[string]any{"raft": fastRaft}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listMemberKeys(t, layout)
-	out := processLog()
-	c := newCluster(t, layout, out)
-	// Only node4's binary knows the variable.
-	t.Setenv("TANDEM_BYZANTINE", "equivocate")
-	watch := &equivocationWatch{out: out}
-	byz := devcluster.New(layout, byzBinary, watch)
-	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
-	correct := without(c.ids(), byzantineNode)
-	for _, id := range correct {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := byz.Start(byzantineNode); err != nil {
-		t.Fatal(err)
-	}
+	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft}, "equivocate", equivocating)
+	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
+	s.startCorrect(t)
+	s.startByzantine(t)
 	c.waitReady(30 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var endpoints []string
-	for _, id := range correct {
-		endpoints = append(endpoints, c.endpoint(id))
-	}
+	endpoints := s.endpoints()
 	cl := c.newClient(c.admin, endpoints...)
 	members := memberKeys(t, layout)
-	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	adm := s.admin()
 	defer adm.http.CloseIdleConnections()
 
 	// Make node4 lead (it may already).

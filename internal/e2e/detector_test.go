@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,41 +44,20 @@ func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 	byzBinary := buildByzantine(t)
 
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
-		Extra: map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := processLog()
-	c := newCluster(t, layout, out)
-	// The byzantine node runs the tagged binary; its log is scanned for its
-	// first equivocation. The variable means nothing to the correct nodes'
-	// binary, which has no byzantine code at all.
-	t.Setenv("TANDEM_BYZANTINE", "equivocate")
-	watch := &equivocationWatch{out: out}
-	byz := devcluster.New(layout, byzBinary, watch)
-	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
-	correct := without(c.ids(), byzantineNode)
-	for _, id := range correct {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := byz.Start(byzantineNode); err != nil {
-		t.Fatal(err)
-	}
+	// node4's log is scanned for its first equivocation.
+	s := newByzantineSetup(t, byzBinary, "bft", map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}, "equivocate", equivocating)
+	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
+	s.startCorrect(t)
+	s.startByzantine(t)
 	c.waitReady(30 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Writes through the correct nodes while node4 misbehaves.
-	var endpoints []string
-	for _, id := range correct {
-		endpoints = append(endpoints, c.endpoint(id))
-	}
+	endpoints := s.endpoints()
 	cl := c.newClient(c.admin, endpoints...)
 	members := memberKeys(t, layout)
-	adm := &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}}
+	adm := s.admin()
 	defer adm.http.CloseIdleConnections()
 
 	// Every correct node must quarantine node4, and only node4.
@@ -212,42 +190,6 @@ func (a *adminHTTP) get(ctx context.Context, endpoint, uri string, out any) erro
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return json.Unmarshal(b, out)
-}
-
-// equivocationWatch passes the byzantine node's log through and records
-// the time of its first "byzantine: equivocating" line (the log's own
-// time= field).
-type equivocationWatch struct {
-	out io.Writer
-
-	mu      sync.Mutex
-	buf     []byte
-	firstAt time.Time
-}
-
-func (w *equivocationWatch) Write(p []byte) (int, error) {
-	_, _ = w.out.Write(p)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		if w.firstAt.IsZero() && strings.Contains(line, "byzantine: equivocating") {
-			w.firstAt = logTime(line)
-		}
-	}
-	return len(p), nil
-}
-
-func (w *equivocationWatch) first() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.firstAt
 }
 
 // logTime returns the time= field of a text log line, or now.

@@ -17,7 +17,7 @@ import (
 // test. It logs the detection latency: from the byzantine node's first
 // equivocation (watch) to the quarantine on the last correct node, and
 // returns when each correct node quarantined it.
-func waitQuarantined(ctx context.Context, t *testing.T, c *cluster, adm *adminHTTP, correct []string, watch *equivocationWatch, write func(i int) bool, pause time.Duration) map[string]time.Time {
+func waitQuarantined(ctx context.Context, t *testing.T, c *cluster, adm *adminHTTP, correct []string, watch *actWatch, write func(i int) bool, pause time.Duration) map[string]time.Time {
 	t.Helper()
 	since := map[string]time.Time{}
 	deadline := time.Now().Add(40 * time.Second)
