@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/smr"
@@ -166,12 +168,41 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		round++
 		rctx, cancel := context.WithCancel(ctx)
 		ch := make(chan bftAnswer, len(targets))
-		for _, i := range targets {
-			go func() { ch <- req(rctx, i, round) }()
+		ask := func(ids []int) {
+			for _, i := range ids {
+				go func() { ch <- req(rctx, i, round) }()
+			}
+		}
+		// The first round asks only the replicas it needs, from the
+		// primary on; the others wait for the hedge.
+		launch, held := targets, []int(nil)
+		var hedge <-chan time.Time
+		if round == 1 && c.cfg.HedgeDelay > 0 && need < len(targets) {
+			launch, held = ringSplit(targets, int(b.primary.Load())%n, need)
+			t := time.NewTimer(c.cfg.HedgeDelay)
+			defer t.Stop()
+			hedge = t.C
+		}
+		pending := len(launch)
+		ask(launch)
+		release := func() {
+			ask(held)
+			pending += len(held)
+			held, hedge = nil, nil
 		}
 		var res *bftResult
-		for range targets {
-			a := <-ch
+		for pending > 0 {
+			var a bftAnswer
+			select {
+			case <-hedge:
+				if res == nil {
+					release()
+				}
+				hedge = nil
+				continue
+			case a = <-ch:
+				pending--
+			}
 			if res != nil {
 				continue // decided; drain
 			}
@@ -180,9 +211,12 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 				signed[a.i] = a
 				if group := matching(signed, a.key); len(group) >= need {
 					res = &bftResult{quorum: group}
+				} else if len(matching(signed, a.key)) < len(signed) {
+					release() // replies disagree: ask everyone
 				}
 			case a.invalid:
 				invalid[a.i] = true
+				release()
 			case a.o.done:
 				var ae *APIError
 				if errors.As(a.o.err, &ae) {
@@ -195,16 +229,20 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 					}
 					if same >= need {
 						res = &bftResult{apiErr: ae}
+					} else {
+						release()
 					}
 				} else {
 					// A 2xx body that does not decode: ignore the replica.
 					b.mismatched.Add(1)
 					invalid[a.i] = true
 					last = a.o.err
+					release()
 				}
 			default:
 				sent = sent || a.o.sent
 				last = a.o.err
+				release()
 			}
 			if res != nil {
 				cancel() // the other replicas' answers are not needed
@@ -276,6 +314,20 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		sentinel = ErrOutcomeUnknown
 	}
 	return bftResult{sent: sent}, &RetryError{Op: op, Attempts: round, Err: sentinel, Last: last}
+}
+
+// ringSplit splits targets into the k that follow start in ring order
+// (start first, when it is a target) and the rest.
+func ringSplit(targets []int, start, k int) (first, rest []int) {
+	pos := func(x int) int { // x's place in the ring that starts at start
+		if x < start {
+			return x + math.MaxInt32
+		}
+		return x
+	}
+	ordered := slices.Clone(targets)
+	slices.SortFunc(ordered, func(x, y int) int { return pos(x) - pos(y) })
+	return ordered[:k], ordered[k:]
 }
 
 // matching returns the signed answers with match key key.

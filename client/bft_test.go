@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,6 +27,7 @@ const (
 	unknownNode = "unknown-node" // signs as a node outside the committee
 	silent      = "silent"       // answers 503 no_leader
 	laggard     = "laggard"      // fast reads: answers at an older index
+	stall       = "stall"        // never answers
 )
 
 // fakeCommittee is a set of fake replicas sharing one "log".
@@ -93,7 +95,14 @@ func (fc *fakeCommittee) set(i int, mode string) { fc.mode[i].Store(mode) }
 
 func (fc *fakeCommittee) client(t *testing.T) *Client {
 	t.Helper()
+	return fc.clientHedging(t, 0)
+}
+
+// clientHedging is client with Config.HedgeDelay set to hedge.
+func (fc *fakeCommittee) clientHedging(t *testing.T, hedge time.Duration) *Client {
+	t.Helper()
 	c, err := New(Config{
+		HedgeDelay:     hedge,
 		Committee:      fc.members,
 		Key:            testKey(t),
 		StartSeq:       1,
@@ -133,6 +142,13 @@ func corruptSig(s string) string {
 
 func (fc *fakeCommittee) serve(i int, w http.ResponseWriter, r *http.Request) {
 	mode := fc.mode[i].Load().(string)
+	if mode == stall {
+		// Read the body first: only then does the server notice that
+		// the client went away, which ends the request's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		return
+	}
 	if mode == silent {
 		writeErr(w, http.StatusServiceUnavailable, string(wire.CodeNoLeader), "no leader", "")
 		return
@@ -419,5 +435,59 @@ func TestSubmitReplySignBytes(t *testing.T) {
 	var qr wire.QueryReply
 	if string(qr.SignBytes()[4:4+len(wire.QueryReplyTag)]) != wire.QueryReplyTag {
 		t.Fatal("query reply sign bytes do not start with their tag")
+	}
+}
+
+// TestBFTAsksFPlusOneFirst: with every replica answering in time, a write
+// goes to f+1 replicas only (the primary and the next), not to all n.
+func TestBFTAsksFPlusOneFirst(t *testing.T) {
+	fc := newFakeCommittee(t, 4)
+	c := fc.clientHedging(t, time.Hour)
+	for seq := 1; seq <= 3; seq++ {
+		if _, err := c.SetConfig(ctxT(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]int64, len(fc.submits))
+	for i := range fc.submits {
+		got[i] = fc.submits[i].Load()
+	}
+	if got[0] != 3 || got[1] != 3 || got[2] != 0 || got[3] != 0 {
+		t.Fatalf("submits per replica %v, want [3 3 0 0]", got)
+	}
+}
+
+// TestBFTHedgeAsksTheOthers: when one of the first f+1 replicas does not
+// answer, the others are asked after the hedge delay and the write
+// completes with their replies; a replica answering badly makes the client
+// ask the others at once.
+func TestBFTHedgeAsksTheOthers(t *testing.T) {
+	for _, mode := range []string{stall, silent, wrongValue} {
+		t.Run(mode, func(t *testing.T) {
+			fc := newFakeCommittee(t, 4)
+			fc.set(1, mode)
+			c := fc.clientHedging(t, 20*time.Millisecond)
+			res, err := c.SetConfig(ctxT(t), "k", "v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Value) != `{"n":1}` {
+				t.Fatalf("accepted %+v", res)
+			}
+			if fc.submits[2].Load()+fc.submits[3].Load() == 0 {
+				t.Fatal("the replicas held back were never asked")
+			}
+		})
+	}
+}
+
+func TestRingSplit(t *testing.T) {
+	first, rest := ringSplit([]int{0, 1, 2, 3}, 2, 2)
+	if fmt.Sprint(first, rest) != "[2 3] [0 1]" {
+		t.Fatalf("ringSplit from 2: %v %v", first, rest)
+	}
+	first, rest = ringSplit([]int{0, 1, 3}, 2, 2)
+	if fmt.Sprint(first, rest) != "[3 0] [1]" {
+		t.Fatalf("ringSplit from 2 without 2: %v %v", first, rest)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	DefaultMaxAttempts    = 10
 	DefaultInitialBackoff = 50 * time.Millisecond
 	DefaultMaxBackoff     = 2 * time.Second
+	DefaultHedgeDelay     = 250 * time.Millisecond
 )
 
 // Config configures a Client. Build it with DefaultConfig and set at least
@@ -31,13 +32,20 @@ type Config struct {
 
 	// Committee, when set, makes the client speak the BFT protocol of a
 	// consensus_mode bft cluster (docs/api.md, "Signed replies"): every
-	// write and read goes to every member at once, and an answer is
+	// write and read goes to the members (see HedgeDelay), and an answer is
 	// accepted only when f+1 members (f = (n-1)/3 for n members) sent
 	// matching replies signed with the node keys listed here (n-f at one
 	// index for FastRead). Endpoints may then be empty (it defaults to the
 	// members' endpoints, used by status and admin requests); when given,
 	// each must be a member's endpoint.
 	Committee []CommitteeMember
+
+	// HedgeDelay (with a Committee) is how long a request first waits for
+	// just the replicas it needs — f+1 (n-f for FastRead), from the one
+	// asked to propose on — before it asks the others too. It asks them at
+	// once when one of the first answers badly. 0 means DefaultHedgeDelay;
+	// negative asks every member at once.
+	HedgeDelay time.Duration
 
 	// Key is the client's Ed25519 private key. It signs every write envelope
 	// and every admin request. Reads do not need it, so it may be nil for a
@@ -113,6 +121,9 @@ func DefaultConfig() Config {
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	if c.HedgeDelay == 0 {
+		c.HedgeDelay = DefaultHedgeDelay
+	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
 	}
