@@ -74,7 +74,9 @@ type soak struct {
 	c    *cluster
 	mode string
 	adm  *adminHTTP
-	rng  *rand.Rand
+	// admin signs the epoch queries (auto mode).
+	admin *client.Client
+	rng   *rand.Rand
 
 	began  time.Time
 	faults map[string]int
@@ -86,6 +88,9 @@ type soak struct {
 	maxThreat   float64
 	maxScore    map[string]float64
 	checks      int
+	// attestations: the leader attestations peers sent, summed over the
+	// nodes at the final check (auto: the detector was watching Raft).
+	attestations float64
 }
 
 type soakAccusation struct {
@@ -116,6 +121,7 @@ func runSoak(t *testing.T, mode string) {
 	s := &soak{
 		t: t, c: c, mode: mode,
 		adm:         &adminHTTP{key: c.admin, http: &http.Client{Transport: &http.Transport{TLSClientConfig: c.tls}, Timeout: 3 * time.Second}},
+		admin:       c.newClient(c.admin),
 		rng:         rand.New(rand.NewPCG(seed, 0x50a4)),
 		faults:      map[string]int{},
 		accusations: map[string]soakAccusation{},
@@ -294,7 +300,7 @@ func (s *soak) check(ctx context.Context, final bool) {
 	t, c := s.t, s.c
 	s.checks++
 	for _, id := range c.ids() {
-		if err := s.checkNode(ctx, id); err != nil {
+		if err := s.checkNode(ctx, id, final); err != nil {
 			if final || !errors.Is(err, errUnreachable) {
 				t.Fatalf("%s: %v", id, err)
 			}
@@ -305,7 +311,7 @@ func (s *soak) check(ctx context.Context, final bool) {
 
 var errUnreachable = errors.New("unreachable")
 
-func (s *soak) checkNode(ctx context.Context, id string) error {
+func (s *soak) checkNode(ctx context.Context, id string, final bool) error {
 	ep := s.c.endpoint(id)
 	var q api.QuarantineView
 	if err := s.adm.get(ctx, ep, "/v1/admin/quarantine", &q); err != nil {
@@ -318,6 +324,9 @@ func (s *soak) checkNode(ctx context.Context, id string) error {
 	metrics, err := s.metrics(ep)
 	if err != nil {
 		return fmt.Errorf("%w: metrics: %v", errUnreachable, err)
+	}
+	if final {
+		s.attestations += metrics["tandem_detector_peer_attestations_total"]
 	}
 	threat := metrics["tandem_detector_threat_level"]
 	s.maxThreat = max(s.maxThreat, threat)
@@ -341,7 +350,7 @@ func (s *soak) checkNode(ctx context.Context, id string) error {
 		}
 	}
 	if s.mode == "auto" {
-		st, err := s.c.epochOf(ctx, s.c.statusClient(), id)
+		st, err := s.c.epochOf(ctx, s.admin, id)
 		if err != nil {
 			return fmt.Errorf("%w: epoch: %v", errUnreachable, err)
 		}
@@ -446,6 +455,12 @@ func (s *soak) report(load *soakLoad, hash string) {
 		s.maxThreat, s.maxScore, len(s.accusations), strings.Join(s.accusationTable(), "; "))
 	t.Logf("load: %d writes acknowledged, %d failed or unknown; longest gap without an acknowledgement %s; converged on state hash %s",
 		acked, failed, gap.Round(time.Millisecond), hash)
+	if s.mode == "auto" {
+		t.Logf("leader attestations exchanged between the nodes: %.0f", s.attestations)
+		if s.attestations == 0 {
+			t.Errorf("no leader attestation was exchanged: the detector did not watch Raft")
+		}
+	}
 	if acked < 50 {
 		t.Errorf("only %d writes acknowledged", acked)
 	}
