@@ -144,6 +144,7 @@ func runSoak(t *testing.T, mode string) {
 	const base, burst = 3, 6
 	sdks := c.linzClients(ctx, base+burst, func(i int, key ed25519.PrivateKey) *client.Client { return s.client(key, i) })
 	load := &soakLoad{ctx: ctx}
+	defer load.stop() // also when a check fails midway
 	for i := range base {
 		load.writer(sdks[i], i)
 	}
