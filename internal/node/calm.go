@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -293,49 +292,25 @@ func (s *selector) checkCalm(rec epochRecord, sw *smr.EpochSwitch) error {
 	return nil
 }
 
-// exchangeCalm sends this node's statement to every peer and keeps the
-// statements they answer with (verified).
+// exchangeCalm sends this node's statement to every peer that is not
+// quarantined and keeps the statements they answer with (verified).
 func (s *selector) exchangeCalm(ctx context.Context, epoch uint64, own smr.CalmStatement) {
 	n := s.n
 	body, err := json.Marshal(own)
 	if err != nil {
 		return
 	}
-	var wg sync.WaitGroup
-	for _, m := range s.members {
-		if m.ID == n.cfg.NodeID || n.quarantinedPeer(m.ID) {
-			continue
+	path := pathCalm + "?epoch=" + strconv.FormatUint(epoch, 10)
+	postToPeers(ctx, n, s.members, path, body, 64<<10, n.quarantinedPeer, func(peer string, theirs []smr.CalmStatement) {
+		for _, c := range theirs {
+			if c.Signer != peer {
+				continue // a peer answers with its own statement only
+			}
+			if err := s.takeCalm(c); err != nil {
+				n.log.Debug("calm statement refused", "peer", peer, "err", err)
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			url := "http://" + m.Addr + pathCalm + "?epoch=" + strconv.FormatUint(epoch, 10)
-			req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
-				return
-			}
-			resp, err := n.rpc.Do(req)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			var theirs []smr.CalmStatement
-			if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&theirs) != nil {
-				return
-			}
-			for _, c := range theirs {
-				if c.Signer != m.ID {
-					continue // a peer answers with its own statement only
-				}
-				if err := s.takeCalm(c); err != nil {
-					n.log.Debug("calm statement refused", "peer", m.ID, "err", err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	})
 }
 
 // takeCalm verifies a peer's statement against the current epoch and

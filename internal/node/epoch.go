@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -521,44 +520,19 @@ func (s *selector) nextMembers(mode string) []string {
 // exchange sends this node's vote (if any) to every peer and takes the
 // votes they answer with.
 func (s *selector) exchange(ctx context.Context, epoch uint64, own *checkpoint.Vote) {
-	n := s.n
 	var body []byte
 	if own != nil {
 		body, _ = json.Marshal(own)
 	}
-	var wg sync.WaitGroup
-	for _, m := range s.members {
-		if m.ID == n.cfg.NodeID {
-			continue
+	path := pathHandoffVote + "?epoch=" + strconv.FormatUint(epoch, 10)
+	postToPeers(ctx, s.n, s.members, path, body, 1<<20, nil, func(peer string, votes []checkpoint.Vote) {
+		for _, v := range votes {
+			if v.Signer != peer {
+				continue // a peer answers with its own vote only
+			}
+			_ = s.addVote(v)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			url := "http://" + m.Addr + pathHandoffVote + "?epoch=" + strconv.FormatUint(epoch, 10)
-			req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
-				return
-			}
-			resp, err := n.rpc.Do(req)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			var votes []checkpoint.Vote
-			if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&votes) != nil {
-				return
-			}
-			for _, v := range votes {
-				if v.Signer != m.ID {
-					continue // a peer answers with its own vote only
-				}
-				_ = s.addVote(v)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 }
 
 // fetch gets the certified state from the members that signed it.
