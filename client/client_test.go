@@ -1129,3 +1129,22 @@ func TestRetryAfterMillis(t *testing.T) {
 		t.Fatalf("Retry-After alone: %+v", o)
 	}
 }
+
+// TestFollowsForwardingLeaderHint: a write a follower forwarded comes back
+// with Tandem-Leader; the client sends its next writes to that leader.
+func TestFollowsForwardingLeaderHint(t *testing.T) {
+	follower, leader := newFakeNode(t, "n1"), newFakeNode(t, "n2")
+	follower.submit = func(w http.ResponseWriter, _ *http.Request, env smr.Envelope) {
+		w.Header().Set(wire.HeaderLeader, "n2")
+		writeResult(w, smr.Result{Index: 100 + env.Seq, Seq: env.Seq})
+	}
+	c := newTestClient(t, []string{follower.url(), leader.url()}, nil)
+	for range 3 {
+		if _, err := c.SetConfig(ctxT(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, l := len(follower.envelopes()), len(leader.envelopes()); f != 1 || l != 2 {
+		t.Fatalf("writes: %d to the follower, %d to the leader; want 1 and 2", f, l)
+	}
+}

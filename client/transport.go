@@ -154,6 +154,13 @@ func (cl *Client) do(ctx context.Context, c *call) error {
 		if o.done {
 			if c.endpoint == "" && (o.err == nil || errors.As(o.err, new(*APIError))) {
 				cl.eps.preferred.Store(int64(i))
+				if o.err == nil && o.leaderHint != "" {
+					// A follower forwarded the write: send the next ones
+					// to the leader directly.
+					if j, ok := cl.resolveNode(ctx, o.leaderHint); ok {
+						cl.eps.preferred.Store(int64(j))
+					}
+				}
 			}
 			c.delivered = sent
 			var ae *APIError
@@ -312,7 +319,7 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 			_, herr = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
 		}
 		if herr == nil {
-			return outcome{done: true}
+			return outcome{done: true, leaderHint: resp.Header.Get(wire.HeaderLeader)}
 		}
 		herr = fmt.Errorf("%s: %s answered %d: %w", c.op, ep, resp.StatusCode, herr)
 		var de *decodeError

@@ -28,6 +28,10 @@ const (
 	// HeaderSnapshotIndex carries the log index that a downloaded snapshot
 	// (GET /v1/admin/snapshot) reflects.
 	HeaderSnapshotIndex = "Tandem-Snapshot-Index"
+	// HeaderLeader, on a write answered by a node that forwarded it to the
+	// leader, names that leader's node ID: the client may send its next
+	// writes there directly.
+	HeaderLeader = "Tandem-Leader"
 )
 
 // Error codes produced by the API layer rather than by the state machine.

@@ -30,6 +30,7 @@ type fakeBackend struct {
 	queryStale bool
 
 	submit    func(*smr.Envelope) (smr.Result, error)
+	submitCtx func(context.Context) // called with Submit's context first
 	query     func(smr.Query, bool) (json.RawMessage, uint64, error)
 	authorize func(ed25519.PublicKey, smr.Permission) error
 	ready     func() error
@@ -53,8 +54,11 @@ func (f *fakeBackend) called() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeBackend) Submit(_ context.Context, env *smr.Envelope) (smr.Result, error) {
+func (f *fakeBackend) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
 	f.record("Submit")
+	if f.submitCtx != nil {
+		f.submitCtx(ctx)
+	}
 	f.mu.Lock()
 	f.submitEnv = env
 	f.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandem-consensus/tandem/client/wire"
@@ -287,12 +288,47 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byt
 	if id, key, b, ok := s.replyKey(); ok {
 		res, reply, err = s.submitBFT(r.Context(), r.URL.Query(), &env, id, key, b)
 	} else {
-		res, err = s.cfg.Backend.Submit(r.Context(), &env)
+		ctx, note := withLeaderNote(r.Context())
+		res, err = s.cfg.Backend.Submit(ctx, &env)
+		if id := note.get(); id != "" && err == nil {
+			w.Header().Set(wire.HeaderLeader, id)
+		}
 	}
 	if err != nil {
 		return writeError(w, err)
 	}
 	return writeResult(w, res, reply)
+}
+
+// leaderNote is where a backend notes the leader it forwarded a write to
+// (NoteForwardedTo), for the Tandem-Leader header of the answer.
+type leaderNote struct {
+	mu sync.Mutex
+	id string
+}
+
+type leaderNoteKey struct{}
+
+func withLeaderNote(ctx context.Context) (context.Context, *leaderNote) {
+	n := &leaderNote{}
+	return context.WithValue(ctx, leaderNoteKey{}, n), n
+}
+
+func (n *leaderNote) get() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.id
+}
+
+// NoteForwardedTo records, for the API's answer to the request of ctx,
+// that the backend forwarded the write to the leader id. Without a note
+// in ctx it does nothing.
+func NoteForwardedTo(ctx context.Context, id string) {
+	if n, ok := ctx.Value(leaderNoteKey{}).(*leaderNote); ok {
+		n.mu.Lock()
+		n.id = id
+		n.mu.Unlock()
+	}
 }
 
 // writeResult answers with an ordered entry's Result: 200 with it, or the

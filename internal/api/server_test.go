@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/tandem-consensus/tandem/client/wire"
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/smr"
@@ -506,5 +508,31 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := api.New(api.Config{Backend: b, Registry: reg}); err == nil || !strings.Contains(err.Error(), "MaxRequestBytes") {
 		t.Errorf("New with MaxRequestBytes 0: %v, want an error naming MaxRequestBytes", err)
+	}
+}
+
+// TestSubmitNamesTheLeaderItForwardedTo: a backend that forwarded the
+// write notes the leader, and the answer carries it in Tandem-Leader; a
+// write served locally carries none.
+func TestSubmitNamesTheLeaderItForwardedTo(t *testing.T) {
+	for _, forwarded := range []bool{true, false} {
+		b := &fakeBackend{submit: func(*smr.Envelope) (smr.Result, error) { return smr.Result{Index: 7, Seq: 1}, nil }}
+		b.submitCtx = func(ctx context.Context) {
+			if forwarded {
+				api.NoteForwardedTo(ctx, "node-2")
+			}
+		}
+		s, _ := newServer(t, b)
+		resp, body := serve(s, httptest.NewRequest(http.MethodPost, "/v1/submit", bytes.NewReader(envelopeJSON(t))))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		want := ""
+		if forwarded {
+			want = "node-2"
+		}
+		if got := resp.Header.Get(wire.HeaderLeader); got != want {
+			t.Errorf("forwarded=%v: Tandem-Leader %q, want %q", forwarded, got, want)
+		}
 	}
 }

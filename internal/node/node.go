@@ -555,7 +555,11 @@ func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error
 		if nl == nil { // this node became the leader meanwhile
 			return n.proposeLocal(ctx, env)
 		}
-		return n.forwardPropose(ctx, nl, env)
+		res, err := n.forwardPropose(ctx, nl, env)
+		if err == nil {
+			api.NoteForwardedTo(ctx, nl.LeaderID)
+		}
+		return res, err
 	}
 	return res, err
 }
