@@ -74,33 +74,7 @@ and the latency of a sync (submit to acknowledged verdicts; signing the
 changes happens before the clock starts). The agents run in this process,
 so on a small machine they compete with the nodes for CPU.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			if err := o.validate(); err != nil {
-				return err
-			}
-			res, err := o.run(cmd, e)
-			if err != nil {
-				return err
-			}
-			if format == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
-			}
-			return writeFields(cmd.OutOrStdout(),
-				[2]string{"Dataset", fmt.Sprintf("%s (%d cells of %d bytes)", res.Dataset, res.Cells, res.CellSize)},
-				[2]string{"Clients", fmt.Sprint(res.Clients)},
-				[2]string{"Changes per sync", fmt.Sprint(res.ChangesPerSync)},
-				[2]string{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
-				[2]string{"Syncs", fmt.Sprintf("%d (%.1f/s)", res.Syncs, res.SyncsPerSec)},
-				[2]string{"Changes", fmt.Sprintf("%d (%.0f/s): %d accepted, %d lost, %d rejected", res.Changes, res.ChangesPerSec, res.Accepted, res.Lost, res.Rejected)},
-				[2]string{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
-				[2]string{"Errors", fmt.Sprintf("%d %s", res.Errors, res.FirstError)},
-				[2]string{"Dataset version after", fmt.Sprint(res.Version)},
-			)
-		},
+		RunE: benchRunE(e, o.validate, func(cmd *cobra.Command) (benchDatasetResult, error) { return o.run(cmd, e) }, printBenchDataset),
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.clients, "clients", 4, "concurrent agents")
@@ -402,4 +376,42 @@ func inviteKey(ctx context.Context, admin *client.Client) (ed25519.PrivateKey, e
 		return nil, explain("inviting a bench client", err)
 	}
 	return priv, nil
+}
+
+// printBenchDataset writes res as the table output of bench dataset.
+func printBenchDataset(w io.Writer, res benchDatasetResult) error {
+	return writeFields(w,
+		[2]string{"Dataset", fmt.Sprintf("%s (%d cells of %d bytes)", res.Dataset, res.Cells, res.CellSize)},
+		[2]string{"Clients", fmt.Sprint(res.Clients)},
+		[2]string{"Changes per sync", fmt.Sprint(res.ChangesPerSync)},
+		[2]string{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
+		[2]string{"Syncs", fmt.Sprintf("%d (%.1f/s)", res.Syncs, res.SyncsPerSec)},
+		[2]string{"Changes", fmt.Sprintf("%d (%.0f/s): %d accepted, %d lost, %d rejected", res.Changes, res.ChangesPerSec, res.Accepted, res.Lost, res.Rejected)},
+		[2]string{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
+		[2]string{"Errors", fmt.Sprintf("%d %s", res.Errors, res.FirstError)},
+		[2]string{"Dataset version after", fmt.Sprint(res.Version)},
+	)
+}
+
+// benchRunE is the RunE of a bench command: it checks the output format
+// and the flags (validate), runs the benchmark and writes its result as
+// JSON with -o json, else with print.
+func benchRunE[T any](e *clientEnv, validate func() error, run func(*cobra.Command) (T, error), print func(io.Writer, T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		format, err := e.g.format()
+		if err != nil {
+			return err
+		}
+		if err := validate(); err != nil {
+			return err
+		}
+		res, err := run(cmd)
+		if err != nil {
+			return err
+		}
+		if format == outputJSON {
+			return writeJSON(cmd.OutOrStdout(), res)
+		}
+		return print(cmd.OutOrStdout(), res)
+	}
 }

@@ -109,47 +109,7 @@ raft.election_timeout and raft.leader_lease_timeout (0: the defaults of 1s,
 1s and 500ms; with only --raft-heartbeat the lease is the smaller of it and
 500ms).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			if err := o.validate(); err != nil {
-				return err
-			}
-			res, err := o.run(cmd)
-			if err != nil {
-				return err
-			}
-			if format == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
-			}
-			timeouts := fmt.Sprintf("view_change_timeout %s", o.viewTimeout)
-			if o.mode == "cft" {
-				timeouts = fmt.Sprintf("raft heartbeat %s, election %s, lease %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection), defaultLabel(o.raftLease))
-			}
-			if err := writeFields(cmd.OutOrStdout(),
-				[2]string{"Cluster", res.Cluster + " (" + timeouts + ")"},
-				[2]string{"Rounds", fmt.Sprintf("%d, %d load clients", len(res.Rounds), res.Clients)},
-				[2]string{"Kill to commit min/p50/max", res.Commit.String()},
-				[2]string{"Kill to all nodes min/p50/max", res.AllNodes.String() + fmt.Sprintf(" (polled every %s)", o.poll)},
-				[2]string{"Write gap min/p50/max", res.Gap.String()},
-				[2]string{"Load writes", fmt.Sprintf("%d, %d errors %s", res.Writes, res.Errors, res.FirstError)},
-			); err != nil {
-				return err
-			}
-			rows := make([][]string, 0, len(res.Rounds))
-			for _, r := range res.Rounds {
-				var nodes []string
-				for _, id := range slices.Sorted(maps.Keys(r.NodesMillis)) {
-					nodes = append(nodes, fmt.Sprintf("%s %.0f", id, r.NodesMillis[id]))
-				}
-				rows = append(rows, []string{fmt.Sprint(r.Round), r.Killed, fmt.Sprint(r.Term),
-					fmt.Sprintf("%.0f", r.CommitMillis), fmt.Sprintf("%.0f", r.AllNodesMillis), fmt.Sprintf("%.0f", r.GapMillis), strings.Join(nodes, ", ")})
-			}
-			fmt.Fprintln(cmd.OutOrStdout())
-			return writeTable(cmd.OutOrStdout(), []string{"ROUND", "KILLED", "TERM/VIEW", "COMMIT_MS", "ALL_NODES_MS", "GAP_MS", "PER_NODE_MS"}, rows)
-		},
+		RunE: benchRunE(e, o.validate, o.run, o.print),
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.local, "local", 4, "nodes of the local cluster")
@@ -608,4 +568,33 @@ func findLeader(ctx context.Context, admin *client.Client, lc *localCluster) (st
 		return "", 0, fmt.Errorf("no node reports a leader: %w", errors.Join(errs...))
 	}
 	return best, terms[best], nil
+}
+
+// print writes res as the table output of bench failover.
+func (o *benchFailoverOptions) print(w io.Writer, res benchFailoverResult) error {
+	timeouts := fmt.Sprintf("view_change_timeout %s", o.viewTimeout)
+	if o.mode == "cft" {
+		timeouts = fmt.Sprintf("raft heartbeat %s, election %s, lease %s", defaultLabel(o.raftHeartbeat), defaultLabel(o.raftElection), defaultLabel(o.raftLease))
+	}
+	if err := writeFields(w,
+		[2]string{"Cluster", res.Cluster + " (" + timeouts + ")"},
+		[2]string{"Rounds", fmt.Sprintf("%d, %d load clients", len(res.Rounds), res.Clients)},
+		[2]string{"Kill to commit min/p50/max", res.Commit.String()},
+		[2]string{"Kill to all nodes min/p50/max", res.AllNodes.String() + fmt.Sprintf(" (polled every %s)", o.poll)},
+		[2]string{"Write gap min/p50/max", res.Gap.String()},
+		[2]string{"Load writes", fmt.Sprintf("%d, %d errors %s", res.Writes, res.Errors, res.FirstError)},
+	); err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(res.Rounds))
+	for _, r := range res.Rounds {
+		var nodes []string
+		for _, id := range slices.Sorted(maps.Keys(r.NodesMillis)) {
+			nodes = append(nodes, fmt.Sprintf("%s %.0f", id, r.NodesMillis[id]))
+		}
+		rows = append(rows, []string{fmt.Sprint(r.Round), r.Killed, fmt.Sprint(r.Term),
+			fmt.Sprintf("%.0f", r.CommitMillis), fmt.Sprintf("%.0f", r.AllNodesMillis), fmt.Sprintf("%.0f", r.GapMillis), strings.Join(nodes, ", ")})
+	}
+	fmt.Fprintln(w)
+	return writeTable(w, []string{"ROUND", "KILLED", "TERM/VIEW", "COMMIT_MS", "ALL_NODES_MS", "GAP_MS", "PER_NODE_MS"}, rows)
 }

@@ -157,23 +157,7 @@ write gap. The load never goes to that node. --escalation=false skips this.
 
 It reports min / p50 / max over the rounds and every round with -o json.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			if err := o.validate(); err != nil {
-				return err
-			}
-			res, err := o.run(cmd)
-			if err != nil {
-				return err
-			}
-			if format == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
-			}
-			return o.print(cmd.OutOrStdout(), res)
-		},
+		RunE: benchRunE(e, o.validate, o.run, o.print),
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.local, "local", 4, "nodes of the local cluster (at least 4: auto mode needs a BFT committee)")

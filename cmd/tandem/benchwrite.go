@@ -153,37 +153,7 @@ It also measures one Ed25519 verification on this machine in the same run,
 since every replica verifies every client signature: that cost bounds what
 one core per replica can commit.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := e.g.format()
-			if err != nil {
-				return err
-			}
-			if o.clients < 1 || o.duration <= 0 {
-				return fmt.Errorf("--clients must be at least 1 and --duration positive (got %d, %s)", o.clients, o.duration)
-			}
-			res, err := o.run(cmd, e)
-			if err != nil {
-				return err
-			}
-			if format == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
-			}
-			fields := [][2]string{
-				{"Cluster", res.Cluster},
-				{"Clients", fmt.Sprint(res.Clients)},
-				{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
-				{"Writes", fmt.Sprintf("%d (%.0f/s)", res.Writes, res.WritesPerSec)},
-				{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
-				{"Errors", fmt.Sprintf("%d (%d outcome unknown) %s", res.Errors, res.Unknown, res.FirstError)},
-				{"Ed25519 verify", fmt.Sprintf("%.1f µs (bound ≈ %.0f verifications/s per core)", res.VerifyMicros, res.VerifyBoundPS)},
-			}
-			if r := res.Raw; r != nil {
-				fields = append(fields,
-					[2]string{"Raw raft", fmt.Sprintf("%d nodes: %d writes (%.0f/s), p50/p99 %.1f / %.1f ms", r.Nodes, r.Writes, r.WritesPerSec, r.P50Millis, r.P99Millis)},
-					[2]string{"Service ÷ raw", fmt.Sprintf("%.2f", r.Ratio)})
-			}
-			return writeFields(cmd.OutOrStdout(), fields...)
-		},
+		RunE: benchRunE(e, o.validate, func(cmd *cobra.Command) (benchWriteResult, error) { return o.run(cmd, e) }, printBenchWrite),
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.clients, "clients", 16, "concurrent clients, one key each")
@@ -193,6 +163,32 @@ one core per replica can commit.`,
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
 	f.BoolVar(&o.baseline, "baseline", false, "then run raw hashicorp/raft (same stores, transport and Raft settings, trivial FSM, unsigned 128-byte commands) with the same clients and duration, and print the ratio")
 	return cmd
+}
+
+func (o *benchWriteOptions) validate() error {
+	if o.clients < 1 || o.duration <= 0 {
+		return fmt.Errorf("--clients must be at least 1 and --duration positive (got %d, %s)", o.clients, o.duration)
+	}
+	return nil
+}
+
+// printBenchWrite writes res as the table output of bench write.
+func printBenchWrite(w io.Writer, res benchWriteResult) error {
+	fields := [][2]string{
+		{"Cluster", res.Cluster},
+		{"Clients", fmt.Sprint(res.Clients)},
+		{"Duration", fmt.Sprintf("%.1fs", res.Seconds)},
+		{"Writes", fmt.Sprintf("%d (%.0f/s)", res.Writes, res.WritesPerSec)},
+		{"Latency p50/p99/max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.P50Millis, res.P99Millis, res.MaxMillis)},
+		{"Errors", fmt.Sprintf("%d (%d outcome unknown) %s", res.Errors, res.Unknown, res.FirstError)},
+		{"Ed25519 verify", fmt.Sprintf("%.1f µs (bound ≈ %.0f verifications/s per core)", res.VerifyMicros, res.VerifyBoundPS)},
+	}
+	if r := res.Raw; r != nil {
+		fields = append(fields,
+			[2]string{"Raw raft", fmt.Sprintf("%d nodes: %d writes (%.0f/s), p50/p99 %.1f / %.1f ms", r.Nodes, r.Writes, r.WritesPerSec, r.P50Millis, r.P99Millis)},
+			[2]string{"Service ÷ raw", fmt.Sprintf("%.2f", r.Ratio)})
+	}
+	return writeFields(w, fields...)
 }
 
 func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteResult, error) {

@@ -322,6 +322,21 @@ func (r *Replica) forgetWaitersLocked(id ID) {
 	}
 }
 
+// acceptLocked reports whether a decoded packet (p, err) is of kind want,
+// counting and dropping it otherwise; what names the packet in the error.
+// r.mu must be held.
+func (r *Replica) acceptLocked(p *Packet, err error, want PacketKind, what string) bool {
+	if err != nil {
+		r.drop(DropReason(err), err)
+		return false
+	}
+	if p.Kind != want {
+		r.drop(DropMalformed, fmt.Errorf("bftlog: gossip %s: %w: a %s packet", what, ErrMalformed, p.Kind))
+		return false
+	}
+	return true
+}
+
 // MergeMessages takes a PacketMessages (a broadcast). It returns the
 // messages the store took, predecessors first; a packet that does not
 // decode is dropped whole.
@@ -329,12 +344,7 @@ func (r *Replica) MergeMessages(b []byte) []*Message {
 	p, err := DecodePacket(b, r.cfg.MaxPacket)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
-		r.drop(DropReason(err), err)
-		return nil
-	}
-	if p.Kind != PacketMessages {
-		r.drop(DropMalformed, fmt.Errorf("bftlog: gossip broadcast: %w: a %s packet", ErrMalformed, p.Kind))
+	if !r.acceptLocked(p, err, PacketMessages, "broadcast") {
 		return nil
 	}
 	var added []*Message
@@ -352,12 +362,7 @@ func (r *Replica) MergeState(b []byte) []*Message {
 	p, err := DecodePacket(b, r.cfg.MaxPacket)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
-		r.drop(DropReason(err), err)
-		return nil
-	}
-	if p.Kind != PacketState {
-		r.drop(DropMalformed, fmt.Errorf("bftlog: gossip state: %w: a %s packet", ErrMalformed, p.Kind))
+	if !r.acceptLocked(p, err, PacketState, "state") {
 		return nil
 	}
 	var added []*Message

@@ -1,12 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/internal/transport"
@@ -88,59 +85,25 @@ func (c *checkpointer) broadcast(ctx context.Context, v checkpoint.Vote) {
 		c.log.Error("own checkpoint vote not encoded", "err", err)
 		return
 	}
-	var wg sync.WaitGroup
-	for _, m := range c.peers {
-		if c.n.quarantinedPeer(m.ID) {
-			continue
+	postEach(ctx, c.n, c.peers, pathCheckpointVote, body, 256<<10, c.n.quarantinedPeer, func(peer string, answer []byte, err error) {
+		if err != nil {
+			c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cert, err := c.sendVote(ctx, m.Addr, body)
-			if err != nil {
-				c.log.Debug("checkpoint vote not delivered", "peer", m.ID, "err", err)
-				return
-			}
-			if cert == nil {
-				return
-			}
-			if err := cert.Verify(c.committee, c.n.quarantinedMembers()); err != nil {
-				c.log.Warn("a peer answered a checkpoint vote with a certificate that does not verify", "peer", m.ID, "err", err)
-				return
-			}
-			if cert.Statement.Kind == checkpoint.KindCheckpoint {
-				c.offer(cert)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// sendVote posts a vote to one peer and decodes the certificate it
-// answers with (nil for none).
-func (c *checkpointer) sendVote(ctx context.Context, addr string, body []byte) (*checkpoint.Certificate, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathCheckpointVote, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.n.rpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
-	if err != nil {
-		return nil, err
-	}
-	var cert checkpoint.Certificate
-	if err := cert.UnmarshalBinary(b); err != nil {
-		return nil, err
-	}
-	return &cert, nil
+		if answer == nil {
+			return // no certificate that covers the vote
+		}
+		var cert checkpoint.Certificate
+		if err := cert.UnmarshalBinary(answer); err != nil {
+			c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
+			return
+		}
+		if err := cert.Verify(c.committee, c.n.quarantinedMembers()); err != nil {
+			c.log.Warn("a peer answered a checkpoint vote with a certificate that does not verify", "peer", peer, "err", err)
+			return
+		}
+		if cert.Statement.Kind == checkpoint.KindCheckpoint {
+			c.offer(&cert)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -12,16 +13,16 @@ import (
 	"github.com/tandem-consensus/tandem/config"
 )
 
-// peerPostTimeout bounds one peer's answer in postToPeers.
+// peerPostTimeout bounds one peer's answer in postEach.
 const peerPostTimeout = 2 * time.Second
 
-// postToPeers POSTs body to path (with its query) on the peer port of
-// every member in members but this node and those skip refuses, all at
-// once, and hands each peer's answer — a JSON array of T, at most limit
-// bytes, with status 200 — to take with the peer's ID. A peer that fails
-// or answers otherwise is passed over. It returns when every peer has
-// answered or timed out. take runs concurrently for different peers.
-func postToPeers[T any](ctx context.Context, n *Node, members []config.Member, path string, body []byte, limit int64, skip func(id string) bool, take func(peer string, answers []T)) {
+// postEach POSTs body to path (with its query) on the peer port of every
+// member in members but this node and those skip refuses, all at once, and
+// hands each peer's answer to take: the body of a 200 answer (at most
+// limit bytes), nil for any other status, or the error that prevented
+// one. It returns when every peer has answered or timed out; take runs
+// concurrently for different peers.
+func postEach(ctx context.Context, n *Node, members []config.Member, path string, body []byte, limit int64, skip func(id string) bool, take func(peer string, answer []byte, err error)) {
 	var wg sync.WaitGroup
 	for _, m := range members {
 		if m.ID == n.cfg.NodeID || (skip != nil && skip(m.ID)) {
@@ -30,23 +31,49 @@ func postToPeers[T any](ctx context.Context, n *Node, members []config.Member, p
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, peerPostTimeout)
-			defer cancel()
-			req, err := http.NewRequestWithContext(cctx, http.MethodPost, "http://"+m.Addr+path, bytes.NewReader(body))
-			if err != nil {
-				return
-			}
-			resp, err := n.rpc.Do(req)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			var answers []T
-			if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&answers) != nil {
-				return
-			}
-			take(m.ID, answers)
+			answer, err := postOne(ctx, n, m.Addr, path, body, limit)
+			take(m.ID, answer, err)
 		}()
 	}
 	wg.Wait()
+}
+
+// postOne is one POST of postEach.
+func postOne(ctx context.Context, n *Node, addr, path string, body []byte, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerPostTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.rpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("answer of %s is larger than %d bytes", addr, limit)
+	}
+	return b, nil
+}
+
+// postToPeers is postEach for peers that answer with a JSON array of T;
+// take gets each peer's decoded array, and peers that fail or answer
+// otherwise are passed over.
+func postToPeers[T any](ctx context.Context, n *Node, members []config.Member, path string, body []byte, limit int64, skip func(id string) bool, take func(peer string, answers []T)) {
+	postEach(ctx, n, members, path, body, limit, skip, func(peer string, answer []byte, err error) {
+		var answers []T
+		if err != nil || answer == nil || json.Unmarshal(answer, &answers) != nil {
+			return
+		}
+		take(peer, answers)
+	})
 }
