@@ -85,10 +85,9 @@ func New(cfg Config) (*Client, error) {
 			DialContext:         (&net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:     tlsCfg,
 			TLSHandshakeTimeout: cfg.RequestTimeout,
-			// HTTP/1.1: one request at a time per pooled connection costs
-			// the nodes less than HTTP/2's framing and flow control; side
-			// by side, 64 cft writers got 1.0-1.3x the writes/s and bft
-			// the same (docs/benchmarks.md).
+			// HTTP/1.1: one request at a time per pooled connection, without
+			// HTTP/2's framing and flow control on the nodes; measured
+			// side by side it was no slower (docs/benchmarks.md).
 			ForceAttemptHTTP2:     false,
 			MaxIdleConns:          100,
 			MaxIdleConnsPerHost:   64,
