@@ -60,6 +60,10 @@ type committee struct {
 	q       int               // n-f
 
 	primary atomic.Int64 // the replica asked to propose writes
+	// quickWrite and quickRead are moving averages (nanoseconds) of how
+	// long calls took that the first replicas asked decided alone; the
+	// hedge waits for a multiple of them (hedgeDelay).
+	quickWrite, quickRead atomic.Int64
 
 	badSig, wrongSigner, mismatched, conflicts, fastFallbacks atomic.Uint64
 }
@@ -166,7 +170,10 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 	}
 	for {
 		round++
-		rctx, cancel := context.WithCancel(ctx)
+		// The attempts outlive ctx once the call is decided (see
+		// drainLate); until then, ctx's end ends them.
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		unlink := context.AfterFunc(ctx, cancel)
 		ch := make(chan bftAnswer, len(targets))
 		ask := func(ids []int) {
 			for _, i := range ids {
@@ -177,9 +184,10 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		// primary on; the others wait for the hedge.
 		launch, held := targets, []int(nil)
 		var hedge <-chan time.Time
+		started := time.Now()
 		if round == 1 && c.cfg.HedgeDelay > 0 && need < len(targets) {
 			launch, held = ringSplit(targets, int(b.primary.Load())%n, need)
-			t := time.NewTimer(c.cfg.HedgeDelay)
+			t := time.NewTimer(b.hedgeDelay(c.cfg.HedgeDelay, write))
 			defer t.Stop()
 			hedge = t.C
 		}
@@ -195,16 +203,10 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 			var a bftAnswer
 			select {
 			case <-hedge:
-				if res == nil {
-					release()
-				}
-				hedge = nil
+				release()
 				continue
 			case a = <-ch:
 				pending--
-			}
-			if res != nil {
-				continue // decided; drain
 			}
 			switch {
 			case a.key != "":
@@ -245,9 +247,20 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 				release()
 			}
 			if res != nil {
-				cancel() // the other replicas' answers are not needed
+				break
 			}
 		}
+		if res != nil {
+			if round == 1 && held != nil {
+				// Decided by the first replicas asked, before the hedge.
+				b.noteLatency(time.Since(started), write)
+			}
+			unlink()
+			c.drainLate(op, ch, pending, res, cancel)
+			res.sent = sent || len(signed) > 0
+			return *res, nil
+		}
+		unlink()
 		cancel()
 		keys := map[string]bool{}
 		for _, a := range signed {
@@ -260,10 +273,6 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		}
 		if len(keys) > 1 || (len(signed) > 0 && answeredN() == n) {
 			confErr = conflictError(op, need, b.members, signed, len(invalid))
-		}
-		if res != nil {
-			res.sent = sent || len(signed) > 0
-			return *res, nil
 		}
 		if len(signed) > 0 {
 			sent = true
@@ -314,6 +323,84 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		sentinel = ErrOutcomeUnknown
 	}
 	return bftResult{sent: sent}, &RetryError{Op: op, Attempts: round, Err: sentinel, Last: last}
+}
+
+// Hedging adapts to the cluster's pace: a loaded cluster answers every
+// call slowly, and asking more replicas then only adds load (and, over
+// HTTP/1.1, a cancelled request costs its connection and a new TLS
+// handshake). The hedge waits hedgeFactor times the recent latency of calls
+// the first replicas decided, at least Config.HedgeDelay and at most
+// maxHedgeDelay. Only those calls feed the average, so a dead replica,
+// which makes every call wait for the hedge, cannot raise it.
+const (
+	hedgeFactor   = 3
+	maxHedgeDelay = 2 * time.Second
+	// quickWeight is the weight of one new sample in the average, as a
+	// divisor (1/8).
+	quickWeight = 8
+)
+
+// hedgeDelay is how long a call waits for its first replicas before it
+// asks the others.
+func (b *committee) hedgeDelay(base time.Duration, write bool) time.Duration {
+	avg := time.Duration(b.quick(write).Load())
+	return max(base, min(hedgeFactor*avg, maxHedgeDelay))
+}
+
+// noteLatency adds the latency of a call that the first replicas decided
+// to the moving average.
+func (b *committee) noteLatency(d time.Duration, write bool) {
+	q := b.quick(write)
+	for {
+		old := q.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/quickWeight
+		}
+		if q.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+func (b *committee) quick(write bool) *atomic.Int64 {
+	if write {
+		return &b.quickWrite
+	}
+	return &b.quickRead
+}
+
+// drainLate takes the answers still due after a call was decided without
+// cancelling their requests: a cancelled HTTP/1.1 request closes its
+// connection, and the next request to that replica then pays a new TLS
+// handshake. Each attempt is bounded by Config.RequestTimeout; Close ends
+// them sooner. A late signed answer that disagrees with the decision is
+// counted as a conflict like one that arrived in time.
+func (c *Client) drainLate(op string, ch <-chan bftAnswer, pending int, res *bftResult, cancel context.CancelFunc) {
+	if pending == 0 {
+		cancel()
+		return
+	}
+	decided := ""
+	if len(res.quorum) > 0 {
+		decided = res.quorum[0].key
+	}
+	c.late.Add(1)
+	go func() {
+		defer c.late.Done()
+		defer cancel()
+		for range pending {
+			select {
+			case a := <-ch:
+				if a.key != "" && decided != "" && a.key != decided {
+					c.bft.conflicts.Add(1)
+					c.cfg.Logger.Warn("replicas sent conflicting signed replies", "op", op, "late", true)
+				}
+			case <-c.closing:
+				return
+			}
+		}
+	}()
 }
 
 // ringSplit splits targets into the k that follow start in ring order

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,12 @@ const (
 	silent      = "silent"       // answers 503 no_leader
 	laggard     = "laggard"      // fast reads: answers at an older index
 	stall       = "stall"        // never answers
+	slow        = "slow"         // answers honestly after slowDelay
+	slowWrong   = "slow-wrong"   // signs a different outcome after slowDelay
 )
+
+// slowDelay is how long a slow replica takes to answer.
+const slowDelay = 150 * time.Millisecond
 
 // fakeCommittee is a set of fake replicas sharing one "log".
 type fakeCommittee struct {
@@ -38,6 +44,9 @@ type fakeCommittee struct {
 	mode    []atomic.Value // string behaviour per replica
 	submits []atomic.Int64
 	propose []atomic.Int64 // submits that asked this replica to propose
+	// answered counts the slow replicas' answers, cancelled the requests
+	// whose client went away while a slow replica was working on them.
+	answered, cancelled atomic.Int64
 
 	mu       sync.Mutex
 	index    uint64 // last index; state value = index
@@ -153,6 +162,22 @@ func (fc *fakeCommittee) serve(i int, w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, string(wire.CodeNoLeader), "no leader", "")
 		return
 	}
+	if mode == slow || mode == slowWrong {
+		// Read the body first, so that the server notices a client
+		// going away.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		select {
+		case <-time.After(slowDelay):
+			fc.answered.Add(1)
+		case <-r.Context().Done():
+			fc.cancelled.Add(1)
+			return
+		}
+	}
 	id, key, corrupt := fc.signer(i)
 	switch r.URL.Path {
 	case "/v1/submit":
@@ -181,7 +206,7 @@ func (fc *fakeCommittee) serve(i int, w http.ResponseWriter, r *http.Request) {
 		}
 		idx := fc.order(env.Seq)
 		res := smr.Result{Index: idx, Seq: env.Seq, Value: json.RawMessage(`{"n":1}`)}
-		if mode == wrongValue {
+		if mode == wrongValue || mode == slowWrong {
 			res.Value = json.RawMessage(`{"n":666}`)
 		}
 		reply := wire.NewSubmitReply(id, env.Client, res)
@@ -489,5 +514,82 @@ func TestRingSplit(t *testing.T) {
 	first, rest = ringSplit([]int{0, 1, 3}, 2, 2)
 	if fmt.Sprint(first, rest) != "[3 0] [1]" {
 		t.Fatalf("ringSplit from 2 without 2: %v %v", first, rest)
+	}
+}
+
+// TestBFTLateAnswersAreNotCancelled: once f+1 replicas decided a write,
+// the requests still running are left to finish (cancelling an HTTP/1.1
+// request closes its connection, and the next request pays a new TLS
+// handshake), and a late signed answer that disagrees is still counted as
+// a conflict.
+func TestBFTLateAnswersAreNotCancelled(t *testing.T) {
+	for _, mode := range []string{slow, slowWrong} {
+		t.Run(mode, func(t *testing.T) {
+			fc := newFakeCommittee(t, 4)
+			fc.set(1, mode)
+			c := fc.clientHedging(t, time.Millisecond)
+			res, err := c.SetConfig(ctxT(t), "k", "v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Value) != `{"n":1}` {
+				t.Fatalf("accepted %+v", res)
+			}
+			if fc.answered.Load() != 0 {
+				t.Fatalf("the call waited for the slow replica (%d answers before it returned)", fc.answered.Load())
+			}
+			want := uint64(0)
+			if mode == slowWrong {
+				want = 1
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for fc.answered.Load()+fc.cancelled.Load() == 0 || c.BFTStats().Conflicts < want {
+				if time.Now().After(deadline) {
+					t.Fatalf("late answer: answered %d, cancelled %d, conflicts %d", fc.answered.Load(), fc.cancelled.Load(), c.BFTStats().Conflicts)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if got := fc.cancelled.Load(); got != 0 {
+				t.Fatalf("%d late requests were cancelled", got)
+			}
+			if got := c.BFTStats().Conflicts; got != want {
+				t.Fatalf("conflicts %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestBFTHedgeDelayAdapts: the hedge waits a multiple of the recent
+// latency of calls the first replicas decided, between Config.HedgeDelay
+// and maxHedgeDelay, separately for writes and reads.
+func TestBFTHedgeDelayAdapts(t *testing.T) {
+	b := newCommittee(make([]CommitteeMember, 4))
+	base := 20 * time.Millisecond
+	if got := b.hedgeDelay(base, true); got != base {
+		t.Fatalf("without samples: %v, want the base %v", got, base)
+	}
+	for range 50 {
+		b.noteLatency(100*time.Millisecond, true)
+	}
+	if got, want := b.hedgeDelay(base, true), hedgeFactor*100*time.Millisecond; got < want-time.Millisecond || got > want+time.Millisecond {
+		t.Fatalf("after 100 ms writes: %v, want about %v", got, want)
+	}
+	if got := b.hedgeDelay(base, false); got != base {
+		t.Fatalf("reads follow writes: %v", got)
+	}
+	if got := b.hedgeDelay(time.Second, true); got != time.Second {
+		t.Fatalf("below the base: %v", got)
+	}
+	for range 50 {
+		b.noteLatency(10*time.Second, true)
+	}
+	if got := b.hedgeDelay(base, true); got != maxHedgeDelay {
+		t.Fatalf("after 10 s writes: %v, want the cap %v", got, maxHedgeDelay)
+	}
+	for range 100 {
+		b.noteLatency(time.Millisecond, true)
+	}
+	if got := b.hedgeDelay(base, true); got != base {
+		t.Fatalf("after fast writes: %v, want the base %v", got, base)
 	}
 }

@@ -34,6 +34,12 @@ type Client struct {
 	// syncSem admits one caller at a time to ask the cluster for the
 	// highest seq; a channel so that waiting callers can give up.
 	syncSem chan struct{}
+
+	// late tracks the requests a decided BFT call left running
+	// (drainLate); closing, closed by Close, ends them.
+	late      sync.WaitGroup
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New validates cfg, fills in its defaults and returns a Client. It does
@@ -67,6 +73,7 @@ func New(cfg Config) (*Client, error) {
 		cfg:     cfg,
 		eps:     &endpoints{urls: urls, nodeID: map[string]string{}},
 		syncSem: make(chan struct{}, 1),
+		closing: make(chan struct{}),
 		next:    cfg.StartSeq,
 		bft:     bft,
 	}
@@ -99,9 +106,12 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close releases the idle connections of the client's own transport. The
-// client must not be used afterwards.
+// Close ends the requests still running for calls that were already
+// decided and releases the idle connections of the client's own transport.
+// The client must not be used afterwards.
 func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	c.late.Wait()
 	if c.own != nil {
 		c.own.CloseIdleConnections()
 	}
