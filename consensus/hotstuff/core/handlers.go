@@ -274,9 +274,15 @@ func (c *Core) tryVote(b *types.Block, h types.Hash, tc *types.TC) {
 		}
 		return
 	}
+	c.cast(v)
+}
+
+// cast records v as this replica's vote and sends it to the collector, the
+// leader of the next view.
+func (c *Core) cast(v *types.Vote) {
 	c.safetyDirty = true
 	c.lastVote = v
-	if next := c.leader(b.View + 1); c.suspects[next] {
+	if next := c.leader(v.View + 1); c.suspects[next] {
 		// The collector let a view time out and has been silent since:
 		// every replica gets the vote and forms the QC itself, instead of
 		// waiting a view timeout for a collector that is probably down.
@@ -780,7 +786,18 @@ func (c *Core) tryPropose() {
 		Proposer: c.id,
 		Payload:  cmds,
 	}
-	sig, err := c.safety.SignProposal(b)
+	// The leader votes for its own block with the same save that records
+	// the proposal (the self-delivered proposal then finds the vote cast).
+	var (
+		sig  []byte
+		vote *types.Vote
+		err  error
+	)
+	if c.pm.TimedOut() {
+		sig, err = c.safety.SignProposal(b)
+	} else {
+		sig, vote, err = c.safety.ProposeAndVote(safety.Candidate{Block: b, Hash: b.Hash(), Certified: parent, TC: tc})
+	}
 	if err != nil {
 		c.log.Error("cannot sign proposal", "view", c.view, "err", err)
 		return
@@ -790,6 +807,9 @@ func (c *Core) tryPropose() {
 	c.proposed = c.view
 	c.log.Debug("proposing", "view", b.View, "height", b.Height, "cmds", len(cmds))
 	c.broadcast(&types.Proposal{Block: b, TC: tc}, true)
+	if vote != nil {
+		c.cast(vote)
+	}
 }
 
 // pendingPayload reports whether a block with commands lies between the

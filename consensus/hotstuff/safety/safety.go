@@ -107,42 +107,56 @@ func higher(a, b types.QC) types.QC {
 // Asked again for the block it already voted for in LastVotedView, it
 // returns the same vote without signing or saving.
 func (r *Rules) Vote(c Candidate) (*types.Vote, error) {
+	vote, d, err := r.vote(r.data, c)
+	if err != nil || d == nil {
+		return vote, err
+	}
+	if err := r.commit(*d); err != nil {
+		return nil, err
+	}
+	cp := *vote
+	return &cp, nil
+}
+
+// vote checks c against base and returns the vote and the safety data to
+// save before it leaves; nil data when base already holds this vote.
+func (r *Rules) vote(base SafetyData, c Candidate) (*types.Vote, *SafetyData, error) {
 	b := c.Block
 	if b == nil || c.Certified == nil {
-		return nil, fmt.Errorf("safety: vote: block and certified parent are required: %w", ErrInvalidCandidate)
+		return nil, nil, fmt.Errorf("safety: vote: block and certified parent are required: %w", ErrInvalidCandidate)
 	}
 	if c.Hash.IsZero() {
 		c.Hash = b.Hash()
 	}
 	if b.Justify.Block != b.Parent || b.Justify.View >= b.View {
-		return nil, fmt.Errorf("safety: vote view %d: justify QC (view %d, block %s) does not certify the parent %s in an earlier view: %w",
+		return nil, nil, fmt.Errorf("safety: vote view %d: justify QC (view %d, block %s) does not certify the parent %s in an earlier view: %w",
 			b.View, b.Justify.View, b.Justify.Block, b.Parent, ErrInvalidCandidate)
 	}
 	if ch := c.Certified.Hash(); ch != b.Justify.Block {
-		return nil, fmt.Errorf("safety: vote view %d: certified block %s is not the justified block %s: %w", b.View, ch, b.Justify.Block, ErrInvalidCandidate)
+		return nil, nil, fmt.Errorf("safety: vote view %d: certified block %s is not the justified block %s: %w", b.View, ch, b.Justify.Block, ErrInvalidCandidate)
 	}
 	if c.TC != nil && c.TC.View+1 != b.View {
-		return nil, fmt.Errorf("safety: vote view %d: TC is for view %d, want %d: %w", b.View, c.TC.View, b.View-1, ErrInvalidCandidate)
+		return nil, nil, fmt.Errorf("safety: vote view %d: TC is for view %d, want %d: %w", b.View, c.TC.View, b.View-1, ErrInvalidCandidate)
 	}
 	if err := r.verifier.VerifyQC(b.Justify); err != nil {
-		return nil, fmt.Errorf("safety: vote view %d: justify: %w", b.View, err)
+		return nil, nil, fmt.Errorf("safety: vote view %d: justify: %w", b.View, err)
 	}
 	if c.TC != nil {
 		if err := r.verifier.VerifyTC(c.TC); err != nil {
-			return nil, fmt.Errorf("safety: vote view %d: %w", b.View, err)
+			return nil, nil, fmt.Errorf("safety: vote view %d: %w", b.View, err)
 		}
 	}
-	if v := r.data.LastVote; v != nil && v.View == b.View && v.Block == c.Hash {
+	if v := base.LastVote; v != nil && v.View == b.View && v.Block == c.Hash {
 		cp := *v
-		return &cp, nil
+		return &cp, nil, nil
 	}
-	d, err := r.rule.Check(r.data.Clone(), c)
+	d, err := r.rule.Check(base.Clone(), c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sig, err := r.signer.Sign(types.VoteSignBytes(r.committee.Epoch(), b.View, c.Hash))
 	if err != nil {
-		return nil, fmt.Errorf("safety: sign vote view %d: %w", b.View, err)
+		return nil, nil, fmt.Errorf("safety: sign vote view %d: %w", b.View, err)
 	}
 	vote := &types.Vote{View: b.View, Block: c.Hash, Voter: r.signer.ID(), Sig: sig}
 	d.LastVotedView = max(d.LastVotedView, b.View)
@@ -153,11 +167,7 @@ func (r *Rules) Vote(c Candidate) (*types.Vote, error) {
 	} else if d.LastTC != nil && d.LastTC.View+1 != d.LastVotedView {
 		d.LastTC = nil
 	}
-	if err := r.commit(d); err != nil {
-		return nil, err
-	}
-	cp := *vote
-	return &cp, nil
+	return vote, &d, nil
 }
 
 // SignTimeout returns this replica's timeout for view. The timeout carries
@@ -222,32 +232,76 @@ func (r *Rules) SignTimeout(view types.View, highQC types.QC, lastTC *types.TC) 
 // the same block again gets the stored signature. b.Proposer must be this
 // replica and b.Justify must verify.
 func (r *Rules) SignProposal(b *types.Block) ([]byte, error) {
+	sig, d, err := r.proposal(b)
+	if err != nil || d == nil {
+		return sig, err
+	}
+	if err := r.commit(*d); err != nil {
+		return nil, err
+	}
+	return sig, nil
+}
+
+// ProposeAndVote signs c.Block as its proposer, as SignProposal does, and
+// this replica's vote for it, as Vote does, and saves both in one write
+// before either leaves: a leader votes for its own block at once, and one
+// save on the path of every view instead of two shortens the view. When
+// the vote rule refuses the block (vote is nil then, with a nil error),
+// only the proposal is signed and saved.
+func (r *Rules) ProposeAndVote(c Candidate) (sig []byte, vote *types.Vote, err error) {
+	sig, d, err := r.proposal(c.Block)
+	if err != nil {
+		return nil, nil, err
+	}
+	base := r.data
+	if d != nil {
+		base = *d
+	}
+	vote, dv, verr := r.vote(base, c)
+	switch {
+	case verr != nil:
+		vote = nil
+	case dv != nil:
+		d = dv
+	}
+	if d != nil {
+		if err := r.commit(*d); err != nil {
+			return nil, nil, err
+		}
+	}
+	if vote != nil {
+		cp := *vote
+		vote = &cp
+	}
+	return sig, vote, nil
+}
+
+// proposal checks b and returns its signature and the safety data to
+// save before it leaves; nil data when b was signed already.
+func (r *Rules) proposal(b *types.Block) ([]byte, *SafetyData, error) {
 	if b.Proposer != r.signer.ID() {
-		return nil, fmt.Errorf("safety: proposal view %d names proposer %q, this replica is %q: %w", b.View, b.Proposer, r.signer.ID(), ErrInvalidCandidate)
+		return nil, nil, fmt.Errorf("safety: proposal view %d names proposer %q, this replica is %q: %w", b.View, b.Proposer, r.signer.ID(), ErrInvalidCandidate)
 	}
 	if b.Justify.Block != b.Parent || b.Justify.View >= b.View {
-		return nil, fmt.Errorf("safety: proposal view %d: justify QC view %d does not certify the parent in an earlier view: %w", b.View, b.Justify.View, ErrInvalidCandidate)
+		return nil, nil, fmt.Errorf("safety: proposal view %d: justify QC view %d does not certify the parent in an earlier view: %w", b.View, b.Justify.View, ErrInvalidCandidate)
 	}
 	if err := r.verifier.VerifyQC(b.Justify); err != nil {
-		return nil, fmt.Errorf("safety: proposal view %d: justify: %w", b.View, err)
+		return nil, nil, fmt.Errorf("safety: proposal view %d: justify: %w", b.View, err)
 	}
 	h := b.Hash()
 	if p := r.data.LastProposal; p != nil {
 		if p.View == b.View && p.Block == h {
-			return append([]byte(nil), p.Sig...), nil
+			return append([]byte(nil), p.Sig...), nil, nil
 		}
 		if b.View <= p.View {
-			return nil, &EquivocationError{View: b.View, SignedView: p.View, Signed: p.Block, Requested: h}
+			return nil, nil, &EquivocationError{View: b.View, SignedView: p.View, Signed: p.Block, Requested: h}
 		}
 	}
 	sig, err := r.signer.Sign(types.ProposalSignBytes(r.committee.Epoch(), b.View, h))
 	if err != nil {
-		return nil, fmt.Errorf("safety: sign proposal view %d: %w", b.View, err)
+		return nil, nil, fmt.Errorf("safety: sign proposal view %d: %w", b.View, err)
 	}
 	d := r.data.Clone()
 	d.LastProposal = &ProposalRecord{View: b.View, Block: h, Sig: sig}
-	if err := r.commit(d); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), sig...), nil
+	return append([]byte(nil), sig...), &d, nil
 }

@@ -2,6 +2,7 @@ package safety
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -454,4 +455,79 @@ func TestLastTCKept(t *testing.T) {
 	if _, err := r2.SignTimeout(8, fx.qcFor("b"), tc4); !errors.Is(err, ErrInvalidCandidate) {
 		t.Fatalf("TC for the wrong view: %v", err)
 	}
+}
+
+// TestProposeAndVote: the leader's proposal and its vote for it are saved
+// in one write; after a restart neither a second proposal nor a vote for a
+// rival block is signed in that view; when Save fails, neither leaves;
+// when the vote rule refuses, only the proposal is signed.
+func TestProposeAndVote(t *testing.T) {
+	fx := newFixture(t)
+	chain(fx)
+	path := filepath.Join(t.TempDir(), "safety")
+	mem := NewMemStore()
+	r := fx.rules(mem, ThreeChain{})
+	fail := errors.New("disk full")
+	mem.FailSaves(fail)
+	if sig, v, err := r.ProposeAndVote(fx.cand("c", nil)); sig != nil || v != nil || !errors.Is(err, fail) {
+		t.Fatalf("with a failing store: %v %v %v", sig, v, err)
+	}
+	if d := r.Data(); d.LastProposal != nil || d.LastVote != nil {
+		t.Fatalf("state moved without a durable save: %+v", d)
+	}
+	mem.FailSaves(nil)
+
+	r = fx.rules(NewFileStore(path), ThreeChain{})
+	counted := &countingStore{Store: NewFileStore(path)}
+	r.store = counted
+	sig, v, err := r.ProposeAndVote(fx.cand("c", nil))
+	if err != nil || v == nil {
+		t.Fatalf("propose and vote: %v, vote %v", err, v)
+	}
+	if counted.saves != 1 {
+		t.Fatalf("%d saves, want 1", counted.saves)
+	}
+	if err := fx.c.VerifyVote(v); err != nil || v.Block != fx.blocks["c"].Hash() {
+		t.Fatalf("vote: %v", err)
+	}
+	if !ed25519.Verify(fx.c.PublicKey("n3"), types.ProposalSignBytes(fx.c.Epoch(), 3, fx.blocks["c"].Hash()), sig) {
+		t.Fatal("proposal signature does not verify")
+	}
+
+	r2 := fx.rules(NewFileStore(path), ThreeChain{}) // the restart
+	var eq *EquivocationError
+	if _, err := r2.SignProposal(fx.blocks["c'"]); !errors.As(err, &eq) {
+		t.Fatalf("second proposal for view 3 after restart: %v", err)
+	}
+	var ns *NotSafeToVoteError
+	if _, err := r2.Vote(fx.cand("c'", nil)); !errors.As(err, &ns) {
+		t.Fatalf("vote for the rival after restart: %v", err)
+	}
+	if v2, err := r2.Vote(fx.cand("c", nil)); err != nil || !bytes.Equal(v2.Sig, v.Sig) {
+		t.Fatalf("the vote is not repeated after restart: %v", err)
+	}
+
+	// A replica that voted in view 4 already proposes there without a
+	// vote (the rule refuses a second block in the view).
+	fx.add("d", "c", 4)
+	d2 := fx.add("d'", "c", 4)
+	d2.Payload = [][]byte{[]byte("rival")}
+	if _, err := r2.Vote(fx.cand("d", nil)); err != nil {
+		t.Fatal(err)
+	}
+	sig, v, err = r2.ProposeAndVote(fx.cand("d'", nil))
+	if err != nil || sig == nil || v != nil {
+		t.Fatalf("proposal after a vote in its view: sig %v vote %v err %v", sig != nil, v, err)
+	}
+}
+
+// countingStore counts Saves.
+type countingStore struct {
+	Store
+	saves int
+}
+
+func (s *countingStore) Save(d SafetyData) error {
+	s.saves++
+	return s.Store.Save(d)
 }
