@@ -209,8 +209,9 @@ type Event struct {
 
 // Ready is a batch of work for the shell. The shell must, in order:
 //
-//  1. persist Blocks (its block WAL) — Safety is already durable, the safety
-//     kernel saved it before signing anything in Messages;
+//  1. persist Blocks (its block WAL), and make the safety kernel's store
+//     durable if it defers its writes to this step (the engine's does:
+//     nothing the kernel signed is in flight before step 2);
 //  2. send Messages;
 //  3. apply Committed, in order, to the state machine (and may persist
 //     CommitQC with the last one, for Restore);
@@ -238,7 +239,8 @@ type Ready struct {
 	// Events since the last Ready.
 	Events []Event
 	// Safety is the current SafetyData when it changed since the last
-	// Ready (nil otherwise). It is already durable.
+	// Ready (nil otherwise): saved to the kernel's Store, and durable once
+	// step 1 is done.
 	Safety *safety.SafetyData
 }
 

@@ -71,13 +71,16 @@ const (
 // Engine is the HotStuff consensus engine of one node: the shell around the
 // pure core (consensus/hotstuff/core). One goroutine, the loop, owns the
 // core; it feeds it ticks, inbound messages and commands, and handles each
-// Ready in order: persist (safety data is already durable, blocks and the
-// committed chain go to the block store), send, apply, then Advance. Every
+// Ready in order: persist (the safety data Rules signed with goes to its
+// file while blocks and the committed chain go to the block store), send,
+// apply, then Advance. Every
 // exported method is safe for concurrent use.
 type Engine struct {
 	cfg       Config
 	log       *slog.Logger
 	committee *types.Committee
+	// safeStore holds what Rules signed until processReady persists it.
+	safeStore *deferredSafety
 	addrs     map[types.NodeID]string
 	members   []consensus.Member
 	validator *entryValidator
@@ -278,7 +281,8 @@ func New(cfg Config) (_ *Engine, err error) {
 
 	verifier := types.NewQCCache(e.committee, 4096)
 	safetyPath := filepath.Join(dir, "safety")
-	rules, err := core.NewSafety(safety.NewFileStore(safetyPath), types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
+	e.safeStore = &deferredSafety{file: safety.NewFileStore(safetyPath)}
+	rules, err := core.NewSafety(e.safeStore, types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
 	if err != nil {
 		if safety.IsCorruption(err) {
 			return nil, fmt.Errorf("hotstuff engine: refusing to start: %w (restore %s from a backup; deleting it lets this replica vote twice in views it already voted in)", err, safetyPath)
@@ -657,7 +661,7 @@ func (e *Engine) processReady() error {
 	}
 
 	// 1. Persist the accepted blocks and the committed chain (with the log
-	// indexes its entries take). The safety data is already durable.
+	// indexes its entries take), and the safety data.
 	committed := make([]committedBlock, 0, len(rd.Committed))
 	idx, height := e.lastIndex, e.height
 	for _, b := range rd.Committed {
@@ -669,7 +673,18 @@ func (e *Engine) processReady() error {
 		idx += n
 		height = b.Height
 	}
-	if err := e.store.save(rd.Blocks, committed, rd.CommitQC); err != nil {
+	// The safety data Rules signed with is written at the same time, to
+	// its own file (deferredSafety).
+	var safetyDone chan error
+	if e.safeStore.dirty() {
+		safetyDone = make(chan error, 1)
+		go func() { safetyDone <- e.safeStore.flush() }()
+	}
+	err := e.store.save(rd.Blocks, committed, rd.CommitQC)
+	if safetyDone != nil {
+		err = errors.Join(err, <-safetyDone)
+	}
+	if err != nil {
 		return err
 	}
 

@@ -72,7 +72,10 @@ type storedSnapshot struct {
 }
 
 func openStore(path string, genesis types.Hash) (*blockStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// The freelist is not written with every transaction but rebuilt when
+	// the file is opened (as etcd does): one page less per commit, and a
+	// commit is on the path of every view.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open block store %s: %w", path, err)
 	}

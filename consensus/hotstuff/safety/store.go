@@ -15,16 +15,22 @@ import (
 
 // Store persists SafetyData.
 //
-// Save must not return until d is durable: Rules returns a signed vote,
-// timeout or proposal only after Save returned nil. If Save fails, the
-// replica must not sign anything else until a later Save succeeds (Rules
-// enforces this by keeping its previous state).
+// Rules returns a signed vote, timeout or proposal only after Save returned
+// nil, and nothing it signed may leave the replica before d is durable.
+// Either Save returns only once d is durable (FileStore), or the store
+// defers the write and the replica's shell makes it durable before it sends
+// anything signed meanwhile (the HotStuff engine writes it with each Ready,
+// before the Ready's messages). If Save fails, the replica must not sign
+// anything else until a later Save succeeds (Rules enforces this by keeping
+// its previous state); if a deferred write fails, the replica must stop
+// with its messages unsent.
 type Store interface {
 	// Load returns the stored data, or the zero SafetyData and nil when
 	// nothing was ever saved (a fresh replica). Damaged data is reported as
 	// a *CorruptionError; the caller must not start voting then.
 	Load() (SafetyData, error)
-	// Save makes d durable, replacing what was stored.
+	// Save makes d durable (or hands it to a deferred write, see above),
+	// replacing what was stored.
 	Save(d SafetyData) error
 }
 
