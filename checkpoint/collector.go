@@ -179,6 +179,34 @@ func (c *Collector) Certify(kind Kind, epoch uint64, fallback bool) (*Certificat
 	return nil, nil
 }
 
+// Dissent returns, for the (kind, epoch, index) slot, the statement a
+// quorum of members that are not quarantined signed, with the votes held
+// there of every member that signed another statement (the signed
+// evidence of a divergence from the quorum), ordered by signer. ok is
+// false when no statement at the slot has a quorum. The returned votes are
+// copies.
+func (c *Collector) Dissent(kind Kind, epoch, index uint64) (quorum *Certificate, dissent []Vote, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var found *tally
+	for _, t := range c.stmts {
+		if t.st.Kind == kind && t.st.Epoch == epoch && t.st.Index == index && c.countedLocked(t) >= c.com.Quorum() {
+			found = t
+			break // two statements with a quorum at one slot would need two votes of one member, which Add refuses
+		}
+	}
+	if found == nil {
+		return nil, nil, false
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.bySlot[slot{kind, epoch, index}])) {
+		v := c.bySlot[slot{kind, epoch, index}][id]
+		if !v.Statement.Equal(found.st) {
+			dissent = append(dissent, Vote{Statement: v.Statement.clone(), Signer: v.Signer, Sig: slices.Clone(v.Sig)})
+		}
+	}
+	return c.certLocked(found, FormQuorum), dissent, true
+}
+
 // Support returns the number of distinct members that are not quarantined
 // whose valid vote for exactly s was counted: what the fallback threshold
 // is compared with.

@@ -180,3 +180,39 @@ func TestCollectorConcurrent(t *testing.T) {
 		t.Fatalf("%d certificates formed, want 1", certs)
 	}
 }
+
+// TestCollectorDissent: once a statement has a quorum at a slot, Dissent
+// returns it with the votes of the members that signed another statement
+// there (and only there); before, it reports no quorum.
+func TestCollectorDissent(t *testing.T) {
+	com := testCommittee(t, 4)
+	col := NewCollector(com)
+	a, b := ckptStatement(1, 100, "a"), ckptStatement(1, 100, "b")
+	other := ckptStatement(1, 105, "b")
+	for _, v := range []Vote{mustSign(t, 4, b), mustSign(t, 1, a), mustSign(t, 2, a), mustSign(t, 4, other)} {
+		if _, err := col.Add(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q, d, ok := col.Dissent(KindCheckpoint, 1, 100); ok || q != nil || d != nil {
+		t.Fatalf("Dissent without a quorum = %v %v %v", q, d, ok)
+	}
+	if _, err := col.Add(mustSign(t, 3, a)); err != nil {
+		t.Fatal(err)
+	}
+	q, d, ok := col.Dissent(KindCheckpoint, 1, 100)
+	if !ok || !q.Statement.Equal(a) || q.Verify(com, nil) != nil {
+		t.Fatalf("quorum %v, %v", q, ok)
+	}
+	if len(d) != 1 || d[0].Signer != "n4" || !d[0].Statement.Equal(b) || d[0].Verify(com) != nil {
+		t.Fatalf("dissent %+v, want n4's vote for b", d)
+	}
+	if _, _, ok := col.Dissent(KindCheckpoint, 1, 105); ok {
+		t.Fatal("a quorum at index 105")
+	}
+	// A quarantined member does not count toward the quorum.
+	col.SetQuarantined([]string{"n3"})
+	if _, _, ok := col.Dissent(KindCheckpoint, 1, 100); ok {
+		t.Fatal("a quorum counting a quarantined member")
+	}
+}

@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // byzantineCase is one behaviour of the byzantine build and the verdict
@@ -26,6 +33,19 @@ type byzantineCase struct {
 	// warn: node4 ends with a warning (a positive score below the anomaly
 	// threshold, from accusations of metric accused) and nothing more.
 	warn bool
+	// escalate: node4 ends with a score at the escalate level (at least
+	// the anomaly threshold, below the quarantine threshold) from
+	// accusations of metric accused by at least f+1 distinct correct
+	// members, and is not quarantined.
+	escalate bool
+	// within is how long the correct nodes have to reach the verdict
+	// (default 20 s).
+	within time.Duration
+	// writers, when set, is how many clients write concurrently beside the
+	// polling loop until every correct node reached its verdict, each
+	// through one correct node (in turn), so that every correct node hands
+	// requests over.
+	writers int
 	// observed, for verdicts without quarantine, reports whether correct
 	// node id shows the behaviour was seen (and nothing more): counters,
 	// records. Polled with writes running until it holds on every correct
@@ -63,6 +83,13 @@ type byzantineRun struct {
 //     collector counts its missing votes as late ones and signs
 //     vote-latency accusations, which with f+1 accusers give node4 a
 //     warning (the table: vote latency → warning) and never a quarantine;
+//   - omit-requests: node4 never queues the client requests the others
+//     forward to it, so its proposals leave them out although they have
+//     room; each correct node that forwarded requests to it and saw such
+//     a proposal made after they reached it signs a selective-omission
+//     accusation, and with f+1 distinct accusers node4's score reaches
+//     the escalate level (the table: selective omission → escalate), never
+//     a quarantine;
 //   - false-accuse: node4's signed accusations against node1 verify and are
 //     kept, but one lying accuser is below f+1: no one is quarantined and
 //     the threat level stays 0.
@@ -80,6 +107,9 @@ func TestBFTByzantineBehaviours(t *testing.T) {
 		{behaviour: "garbage", quarantine: evidence.KindAccusation, accused: evidence.MetricSignatureFailure},
 		{behaviour: "withhold-votes", warn: true, accused: evidence.MetricVoteLatencyP99, observed: func(t *testing.T, b *byzantineRun, id string) bool {
 			return metricFloat(t, b, id, `tandem_detector_score{member="node4"}`) > 0
+		}},
+		{behaviour: "omit-requests", escalate: true, writers: 6, within: 40 * time.Second, accused: evidence.MetricSelectiveOmission, observed: func(t *testing.T, b *byzantineRun, id string) bool {
+			return metricFloat(t, b, id, `tandem_detector_score{member="node4"}`) >= 0.7
 		}},
 		{behaviour: "false-accuse", observed: func(t *testing.T, b *byzantineRun, id string) bool {
 			var list api.EvidenceListView
@@ -126,14 +156,51 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 		}
 	}
 
+	// Concurrent writers, when the case has them: an omission shows only
+	// when requests reach the replicas while views go on (one write at a
+	// time is ordered by the next correct leader before the omitting one
+	// leads again).
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var load sync.WaitGroup
+	var loadWrites atomic.Int64
+	for w := range tc.writers {
+		// A key of its own (one client key has one sequence), allowed to
+		// write config.
+		k, err := identity.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.cl.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+			t.Fatalf("allowing writer %d: %v", w, err)
+		}
+		cl := c.newClient(k, s.endpoints()[w%len(correct)])
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for i := 0; loadCtx.Err() == nil; i++ {
+				wctx, wcancel := context.WithTimeout(loadCtx, 2*time.Second)
+				if _, err := cl.SetConfig(wctx, "load-"+strconv.Itoa(w)+"-"+strconv.Itoa(i), "v"); err == nil {
+					loadWrites.Add(1)
+				}
+				wcancel()
+			}
+		}()
+	}
+	stopLoadOnce := func() {
+		stopLoad()
+		load.Wait()
+	}
+	defer stopLoadOnce()
+
 	// Poll every correct node until each reached its verdict, writing
 	// meanwhile; a quarantine anywhere that the case does not expect
 	// fails at once.
 	at := map[string]time.Time{}
-	deadline := time.Now().Add(20 * time.Second)
+	within := cmp.Or(tc.within, 20*time.Second)
+	deadline := time.Now().Add(within)
 	for len(at) < len(correct) {
 		if time.Now().After(deadline) {
-			t.Fatalf("within 20s only %v reached the verdict (node4 acted: %v; %d writes)", at, !watch.first().IsZero(), writes)
+			t.Fatalf("within %s only %v reached the verdict (node4 acted: %v; %d writes)", within, at, !watch.first().IsZero(), writes)
 		}
 		write()
 		for _, id := range correct {
@@ -172,9 +239,12 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 		verdict = "quarantine"
 	case tc.warn:
 		verdict = "warning"
+	case tc.escalate:
+		verdict = "escalate"
 	}
-	t.Logf("%s: detection latency %s from node4's first act (%s) to %s on the last correct node; per node: %v; %d writes meanwhile",
-		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes)
+	stopLoadOnce()
+	t.Logf("%s: detection latency %s from node4's first act (%s) to %s on the last correct node; per node: %v; %d writes meanwhile (%d by %d concurrent writers)",
+		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes+int(loadWrites.Load()), loadWrites.Load(), tc.writers)
 
 	// The verdict itself, on every correct node.
 	for _, id := range correct {
@@ -214,6 +284,51 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, got)
 		}
 		threat := metricFloat(t, b, id, "tandem_detector_threat_level")
+		if tc.escalate {
+			// Escalate: at least the anomaly threshold (0.7), below the
+			// quarantine threshold (0.9), on accusations of f+1 distinct
+			// correct members that verify against the member keys.
+			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score < 0.7 || score >= 0.9 || threat < 0.7 {
+				t.Fatalf("%s: node4's score %v, threat level %v; want escalate in [0.7, 0.9)", id, score, threat)
+			}
+			// Every accusation of the case's metric names node4. (Other
+			// records may be kept: the concurrent writers load the
+			// machine, and a correct node's votes can be slow enough for
+			// a vote-latency accusation, which stays a warning.)
+			var list api.EvidenceListView
+			if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+				t.Fatal(err)
+			}
+			accusers := map[evidence.NodeID]bool{}
+			for _, s := range list.Evidence {
+				var raw json.RawMessage
+				if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
+					t.Fatal(err)
+				}
+				var e evidence.Evidence
+				if err := json.Unmarshal(raw, &e); err != nil {
+					t.Fatalf("%s evidence %s: %v", id, s.ID, err)
+				}
+				if err := evidence.Verify(&e, b.members); err != nil {
+					t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
+				}
+				if e.Kind != evidence.KindAccusation {
+					t.Fatalf("%s keeps unexpected evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
+				}
+				if e.Accusation.Metric != tc.accused {
+					t.Logf("%s also keeps %s", id, e.Summary())
+					continue
+				}
+				if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
+					t.Fatalf("%s keeps a false %s accusation: %s", id, tc.accused, e.Summary())
+				}
+				accusers[e.Accusation.Accuser] = true
+			}
+			if len(accusers) < 2 {
+				t.Fatalf("%s: node4's score rests on the accusations of %v: fewer than f+1 = 2", id, accusers)
+			}
+			continue
+		}
 		if tc.warn {
 			// A warning: positive, below the anomaly threshold (0.7).
 			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score <= 0 || score >= 0.7 || threat >= 0.7 {

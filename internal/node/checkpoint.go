@@ -291,6 +291,7 @@ func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, erro
 		return nil, fmt.Errorf("a %s vote is not a checkpoint vote", v.Statement.Kind)
 	}
 	if s := c.stable.Load(); s != nil && v.Statement.Index <= s.Statement.Index {
+		c.dissentFromStable(v, s)
 		return nil, nil // settled already
 	}
 	if limit := c.applied.Load() + voteWindowIntervals*max(c.interval(), 1); v.Statement.Index > limit {
@@ -302,7 +303,52 @@ func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, erro
 	if errors.As(err, &ce) {
 		c.log.Error("a member signed two checkpoints for one index", "signer", v.Signer, "err", err)
 	}
+	if err == nil || ce != nil {
+		c.reportDissent(v.Statement, ce)
+	}
 	return cert, err
+}
+
+// reportDissent hands the detector every member whose signed checkpoint
+// at st's index differs from the statement a quorum signed there (state
+// divergence, DESIGN invariant 8), once a quorum has: the dissenting votes
+// the collector holds, and the second vote of a conflict (a member that
+// signed two states for the index, at most one of them the quorum's).
+func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.ConflictError) {
+	if c.n.det == nil {
+		return
+	}
+	quorum, dissent, ok := c.collector.Dissent(st.Kind, st.Epoch, st.Index)
+	if !ok {
+		return
+	}
+	if ce != nil && !ce.Second.Statement.Equal(quorum.Statement) {
+		dissent = append(dissent, ce.Second)
+	}
+	for _, v := range dissent {
+		c.n.det.onDivergence(divergenceOf(v, quorum))
+	}
+}
+
+// dissentFromStable reports v when it signs another state at the index of
+// the stable checkpoint s, whose certificate is the quorum's word. v is
+// verified first: only a member's own signature is evidence.
+func (c *checkpointer) dissentFromStable(v checkpoint.Vote, s *checkpoint.Certificate) {
+	if c.n.det == nil || v.Statement.Index != s.Statement.Index || v.Statement.Kind != s.Statement.Kind ||
+		v.Statement.Epoch != s.Statement.Epoch || v.Statement.Equal(s.Statement) {
+		return
+	}
+	if err := v.Verify(c.committee); err != nil {
+		return
+	}
+	c.n.det.onDivergence(divergenceOf(v, s))
+}
+
+// divergenceOf is the detector's report of v against the quorum's
+// certificate.
+func divergenceOf(v checkpoint.Vote, quorum *checkpoint.Certificate) divergence {
+	return divergence{Signer: v.Signer, Epoch: v.Statement.Epoch, Index: v.Statement.Index,
+		Signed: v.Statement.StateHash, Quorum: quorum.Statement.StateHash, QuorumSignatures: len(quorum.Sigs)}
 }
 
 // offer keeps a certificate until this node has captured its index.

@@ -16,12 +16,20 @@ import (
 // seed's table (DESIGN invariant 8):
 //
 //	engine Config.OnSignatureFailure ─┐ (non-blocking queue)
-//	engine Config.OnVote ─────────────┴─> observe (run goroutine)
+//	engine Config.OnVote ─────────────┤
+//	engine Config.OnOmission ─────────┤
+//	checkpoint votes (any mode) ──────┴─> observe (run goroutine)
 //	   signature failure of a sender ──> signed accusation (signature-failure),
 //	                                     at most one per sender per sigAccuseEvery
 //	   vote latencies per member (missing votes count as VoteWait) ──> p99 over
 //	     the last latencyWindow > 500 ms ──> signed accusation (vote-latency-p99),
 //	                                     at most one per member per latencyAccuseEvery
+//	   forwarded commands a leader left out of proposals with room
+//	                                 ──> signed accusation (selective-omission),
+//	                                     at most one per leader per omitAccuseEvery
+//	   a member's signed checkpoint for another state than a quorum certified
+//	                                 ──> signed accusation (state-divergence),
+//	                                     at most one per member per divergeAccuseEvery
 //	accusations ──> handle: verify, store, relay, gossip, decide (like every record)
 //
 // An observation over an authenticated channel proves nothing to a third
@@ -48,6 +56,13 @@ const (
 	// latencyAccuseEvery: at most one vote-latency accusation per member
 	// in this time.
 	latencyAccuseEvery = 10 * time.Second
+	// omitAccuseEvery: at most one selective-omission accusation per
+	// leader in this time; further omissions are counted into the next.
+	omitAccuseEvery = 10 * time.Second
+	// divergeAccuseEvery: at most one state-divergence accusation per
+	// member in this time; further diverging indexes are counted into the
+	// next.
+	divergeAccuseEvery = 30 * time.Second
 )
 
 // observation is one report of the engine.
@@ -57,6 +72,19 @@ type observation struct {
 	sigFrom types.NodeID
 	sigKind types.MsgType
 	vote    hsengine.VoteObservation
+	// omit is set (Leader not empty) for an omission.
+	omit hsengine.OmissionObservation
+	// diverge is set (Signer not empty) for a state divergence.
+	diverge divergence
+}
+
+// divergence is a member's signed checkpoint at an index where a quorum
+// certified another state.
+type divergence struct {
+	Signer           string
+	Epoch, Index     uint64
+	Signed, Quorum   [32]byte // the member's state hash, the quorum's
+	QuorumSignatures int
 }
 
 // latencySample is one vote's latency.
@@ -79,16 +107,27 @@ type latState struct {
 	accused time.Time
 }
 
+// countState is what the detector remembers of one member's omissions or
+// divergences since its last accusation.
+type countState struct {
+	count   int64
+	last    uint64 // divergences: the highest index counted
+	accused time.Time
+}
+
 // observer is the detector's observation state, used by the run goroutine
 // only (ch excepted).
 type observer struct {
-	ch  chan observation
-	sig map[evidence.NodeID]*sigState
-	lat map[evidence.NodeID]*latState
+	ch      chan observation
+	sig     map[evidence.NodeID]*sigState
+	lat     map[evidence.NodeID]*latState
+	omit    map[evidence.NodeID]*countState
+	diverge map[evidence.NodeID]*countState
 }
 
 func newObserver() *observer {
-	return &observer{ch: make(chan observation, observeQueue), sig: map[evidence.NodeID]*sigState{}, lat: map[evidence.NodeID]*latState{}}
+	return &observer{ch: make(chan observation, observeQueue), sig: map[evidence.NodeID]*sigState{}, lat: map[evidence.NodeID]*latState{},
+		omit: map[evidence.NodeID]*countState{}, diverge: map[evidence.NodeID]*countState{}}
 }
 
 // observeEngine makes a HotStuff engine built from cfg report signature
@@ -99,6 +138,23 @@ func (d *detector) observeEngine(cfg *hsengine.Config) {
 	}
 	cfg.OnSignatureFailure = d.onSignatureFailure
 	cfg.OnVote = d.onVote
+	cfg.OnOmission = d.onOmission
+}
+
+// onOmission is the engine's Config.OnOmission: it runs on the engine's
+// loop and must not block.
+func (d *detector) onOmission(o hsengine.OmissionObservation) {
+	d.enqueueObservation(observation{at: d.clock(), omit: o})
+}
+
+// onDivergence reports a member's checkpoint vote for another state than
+// the one a quorum certified at its index. It must not block. Safe on a
+// nil d (no detector).
+func (d *detector) onDivergence(dv divergence) {
+	if d == nil {
+		return
+	}
+	d.enqueueObservation(observation{at: d.clock(), diverge: dv})
 }
 
 // onSignatureFailure is the engine's Config.OnSignatureFailure: it runs on
@@ -123,11 +179,16 @@ func (d *detector) enqueueObservation(o observation) {
 
 // observe turns one observation into an accusation when its rule says so.
 func (d *detector) observe(ctx context.Context, o observation) {
-	if o.sigFrom != "" {
+	switch {
+	case o.sigFrom != "":
 		d.observeSignature(ctx, evidence.NodeID(o.sigFrom), o.sigKind, o.at)
-		return
+	case o.omit.Leader != "":
+		d.observeOmission(ctx, o.omit, o.at)
+	case o.diverge.Signer != "":
+		d.observeDivergence(ctx, o.diverge, o.at)
+	default:
+		d.observeVote(ctx, o.vote, o.at)
 	}
-	d.observeVote(ctx, o.vote, o.at)
 }
 
 // accusable reports whether id is a member this node may accuse: another
@@ -193,6 +254,58 @@ func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, 
 		p99.Round(time.Millisecond), len(s.samples), latencyWindow, missing, hsengine.VoteWait)
 	if d.accuse(ctx, id, evidence.MetricVoteLatencyP99, int64(p99), detail, now) {
 		s.accused = now
+	}
+}
+
+// observeOmission counts the commands a leader left out and accuses it, at
+// most once per omitAccuseEvery (the value is the commands counted since
+// the last accusation).
+func (d *detector) observeOmission(ctx context.Context, o hsengine.OmissionObservation, now time.Time) {
+	id := evidence.NodeID(o.Leader)
+	if !d.accusable(id) || o.Commands <= 0 {
+		return
+	}
+	s := d.obs.omit[id]
+	if s == nil {
+		s = &countState{}
+		d.obs.omit[id] = s
+	}
+	s.count += int64(o.Commands)
+	if !s.accused.IsZero() && now.Sub(s.accused) < omitAccuseEvery {
+		return
+	}
+	detail := fmt.Sprintf("%d client requests this node forwarded to the leader were left out of its hotstuff proposals with room for them, made after the requests reached it (latest view %d)",
+		s.count, o.View)
+	if d.accuse(ctx, id, evidence.MetricSelectiveOmission, s.count, detail, now) {
+		s.accused, s.count = now, 0
+	}
+}
+
+// observeDivergence counts the checkpoint indexes at which a member signed
+// another state than a quorum certified (each index once) and accuses it,
+// at most once per divergeAccuseEvery (the value is the indexes counted
+// since the last accusation).
+func (d *detector) observeDivergence(ctx context.Context, dv divergence, now time.Time) {
+	id := evidence.NodeID(dv.Signer)
+	if !d.accusable(id) {
+		return
+	}
+	s := d.obs.diverge[id]
+	if s == nil {
+		s = &countState{}
+		d.obs.diverge[id] = s
+	}
+	if dv.Index > s.last {
+		s.last = dv.Index
+		s.count++
+	}
+	if s.count == 0 || (!s.accused.IsZero() && now.Sub(s.accused) < divergeAccuseEvery) {
+		return
+	}
+	detail := fmt.Sprintf("%d checkpoint indexes at which the member signed another state than a quorum certified (latest: epoch %d index %d, signed %x, certified %x by %d members)",
+		s.count, dv.Epoch, dv.Index, dv.Signed[:8], dv.Quorum[:8], dv.QuorumSignatures)
+	if d.accuse(ctx, id, evidence.MetricStateDivergence, s.count, detail, now) {
+		s.accused, s.count = now, 0
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // TestDefaultBuildIgnoresByzantine: without the byzantine build tag the
 // engine sends every message itself, whatever TANDEM_BYZANTINE says.
 func TestDefaultBuildIgnoresByzantine(t *testing.T) {
-	t.Setenv("TANDEM_BYZANTINE", "equivocate,forge-signature,double-vote,withhold-votes,garbage")
+	t.Setenv("TANDEM_BYZANTINE", "equivocate,forge-signature,double-vote,withhold-votes,garbage,omit-requests")
 	e := &Engine{cfg: Config{ID: "n1"}}
 	for _, m := range []core.Outbound{
 		{Msg: &types.Proposal{Block: &types.Block{View: 1, Proposer: "n1"}}},
@@ -22,5 +22,8 @@ func TestDefaultBuildIgnoresByzantine(t *testing.T) {
 		if e.misbehave(m) {
 			t.Fatalf("the default build misbehaved on %T", m.Msg)
 		}
+	}
+	if e.omitCommand([]byte("any command")) {
+		t.Fatal("the default build omitted a forwarded command")
 	}
 }

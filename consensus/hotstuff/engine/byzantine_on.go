@@ -46,6 +46,12 @@ import (
 //     whose signature fails is reported (Config.OnSignatureFailure), and
 //     the detectors' signature-failure accusations, f+1 of them,
 //     quarantine this node.
+//   - omit-requests: this node never queues the client command entries
+//     other replicas forward to it, so the blocks it proposes as leader
+//     leave them out although they have room. The replicas that forwarded
+//     them see proposals made after the commands reached this node without
+//     them (Config.OnOmission), and their selective-omission accusations,
+//     f+1 of them, make this node's score escalate.
 
 // EnvByzantine selects the Byzantine behaviours of a byzantine build.
 const EnvByzantine = "TANDEM_BYZANTINE"
@@ -63,6 +69,7 @@ var (
 	byzDoubleVote     = slices.Contains(byzBehaviours, "double-vote")
 	byzWithholdVotes  = slices.Contains(byzBehaviours, "withhold-votes")
 	byzGarbage        = slices.Contains(byzBehaviours, "garbage")
+	byzOmitRequests   = slices.Contains(byzBehaviours, "omit-requests")
 )
 
 // byzState is the per-engine state of the garbage behaviour (engines are
@@ -298,4 +305,23 @@ func garbageFrames(self types.NodeID, view types.View, m types.Message, oversize
 		out = append(out, hdr)
 	}
 	return out
+}
+
+// omitCommand reports whether the omit-requests behaviour drops cmd, a
+// command forwarded by a peer: every client command entry.
+func (e *Engine) omitCommand(cmd []byte) bool {
+	if !byzOmitRequests || !isClientCommand(cmd) {
+		return false
+	}
+	e.log.Warn("byzantine: omit-requests", "view", e.core.View(), "bytes", len(cmd))
+	return true
+}
+
+// isClientCommand reports whether cmd is a client command entry.
+func isClientCommand(cmd []byte) bool {
+	if isReadMarker(cmd) {
+		return false
+	}
+	var ent smr.Entry
+	return ent.UnmarshalBinary(cmd) == nil && ent.Kind == smr.EntryCommand
 }

@@ -175,6 +175,12 @@ type Config struct {
 	// each member whose vote did not arrive within VoteWait (Missing). It
 	// is called from the engine's loop and must not block.
 	OnVote func(VoteObservation)
+	// OnOmission, when set, receives the commands handed over on this
+	// replica and forwarded to a leader that the leader left out of a
+	// proposal it made after it had them, with room for them (see
+	// omission.go for the rule), counted per leader. It is called from
+	// the engine's loop and must not block.
+	OnOmission func(OmissionObservation)
 }
 
 // Validate checks the fields that have no default and the combinations.

@@ -104,7 +104,8 @@ type Engine struct {
 	outCmds   [][]byte     // handed over this iteration, to forward to the leaders
 	lazy      []types.Hash // handed over, in order, to forward to every peer later
 	lastView  types.View
-	obs       observer // vote observation (observe.go)
+	obs       observer         // vote observation (observe.go)
+	omit      *omissionTracker // omission observation (omission.go); nil when off
 
 	proposeCh chan proposal
 	ctrlCh    chan func()
@@ -222,6 +223,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		served:    map[types.NodeID]*rateWindow{},
 		inflight:  map[types.Hash]*inflightCmd{},
 		obs:       observer{views: map[types.View]*observedView{}},
+		omit:      omissionTrackerFor(cfg),
 		proposeCh: make(chan proposal, 1024),
 		ctrlCh:    make(chan func()),
 		waiters:   map[types.Hash][]chan smr.Result{},
@@ -423,6 +425,7 @@ func (e *Engine) run() {
 			e.forwardLazy()
 			if e.ticks%sweepTicks == 0 {
 				e.sweepVotes()
+				e.sweepOmissions()
 			}
 			if e.ticks%resendTicks == 0 {
 				e.reforward(resendTicks)
@@ -483,11 +486,15 @@ func (e *Engine) handleInbound(in inbound) {
 			if m.Block != nil {
 				e.noteProposalSeen(m.Block.View)
 			}
+			e.noteLeaderProposal(in.from, m)
 		case *types.Vote:
 			e.noteVote(in.from, m)
 		}
 	case frameCommands:
 		for _, c := range in.f.cmds {
+			if e.omitCommand(c) {
+				continue
+			}
 			if err := e.core.Propose(c); err != nil {
 				e.stats.invalidForwarded.Add(1)
 				e.log.Debug("forwarded command not queued", "from", string(in.from), "err", err)
@@ -552,6 +559,7 @@ func (e *Engine) forwardToLeaders(cmds [][]byte) {
 			to = append(to, id)
 		}
 	}
+	e.noteForwarded(cmds, to)
 	for _, f := range e.commandFrames(cmds) {
 		for _, id := range to {
 			e.net.send(id, f)
@@ -598,6 +606,7 @@ func (e *Engine) noteProposed(p *types.Proposal) {
 // forward sends commands to every peer, so that whichever replica leads
 // the next views can order them.
 func (e *Engine) forward(cmds [][]byte) {
+	e.noteForwarded(cmds, nil)
 	for _, f := range e.commandFrames(cmds) {
 		e.net.broadcast(f)
 	}
@@ -657,6 +666,7 @@ func (e *Engine) processReady() error {
 			if p.Block != nil {
 				e.noteProposalSeen(p.Block.View)
 			}
+			e.noteLeaderProposal(e.cfg.ID, p)
 		}
 	}
 
@@ -693,6 +703,7 @@ func (e *Engine) processReady() error {
 		if e.misbehave(m) {
 			continue
 		}
+		e.noteOwnVote(m)
 		f := encodeMessageFrame(m.Msg)
 		if m.To == "" {
 			e.net.broadcast(f)
@@ -704,6 +715,7 @@ func (e *Engine) processReady() error {
 	// 3. Apply.
 	for _, c := range committed {
 		e.applyCommands(c.block, c.entry.first, true)
+		e.noteCommittedBlock(c.block)
 		e.lastIndex, e.height = c.entry.last, c.entry.height
 		e.stats.blocksCommitted.Add(1)
 	}

@@ -1,0 +1,324 @@
+package engine
+
+import (
+	"slices"
+	"time"
+
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+)
+
+// Selective omission (Config.OnOmission): a command handed over on this
+// replica and forwarded to a leader, which that leader left out of a
+// proposal it made after it had the command, with room for it.
+//
+// "After it had the command" is established causally, not by a clock. A
+// replica votes for a view's block by sending its vote to the leader of
+// the next view, on the same ordered connection it forwards commands on.
+// If this replica sent command c to leader L, then sent L its vote for
+// view u, and L's proposal for view u+1 is justified by a QC of view u that
+// holds this replica's vote, then L took c in before it could form that QC
+// and propose: a correct L had c queued when it proposed (unless its queue
+// was full, which its blocks would show by being full). The proposal
+// counts against L for c when all of these hold:
+//
+//   - it is L's own proposal (sender = proposer), accepted by the core,
+//     with no TC, and its QC is of the view just before it and holds this
+//     replica's vote;
+//   - this replica's vote for the QC's view was sent to L after c was
+//     (every earlier vote to L was of a lower view), and it was sent by
+//     this run of the engine (not before a restart);
+//   - no frame was dropped by this replica's transport since c was sent
+//     (a dropped frame may have been c);
+//   - the block has room for c: fewer than MaxBatch commands, and c fits
+//     in core.DefaultMaxBatchBytes with them;
+//   - it does not carry c (by command key, so a copy of the same client
+//     request made by another replica counts as c), and no block of a
+//     lower view that carries c was seen, proposed or committed;
+//   - when this replica has committed the proposal's parent (so it has
+//     applied every ancestor of the proposal: a copy of c in one of them
+//     has taken c out of the in-flight commands), c is still in flight or
+//     was seen only in blocks of higher views. It waits at most
+//     omissionGrace for that commit; a proposal whose parent does not
+//     commit by then counts for nothing.
+//
+// So a correct leader is never reported when it was busy (full blocks), did
+// not lead (no proposal of its own), had not received c (the vote that
+// followed c is not in its QC, or a frame was dropped), or left c out
+// because a block of its chain already carried it. What remains is a
+// connection that lost frames in the kernel when it broke (the frame was
+// written, then the connection reset, and the vote went on a new one): one
+// replica may then report a correct leader once; an accusation counts only
+// with f+1 distinct accusers. Each forward of c to L is reported at most
+// once (a later forward may be reported again).
+
+// OmissionObservation is what one sweep found against one leader.
+type OmissionObservation struct {
+	// Leader is the member that proposed without the commands.
+	Leader types.NodeID
+	// Commands is how many commands forwarded to Leader it left out of
+	// proposals with room for them.
+	Commands int
+	// View is the highest view of such a proposal.
+	View types.View
+}
+
+// omissionGraceFactor: a proposal's verdict waits for its parent to commit
+// at most this many view change timeouts (omissionGrace).
+const omissionGraceFactor = 10
+
+// recentVotes is how many views of own votes per peer the tracker keeps.
+const recentVotes = 16
+
+// omitLeg is one forward of a command to one leader.
+type omitLeg struct {
+	// floor is the highest view of this replica's votes sent to the leader
+	// before the command: a vote of a higher view was sent after it.
+	floor types.View
+	// drops is the transport's dropped-frame count when it was sent.
+	drops uint64
+}
+
+// omitCmd is one command handed over on this replica.
+type omitCmd struct {
+	size int
+	// minView is the lowest view of an accepted block seen carrying the
+	// command; 0 when none was.
+	minView types.View
+	legs    map[types.NodeID]omitLeg
+}
+
+// omitCandidate is a proposal that left a command out, waiting for its
+// parent to commit.
+type omitCandidate struct {
+	leader types.NodeID
+	key    types.Hash
+	view   types.View // the proposal's
+	parent types.View // its QC's
+	at     time.Time
+}
+
+// omissionTracker is the loop-owned state of the omission observation.
+// Its methods are pure bookkeeping (no engine, no clock of its own), so
+// that the rule above can be tested on its own.
+type omissionTracker struct {
+	self     types.NodeID
+	maxBatch int
+	maxBytes int
+	grace    time.Duration
+	cmds     map[types.Hash]*omitCmd
+	voteTo   map[types.NodeID]types.View   // highest view of an own vote sent to each peer
+	votes    map[types.NodeID][]types.View // the views of the last own votes sent to each peer
+	cands    []omitCandidate
+}
+
+func newOmissionTracker(self types.NodeID, maxBatch int, grace time.Duration) *omissionTracker {
+	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace,
+		cmds: map[types.Hash]*omitCmd{}, voteTo: map[types.NodeID]types.View{}, votes: map[types.NodeID][]types.View{}}
+}
+
+// sent records that the command key (of size bytes) went to each of to,
+// when the transport had dropped drops frames in all. A leg is kept from
+// its first send, and started again when frames were dropped since.
+func (t *omissionTracker) sent(key types.Hash, size int, to []types.NodeID, drops uint64) {
+	c := t.cmds[key]
+	if c == nil {
+		if len(t.cmds) >= maxInflight {
+			return
+		}
+		c = &omitCmd{size: size, legs: map[types.NodeID]omitLeg{}}
+		t.cmds[key] = c
+	}
+	for _, id := range to {
+		if id == t.self {
+			continue
+		}
+		if l, ok := c.legs[id]; !ok || l.drops != drops {
+			c.legs[id] = omitLeg{floor: t.voteTo[id], drops: drops}
+		}
+	}
+}
+
+// voted records an own vote of view v sent to to.
+func (t *omissionTracker) voted(to types.NodeID, v types.View) {
+	if v > t.voteTo[to] {
+		t.voteTo[to] = v
+	}
+	vs := append(t.votes[to], v)
+	if len(vs) > recentVotes {
+		vs = slices.Delete(vs, 0, len(vs)-recentVotes)
+	}
+	t.votes[to] = vs
+}
+
+// proposal records a proposal the core accepted from from (or this
+// replica's own), when the transport had dropped drops frames in all, and
+// keeps the commands it left out as candidates.
+func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, drops uint64, now time.Time, key func([]byte) types.Hash) {
+	if p == nil || p.Block == nil {
+		return
+	}
+	b := p.Block
+	in := make(map[types.Hash]bool, len(b.Payload))
+	bytes := 0
+	for _, cmd := range b.Payload {
+		k := key(cmd)
+		in[k] = true
+		bytes += len(cmd)
+		if c := t.cmds[k]; c != nil && (c.minView == 0 || b.View < c.minView) {
+			c.minView = b.View
+		}
+	}
+	leader := b.Proposer
+	if leader != from || leader == t.self || p.TC != nil || b.Justify.View+1 != b.View ||
+		len(b.Payload) >= t.maxBatch || !slices.Contains(b.Justify.Signers(), t.self) {
+		return
+	}
+	floor := b.Justify.View // this replica's vote in the QC is of this view
+	if !slices.Contains(t.votes[leader], floor) {
+		return // not sent to the leader since this tracker started
+	}
+	for k, c := range t.cmds {
+		l, ok := c.legs[leader]
+		if !ok || in[k] || floor <= l.floor || l.drops != drops || bytes+c.size > t.maxBytes ||
+			(c.minView != 0 && c.minView < b.View) {
+			continue
+		}
+		delete(c.legs, leader)
+		t.cands = append(t.cands, omitCandidate{leader: leader, key: k, view: b.View, parent: b.Justify.View, at: now})
+	}
+}
+
+// committed records a committed block: the commands it carries were
+// carried in its view, whether or not this replica saw it proposed.
+func (t *omissionTracker) committed(b *types.Block, key func([]byte) types.Hash) {
+	for _, cmd := range b.Payload {
+		if c := t.cmds[key(cmd)]; c != nil && (c.minView == 0 || b.View < c.minView) {
+			c.minView = b.View
+		}
+	}
+}
+
+// sweep decides the candidates whose proposal's parent is committed here
+// (committed is the view of the last committed block) and drops those
+// that waited longer than grace; inflight reports whether a command is
+// still in flight here. It forgets the commands no longer in flight and no
+// longer needed, and returns the omissions found, by leader.
+func (t *omissionTracker) sweep(now time.Time, committed types.View, inflight func(types.Hash) bool) []OmissionObservation {
+	var out []OmissionObservation
+	idx := map[types.NodeID]int{}
+	keep := t.cands[:0]
+	waiting := map[types.Hash]bool{}
+	for _, cd := range t.cands {
+		c := t.cmds[cd.key]
+		switch {
+		case c == nil, c.minView != 0 && c.minView < cd.view:
+			// A block of a lower view carries it: not an omission.
+		case committed < cd.parent:
+			if now.Sub(cd.at) <= t.grace {
+				keep = append(keep, cd)
+				waiting[cd.key] = true
+			}
+		case !inflight(cd.key) && c.minView == 0:
+			// Committed in a block this replica did not see proposed:
+			// maybe an ancestor of the proposal.
+		default:
+			i, ok := idx[cd.leader]
+			if !ok {
+				i = len(out)
+				idx[cd.leader] = i
+				out = append(out, OmissionObservation{Leader: cd.leader})
+			}
+			out[i].Commands++
+			out[i].View = max(out[i].View, cd.view)
+		}
+	}
+	clear(t.cands[len(keep):])
+	t.cands = keep
+	for k := range t.cmds {
+		if !waiting[k] && !inflight(k) {
+			delete(t.cmds, k)
+		}
+	}
+	return out
+}
+
+// --- engine hooks ---
+
+// netDrops is how many frames the transport dropped in all.
+func (e *Engine) netDrops() uint64 {
+	return e.stats.net.droppedQueue.Load() + e.stats.net.droppedWrite.Load()
+}
+
+// noteForwarded records commands sent to to (every peer when nil) for the
+// omission observation; only commands handed over here are tracked.
+func (e *Engine) noteForwarded(cmds [][]byte, to []types.NodeID) {
+	if e.omit == nil {
+		return
+	}
+	if to == nil {
+		to = make([]types.NodeID, 0, len(e.addrs))
+		for id := range e.addrs {
+			to = append(to, id)
+		}
+	}
+	drops := e.netDrops()
+	for _, cmd := range cmds {
+		k := commandKey(cmd)
+		if _, ok := e.inflight[k]; ok {
+			e.omit.sent(k, len(cmd), to, drops)
+		}
+	}
+}
+
+// noteOwnVote records an own vote as it is sent.
+func (e *Engine) noteOwnVote(m core.Outbound) {
+	v, ok := m.Msg.(*types.Vote)
+	if e.omit == nil || !ok || v.Voter != e.cfg.ID {
+		return
+	}
+	if m.To != "" {
+		e.omit.voted(m.To, v.View)
+		return
+	}
+	for id := range e.addrs {
+		e.omit.voted(id, v.View)
+	}
+}
+
+// noteLeaderProposal records a proposal the core accepted from from, or
+// this replica's own (from = its ID).
+func (e *Engine) noteLeaderProposal(from types.NodeID, p *types.Proposal) {
+	if e.omit == nil {
+		return
+	}
+	e.omit.proposal(from, p, e.netDrops(), e.cfg.Clock(), commandKey)
+}
+
+// noteCommittedBlock records a block this replica committed.
+func (e *Engine) noteCommittedBlock(b *types.Block) {
+	if e.omit == nil || len(e.omit.cmds) == 0 {
+		return
+	}
+	e.omit.committed(b, commandKey)
+}
+
+// sweepOmissions reports the omissions whose proposals are decided.
+func (e *Engine) sweepOmissions() {
+	if e.omit == nil {
+		return
+	}
+	committed := e.status.Load().core.CommittedView
+	for _, o := range e.omit.sweep(e.cfg.Clock(), committed, func(k types.Hash) bool { _, ok := e.inflight[k]; return ok }) {
+		e.cfg.OnOmission(o)
+	}
+}
+
+// omissionTrackerFor returns the tracker of an engine built from cfg, nil
+// when nothing observes omissions.
+func omissionTrackerFor(cfg Config) *omissionTracker {
+	if cfg.OnOmission == nil {
+		return nil
+	}
+	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout)
+}
