@@ -51,6 +51,9 @@ type Config struct {
 	SignatureAlgorithm   string        `mapstructure:"signature_algorithm" yaml:"signature_algorithm"` // ed25519
 	AutoRecovery         bool          `mapstructure:"auto_recovery" yaml:"auto_recovery"`
 	MaxViewChangeRetries int           `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
+	// BFTCommitRule is the HotStuff commit rule: chained-hotstuff (3-chain)
+	// or two-chain-hotstuff. Every member must use the same one.
+	BFTCommitRule string `mapstructure:"bft_commit_rule" yaml:"bft_commit_rule"`
 	// AutoDeescalateAfter is the calm period after which an auto cluster
 	// that escalated to bft switches back to cft (0 disables it).
 	AutoDeescalateAfter time.Duration `mapstructure:"auto_deescalate_after" yaml:"auto_deescalate_after"` // >= 0

@@ -35,6 +35,7 @@ func Default() Config {
 		SignatureAlgorithm:   SignatureEd25519,
 		AutoRecovery:         true,
 		MaxViewChangeRetries: 10,
+		BFTCommitRule:        CommitRuleThreeChain,
 		AutoDeescalateAfter:  10 * time.Minute,
 
 		Raft: RaftConfig{

@@ -59,6 +59,7 @@ var descriptions = map[string]string{
 	"signature_algorithm":       "Signature algorithm of nodes and clients; only ed25519.",
 	"auto_recovery":             "Re-sync a diverged or lagging replica automatically from a certified checkpoint.",
 	"max_view_change_retries":   "View changes with exponential backoff before giving up and alerting.",
+	"bft_commit_rule":           "HotStuff commit rule (bft epochs): chained-hotstuff (3-chain, the default) or two-chain-hotstuff (commits one view sooner); the same on every member.",
 	"enable_debug":              "Serve Go profiles (net/http/pprof) under /debug/pprof/ on the API listener; off by default.",
 	"raft.heartbeat_timeout":    "Raft follower timeout without leader contact before an election.",
 	"raft.election_timeout":     "Raft candidate timeout without a leader; >= raft.heartbeat_timeout.",

@@ -59,6 +59,7 @@ var restartOnly = map[string]bool{
 	"require_mtls":              true,
 	"require_signatures":        true,
 	"signature_algorithm":       true,
+	"bft_commit_rule":           true,
 	"auto_recovery":             true,
 	"enable_debug":              true,
 	"raft.leader_lease_timeout": true,

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,13 @@ var (
 	consensusModes = []string{ModeAuto, ModeCFT, ModeBFT}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"text", "json"}
+	commitRules    = []string{CommitRuleThreeChain, CommitRuleTwoChain}
+)
+
+// Values of bft_commit_rule.
+const (
+	CommitRuleThreeChain = "chained-hotstuff"
+	CommitRuleTwoChain   = "two-chain-hotstuff"
 )
 
 // Limits that mirror hashicorp/raft's ValidateConfig, so that a bad value is
@@ -262,6 +270,9 @@ func (c *Config) validateConsensus(p *problems) {
 	}
 	if !c.RequireSignatures {
 		p.add("require_signatures", "require_signatures: false is not allowed: signatures cannot be turned off (every write is a signed envelope); remove the key or set it to true")
+	}
+	if !slices.Contains(commitRules, c.BFTCommitRule) {
+		p.add("bft_commit_rule", "bft_commit_rule: %q is not one of %s", c.BFTCommitRule, strings.Join(commitRules, ", "))
 	}
 	if c.SignatureAlgorithm != SignatureEd25519 {
 		p.add("signature_algorithm", "signature_algorithm: %q is not supported; the only allowed value is %q", c.SignatureAlgorithm, SignatureEd25519)

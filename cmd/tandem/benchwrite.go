@@ -30,6 +30,8 @@ type benchWriteOptions struct {
 	mode     string
 	basePort int
 	baseline bool
+	// commitRule is the --local cluster's bft_commit_rule ("" = default).
+	commitRule string
 }
 
 // benchWriteResult is what `bench write` reports.
@@ -161,6 +163,7 @@ one core per replica can commit.`,
 	f.IntVar(&o.local, "local", 0, "start a local cluster of this many nodes for the run (0: use the connection flags)")
 	f.StringVar(&o.mode, "mode", "cft", "consensus_mode of the --local cluster")
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
+	f.StringVar(&o.commitRule, "commit-rule", "", "bft_commit_rule of the --local cluster: chained-hotstuff or two-chain-hotstuff (default: the configuration default)")
 	f.BoolVar(&o.baseline, "baseline", false, "then run raw hashicorp/raft (same stores, transport and Raft settings, trivial FSM, unsigned 128-byte commands) with the same clients and duration, and print the ratio")
 	return cmd
 }
@@ -168,6 +171,9 @@ one core per replica can commit.`,
 func (o *benchWriteOptions) validate() error {
 	if o.clients < 1 || o.duration <= 0 {
 		return fmt.Errorf("--clients must be at least 1 and --duration positive (got %d, %s)", o.clients, o.duration)
+	}
+	if o.commitRule != "" && o.local == 0 {
+		return fmt.Errorf("--commit-rule sets up a --local cluster; a running cluster keeps its own bft_commit_rule")
 	}
 	return nil
 }
@@ -200,7 +206,11 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	var cfg client.Config
 	var lc *localCluster
 	if o.local > 0 {
-		started, err := startLocalCluster(o.local, o.mode, o.basePort, nil, cmd.ErrOrStderr(), io.Discard)
+		var extra map[string]any
+		if o.commitRule != "" {
+			extra = map[string]any{"bft_commit_rule": o.commitRule}
+		}
+		started, err := startLocalCluster(o.local, o.mode, o.basePort, extra, cmd.ErrOrStderr(), io.Discard)
 		if err != nil {
 			return out, err
 		}
@@ -219,6 +229,9 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 			}
 		}
 		out.Cluster = fmt.Sprintf("local %d-node %s", o.local, o.mode)
+		if o.commitRule != "" {
+			out.Cluster += " " + o.commitRule
+		}
 	} else {
 		c, err := e.conn.sdkConfig(cmd.Flags(), true)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/smr"
@@ -55,7 +56,12 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 	if base != nil {
 		genesis = nil
 	}
+	variant, err := core.ParseVariant(n.cfg.BFTCommitRule)
+	if err != nil {
+		return nil, fmt.Errorf("bft_commit_rule: %w", err)
+	}
 	cfg := hsengine.Config{
+		Variant:              variant,
 		ID:                   types.NodeID(n.cfg.NodeID),
 		Members:              members,
 		Key:                  key,

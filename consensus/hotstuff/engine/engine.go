@@ -169,8 +169,10 @@ type counters struct {
 // genesisState derives the genesis block's content from the epoch and the
 // committee, so that every member configured with the same committee starts
 // from the same genesis block, and another committee's blocks and
-// certificates never verify here.
-func genesisState(epoch uint64, ms []Member, base *Base) []byte {
+// certificates never verify here. A variant other than the default 3-chain
+// is bound too: members that disagree on the commit rule (which would void
+// its safety argument) never accept each other's certificates.
+func genesisState(epoch uint64, ms []Member, base *Base, v core.Variant) []byte {
 	sorted := slices.Clone(ms)
 	slices.SortFunc(sorted, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	h := sha256.New()
@@ -187,6 +189,10 @@ func genesisState(epoch uint64, ms []Member, base *Base) []byte {
 		h.Write([]byte("base"))
 		h.Write(binary.BigEndian.AppendUint64(nil, base.Index))
 		h.Write(base.Digest[:])
+	}
+	if v != core.ThreeChain {
+		h.Write([]byte("variant"))
+		h.Write([]byte(v.String()))
 	}
 	return h.Sum(nil)
 }
@@ -244,7 +250,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		e.members = append(e.members, consensus.Member{ID: string(m.ID), Address: m.Addr, Voter: true})
 	}
 	slices.SortFunc(e.members, func(a, b consensus.Member) int { return cmp.Compare(a.ID, b.ID) })
-	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members, cfg.Base))
+	genesisBlock := types.NewGenesis(genesisState(cfg.Epoch, cfg.Members, cfg.Base, cfg.Variant))
 	e.committee, err = types.NewCommittee(types.CommitteeConfig{Epoch: cfg.Epoch, Members: tm, Genesis: genesisBlock.Hash()})
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
