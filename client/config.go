@@ -40,10 +40,13 @@ type Config struct {
 	// each must be a member's endpoint.
 	Committee []CommitteeMember
 
-	// HedgeDelay (with a Committee) is how long a request first waits for
-	// just the replicas it needs — f+1 (n-f for FastRead), from the one
-	// asked to propose on — before it asks the others too. It asks them at
-	// once when one of the first answers badly. 0 means DefaultHedgeDelay;
+	// HedgeDelay (with a Committee) is the least time a request first
+	// waits for just the replicas it needs — f+1 (n-f for FastRead), from
+	// the one asked to propose on — before it asks the others too. The
+	// wait grows with the cluster's recent latency (three times the average
+	// of calls the first replicas decided, at most 2 s), so that a loaded
+	// cluster is not asked twice for every request. It asks them at once
+	// when one of the first answers badly. 0 means DefaultHedgeDelay;
 	// negative asks every member at once.
 	HedgeDelay time.Duration
 

@@ -190,6 +190,10 @@ func (c *cluster) status(id string) (*client.NodeStatus, error) {
 	return cl.Status(ctx, c.endpoint(id))
 }
 
+// bftViewSpread is how far apart the views of live bft nodes may be for
+// waitLeader: views advance every few milliseconds under load.
+const bftViewSpread = 64
+
 func (c *cluster) statusClient() *client.Client {
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = c.layout.Endpoints()
@@ -203,7 +207,11 @@ func (c *cluster) statusClient() *client.Client {
 }
 
 // waitLeader waits until every node in ids (all when nil) names the same
-// leader, and returns it.
+// leader, and returns it. In bft mode, where the leader changes with every
+// view (a view lasts milliseconds under load, less than polling four nodes
+// takes), it waits until every node is in a view within bftViewSpread of
+// the others' and returns the leader of the highest: the nodes are live and
+// follow one sequence of views.
 func (c *cluster) waitLeader(ids []string, timeout time.Duration) string {
 	c.t.Helper()
 	if ids == nil {
@@ -215,14 +223,37 @@ func (c *cluster) waitLeader(ids []string, timeout time.Duration) string {
 	var last string
 	for time.Now().Before(deadline) {
 		leader, agreed := "", true
-		for _, id := range ids {
+		var lo, hi uint64
+		bft := true
+		for i, id := range ids {
 			st, err := c.status(id)
-			if err != nil || st.LeaderID == "" || (leader != "" && st.LeaderID != leader) {
+			if err != nil || st.LeaderID == "" {
 				agreed = false
 				last = fmt.Sprintf("%s: %+v %v", id, st, err)
 				break
 			}
-			leader = st.LeaderID
+			bft = bft && st.Mode == "bft"
+			if i == 0 || st.View < lo {
+				lo = st.View
+			}
+			if i == 0 || st.View >= hi {
+				hi = st.View
+				if bft {
+					leader = st.LeaderID
+				}
+			}
+			if !bft && leader != "" && st.LeaderID != leader {
+				agreed = false
+				last = fmt.Sprintf("%s: %+v %v", id, st, err)
+				break
+			}
+			if !bft {
+				leader = st.LeaderID
+			}
+		}
+		if agreed && bft && hi-lo > bftViewSpread {
+			agreed = false
+			last = fmt.Sprintf("views %d..%d", lo, hi)
 		}
 		if agreed {
 			return leader
