@@ -485,6 +485,7 @@ func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, body []byte, na
 			method: http.MethodPost,
 			path:   "/v1/submit?" + wire.SubmitQueryPropose + "=" + fmt.Sprint(propose),
 			body:   body,
+			batch:  true,
 			handle: decodeJSON(&resp),
 		}
 		a := bftAnswer{i: i, o: c.attempt(ctx, r.Endpoint, cl)}

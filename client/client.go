@@ -262,6 +262,7 @@ func (c *Client) send(ctx context.Context, env *smr.Envelope, op string, priorSe
 		method:    http.MethodPost,
 		path:      "/v1/submit",
 		body:      body,
+		batch:     true,
 		retrySent: true,
 		priorSent: priorSent,
 		handle:    decodeJSON(&resp),

@@ -50,6 +50,11 @@ type Config struct {
 	// negative asks every member at once.
 	HedgeDelay time.Duration
 
+	// Batcher, when set, carries the client's signed writes to the nodes
+	// in batches shared with every other Client that uses it (see
+	// Batcher). Reads and admin requests go singly.
+	Batcher *Batcher
+
 	// Key is the client's Ed25519 private key. It signs every write envelope
 	// and every admin request. Reads do not need it, so it may be nil for a
 	// read-only client; writes then fail with ErrNoKey.

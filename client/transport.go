@@ -53,6 +53,8 @@ type call struct {
 	// stream: the attempt timeout covers only the wait for the response
 	// headers, and a failure while handling a 2xx body is final.
 	stream bool
+	// batch: a POST /v1/submit that may travel in a Config.Batcher batch.
+	batch bool
 	// handle consumes a 2xx response; nil means discard the body.
 	handle func(resp *http.Response, endpoint string) error
 	// onError sees every definitive *APIError before it is returned.
@@ -293,7 +295,15 @@ func (cl *Client) attempt(ctx context.Context, ep string, c *call) outcome {
 		cl.signAdmin(req, c.body)
 	}
 
-	resp, err := cl.http.Do(req)
+	var resp *http.Response
+	if b := cl.cfg.Batcher; b != nil && c.batch {
+		resp, err = b.submit(actx, ep, c, &wrote)
+		if errors.Is(err, errBatchUnsupported) {
+			resp, err = cl.http.Do(req)
+		}
+	} else {
+		resp, err = cl.http.Do(req)
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

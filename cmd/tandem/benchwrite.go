@@ -32,6 +32,8 @@ type benchWriteOptions struct {
 	baseline bool
 	// commitRule is the --local cluster's bft_commit_rule ("" = default).
 	commitRule string
+	// batch: the clients share one client.Batcher.
+	batch bool
 }
 
 // benchWriteResult is what `bench write` reports.
@@ -163,6 +165,7 @@ one core per replica can commit.`,
 	f.IntVar(&o.local, "local", 0, "start a local cluster of this many nodes for the run (0: use the connection flags)")
 	f.StringVar(&o.mode, "mode", "cft", "consensus_mode of the --local cluster")
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
+	f.BoolVar(&o.batch, "batch", false, "the clients share one SDK Batcher: their writes travel to each node in batches (POST /v1/submit/batch), as from a gateway writing for many clients")
 	f.StringVar(&o.commitRule, "commit-rule", "", "bft_commit_rule of the --local cluster: chained-hotstuff or two-chain-hotstuff (default: the configuration default)")
 	f.BoolVar(&o.baseline, "baseline", false, "then run raw hashicorp/raft (same stores, transport and Raft settings, trivial FSM, unsigned 128-byte commands) with the same clients and duration, and print the ratio")
 	return cmd
@@ -245,6 +248,12 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	}
 	defer admin.Close()
 
+	if o.batch {
+		b := client.NewBatcher(client.BatcherConfig{TLS: cfg.TLS, RequestTimeout: cfg.RequestTimeout})
+		defer b.Close()
+		cfg.Batcher = b
+		out.Cluster += ", batched"
+	}
 	clients := make([]*client.Client, o.clients)
 	for i := range clients {
 		if clients[i], err = inviteWriter(ctx, admin, cfg); err != nil {

@@ -154,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s.route("/v1/submit", http.MethodPost, s.cfg.MaxRequestBytes, s.handleSubmit)
+	s.route(wire.PathSubmitBatch, http.MethodPost, s.batchLimit(), s.handleSubmitBatch)
 	s.route("/v1/query", http.MethodGet, 0, s.handleQuery)
 	s.route("/v1/status", http.MethodGet, 0, s.handleStatus)
 	s.route("/v1/members", http.MethodGet, 0, s.handleMembers)

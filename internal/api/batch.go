@@ -1,0 +1,112 @@
+package api
+
+import (
+	"bytes"
+	"cmp"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/tandem-consensus/tandem/client/wire"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// batchLimit is the body limit of POST /v1/submit/batch: room for
+// wire.MaxBatchItems envelopes of typical size, and at most
+// maxBatchEnvelopes times the single request limit.
+func (s *Server) batchLimit() int64 {
+	return min(s.cfg.MaxRequestBytes*maxBatchEnvelopes, maxBatchBody)
+}
+
+const (
+	maxBatchEnvelopes = 16
+	maxBatchBody      = 16 << 20
+)
+
+// handleSubmitBatch answers POST /v1/submit/batch (wire.PathSubmitBatch):
+// every item goes through handleSubmit as its own request would, all at
+// once, and the answer lists what each would have answered. Each item
+// counts in the request metrics as a /v1/submit request.
+func (s *Server) handleSubmitBatch(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	var req wire.SubmitBatchRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "batch: %v", err))
+	}
+	switch n := len(req.Items); {
+	case n == 0:
+		return writeError(w, smr.Errorf(smr.CodeMalformed, "batch: no items"))
+	case n > wire.MaxBatchItems:
+		return writeError(w, smr.Errorf(smr.CodeTooLarge, "batch: %d items, at most %d", n, wire.MaxBatchItems))
+	}
+	answers := make([]wire.SubmitBatchAnswer, len(req.Items))
+	var wg sync.WaitGroup
+	for i, it := range req.Items {
+		wg.Go(func() {
+			rec := &recorder{header: http.Header{}}
+			var code smr.Code
+			if int64(len(it.Envelope)) > s.cfg.MaxRequestBytes {
+				code = writeError(rec, smr.Errorf(smr.CodeTooLarge, "envelope %d has %d bytes, exceeds the limit of %d bytes", i, len(it.Envelope), s.cfg.MaxRequestBytes))
+			} else {
+				code = s.handleSubmit(rec, itemRequest(r, it), it.Envelope)
+			}
+			s.count("/v1/submit", code)
+			answers[i] = rec.answer()
+		})
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, wire.SubmitBatchResponse{Items: answers})
+	return smr.CodeOK
+}
+
+// itemRequest is the request POST /v1/submit would have received for it:
+// r's context and connection state, with the item's propose flag.
+func itemRequest(r *http.Request, it wire.SubmitBatchItem) *http.Request {
+	sub := r.Clone(r.Context())
+	u := *r.URL
+	u.Path = "/v1/submit"
+	q := url.Values{}
+	if it.Propose != nil {
+		q.Set(wire.SubmitQueryPropose, strconv.FormatBool(*it.Propose))
+	}
+	u.RawQuery = q.Encode()
+	sub.URL = &u
+	sub.Body = http.NoBody
+	return sub
+}
+
+// recorder is the http.ResponseWriter one batch item is answered into.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (rc *recorder) Header() http.Header { return rc.header }
+
+func (rc *recorder) WriteHeader(status int) {
+	if rc.status == 0 {
+		rc.status = status
+	}
+}
+
+func (rc *recorder) Write(p []byte) (int, error) {
+	if rc.status == 0 {
+		rc.status = http.StatusOK
+	}
+	return rc.body.Write(p)
+}
+
+// answer is what was written, as a batch answer.
+func (rc *recorder) answer() wire.SubmitBatchAnswer {
+	body := bytes.TrimSpace(rc.body.Bytes())
+	if len(body) == 0 {
+		body = []byte("null")
+	}
+	return wire.SubmitBatchAnswer{
+		Status:     cmp.Or(rc.status, http.StatusOK),
+		Leader:     rc.header.Get(wire.HeaderLeader),
+		RetryAfter: rc.header.Get("Retry-After"),
+		Body:       body,
+	}
+}
