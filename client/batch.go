@@ -67,8 +67,10 @@ type BatcherConfig struct {
 }
 
 // maxBatchBytes bounds the envelope bytes of one batch the SDK sends,
-// well below the nodes' batch limit.
-const maxBatchBytes = 2 << 20
+// below the nodes' batch limit with the default limits.max_request_bytes
+// (a node configured lower refuses a larger batch whole, and its writes
+// then go singly).
+const maxBatchBytes = 512 << 10
 
 // errBatchUnsupported: the node does not serve the batch endpoint.
 var errBatchUnsupported = errors.New("node does not serve " + wire.PathSubmitBatch)
@@ -280,11 +282,17 @@ func (b *Batcher) send(ep string, jobs []*batchJob) {
 		fail(fmt.Errorf("batch of %d to %s: read answer: %w", len(jobs), ep, err))
 		return
 	}
-	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+	switch resp.StatusCode {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		// An older node: nothing was handled; send singly from now on.
 		b.mu.Lock()
 		b.unsupported[ep] = true
 		b.mu.Unlock()
+		fail(errBatchUnsupported)
+		return
+	case http.StatusRequestEntityTooLarge:
+		// Refused whole before anything was handled (a node with a low
+		// limits.max_request_bytes): these writes go singly.
 		fail(errBatchUnsupported)
 		return
 	}

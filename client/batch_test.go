@@ -20,7 +20,8 @@ import (
 // noBatch) and POST /v1/submit, answering each envelope with a result at
 // the next index. hold, when set, blocks each batch until it is closed.
 type batchServer struct {
-	noBatch bool
+	noBatch  bool
+	tooLarge bool // refuse every batch whole with 413
 	hold    chan struct{}
 
 	mu       sync.Mutex
@@ -49,6 +50,11 @@ func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }
 func (s *batchServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	switch {
+	case r.URL.Path == wire.PathSubmitBatch && s.tooLarge:
+		s.mu.Lock()
+		s.batches++
+		s.mu.Unlock()
+		writeErr(w, http.StatusRequestEntityTooLarge, string(smr.CodeTooLarge), "batch too large", "")
 	case r.URL.Path == wire.PathSubmitBatch && !s.noBatch:
 		if s.hold != nil {
 			<-s.hold
@@ -208,5 +214,26 @@ func TestBatcherDropsCancelledQueuedWrite(t *testing.T) {
 	defer srv.mu.Unlock()
 	if srv.items != 1 || srv.seen[smr.FormatKey(cs[1].PublicKey())+"/1"] {
 		t.Fatalf("server handled %d items (cancelled write seen: %v), want only the first", srv.items, srv.seen[smr.FormatKey(cs[1].PublicKey())+"/1"])
+	}
+}
+
+// TestBatcherSendsSinglyWhatANodeRefusesWhole: a batch refused whole as
+// too large (nothing in it was handled) is sent as single writes, and the
+// node still gets batches later.
+func TestBatcherSendsSinglyWhatANodeRefusesWhole(t *testing.T) {
+	srv := &batchServer{tooLarge: true}
+	url := newBatchServer(t, srv)
+	b := NewBatcher(BatcherConfig{})
+	t.Cleanup(func() { _ = b.Close() })
+	c := batchClients(t, url, b, 1)[0]
+	for range 2 {
+		if _, err := c.SetConfig(ctxT(t), "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.batches != 2 || srv.singles != 2 || len(srv.seen) != 2 {
+		t.Fatalf("%d batches refused, %d single writes, %d handled; want 2, 2, 2", srv.batches, srv.singles, len(srv.seen))
 	}
 }
