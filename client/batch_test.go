@@ -22,7 +22,7 @@ import (
 type batchServer struct {
 	noBatch  bool
 	tooLarge bool // refuse every batch whole with 413
-	hold    chan struct{}
+	hold     chan struct{}
 
 	mu       sync.Mutex
 	index    uint64
