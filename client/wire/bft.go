@@ -73,7 +73,11 @@ type SubmitReply struct {
 	Message   string          `json:"message,omitempty"`
 	Value     json.RawMessage `json:"value,omitempty"`
 	Duplicate bool            `json:"duplicate,omitempty"`
-	Signature string          `json:"signature"` // unpadded base64url Ed25519 signature over SignBytes
+	// Signature is the unpadded base64url Ed25519 signature over
+	// SignBytes, or, with Batch, over the statement of the batch the
+	// reply was signed in (see SignSubmitBatch).
+	Signature string      `json:"signature"`
+	Batch     *BatchProof `json:"batch,omitempty"`
 }
 
 // NewSubmitReply builds the unsigned reply of node nodeID for client's
@@ -113,9 +117,17 @@ func (r *SubmitReply) Sign(key ed25519.PrivateKey) {
 	r.Signature = base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, r.SignBytes()))
 }
 
-// Verify checks r.Signature against pub.
+// Verify checks r.Signature against pub: over SignBytes, or with Batch,
+// over the statement of the batch whose root Batch leads to.
 func (r *SubmitReply) Verify(pub ed25519.PublicKey) error {
-	return verify(pub, r.Signature, r.SignBytes())
+	if r.Batch == nil {
+		return verify(pub, r.Signature, r.SignBytes())
+	}
+	root, err := r.Batch.root(r.SignBytes())
+	if err != nil {
+		return err
+	}
+	return verify(pub, r.Signature, batchStatement(r.NodeID, r.Batch.Leaves, root))
 }
 
 // Match reports whether r and o report the same outcome: equal client,

@@ -39,22 +39,34 @@ func (s *Server) handleSubmitBatch(w http.ResponseWriter, r *http.Request, body 
 	case n > wire.MaxBatchItems:
 		return writeError(w, smr.Errorf(smr.CodeTooLarge, "batch: %d items, at most %d", n, wire.MaxBatchItems))
 	}
-	answers := make([]wire.SubmitBatchAnswer, len(req.Items))
+	outs := make([]submitOutcome, len(req.Items))
 	var wg sync.WaitGroup
 	for i, it := range req.Items {
 		wg.Go(func() {
-			rec := &recorder{header: http.Header{}}
-			var code smr.Code
 			if int64(len(it.Envelope)) > s.cfg.MaxRequestBytes {
-				code = writeError(rec, smr.Errorf(smr.CodeTooLarge, "envelope %d has %d bytes, exceeds the limit of %d bytes", i, len(it.Envelope), s.cfg.MaxRequestBytes))
-			} else {
-				code = s.handleSubmit(rec, itemRequest(r, it), it.Envelope)
+				outs[i] = submitOutcome{err: smr.Errorf(smr.CodeTooLarge, "envelope %d has %d bytes, exceeds the limit of %d bytes", i, len(it.Envelope), s.cfg.MaxRequestBytes)}
+				return
 			}
-			s.count("/v1/submit", code)
-			answers[i] = rec.answer()
+			outs[i] = s.submitOne(itemRequest(r, it), it.Envelope, false)
 		})
 	}
 	wg.Wait()
+	// bft: the replies of the batch are signed once (wire.SignSubmitBatch).
+	if _, key, _, ok := s.replyKey(); ok {
+		var replies []*wire.SubmitReply
+		for _, o := range outs {
+			if o.err == nil && o.reply != nil {
+				replies = append(replies, o.reply)
+			}
+		}
+		wire.SignSubmitBatch(key, replies)
+	}
+	answers := make([]wire.SubmitBatchAnswer, len(outs))
+	for i, o := range outs {
+		rec := &recorder{header: http.Header{}}
+		s.count("/v1/submit", o.write(rec))
+		answers[i] = rec.answer()
+	}
 	writeJSON(w, http.StatusOK, wire.SubmitBatchResponse{Items: answers})
 	return smr.CodeOK
 }

@@ -43,7 +43,7 @@ func (s *Server) replyKey() (string, ed25519.PrivateKey, BFTBackend, bool) {
 
 // submitBFT runs a write in bft mode and returns its Result with the
 // signed reply.
-func (s *Server) submitBFT(ctx context.Context, q url.Values, env *smr.Envelope, id string, key ed25519.PrivateKey, b BFTBackend) (smr.Result, *wire.SubmitReply, error) {
+func (s *Server) submitBFT(ctx context.Context, q url.Values, env *smr.Envelope, id string, key ed25519.PrivateKey, b BFTBackend, sign bool) (smr.Result, *wire.SubmitReply, error) {
 	propose := true
 	if v := q.Get(wire.SubmitQueryPropose); v != "" {
 		p, err := strconv.ParseBool(v)
@@ -57,7 +57,9 @@ func (s *Server) submitBFT(ctx context.Context, q url.Values, env *smr.Envelope,
 		return smr.Result{}, nil, err
 	}
 	r := wire.NewSubmitReply(id, env.Client, res)
-	r.Sign(key)
+	if sign {
+		r.Sign(key)
+	}
 	return res, &r, nil
 }
 

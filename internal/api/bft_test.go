@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 type bftBackend struct {
 	*fakeBackend
 	key     ed25519.PrivateKey
+	mu      sync.Mutex
 	propose []bool
 	rejectW bool
 }
@@ -29,6 +31,8 @@ type bftBackend struct {
 func (b *bftBackend) ReplyKey() (string, ed25519.PrivateKey, bool) { return "n1", b.key, true }
 
 func (b *bftBackend) SubmitBFT(_ context.Context, env *smr.Envelope, propose bool) (smr.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.propose = append(b.propose, propose)
 	if b.rejectW {
 		return smr.Result{Index: 9, Seq: env.Seq, Code: smr.CodePermissionDenied, Message: "no"}, nil
@@ -116,4 +120,48 @@ func mustServer(t *testing.T, b api.Backend) *api.Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestBFTBatchRepliesAreSignedOnce: the replies of a batch carry one
+// signature over their tree's root and each verifies with its proof; the
+// propose flag of each item reaches the backend.
+func TestBFTBatchRepliesAreSignedOnce(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	b := &bftBackend{fakeBackend: &fakeBackend{}, key: key}
+	s := mustServer(t, b)
+	no := false
+	req := wire.SubmitBatchRequest{Items: []wire.SubmitBatchItem{
+		{Envelope: signedEnvelope(t, 1)}, {Envelope: signedEnvelope(t, 2), Propose: &no}, {Envelope: signedEnvelope(t, 3)},
+	}}
+	body, _ := json.Marshal(req)
+	resp, out := serve(s, httptest.NewRequest(http.MethodPost, wire.PathSubmitBatch, bytes.NewReader(body)))
+	var got wire.SubmitBatchResponse
+	if err := json.Unmarshal(out, &got); err != nil || resp.StatusCode != http.StatusOK || len(got.Items) != 3 {
+		t.Fatalf("batch answered %d %s (%v)", resp.StatusCode, out, err)
+	}
+	sigs := map[string]bool{}
+	for i, a := range got.Items {
+		var sr wire.SubmitResponse
+		if err := json.Unmarshal(a.Body, &sr); err != nil || a.Status != http.StatusOK || sr.Reply == nil {
+			t.Fatalf("item %d: %d %s (%v)", i, a.Status, a.Body, err)
+		}
+		if err := sr.Reply.Verify(pub); err != nil || sr.Reply.Batch == nil || sr.Reply.Batch.Leaves != 3 || sr.Reply.Seq != uint64(i+1) {
+			t.Fatalf("item %d reply %+v: %v", i, sr.Reply, err)
+		}
+		sigs[sr.Reply.Signature] = true
+	}
+	if len(sigs) != 1 {
+		t.Fatalf("%d signatures for one batch, want 1", len(sigs))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	falses := 0
+	for _, p := range b.propose {
+		if !p {
+			falses++
+		}
+	}
+	if len(b.propose) != 3 || falses != 1 {
+		t.Fatalf("propose flags %v, want three with one false", b.propose)
+	}
 }

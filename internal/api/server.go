@@ -277,28 +277,48 @@ func (s *Server) count(endpoint string, code smr.Code) {
 type SubmitResponse = wire.SubmitResponse
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
+	return s.submitOne(r, body, true).write(w)
+}
+
+// submitOutcome is what one submitted envelope came to: its result and,
+// in bft mode, its reply (signed unless the caller signs it), or an error;
+// leader is the node a cft write was forwarded to.
+type submitOutcome struct {
+	res    smr.Result
+	reply  *wire.SubmitReply
+	leader string
+	err    error
+}
+
+// submitOne decodes and submits one envelope (the body of POST
+// /v1/submit). sign says whether a bft reply is signed here.
+func (s *Server) submitOne(r *http.Request, body []byte, sign bool) submitOutcome {
 	var env smr.Envelope
 	if err := decodeStrict(body, &env); err != nil {
-		return writeError(w, smr.Errorf(smr.CodeMalformed, "envelope: %v", err))
+		return submitOutcome{err: smr.Errorf(smr.CodeMalformed, "envelope: %v", err)}
 	}
-	var (
-		res   smr.Result
-		reply *wire.SubmitReply
-		err   error
-	)
 	if id, key, b, ok := s.replyKey(); ok {
-		res, reply, err = s.submitBFT(r.Context(), r.URL.Query(), &env, id, key, b)
-	} else {
-		ctx, note := withLeaderNote(r.Context())
-		res, err = s.cfg.Backend.Submit(ctx, &env)
-		if id := note.get(); id != "" && err == nil {
-			w.Header().Set(wire.HeaderLeader, id)
-		}
+		res, reply, err := s.submitBFT(r.Context(), r.URL.Query(), &env, id, key, b, sign)
+		return submitOutcome{res: res, reply: reply, err: err}
 	}
-	if err != nil {
-		return writeError(w, err)
+	ctx, note := withLeaderNote(r.Context())
+	res, err := s.cfg.Backend.Submit(ctx, &env)
+	o := submitOutcome{res: res, err: err}
+	if err == nil {
+		o.leader = note.get()
 	}
-	return writeResult(w, res, reply)
+	return o
+}
+
+// write answers with the outcome as POST /v1/submit does.
+func (o submitOutcome) write(w http.ResponseWriter) smr.Code {
+	if o.leader != "" {
+		w.Header().Set(wire.HeaderLeader, o.leader)
+	}
+	if o.err != nil {
+		return writeError(w, o.err)
+	}
+	return writeResult(w, o.res, o.reply)
 }
 
 // leaderNote is where a backend notes the leader it forwarded a write to

@@ -161,15 +161,30 @@ func (c *cluster) newClient(key ed25519.PrivateKey, endpoints ...string) *client
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = endpoints
 	cfg.Key = key
+	cfg.Retry.MaxAttempts = 20
+	return c.clientWith(cfg)
+}
+
+// clientWith returns an SDK client of cfg with the cluster's TLS and a 3 s
+// request timeout, closed when the test ends.
+func (c *cluster) clientWith(cfg client.Config) *client.Client {
+	c.t.Helper()
 	cfg.TLS = c.tls
 	cfg.RequestTimeout = 3 * time.Second
-	cfg.Retry.MaxAttempts = 20
 	cl, err := client.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { _ = cl.Close() })
 	return cl
+}
+
+// batcher returns an SDK Batcher for the cluster, closed when the test
+// ends (after the clients that use it, which close first).
+func (c *cluster) batcher() *client.Batcher {
+	b := client.NewBatcher(client.BatcherConfig{TLS: c.tls, RequestTimeout: 3 * time.Second})
+	c.t.Cleanup(func() { _ = b.Close() })
+	return b
 }
 
 func (c *cluster) endpoint(id string) string {

@@ -31,7 +31,8 @@ const linzCycle = 10 * time.Second
 // contend on them.
 var linzKeys = []string{"lin-a", "lin-b", "lin-c", "lin-d"}
 
-// TestLinearizableCFT: seven SDK clients put, delete and linearizably read
+// TestLinearizableCFT: seven SDK clients (the odd ones batching their
+// writes through one client.Batcher) put, delete and linearizably read
 // four config keys of a 3-node Raft cluster while the leader is killed with
 // SIGKILL and restarted. The whole client history is linearizable
 // (porcupine; a timeout fails), and no acknowledged write is missing.
@@ -40,15 +41,36 @@ func TestLinearizableCFT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), linzBudget())
 	defer cancel()
 	eps := c.layout.Endpoints()
+	batcher := c.batcher()
 	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
-		// Each client starts at a different node; followers forward.
-		return c.newClient(key, append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)...)
+		// Each client starts at a different node; followers forward. The
+		// odd ones send their writes in shared batches.
+		cfg := client.DefaultConfig()
+		cfg.Endpoints = append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
+		cfg.Key = key
+		cfg.Retry.MaxAttempts = 20
+		if i%2 == 1 {
+			cfg.Batcher = batcher
+		}
+		return c.clientWith(cfg)
 	})
 	c.runLinearizable(ctx, sdks, func(live []string) string { return c.waitLeader(live, 15*time.Second) })
+	requireBatched(t, batcher)
+}
+
+// requireBatched fails the test when no write went through b.
+func requireBatched(t *testing.T, b *client.Batcher) {
+	t.Helper()
+	st := b.Stats()
+	if st.Writes == 0 {
+		t.Fatal("no write went through the batcher")
+	}
+	t.Logf("batcher: %d writes in %d batches", st.Writes, st.Batches)
 }
 
 // TestLinearizableBFT: seven clients configured with the committee (writes
-// accepted on f+1 matching signed replies, reads ordered) run the same load
+// accepted on f+1 matching signed replies, reads ordered; the odd ones
+// batched through one client.Batcher) run the same load
 // on a 4-node bft cluster while the replica leading the current view is
 // killed with SIGKILL and restarted. The history is linearizable and no
 // acknowledged write is missing.
@@ -60,19 +82,18 @@ func TestLinearizableBFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdks := c.linzClients(ctx, 7, func(_ int, key ed25519.PrivateKey) *client.Client {
+	batcher := c.batcher()
+	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
 		cfg := client.DefaultConfig()
 		cfg.Committee = committee
 		cfg.Key = key
-		cfg.TLS = c.tls
-		cfg.RequestTimeout = 3 * time.Second
 		cfg.Retry.MaxAttempts = 10
-		cl, err := client.New(cfg)
-		if err != nil {
-			t.Fatal(err)
+		if i%2 == 1 {
+			// The odd clients' writes travel in shared batches, whose
+			// replies each replica signs once.
+			cfg.Batcher = batcher
 		}
-		t.Cleanup(func() { _ = cl.Close() })
-		return cl
+		return c.clientWith(cfg)
 	})
 	c.runLinearizable(ctx, sdks, func(live []string) string {
 		// The view's leader as a live replica reports it; any live one
@@ -84,6 +105,7 @@ func TestLinearizableBFT(t *testing.T) {
 		}
 		return live[len(live)-1]
 	})
+	requireBatched(t, batcher)
 }
 
 // linzBudget bounds a whole test: the load, the in-flight operations at its
