@@ -51,6 +51,10 @@ type benchWriteResult struct {
 	MaxMillis     float64 `json:"max_ms"`
 	VerifyMicros  float64 `json:"ed25519_verify_us"`  // one Ed25519 verification on this machine, measured in this run
 	VerifyBoundPS float64 `json:"verify_bound_per_s"` // writes/s if each replica's only work were verifying (per core)
+	// With --batch: the batch requests the shared Batcher sent (every
+	// attempt, bft replicas counted separately) and the writes they held.
+	Batches      uint64 `json:"batches,omitempty"`
+	BatchedWrite uint64 `json:"batched_writes,omitempty"`
 
 	// With --baseline: plain hashicorp/raft on the same machine right
 	// after, and the service's writes/s divided by its.
@@ -192,6 +196,9 @@ func printBenchWrite(w io.Writer, res benchWriteResult) error {
 		{"Errors", fmt.Sprintf("%d (%d outcome unknown) %s", res.Errors, res.Unknown, res.FirstError)},
 		{"Ed25519 verify", fmt.Sprintf("%.1f µs (bound ≈ %.0f verifications/s per core)", res.VerifyMicros, res.VerifyBoundPS)},
 	}
+	if res.Batches > 0 {
+		fields = append(fields, [2]string{"Batches", fmt.Sprintf("%d requests carrying %d writes (%.1f each)", res.Batches, res.BatchedWrite, float64(res.BatchedWrite)/float64(res.Batches))})
+	}
 	if r := res.Raw; r != nil {
 		fields = append(fields,
 			[2]string{"Raw raft", fmt.Sprintf("%d nodes: %d writes (%.0f/s), p50/p99 %.1f / %.1f ms", r.Nodes, r.Writes, r.WritesPerSec, r.P50Millis, r.P99Millis)},
@@ -280,6 +287,10 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	})
 	bar.stop()
 	out.setLoad(r)
+	if b := cfg.Batcher; b != nil {
+		st := b.Stats()
+		out.Batches, out.BatchedWrite = st.Batches, st.Writes
+	}
 	out.Unknown = int(unknown.Load())
 	if o.baseline {
 		if lc != nil {
