@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Key != nil {
 		c.pub = cfg.Key.Public().(ed25519.PublicKey)
+		if bft != nil {
+			// Clients spread the proposing (and the precheck and HTTP
+			// work that goes with it) over the committee: each starts at
+			// the member its key points to.
+			bft.primary.Store(int64(binary.BigEndian.Uint16(c.pub) % uint16(len(bft.members))))
+		}
 	}
 	if cfg.HTTPClient != nil {
 		c.http = cfg.HTTPClient
