@@ -292,6 +292,11 @@ func (e *Engine) Status() consensus.Status {
 	return st
 }
 
+// LastContact is when this node last heard from the leader (an
+// AppendEntries or heartbeat of the current term); zero before any
+// contact. It means something only while this node is a follower.
+func (e *Engine) LastContact() time.Time { return e.raft.LastContact() }
+
 // Members lists the latest Raft configuration (possibly not yet
 // committed), marking the leader as this node knows it.
 func (e *Engine) Members(ctx context.Context) ([]consensus.Member, error) {

@@ -114,6 +114,7 @@ type detector struct {
 	outbox              []*evidence.ProposalAttestation
 	exchange            sync.WaitGroup
 	accused             map[accusedTerm]bool // used by the run goroutine only
+	hb                  *heartbeatPoller     // used by the cft goroutine only (detector_heartbeat.go)
 }
 
 // detectorConfig is what newDetector needs.

@@ -79,6 +79,7 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger) (*det
 	d.fromRaft = make(chan raftengine.AttestationCheck, raftCheckQueue)
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
+	d.hb = newHeartbeatPoller(d.self, time.Duration(d.scfg.HeartbeatLatencyP99.Threshold))
 	return d, nil
 }
 
@@ -277,6 +278,8 @@ func (d *detector) runCFT(ctx context.Context) {
 	defer flush.Stop()
 	voters := time.NewTicker(voterSyncEvery)
 	defer voters.Stop()
+	heartbeat := time.NewTicker(hbPollEvery)
+	defer heartbeat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,6 +290,8 @@ func (d *detector) runCFT(ctx context.Context) {
 			d.flushAttestations(ctx)
 		case <-voters.C:
 			d.syncVoters(ctx)
+		case <-heartbeat.C:
+			d.pollHeartbeat(ctx)
 		}
 	}
 }
