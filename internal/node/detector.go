@@ -115,6 +115,7 @@ type detector struct {
 	exchange            sync.WaitGroup
 	accused             map[accusedTerm]bool // used by the run goroutine only
 	hb                  *heartbeatPoller     // used by the cft goroutine only (detector_heartbeat.go)
+	fwd                 *forwardWatcher      // forwarded writes watched for omission (detector_cftomit.go)
 }
 
 // detectorConfig is what newDetector needs.

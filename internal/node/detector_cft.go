@@ -15,6 +15,7 @@ import (
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/quarantine"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // The detector in cft mode (Raft):
@@ -80,6 +81,14 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger) (*det
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
 	d.hb = newHeartbeatPoller(d.self, time.Duration(d.scfg.HeartbeatLatencyP99.Threshold))
+	bound, err := omitBound(n.cfg.Raft.MaxAppendEntries)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	d.fwd = newForwardWatcher(bound, func(env *smr.Envelope) bool {
+		res, err := n.fsm.Precheck(env)
+		return res == nil && err == nil
+	})
 	return d, nil
 }
 
@@ -291,7 +300,7 @@ func (d *detector) runCFT(ctx context.Context) {
 		case <-voters.C:
 			d.syncVoters(ctx)
 		case <-heartbeat.C:
-			d.pollHeartbeat(ctx)
+			d.cftTick(ctx)
 		}
 	}
 }

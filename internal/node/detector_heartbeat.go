@@ -7,6 +7,7 @@ import (
 	"time"
 
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 )
 
@@ -133,17 +134,29 @@ func (s *latState) add(now time.Time, smp latencySample, window time.Duration, m
 	s.samples = slices.Delete(s.samples, 0, cut)
 }
 
+// cftTick runs the periodic cft analyzers on one reading of the Raft
+// engine: the heartbeat sample and the watched forwards.
+func (d *detector) cftTick(ctx context.Context) {
+	q, ok := d.currentEngine().(cftQuarantine)
+	if !ok || q.e == nil {
+		d.pollHeartbeat(ctx, raftengine.Contact{})
+		return
+	}
+	rc := q.e.Contact()
+	d.pollHeartbeat(ctx, rc)
+	d.sweepForwards(ctx, rc)
+}
+
 // pollHeartbeat takes one heartbeat sample on a Raft follower and accuses
 // the leader when its p99 is above the table's bound.
-func (d *detector) pollHeartbeat(ctx context.Context) {
+func (d *detector) pollHeartbeat(ctx context.Context, rc raftengine.Contact) {
 	if d.hb == nil {
 		return
 	}
 	now := d.clock()
-	var c raftContact
-	if q, ok := d.currentEngine().(cftQuarantine); ok && q.e != nil {
-		st := q.e.Status()
-		c = raftContact{role: st.Role, leader: st.LeaderID, term: st.Term, lastContact: q.e.LastContact()}
+	c := raftContact{role: "follower", leader: rc.LeaderID, term: rc.Term, lastContact: rc.LastContact}
+	if !rc.Follower {
+		c.role = "other"
 	}
 	if c.leader != "" && !d.accusable(evidence.NodeID(c.leader)) {
 		c = raftContact{} // not a member this node accuses: no samples
