@@ -292,6 +292,35 @@ func (e *Engine) Status() consensus.Status {
 	return st
 }
 
+// Contact is what a node knows of its Raft leader, read cheaply (no
+// statistics map, unlike Status).
+type Contact struct {
+	// Follower: this node is a follower (not leader, candidate or
+	// shut down).
+	Follower bool
+	LeaderID string
+	Term     uint64
+	// AppliedIndex and LastIndex are Raft's (every entry kind counts).
+	AppliedIndex, LastIndex uint64
+	// LastContact is when this node last heard from the leader (an
+	// AppendEntries or heartbeat of the current term); zero before any
+	// contact. It means something only while this node is a follower.
+	LastContact time.Time
+}
+
+// Contact returns what this node knows of its leader now.
+func (e *Engine) Contact() Contact {
+	_, id := e.raft.LeaderWithID()
+	return Contact{
+		Follower:     e.raft.State() == raft.Follower && !e.stopped.Load(),
+		LeaderID:     string(id),
+		Term:         e.raft.CurrentTerm(),
+		AppliedIndex: e.raft.AppliedIndex(),
+		LastIndex:    e.raft.LastIndex(),
+		LastContact:  e.raft.LastContact(),
+	}
+}
+
 // Members lists the latest Raft configuration (possibly not yet
 // committed), marking the leader as this node knows it.
 func (e *Engine) Members(ctx context.Context) ([]consensus.Member, error) {

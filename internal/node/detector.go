@@ -114,6 +114,8 @@ type detector struct {
 	outbox              []*evidence.ProposalAttestation
 	exchange            sync.WaitGroup
 	accused             map[accusedTerm]bool // used by the run goroutine only
+	hb                  *heartbeatPoller     // used by the cft goroutine only (detector_heartbeat.go)
+	fwd                 *forwardWatcher      // forwarded writes watched for omission (detector_cftomit.go)
 }
 
 // detectorConfig is what newDetector needs.

@@ -20,3 +20,15 @@ func TestDefaultDetectorIgnoresByzantine(t *testing.T) {
 		t.Fatal("the default build's detector hook ran until its context ended")
 	}
 }
+
+// TestDefaultLeaderIgnoresOmitRequests: without the byzantine build tag a
+// leader never drops a forwarded write, whatever TANDEM_BYZANTINE says (a
+// byzantine build would hold it until ctx ends).
+func TestDefaultLeaderIgnoresOmitRequests(t *testing.T) {
+	t.Setenv("TANDEM_BYZANTINE", "omit-requests")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if (&Node{}).dropForwarded(ctx) || ctx.Err() != nil {
+		t.Fatal("the default build's forwarding handler dropped a write")
+	}
+}

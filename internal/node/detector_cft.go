@@ -15,6 +15,7 @@ import (
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/quarantine"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // The detector in cft mode (Raft):
@@ -79,6 +80,15 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger) (*det
 	d.fromRaft = make(chan raftengine.AttestationCheck, raftCheckQueue)
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
+	d.hb = newHeartbeatPoller(d.self, time.Duration(d.scfg.HeartbeatLatencyP99.Threshold))
+	bound, err := omitBound(n.cfg.Raft.MaxAppendEntries)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	d.fwd = newForwardWatcher(bound, func(env *smr.Envelope) bool {
+		res, err := n.fsm.Precheck(env)
+		return res == nil && err == nil
+	})
 	return d, nil
 }
 
@@ -277,6 +287,8 @@ func (d *detector) runCFT(ctx context.Context) {
 	defer flush.Stop()
 	voters := time.NewTicker(voterSyncEvery)
 	defer voters.Stop()
+	heartbeat := time.NewTicker(hbPollEvery)
+	defer heartbeat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,6 +299,8 @@ func (d *detector) runCFT(ctx context.Context) {
 			d.flushAttestations(ctx)
 		case <-voters.C:
 			d.syncVoters(ctx)
+		case <-heartbeat.C:
+			d.cftTick(ctx)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 //	engine Config.OnSignatureFailure ─┐ (non-blocking queue)
 //	engine Config.OnVote ─────────────┤
 //	engine Config.OnOmission ─────────┤
+//	engine Config.OnProposalWait ─────┤ (detector_heartbeat.go)
 //	checkpoint votes (any mode) ──────┴─> observe (run goroutine)
 //	   signature failure of a sender ──> signed accusation (signature-failure),
 //	                                     at most one per sender per sigAccuseEvery
@@ -76,6 +77,8 @@ type observation struct {
 	omit hsengine.OmissionObservation
 	// diverge is set (Signer not empty) for a state divergence.
 	diverge divergence
+	// wait is set (Leader not empty) for a leader's proposal wait.
+	wait hsengine.ProposalWaitObservation
 }
 
 // divergence is a member's signed checkpoint at an index where a quorum
@@ -123,11 +126,12 @@ type observer struct {
 	lat     map[evidence.NodeID]*latState
 	omit    map[evidence.NodeID]*countState
 	diverge map[evidence.NodeID]*countState
+	wait    map[evidence.NodeID]*latState // proposal waits per leader (detector_heartbeat.go)
 }
 
 func newObserver() *observer {
 	return &observer{ch: make(chan observation, observeQueue), sig: map[evidence.NodeID]*sigState{}, lat: map[evidence.NodeID]*latState{},
-		omit: map[evidence.NodeID]*countState{}, diverge: map[evidence.NodeID]*countState{}}
+		omit: map[evidence.NodeID]*countState{}, diverge: map[evidence.NodeID]*countState{}, wait: map[evidence.NodeID]*latState{}}
 }
 
 // observeEngine makes a HotStuff engine built from cfg report signature
@@ -139,6 +143,7 @@ func (d *detector) observeEngine(cfg *hsengine.Config) {
 	cfg.OnSignatureFailure = d.onSignatureFailure
 	cfg.OnVote = d.onVote
 	cfg.OnOmission = d.onOmission
+	cfg.OnProposalWait = d.onProposalWait
 }
 
 // onOmission is the engine's Config.OnOmission: it runs on the engine's
@@ -186,6 +191,8 @@ func (d *detector) observe(ctx context.Context, o observation) {
 		d.observeOmission(ctx, o.omit, o.at)
 	case o.diverge.Signer != "":
 		d.observeDivergence(ctx, o.diverge, o.at)
+	case o.wait.Leader != "":
+		d.observeProposalWait(ctx, o.wait, o.at)
 	default:
 		d.observeVote(ctx, o.vote, o.at)
 	}
@@ -237,12 +244,7 @@ func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, 
 		s = &latState{}
 		d.obs.lat[id] = s
 	}
-	s.samples = append(s.samples, latencySample{at: now, latency: v.Latency, missing: v.Missing})
-	cut := 0
-	for cut < len(s.samples) && (now.Sub(s.samples[cut].at) > latencyWindow || len(s.samples)-cut > latencyMaxSamples) {
-		cut++
-	}
-	s.samples = slices.Delete(s.samples, 0, cut)
+	s.add(now, latencySample{at: now, latency: v.Latency, missing: v.Missing}, latencyWindow, latencyMaxSamples)
 	if len(s.samples) < latencyMinSamples || (!s.accused.IsZero() && now.Sub(s.accused) < latencyAccuseEvery) {
 		return
 	}

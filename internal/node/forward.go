@@ -58,6 +58,9 @@ func (n *Node) rpcHandler() http.Handler {
 			writeRPCError(w, err)
 			return
 		}
+		if cached == nil && n.dropForwarded(r.Context()) {
+			return
+		}
 		res := smr.Result{}
 		if cached != nil {
 			res = *cached

@@ -555,7 +555,7 @@ func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error
 		if nl == nil { // this node became the leader meanwhile
 			return n.proposeLocal(ctx, env)
 		}
-		res, err := n.forwardPropose(ctx, nl, env)
+		res, err := n.forwardWatched(ctx, nl, env)
 		if err == nil {
 			api.NoteForwardedTo(ctx, nl.LeaderID)
 		}

@@ -181,6 +181,12 @@ type Config struct {
 	// omission.go for the rule), counted per leader. It is called from
 	// the engine's loop and must not block.
 	OnOmission func(OmissionObservation)
+	// OnProposalWait, when set, receives, per view led by another member,
+	// how long this replica waited for the leader's proposal (see
+	// proposalwait.go for when the wait starts), and each view that ended
+	// by a TC without its proposal (TimedOut). It is called from the
+	// engine's loop and must not block.
+	OnProposalWait func(ProposalWaitObservation)
 }
 
 // Validate checks the fields that have no default and the combinations.

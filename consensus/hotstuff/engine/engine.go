@@ -493,6 +493,7 @@ func (e *Engine) handleInbound(in inbound) {
 				e.noteProposalSeen(m.Block.View)
 			}
 			e.noteLeaderProposal(in.from, m)
+			e.noteWaitProposal(in.from, m)
 		case *types.Vote:
 			e.noteVote(in.from, m)
 		}
@@ -710,6 +711,7 @@ func (e *Engine) processReady() error {
 			continue
 		}
 		e.noteOwnVote(m)
+		e.noteWaitVote(m)
 		f := encodeMessageFrame(m.Msg)
 		if m.To == "" {
 			e.net.broadcast(f)
@@ -741,6 +743,7 @@ func (e *Engine) processReady() error {
 		case core.EventAlertCleared:
 			e.log.Warn("view change alert cleared: progress resumed", "view", ev.View)
 		case core.EventViewChange:
+			e.noteWaitView(ev.View, ev.Detail == "TC")
 			if ev.Detail == "TC" {
 				e.stats.viewChangesTC.Add(1)
 			} else {

@@ -50,6 +50,7 @@ type observedView struct {
 // observer is the loop-owned state of the vote observation.
 type observer struct {
 	views map[types.View]*observedView
+	wait  proposalWait // proposalwait.go
 }
 
 // noteProposal records when this replica first held the proposal of view v,
