@@ -3,8 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,19 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // envelopeJSON returns the JSON of a correctly signed envelope.
 func envelopeJSON(t *testing.T) []byte {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := smr.Sign(priv, 3, smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return signedEnvelope(t, 3)
 }
 
 // padTo pads a JSON document with trailing spaces to exactly n bytes.

@@ -99,11 +99,7 @@ func TestCFTOmissionAccusesAndEscalatesWithFPlusOne(t *testing.T) {
 	f.clock = f.clock.Add(omitAccuseEvery)
 	watch("n4", 4, 5200)
 	d.sweepForwards(ctx, c("n4", 4, 5400))
-	var values []int64
-	for _, e := range d.evidenceList() {
-		values = append(values, e.Accusation.Value)
-	}
-	slices.Sort(values)
+	values := accusationValues(d)
 	if !slices.Equal(values, []int64{2, 2}) {
 		t.Fatalf("accusation values %v, want [2 2] (the first two, then the two since)", values)
 	}

@@ -182,26 +182,9 @@ func (d *detector) onProposalWait(w hsengine.ProposalWaitObservation) {
 // proposal and accuses the leader when the p99 of its recent waits is
 // above the table's bound, at most once per latencyAccuseEvery.
 func (d *detector) observeProposalWait(ctx context.Context, w hsengine.ProposalWaitObservation, now time.Time) {
-	id := evidence.NodeID(w.Leader)
-	if !d.accusable(id) {
-		return
-	}
-	s := d.obs.wait[id]
-	if s == nil {
-		s = &latState{}
-		d.obs.wait[id] = s
-	}
-	s.add(now, latencySample{at: now, latency: w.Wait, missing: w.TimedOut}, latencyWindow, latencyMaxSamples)
-	if len(s.samples) < latencyMinSamples || (!s.accused.IsZero() && now.Sub(s.accused) < latencyAccuseEvery) {
-		return
-	}
-	p99, timedOut := latencyP99(s.samples)
-	if int64(p99) <= d.scfg.HeartbeatLatencyP99.Threshold {
-		return
-	}
-	detail := fmt.Sprintf("p99 %s of this replica's wait for the leader's hotstuff proposals over the %d views it led in the last %s; %d ended by a TC without one",
-		p99.Round(time.Millisecond), len(s.samples), latencyWindow, timedOut)
-	if d.accuse(ctx, id, evidence.MetricHeartbeatLatencyP99, int64(p99), detail, now) {
-		s.accused = now
-	}
+	d.observeLatency(ctx, d.obs.wait, evidence.NodeID(w.Leader), latencySample{at: now, latency: w.Wait, missing: w.TimedOut}, now,
+		evidence.MetricHeartbeatLatencyP99, d.scfg.HeartbeatLatencyP99.Threshold, func(p99 time.Duration, n, timedOut int) string {
+			return fmt.Sprintf("p99 %s of this replica's wait for the leader's hotstuff proposals over the %d views it led in the last %s; %d ended by a TC without one",
+				p99.Round(time.Millisecond), n, latencyWindow, timedOut)
+		})
 }

@@ -235,26 +235,36 @@ func (d *detector) observeSignature(ctx context.Context, from evidence.NodeID, k
 // time waited) and accuses the voter when the p99 of its recent votes is
 // above the table's bound, at most once per latencyAccuseEvery.
 func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, now time.Time) {
-	id := evidence.NodeID(v.From)
+	d.observeLatency(ctx, d.obs.lat, evidence.NodeID(v.From), latencySample{at: now, latency: v.Latency, missing: v.Missing}, now,
+		evidence.MetricVoteLatencyP99, d.scfg.VoteLatencyP99.Threshold, func(p99 time.Duration, n, missing int) string {
+			return fmt.Sprintf("p99 %s over the %d hotstuff votes this node collected in the last %s; %d never arrived within %s",
+				p99.Round(time.Millisecond), n, latencyWindow, missing, hsengine.VoteWait)
+		})
+}
+
+// observeLatency adds smp to id's window in book and accuses id with
+// metric when the p99 of the window (at least latencyMinSamples samples)
+// is above threshold, at most once per latencyAccuseEvery; detail
+// describes the p99 over n samples of which missing never came.
+func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]*latState, id evidence.NodeID, smp latencySample, now time.Time,
+	metric evidence.Metric, threshold int64, detail func(p99 time.Duration, n, missing int) string) {
 	if !d.accusable(id) {
 		return
 	}
-	s := d.obs.lat[id]
+	s := book[id]
 	if s == nil {
 		s = &latState{}
-		d.obs.lat[id] = s
+		book[id] = s
 	}
-	s.add(now, latencySample{at: now, latency: v.Latency, missing: v.Missing}, latencyWindow, latencyMaxSamples)
+	s.add(now, smp, latencyWindow, latencyMaxSamples)
 	if len(s.samples) < latencyMinSamples || (!s.accused.IsZero() && now.Sub(s.accused) < latencyAccuseEvery) {
 		return
 	}
 	p99, missing := latencyP99(s.samples)
-	if int64(p99) <= d.scfg.VoteLatencyP99.Threshold {
+	if int64(p99) <= threshold {
 		return
 	}
-	detail := fmt.Sprintf("p99 %s over the %d hotstuff votes this node collected in the last %s; %d never arrived within %s",
-		p99.Round(time.Millisecond), len(s.samples), latencyWindow, missing, hsengine.VoteWait)
-	if d.accuse(ctx, id, evidence.MetricVoteLatencyP99, int64(p99), detail, now) {
+	if d.accuse(ctx, id, metric, int64(p99), detail(p99, len(s.samples), missing), now) {
 		s.accused = now
 	}
 }

@@ -28,6 +28,16 @@ func (f *detectorFixture) accusation(accuser, accused evidence.NodeID, m evidenc
 
 // accusationsBy returns the accusations of metric m in d's book, as
 // "accuser>accused:value".
+// accusationValues returns the values of d's accusations, sorted.
+func accusationValues(d *detector) []int64 {
+	var values []int64
+	for _, e := range d.evidenceList() {
+		values = append(values, e.Accusation.Value)
+	}
+	slices.Sort(values)
+	return values
+}
+
 func accusationsBy(d *detector, m evidence.Metric) []string {
 	var out []string
 	for _, e := range d.evidenceList() {
@@ -110,11 +120,7 @@ func TestSignatureFailureRateLimit(t *testing.T) {
 	}
 	f.clock = t0.Add(sigAccuseEvery)
 	d.observe(ctx, observation{at: f.clock, sigFrom: "n3", sigKind: types.MsgProposal})
-	var values []int64
-	for _, e := range d.evidenceList() {
-		values = append(values, e.Accusation.Value)
-	}
-	slices.Sort(values)
+	values := accusationValues(d)
 	if !slices.Equal(values, []int64{1, 4}) {
 		t.Fatalf("accusation values %v, want [1 4] (the first failure, then the four since)", values)
 	}

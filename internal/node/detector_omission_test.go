@@ -46,11 +46,7 @@ func TestOmissionAccusesAndEscalatesWithFPlusOne(t *testing.T) {
 	}
 	f.clock = t0.Add(omitAccuseEvery)
 	d.observe(ctx, observation{at: f.clock, omit: hsengine.OmissionObservation{Leader: "n4", Commands: 1, View: 15}})
-	var values []int64
-	for _, e := range d.evidenceList() {
-		values = append(values, e.Accusation.Value)
-	}
-	slices.Sort(values)
+	values := accusationValues(d)
 	if !slices.Equal(values, []int64{2, 4}) {
 		t.Fatalf("accusation values %v, want [2 4] (the first report, then the commands since)", values)
 	}
@@ -97,11 +93,7 @@ func TestDivergenceAccusesOncePerIndex(t *testing.T) {
 	d.observe(ctx, dv("n4", 200))
 	f.clock = t0.Add(divergeAccuseEvery)
 	d.observe(ctx, dv("n4", 200)) // counted already: the window's end signs it
-	var values []int64
-	for _, e := range d.evidenceList() {
-		values = append(values, e.Accusation.Value)
-	}
-	slices.Sort(values)
+	values := accusationValues(d)
 	if !slices.Equal(values, []int64{1, 1}) {
 		t.Fatalf("accusation values %v, want [1 1] (index 100, then index 200)", values)
 	}
