@@ -9,6 +9,7 @@ import (
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/detector/score"
 )
 
 // Heartbeat latency (the seed table's "heartbeat latency p99 > 500 ms →
@@ -183,7 +184,7 @@ func (d *detector) onProposalWait(w hsengine.ProposalWaitObservation) {
 // above the table's bound, at most once per latencyAccuseEvery.
 func (d *detector) observeProposalWait(ctx context.Context, w hsengine.ProposalWaitObservation, now time.Time) {
 	d.observeLatency(ctx, d.obs.wait, evidence.NodeID(w.Leader), latencySample{at: now, latency: w.Wait, missing: w.TimedOut}, now,
-		evidence.MetricHeartbeatLatencyP99, d.scfg.HeartbeatLatencyP99.Threshold, func(p99 time.Duration, n, timedOut int) string {
+		evidence.MetricHeartbeatLatencyP99, func(c score.Config) int64 { return c.HeartbeatLatencyP99.Threshold }, func(p99 time.Duration, n, timedOut int) string {
 			return fmt.Sprintf("p99 %s of this replica's wait for the leader's hotstuff proposals over the %d views it led in the last %s; %d ended by a TC without one",
 				p99.Round(time.Millisecond), n, latencyWindow, timedOut)
 		})

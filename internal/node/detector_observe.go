@@ -10,6 +10,7 @@ import (
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/detector/score"
 )
 
 // Accusations from what the HotStuff engine observes (bft mode), after the
@@ -236,7 +237,7 @@ func (d *detector) observeSignature(ctx context.Context, from evidence.NodeID, k
 // above the table's bound, at most once per latencyAccuseEvery.
 func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, now time.Time) {
 	d.observeLatency(ctx, d.obs.lat, evidence.NodeID(v.From), latencySample{at: now, latency: v.Latency, missing: v.Missing}, now,
-		evidence.MetricVoteLatencyP99, d.scfg.VoteLatencyP99.Threshold, func(p99 time.Duration, n, missing int) string {
+		evidence.MetricVoteLatencyP99, func(c score.Config) int64 { return c.VoteLatencyP99.Threshold }, func(p99 time.Duration, n, missing int) string {
 			return fmt.Sprintf("p99 %s over the %d hotstuff votes this node collected in the last %s; %d never arrived within %s",
 				p99.Round(time.Millisecond), n, latencyWindow, missing, hsengine.VoteWait)
 		})
@@ -244,10 +245,11 @@ func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, 
 
 // observeLatency adds smp to id's window in book and accuses id with
 // metric when the p99 of the window (at least latencyMinSamples samples)
-// is above threshold, at most once per latencyAccuseEvery; detail
-// describes the p99 over n samples of which missing never came.
+// is above the threshold of the scoring table in effect, at most once per
+// latencyAccuseEvery; detail describes the p99 over n samples of which
+// missing never came.
 func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]*latState, id evidence.NodeID, smp latencySample, now time.Time,
-	metric evidence.Metric, threshold int64, detail func(p99 time.Duration, n, missing int) string) {
+	metric evidence.Metric, threshold func(score.Config) int64, detail func(p99 time.Duration, n, missing int) string) {
 	if !d.accusable(id) {
 		return
 	}
@@ -261,7 +263,7 @@ func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]
 		return
 	}
 	p99, missing := latencyP99(s.samples)
-	if int64(p99) <= threshold {
+	if int64(p99) <= threshold(d.scoreConfig()) {
 		return
 	}
 	if d.accuse(ctx, id, metric, int64(p99), detail(p99, len(s.samples), missing), now) {
