@@ -67,6 +67,9 @@ type Engine struct {
 
 	// propCh queues Propose calls for the proposer goroutine (propose.go).
 	propCh chan *proposal
+	// inflight holds one token per batch entry handed to Raft and not yet
+	// applied (maxInflightEntries, propose.go).
+	inflight chan struct{}
 
 	stopped  atomic.Bool
 	stopOnce sync.Once
@@ -106,6 +109,7 @@ func New(cfg Config) (*Engine, error) {
 		leaderCh: make(chan string, 1),
 		stopCh:   make(chan struct{}),
 		propCh:   make(chan *proposal, maxBatchEnvelopes),
+		inflight: make(chan struct{}, maxInflightEntries),
 	}
 	if cfg.Members != nil {
 		e.fsm.checker = &checker{epoch: cfg.Epoch, members: cfg.Members, current: e.currentLeader, leaders: map[uint64]string{}}

@@ -91,10 +91,18 @@ type proposalResult struct {
 	err error
 }
 
+// maxInflightEntries bounds the batch entries handed to Raft and not yet
+// applied. While that many are on their way, the proposer keeps gathering
+// the proposals that arrive into the next batch instead of handing Raft
+// one small entry after another: the leader writes and fsyncs the entries
+// it has received together, and with more, smaller entries queued behind
+// each fsync a write waits as long but the log carries fewer envelopes per
+// fsync. Raft still pipelines the entries in flight.
+const maxInflightEntries = 2
+
 // propose runs until Stop: it takes the queued proposals, as many as are
-// waiting (within the batching bounds), and hands them to Raft as one
-// entry. It does not wait for an entry to commit before the next: Raft
-// pipelines them.
+// waiting (within the batching bounds) once fewer than maxInflightEntries
+// entries are in flight, and hands them to Raft as one entry.
 func (e *Engine) propose() {
 	defer e.wg.Done()
 	var batch []*proposal
@@ -107,6 +115,29 @@ func (e *Engine) propose() {
 			return
 		}
 		size := len(batch[0].env.Command)
+		// Wait for a free slot, gathering what arrives meanwhile.
+	slot:
+		for {
+			in := e.propCh
+			if len(batch) >= maxBatchEnvelopes || size >= maxBatchBytes {
+				in = nil // full: the rest waits for the next batch
+			}
+			select {
+			case e.inflight <- struct{}{}:
+				break slot
+			case p := <-in:
+				batch = append(batch, p)
+				size += len(p.env.Command)
+			case <-e.stopCh:
+				for _, p := range batch {
+					if p.state.CompareAndSwap(proposalQueued, proposalTaken) {
+						p.done <- proposalResult{err: consensus.ErrStopped}
+					}
+				}
+				e.failQueued()
+				return
+			}
+		}
 	fill:
 		for len(batch) < maxBatchEnvelopes && size < maxBatchBytes {
 			select {
@@ -121,6 +152,10 @@ func (e *Engine) propose() {
 		clear(batch)
 	}
 }
+
+// release frees the in-flight slot of an entry that was applied, failed or
+// never handed to Raft.
+func (e *Engine) release() { <-e.inflight }
 
 // failQueued answers the proposals still queued at Stop.
 func (e *Engine) failQueued() {
@@ -144,9 +179,11 @@ func (e *Engine) proposeBatch(batch []*proposal) {
 		}
 	}
 	if len(ps) == 0 {
+		e.release()
 		return
 	}
 	fail := func(err error) {
+		e.release()
 		for _, p := range ps {
 			p.done <- proposalResult{err: err}
 		}
@@ -182,6 +219,7 @@ func (e *Engine) proposeBatch(batch []*proposal) {
 	go func() {
 		defer e.wg.Done()
 		res, err := e.results(f, len(ps))
+		e.release()
 		for i, p := range ps {
 			if err != nil {
 				p.done <- proposalResult{err: err}
