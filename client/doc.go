@@ -79,6 +79,19 @@
 // permission; the ones that change the cluster are not resent once an
 // attempt may have reached a node, and end with ErrOutcomeUnknown instead.
 //
-// A Client is safe for concurrent use. It starts no background goroutines;
-// Close releases idle connections.
+// # Batching
+//
+// Clients that share a Batcher (Config.Batcher) send their signed writes to
+// each node in batches (POST /v1/submit/batch): a write leaves at once
+// while fewer than two batches are on their way to its node, and the
+// writes that arrive meanwhile leave together in the next. Each write is
+// answered, retried and reported exactly as if it had gone alone; in bft
+// mode a replica signs the replies of a batch once (a hash tree), and the
+// client checks one signature per batch.
+//
+// A Client is safe for concurrent use. Its only goroutines are the
+// requests of decided bft calls still on their way (they are left to
+// finish, not cancelled, so that their connections stay open); Close ends
+// them and releases idle connections. A Batcher has goroutines while
+// batches are on their way; close it after the Clients that use it.
 package client
