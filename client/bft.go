@@ -213,7 +213,7 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 				signed[a.i] = a
 				if group := matching(signed, a.key); len(group) >= need {
 					res = &bftResult{quorum: group}
-				} else if len(matching(signed, a.key)) < len(signed) {
+				} else if len(group) < len(signed) {
 					release() // replies disagree: ask everyone
 				}
 			case a.invalid:

@@ -415,3 +415,24 @@ func benchRunE[T any](e *clientEnv, validate func() error, run func(*cobra.Comma
 		return print(cmd.OutOrStdout(), res)
 	}
 }
+
+// setViewTimeout sets view_change_timeout to d and vote_timeout to a third
+// of it in the extra node configuration of a bench cluster.
+func setViewTimeout(extra map[string]any, d time.Duration) {
+	extra["view_change_timeout"] = d.String()
+	extra["vote_timeout"] = (d / 3).String()
+}
+
+// setRaftTimeouts sets the raft timeouts that are not zero in the extra
+// node configuration of a bench cluster.
+func setRaftTimeouts(extra map[string]any, heartbeat, election, lease time.Duration) {
+	raft := map[string]any{}
+	for key, d := range map[string]time.Duration{"heartbeat_timeout": heartbeat, "election_timeout": election, "leader_lease_timeout": lease} {
+		if d > 0 {
+			raft[key] = d.String()
+		}
+	}
+	if len(raft) > 0 {
+		extra["raft"] = raft
+	}
+}

@@ -206,8 +206,7 @@ func (o *benchFailoverOptions) raftTimeouts() (heartbeat, election, lease time.D
 func (o *benchFailoverOptions) extraConfig() map[string]any {
 	extra := map[string]any{}
 	if o.mode == "bft" {
-		extra["view_change_timeout"] = o.viewTimeout.String()
-		extra["vote_timeout"] = (o.viewTimeout / 3).String()
+		setViewTimeout(extra, o.viewTimeout)
 		if o.nodeLog != "" {
 			extra["log"] = map[string]any{"level": "debug"}
 		}
@@ -216,20 +215,11 @@ func (o *benchFailoverOptions) extraConfig() map[string]any {
 	if o.nodeLog != "" {
 		extra["log"] = map[string]any{"level": "debug"}
 	}
-	raft := map[string]any{}
-	_, _, lease := o.raftTimeouts()
-	if o.raftHeartbeat > 0 {
-		raft["heartbeat_timeout"] = o.raftHeartbeat.String()
-	}
+	var lease time.Duration
 	if o.raftHeartbeat > 0 || o.raftLease > 0 {
-		raft["leader_lease_timeout"] = lease.String()
+		_, _, lease = o.raftTimeouts()
 	}
-	if o.raftElection > 0 {
-		raft["election_timeout"] = o.raftElection.String()
-	}
-	if len(raft) > 0 {
-		extra["raft"] = raft
-	}
+	setRaftTimeouts(extra, o.raftHeartbeat, o.raftElection, lease)
 	return extra
 }
 

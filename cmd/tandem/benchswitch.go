@@ -197,21 +197,13 @@ func (o *benchSwitchOptions) validate() error {
 
 // extraConfig is the node configuration the flags set.
 func (o *benchSwitchOptions) extraConfig() map[string]any {
-	extra := map[string]any{
-		"view_change_timeout": o.viewTimeout.String(),
-		"vote_timeout":        (o.viewTimeout / 3).String(),
-	}
-	raft := map[string]any{}
+	extra := map[string]any{}
+	setViewTimeout(extra, o.viewTimeout)
+	var lease time.Duration
 	if o.raftHeartbeat > 0 {
-		raft["heartbeat_timeout"] = o.raftHeartbeat.String()
-		raft["leader_lease_timeout"] = min(o.raftHeartbeat/2, 500*time.Millisecond).String()
+		lease = min(o.raftHeartbeat/2, 500*time.Millisecond)
 	}
-	if o.raftElection > 0 {
-		raft["election_timeout"] = o.raftElection.String()
-	}
-	if len(raft) > 0 {
-		extra["raft"] = raft
-	}
+	setRaftTimeouts(extra, o.raftHeartbeat, o.raftElection, lease)
 	return extra
 }
 

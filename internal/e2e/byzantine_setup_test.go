@@ -40,7 +40,7 @@ func newByzantineSetup(t *testing.T, byzBinary, mode string, extra map[string]an
 	}
 	out := processLog()
 	c := newCluster(t, layout, out)
-	watch := &actWatch{out: out, marker: watchFor}
+	watch := newActWatch(out, watchFor)
 	byz := devcluster.New(layout, byzBinary, watch)
 	t.Cleanup(func() { _ = byz.StopAll(5 * time.Second) })
 	if err := byz.SetEnv(byzantineNode, append([]string{"TANDEM_BYZANTINE=" + behaviour}, env...)...); err != nil {
@@ -88,15 +88,32 @@ const equivocating = "byzantine: equivocating"
 // actWatch passes the byzantine node's log through and records the time
 // of its first line containing marker (the log's own time= field).
 type actWatch struct {
-	out    io.Writer
-	marker string
-
-	mu      sync.Mutex
-	buf     []byte
-	firstAt time.Time
+	lineSplitter
+	marker  string
+	firstAt time.Time // guarded by lineSplitter.mu
 }
 
-func (w *actWatch) Write(p []byte) (int, error) {
+func newActWatch(out io.Writer, marker string) *actWatch {
+	w := &actWatch{marker: marker}
+	w.lineSplitter = lineSplitter{out: out, line: func(l string) {
+		if w.firstAt.IsZero() && strings.Contains(l, w.marker) {
+			w.firstAt = logTime(l)
+		}
+	}}
+	return w
+}
+
+// lineSplitter passes what is written on to out and hands each complete
+// line to line, under mu.
+type lineSplitter struct {
+	out  io.Writer
+	line func(string)
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *lineSplitter) Write(p []byte) (int, error) {
 	_, _ = w.out.Write(p)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -108,9 +125,7 @@ func (w *actWatch) Write(p []byte) (int, error) {
 		}
 		line := string(w.buf[:i])
 		w.buf = w.buf[i+1:]
-		if w.firstAt.IsZero() && strings.Contains(line, w.marker) {
-			w.firstAt = logTime(line)
-		}
+		w.line(line)
 	}
 	return len(p), nil
 }

@@ -63,6 +63,61 @@ type byzantineRun struct {
 	members *evidence.Members
 }
 
+// run returns the handles a Byzantine case checks the cluster of s with.
+func (s *byzantineSetup) run(t *testing.T) *byzantineRun {
+	return &byzantineRun{
+		c: s.c, correct: s.correct, watch: s.watch, members: memberKeys(t, s.layout),
+		cl:  s.c.newClient(s.c.admin, s.endpoints()...),
+		adm: s.admin(),
+	}
+}
+
+// requireEscalated checks node id's verdict on node4: escalate (score in
+// [0.7, 0.9) and threat level at least 0.7) on accusations of metric by
+// at least f+1 = 2 distinct correct members, every record verifying
+// against the member keys. Accusations of other metrics are logged (the
+// load of a case can make a correct node's votes or heartbeats late,
+// which stays a warning).
+func (b *byzantineRun) requireEscalated(ctx context.Context, t *testing.T, id string, metric evidence.Metric) {
+	t.Helper()
+	score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`)
+	if threat := metricFloat(t, b, id, "tandem_detector_threat_level"); score < 0.7 || score >= 0.9 || threat < 0.7 {
+		t.Fatalf("%s: node4's score %v, threat level %v; want escalate in [0.7, 0.9)", id, score, threat)
+	}
+	var list api.EvidenceListView
+	if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+		t.Fatal(err)
+	}
+	accusers := map[evidence.NodeID]bool{}
+	for _, s := range list.Evidence {
+		var raw json.RawMessage
+		if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
+			t.Fatal(err)
+		}
+		var e evidence.Evidence
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatalf("%s evidence %s: %v", id, s.ID, err)
+		}
+		if err := evidence.Verify(&e, b.members); err != nil {
+			t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
+		}
+		if e.Kind != evidence.KindAccusation {
+			t.Fatalf("%s keeps unexpected evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
+		}
+		if e.Accusation.Metric != metric {
+			t.Logf("%s also keeps %s", id, e.Summary())
+			continue
+		}
+		if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
+			t.Fatalf("%s keeps a false %s accusation: %s", id, metric, e.Summary())
+		}
+		accusers[e.Accusation.Accuser] = true
+	}
+	if len(accusers) < 2 {
+		t.Fatalf("%s: node4's score rests on the accusations of %v: fewer than f+1 = 2", id, accusers)
+	}
+}
+
 // TestBFTByzantineBehaviours: for each behaviour of the byzantine build,
 // four processes in bft mode, node4 the byzantine build told to misbehave
 // that way, writes through the correct nodes; every correct node must
@@ -140,11 +195,7 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b := &byzantineRun{
-		c: c, correct: correct, watch: watch, members: memberKeys(t, s.layout),
-		cl:  c.newClient(c.admin, s.endpoints()...),
-		adm: s.admin(),
-	}
+	b := s.run(t)
 	defer b.adm.http.CloseIdleConnections()
 
 	writes := 0
@@ -227,12 +278,7 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 	if first.IsZero() {
 		t.Fatalf("node4 reached a verdict but never logged %q", watch.marker)
 	}
-	var last time.Time
-	for _, s := range at {
-		if s.After(last) {
-			last = s
-		}
-	}
+	last := latest(at)
 	verdict := "observed"
 	switch {
 	case tc.quarantine != 0:
@@ -285,48 +331,7 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 		}
 		threat := metricFloat(t, b, id, "tandem_detector_threat_level")
 		if tc.escalate {
-			// Escalate: at least the anomaly threshold (0.7), below the
-			// quarantine threshold (0.9), on accusations of f+1 distinct
-			// correct members that verify against the member keys.
-			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score < 0.7 || score >= 0.9 || threat < 0.7 {
-				t.Fatalf("%s: node4's score %v, threat level %v; want escalate in [0.7, 0.9)", id, score, threat)
-			}
-			// Every accusation of the case's metric names node4. (Other
-			// records may be kept: the concurrent writers load the
-			// machine, and a correct node's votes can be slow enough for
-			// a vote-latency accusation, which stays a warning.)
-			var list api.EvidenceListView
-			if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
-				t.Fatal(err)
-			}
-			accusers := map[evidence.NodeID]bool{}
-			for _, s := range list.Evidence {
-				var raw json.RawMessage
-				if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
-					t.Fatal(err)
-				}
-				var e evidence.Evidence
-				if err := json.Unmarshal(raw, &e); err != nil {
-					t.Fatalf("%s evidence %s: %v", id, s.ID, err)
-				}
-				if err := evidence.Verify(&e, b.members); err != nil {
-					t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
-				}
-				if e.Kind != evidence.KindAccusation {
-					t.Fatalf("%s keeps unexpected evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
-				}
-				if e.Accusation.Metric != tc.accused {
-					t.Logf("%s also keeps %s", id, e.Summary())
-					continue
-				}
-				if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
-					t.Fatalf("%s keeps a false %s accusation: %s", id, tc.accused, e.Summary())
-				}
-				accusers[e.Accusation.Accuser] = true
-			}
-			if len(accusers) < 2 {
-				t.Fatalf("%s: node4's score rests on the accusations of %v: fewer than f+1 = 2", id, accusers)
-			}
+			b.requireEscalated(ctx, t, id, tc.accused)
 			continue
 		}
 		if tc.warn {

@@ -51,12 +51,7 @@ func waitQuarantined(ctx context.Context, t *testing.T, c *cluster, adm *adminHT
 	if first.IsZero() {
 		t.Fatalf("%s was quarantined but never logged an equivocation", byzantineNode)
 	}
-	var last time.Time
-	for _, s := range since {
-		if s.After(last) {
-			last = s
-		}
-	}
+	last := latest(since)
 	t.Logf("detection latency: %s from the first equivocation (%s) to quarantine on the last correct node; per node: %v; %d writes meanwhile",
 		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), since, writes)
 	return since
@@ -90,4 +85,15 @@ func quarantineEvidence(ctx context.Context, t *testing.T, c *cluster, adm *admi
 		out = append(out, e)
 	}
 	return out
+}
+
+// latest returns the latest of the times in m (zero when m is empty).
+func latest[K comparable](m map[K]time.Time) time.Time {
+	var last time.Time
+	for _, t := range m {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
 }

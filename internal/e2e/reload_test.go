@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,27 +20,14 @@ import (
 
 // logLines collects the cluster's log lines (and passes them on).
 type logLines struct {
-	out io.Writer
-
-	mu    sync.Mutex
-	buf   []byte
-	lines []string
+	lineSplitter
+	lines []string // guarded by lineSplitter.mu
 }
 
-func (w *logLines) Write(p []byte) (int, error) {
-	_, _ = w.out.Write(p)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.lines = append(w.lines, string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
-	}
-	return len(p), nil
+func newLogLines(out io.Writer) *logLines {
+	w := &logLines{}
+	w.lineSplitter = lineSplitter{out: out, line: func(l string) { w.lines = append(w.lines, l) }}
+	return w
 }
 
 // find returns the first line containing every one of parts.
@@ -71,7 +56,7 @@ func launchLogged(t *testing.T, opts devcluster.Options) (*cluster, *logLines) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logLines{out: processLog()}
+	logs := newLogLines(processLog())
 	c := newCluster(t, layout, logs)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)

@@ -159,7 +159,7 @@ func (s *selector) calmState(rec epochRecord, d time.Duration, now time.Time) (c
 	case s.n.det == nil:
 		return false, "no detector", nil
 	}
-	quarantined = s.quarantinedIDs()
+	quarantined = s.n.quarantinedMembers()
 	if len(quarantined) == 0 {
 		return false, "no member is quarantined", nil
 	}

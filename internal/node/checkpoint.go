@@ -452,7 +452,8 @@ func (c *checkpointer) settle(ctx context.Context, cert *checkpoint.Certificate,
 	c.compact(ctx, cert)
 }
 
-// quarantinedMembers returns the members this node holds quarantined.
+// quarantinedMembers returns the members this node holds quarantined,
+// sorted.
 func (n *Node) quarantinedMembers() []string {
 	if n.det == nil || n.det.manager == nil {
 		return nil
@@ -510,10 +511,8 @@ func newCheckpointMetrics(r prometheus.Registerer) (*checkpointMetrics, error) {
 			Help: "State transfers from a peer that were refused, by reason (a forged certificate, a tampered snapshot, unreachable, ...).",
 		}, []string{"reason"}),
 	}
-	for _, col := range []prometheus.Collector{m.stableIndex, m.divergence, m.rejected} {
-		if err := r.Register(col); err != nil {
-			return nil, fmt.Errorf("checkpoint metrics: %w", err)
-		}
+	if err := registerAll(r, "checkpoint metrics", m.stableIndex, m.divergence, m.rejected); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -584,11 +584,9 @@ func newDetectorMetrics(r prometheus.Registerer) (*detectorMetrics, error) {
 			Help: "Decisions that asked to escalate the cluster from cft to bft on new evidence.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.score, m.observationsDropped, m.relayed, m.relayFails,
-		m.attestations, m.exchangeFails, m.escalations} {
-		if err := r.Register(c); err != nil {
-			return nil, fmt.Errorf("detector metrics: %w", err)
-		}
+	if err := registerAll(r, "detector metrics", m.evidence, m.alerts, m.node, m.count, m.threat, m.dropped, m.score, m.observationsDropped, m.relayed, m.relayFails,
+		m.attestations, m.exchangeFails, m.escalations); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

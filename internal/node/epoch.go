@@ -257,7 +257,7 @@ func (s *selector) addVote(v checkpoint.Vote) error {
 	if v.Statement.Epoch != cur+1 {
 		return fmt.Errorf("hand-over vote for epoch %d; this node is in epoch %d and takes votes for epoch %d only", v.Statement.Epoch, cur, cur+1)
 	}
-	s.collector.SetQuarantined(s.quarantinedIDs())
+	s.collector.SetQuarantined(s.n.quarantinedMembers())
 	cert, err := s.collector.Add(v)
 	if err == nil {
 		s.noteVote(v.Statement.Epoch)
@@ -418,7 +418,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		if late && !announced {
 			announced = true
 			n.log.Warn("no quorum of matching hand-over states within view_change_timeout; a fallback certificate is accepted from now on",
-				"epoch", rec.Epoch+1, "view_change_timeout", fallbackAfter, "quarantined", s.quarantinedIDs())
+				"epoch", rec.Epoch+1, "view_change_timeout", fallbackAfter, "quarantined", s.n.quarantinedMembers())
 		}
 		if cert = s.certify(rec.Epoch+1, late); cert != nil {
 			break
@@ -550,7 +550,7 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 	}
 	want := cert.Statement
 	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.quarantinedIDs(), Info: smr.SnapshotInfo,
+		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.n.quarantinedMembers(), Info: smr.SnapshotInfo,
 		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes, Certified: cert,
 		Want: func(c *checkpoint.Certificate) error {
 			if !c.Statement.Equal(want) {

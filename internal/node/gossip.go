@@ -101,10 +101,8 @@ func newEvidenceGossip(d *detector, name, dir string, reg prometheus.Registerer)
 		Name: "tandem_detector_gossip_appended_total",
 		Help: "Messages signed into this node's own evidence log.",
 	})
-	for _, c := range []prometheus.Collector{g.metrics.dropped, g.metrics.received, g.metrics.appended} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("gossip metrics: %w", err)
-		}
+	if err := registerAll(reg, "gossip metrics", g.metrics.dropped, g.metrics.received, g.metrics.appended); err != nil {
+		return nil, err
 	}
 	var authors []bftlog.Author
 	for _, id := range d.members.IDs() {

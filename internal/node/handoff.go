@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
@@ -20,24 +19,11 @@ import (
 // depend on it: no two conflicting certificates verify at correct nodes
 // (the argument is at checkpoint.Committee.FallbackThreshold).
 
-// quarantinedIDs returns the members this node holds quarantined, sorted.
-func (s *selector) quarantinedIDs() []string {
-	if s.n.det == nil || s.n.det.manager == nil {
-		return nil
-	}
-	var ids []string
-	for _, id := range s.n.det.manager.IDs() {
-		ids = append(ids, string(id))
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // certify returns the certificate of epoch that the votes held make under
 // this node's current quarantine: a quorum certificate, or with fallback
 // set a fallback certificate; nil if none forms yet.
 func (s *selector) certify(epoch uint64, fallback bool) *checkpoint.Certificate {
-	s.collector.SetQuarantined(s.quarantinedIDs())
+	s.collector.SetQuarantined(s.n.quarantinedMembers())
 	cert, err := s.collector.Certify(checkpoint.KindHandoff, epoch, fallback)
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrAmbiguous) {
@@ -90,7 +76,7 @@ func (s *selector) logCertificate(cert *checkpoint.Certificate, own *checkpoint.
 				others = append(others, v.Signer+"="+v.Statement.String())
 			}
 		}
-		q := s.quarantinedIDs()
+		q := s.n.quarantinedMembers()
 		n.log.Warn("hand-over by the fallback: no quorum of matching states within view_change_timeout; the state signed by enough members that are not quarantined starts the next epoch",
 			"epoch", st.Epoch, "statement", st.String(), "signers", cert.Signers(),
 			"threshold", s.committee.FallbackThreshold(len(q)), "quorum", s.committee.Quorum(),

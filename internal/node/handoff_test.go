@@ -105,7 +105,7 @@ func TestHandoffFallbackForALaggard(t *testing.T) {
 	if c.Form != checkpoint.FormFallback || !c.Statement.Equal(y) || !slices.Equal(c.Signers(), []string{"node2", "node3"}) {
 		t.Fatalf("fallback certificate %s %s by %v", c.Form, c.Statement, c.Signers())
 	}
-	if err := c.Verify(f.sel.committee, f.sel.quarantinedIDs()); err != nil {
+	if err := c.Verify(f.sel.committee, f.sel.n.quarantinedMembers()); err != nil {
 		t.Fatal(err)
 	}
 	// A node that applied the switch itself goes through handOver instead.

@@ -782,3 +782,14 @@ func decodeGossipKey(s string) ([]byte, error) {
 		return nil, fmt.Errorf("key is %d bytes; memberlist needs 16, 24 or 32", len(k))
 	}
 }
+
+// registerAll registers every collector with r; an error names what (for
+// example "gossip metrics").
+func registerAll(r prometheus.Registerer, what string, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
+}

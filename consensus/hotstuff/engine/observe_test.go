@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -95,23 +96,37 @@ func TestSignatureFailuresReported(t *testing.T) {
 	}
 }
 
-// voteRecorder collects one engine's vote observations.
-type voteRecorder struct {
-	mu  sync.Mutex
-	obs []VoteObservation
+// observations collects what each engine of a test cluster reports
+// through one hook, by engine.
+type observations[T any] struct {
+	mu sync.Mutex
+	by map[types.NodeID][]T
 }
 
-func (r *voteRecorder) add(o VoteObservation) {
-	r.mu.Lock()
-	r.obs = append(r.obs, o)
-	r.mu.Unlock()
+func newObservations[T any]() *observations[T] {
+	return &observations[T]{by: map[types.NodeID][]T{}}
 }
 
-// count returns the observations of from: arrived and missing.
-func (r *voteRecorder) count(from types.NodeID) (arrived, missing int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, o := range r.obs {
+// hook returns the callback to give engine id.
+func (o *observations[T]) hook(id types.NodeID) func(T) {
+	return func(x T) {
+		o.mu.Lock()
+		o.by[id] = append(o.by[id], x)
+		o.mu.Unlock()
+	}
+}
+
+// of returns a copy of what engine id reported.
+func (o *observations[T]) of(id types.NodeID) []T {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.by[id])
+}
+
+// countVotes returns the observations of from's votes: arrived and
+// missing.
+func countVotes(obs []VoteObservation, from types.NodeID) (arrived, missing int) {
+	for _, o := range obs {
 		if o.From != from {
 			continue
 		}
@@ -130,25 +145,17 @@ func (r *voteRecorder) count(from types.NodeID) (arrived, missing int) {
 // TestVoteObservations: collectors report the votes that arrive, and a
 // stopped member's votes as missing.
 func TestVoteObservations(t *testing.T) {
-	recs := map[types.NodeID]*voteRecorder{}
-	var mu sync.Mutex
+	recs := newObservations[VoteObservation]()
 	c := newCluster(t, 4, func(cfg *Config) {
 		cfg.Rotation = RotationRoundRobin
-		mu.Lock()
-		r := recs[cfg.ID]
-		if r == nil {
-			r = &voteRecorder{}
-			recs[cfg.ID] = r
-		}
-		mu.Unlock()
-		cfg.OnVote = r.add
+		cfg.OnVote = recs.hook(cfg.ID)
 	})
 	c.mustWrite(c.nodes[0], "a", "1")
 	n4 := c.byID("node-4")
 	waitFor(t, 20*time.Second, "votes of node-4 observed", func() (bool, string) {
 		arrived := 0
 		for _, nd := range c.nodes[:3] {
-			a, _ := recs[nd.id].count(n4.id)
+			a, _ := countVotes(recs.of(nd.id), n4.id)
 			arrived += a
 		}
 		return arrived > 0, fmt.Sprintf("%d", arrived)
@@ -157,7 +164,7 @@ func TestVoteObservations(t *testing.T) {
 	waitFor(t, 30*time.Second, "node-4's votes reported missing", func() (bool, string) {
 		missing := 0
 		for _, nd := range c.nodes[:3] {
-			_, m := recs[nd.id].count(n4.id)
+			_, m := countVotes(recs.of(nd.id), n4.id)
 			missing += m
 		}
 		return missing >= 3, fmt.Sprintf("%d", missing)
@@ -166,7 +173,7 @@ func TestVoteObservations(t *testing.T) {
 	for _, voter := range c.nodes[:3] {
 		arrived := 0
 		for _, nd := range c.nodes[:3] {
-			a, _ := recs[nd.id].count(voter.id)
+			a, _ := countVotes(recs.of(nd.id), voter.id)
 			arrived += a
 		}
 		if arrived == 0 {

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,24 +106,10 @@ func TestProposalWaitBounded(t *testing.T) {
 	}
 }
 
-// waitRecorder collects one replica's proposal-wait observations.
-type waitRecorder struct {
-	mu  sync.Mutex
-	obs []ProposalWaitObservation
-}
-
-func (r *waitRecorder) add(o ProposalWaitObservation) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.obs = append(r.obs, o)
-}
-
-// count returns the observations of leader: proposals that came and views
-// that timed out.
-func (r *waitRecorder) count(leader types.NodeID) (came, timedOut int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, o := range r.obs {
+// countWaits returns the observations of leader's views: proposals that
+// came and views that timed out.
+func countWaits(obs []ProposalWaitObservation, leader types.NodeID) (came, timedOut int) {
+	for _, o := range obs {
 		switch {
 		case o.Leader != leader:
 		case o.TimedOut:
@@ -140,24 +125,16 @@ func (r *waitRecorder) count(leader types.NodeID) (came, timedOut int) {
 // leaders' proposals, never their own, and the views of a stopped leader
 // as timed out.
 func TestProposalWaitObservations(t *testing.T) {
-	recs := map[types.NodeID]*waitRecorder{}
-	var mu sync.Mutex
+	recs := newObservations[ProposalWaitObservation]()
 	c := newCluster(t, 4, func(cfg *Config) {
 		cfg.Rotation = RotationRoundRobin
-		mu.Lock()
-		r := recs[cfg.ID]
-		if r == nil {
-			r = &waitRecorder{}
-			recs[cfg.ID] = r
-		}
-		mu.Unlock()
-		cfg.OnProposalWait = r.add
+		cfg.OnProposalWait = recs.hook(cfg.ID)
 	})
 	c.mustWrite(c.nodes[0], "a", "1")
 	n4 := c.byID("node-4")
 	sum := func(leader types.NodeID) (came, timedOut int) {
 		for _, nd := range c.nodes[:3] {
-			a, b := recs[nd.id].count(leader)
+			a, b := countWaits(recs.of(nd.id), leader)
 			came, timedOut = came+a, timedOut+b
 		}
 		return came, timedOut
@@ -172,18 +149,15 @@ func TestProposalWaitObservations(t *testing.T) {
 		return timedOut >= 2, fmt.Sprintf("%d", timedOut)
 	})
 	for _, nd := range c.nodes[:3] {
-		if came, timedOut := recs[nd.id].count(nd.id); came+timedOut != 0 {
+		if came, timedOut := countWaits(recs.of(nd.id), nd.id); came+timedOut != 0 {
 			t.Fatalf("%s reported %d waits for its own proposals", nd.id, came+timedOut)
 		}
 	}
 	for _, nd := range c.nodes[:3] {
-		recs[nd.id].mu.Lock()
-		for _, o := range recs[nd.id].obs {
+		for _, o := range recs.of(nd.id) {
 			if o.TimedOut && o.Wait <= 0 {
-				recs[nd.id].mu.Unlock()
 				t.Fatalf("%s: view %d of %s timed out after %s", nd.id, o.View, o.Leader, o.Wait)
 			}
 		}
-		recs[nd.id].mu.Unlock()
 	}
 }
