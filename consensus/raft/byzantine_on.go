@@ -41,7 +41,26 @@ func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport {
 		return t
 	}
 	e.logger.Warn("byzantine build: this leader equivocates to one follower", "target", os.Getenv(EnvByzantineTarget))
-	return &equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}
+	eq := &equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}
+	if pv, ok := t.(raft.WithPreVote); ok {
+		return preVotingEquivocator{eq, pv}
+	}
+	return eq
+}
+
+// preVotingEquivocator keeps the pre-vote RPC of the wrapped transport.
+// Raft runs pre-vote elections only when its transport offers that RPC;
+// hiding it would make this node alone campaign without pre-votes, so
+// that each heartbeat it missed would depose the leader and, on a loaded
+// machine, keep the correct nodes from ever electing one. That is not the
+// misbehaviour under test.
+type preVotingEquivocator struct {
+	*equivocatingTransport
+	pv raft.WithPreVote
+}
+
+func (p preVotingEquivocator) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return p.pv.RequestPreVote(id, target, args, resp)
 }
 
 // equivocatingTransport rewrites the AppendEntries to one follower.
