@@ -192,7 +192,13 @@ func (e *Engine) anchorFor(index uint64) (*anchorInfo, error) {
 // from the transferred checkpoint.
 func (e *Engine) onAnchor(from types.NodeID, a *anchorInfo) {
 	x := e.xfer
-	if x == nil || x.asking || a.index != x.index || a.height <= e.height {
+	if x == nil || x.asking || a.index != x.index {
+		return
+	}
+	if x.index <= e.lastIndex || a.height <= e.height {
+		// The core caught up past the checkpoint meanwhile (a peer still
+		// served the blocks): installing it would go back.
+		e.abandon(x, "this replica committed past the checkpoint meanwhile", "index", x.index, "log_index", e.lastIndex)
 		return
 	}
 	h := a.block.Hash()
