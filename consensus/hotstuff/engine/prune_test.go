@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -203,4 +204,85 @@ func TestWipedReplicaStartsFromTransferredCheckpoint(t *testing.T) {
 	c.start(wiped)
 	write(5)
 	c.waitConverged(c.nodes, 80, 30*time.Second)
+}
+
+// TestAnchorNeedsFPlusOneMatchingMembers: a replica waiting for the anchor
+// of a checkpoint does not start from one member's answer, nor from two
+// that disagree, nor from an answer whose QC certifies another block; it
+// starts once f+1 members name the same block.
+func TestAnchorNeedsFPlusOneMatchingMembers(t *testing.T) {
+	withKeepRecent(t, 3)
+	c := newCluster(t, 4, func(cfg *Config) { cfg.SnapshotInterval = 10 })
+	writer, wiped := c.nodes[0], c.nodes[3]
+	for i := range 20 {
+		c.mustWrite(writer, fmt.Sprintf("k%d", i), "v")
+	}
+	c.waitConverged(c.nodes, 21, 30*time.Second)
+	c.stop(wiped)
+	if err := os.RemoveAll(wiped.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(wiped.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	live := c.running()
+	for i := range 20 {
+		c.mustWrite(writer, fmt.Sprintf("m%d", i), "v")
+	}
+	c.waitConverged(live, 41, 30*time.Second)
+	snap, err := live[1].sm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := smr.SnapshotInfo(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	anchors := map[types.NodeID]*anchorInfo{}
+	for _, nd := range live {
+		if _, err := nd.e.Compact(ctx, k-5); err != nil {
+			t.Fatal(err)
+		}
+		loopState(t, nd.e, func() {
+			a, err := nd.e.anchorFor(k)
+			if err != nil || a == nil {
+				t.Fatalf("%s has no anchor for index %d: %v", nd.id, k, err)
+			}
+			anchors[nd.id] = a
+		})
+	}
+	// The wiped replica has no state transfer of its own (it only logs
+	// the pruned answers): the test plays its part.
+	c.start(wiped)
+	e := wiped.e
+	x := &transfer{}
+	loopState(t, e, func() {
+		e.xfer = x
+		e.transferred(x, &Transferred{Index: k, Snapshot: snap}, nil)
+	})
+	installed := func() bool {
+		var h uint64
+		loopState(t, e, func() { h = e.height })
+		return h >= anchors[live[0].id].height
+	}
+	a1 := anchors[live[0].id]
+	forged := *anchors[live[1].id]
+	forged.last, forged.first = forged.last+1, forged.first+1 // another index range, same block
+	otherQC := *anchors[live[2].id]
+	otherQC.qc.Block = types.Hash{1}
+	loopState(t, e, func() {
+		e.onAnchor(live[0].id, a1)
+		e.onAnchor(live[1].id, &forged)
+		e.onAnchor(live[2].id, &otherQC)
+	})
+	if installed() || e.Stats().StateTransfers != 0 {
+		t.Fatal("the replica started from an anchor that f+1 members did not name")
+	}
+	loopState(t, e, func() { e.onAnchor(live[1].id, anchors[live[1].id]) })
+	if !installed() || e.Stats().StateTransfers != 1 {
+		t.Fatal("the replica did not start from the anchor two members named")
+	}
+	c.waitConverged(c.nodes, 41, 30*time.Second)
 }

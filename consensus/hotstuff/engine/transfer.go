@@ -231,11 +231,11 @@ func (e *Engine) onAnchor(from types.NodeID, a *anchorInfo) {
 // are replaced, its votes unsent, and the safety data it signed with
 // stays in the safety store.
 func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
-	e.xfer = nil
 	if err := e.fsm.Restore(x.snap); err != nil {
 		e.abandon(x, "the checkpoint's snapshot does not restore", "err", err)
 		return
 	}
+	e.xfer = nil
 	if got := e.fsm.AppliedIndex(); got != x.index {
 		e.loopErr = fmt.Errorf("state transfer: the restored snapshot reports index %d, the checkpoint %d", got, x.index)
 		return
