@@ -79,6 +79,11 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 		Logger:               logger,
 		OnEvidence:           n.det.onEngineEvidence,
 	}
+	if n.ckpt != nil {
+		// Peers prune committed blocks behind stable checkpoints; a
+		// replica that misses pruned blocks starts from a checkpoint.
+		cfg.StateTransfer = n.ckpt.hotstuffStateTransfer
+	}
 	n.det.observeEngine(&cfg) // signature failures and vote latencies (detector_observe.go)
 	e, err := hsengine.New(cfg)
 	if err != nil {

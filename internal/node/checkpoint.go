@@ -449,7 +449,7 @@ func (c *checkpointer) settle(ctx context.Context, cert *checkpoint.Certificate,
 	if prev != nil {
 		c.collector.Forget(prev.Statement.Index + 1)
 	}
-	c.compact(ctx, cert)
+	c.compact(ctx, prev, cert)
 }
 
 // quarantinedMembers returns the members this node holds quarantined,

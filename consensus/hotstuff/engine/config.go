@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -39,6 +40,15 @@ type Base struct {
 	// genesis (checkpoint.Statement.Digest); every member must pass the
 	// same one.
 	Digest [32]byte
+}
+
+// Transferred is a state machine snapshot a replica starts from when the
+// committed blocks it misses were pruned by its peers.
+type Transferred struct {
+	// Index is the snapshot's applied index.
+	Index uint64
+	// Snapshot is the state machine snapshot (smr.StateMachine.Snapshot).
+	Snapshot []byte
 }
 
 // Member is one member of the static committee.
@@ -160,6 +170,15 @@ type Config struct {
 	// Clock is the source of entry times and of the time bound. Default:
 	// time.Now.
 	Clock func() time.Time
+	// StateTransfer, when set, is how this replica gets a state to start
+	// from once its peers pruned the committed blocks it misses: a state
+	// machine snapshot at an index of at least minIndex that a stable
+	// checkpoint certificate certifies. The caller verifies the
+	// certificate and the snapshot; the engine trusts the state only
+	// through it. It runs on its own goroutine and must return when ctx
+	// ends. Without it, such a replica stays behind (and says so in its
+	// log).
+	StateTransfer func(ctx context.Context, minIndex uint64) (*Transferred, error)
 	// OnEvidence, when set, receives every proof of misbehaviour the core
 	// reports (equivocating proposals, double votes, invalid client
 	// payloads). It is called from the engine's loop and must not block.

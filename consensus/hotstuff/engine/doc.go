@@ -25,17 +25,19 @@
 //	safety.2   copies, each overwritten in place and fsynced); the engine
 //	           does not start when neither is valid
 //	blocks.db  bolt: every accepted block, the committed chain by height
-//	           with each block's log index range, the root QC, and a state
-//	           machine snapshot every SnapshotInterval entries
+//	           with each block's log index range from the pruned horizon
+//	           on, the root QC, and a state machine snapshot every
+//	           SnapshotInterval entries
 //
 // A restarted replica restores the snapshot, replays the committed blocks
 // above it through Apply (same indexes, same results), and restores the
 // core from the last committed block, its QC and the uncommitted blocks
 // (core.Restore). It then catches up by fetching blocks from its peers,
-// which answer block requests from their block stores, so any gap since
-// genesis can be fetched (up to the core's orphan limit, 16384 blocks, per
-// catch-up; longer absences need state transfer from a checkpoint, which is
-// not built yet).
+// which answer block requests from their block stores, so any gap above
+// their pruned horizon can be fetched (up to the core's orphan limit, 16384
+// blocks, per catch-up). Compact prunes the committed chain behind a stable
+// checkpoint (prune.go); a replica that misses blocks its peers pruned
+// starts from a transferred checkpoint (transfer.go).
 //
 // # Log entries
 //

@@ -92,20 +92,28 @@ type Engine struct {
 	stats     *counters
 
 	// Owned by the loop.
-	core      *core.Core
-	lastIndex uint64 // log index of the last committed entry
-	height    uint64 // height of the last committed block
-	snapIndex uint64 // log index of the stored snapshot
-	ticks     uint64
-	viewReqAt map[types.NodeID]time.Time
-	viewReqs  map[types.NodeID]types.View  // the view each member (self included) last asked to leave
-	served    map[types.NodeID]*rateWindow // block requests served per peer
-	inflight  map[types.Hash]*inflightCmd
-	outCmds   [][]byte     // handed over this iteration, to forward to the leaders
-	lazy      []types.Hash // handed over, in order, to forward to every peer later
-	lastView  types.View
-	obs       observer         // vote observation (observe.go)
-	omit      *omissionTracker // omission observation (omission.go); nil when off
+	core        *core.Core
+	lastIndex   uint64      // log index of the last committed entry
+	height      uint64      // height of the last committed block
+	snapIndex   uint64      // log index of the stored snapshot
+	snapHeight  uint64      // committed height of the stored snapshot
+	horizon     uint64      // lowest committed height still stored (0: nothing pruned)
+	xfer        *transfer   // a state transfer in progress (transfer.go), or nil
+	coreCfg     core.Config // how the core was built, to rebuild it (transfer.go)
+	verifier    types.CertVerifier
+	quarantined []types.NodeID // the last SetQuarantined set
+	xferAfter   uint64         // no state transfer starts before this tick
+	loopErr     error          // set on the loop when it must halt
+	ticks       uint64
+	viewReqAt   map[types.NodeID]time.Time
+	viewReqs    map[types.NodeID]types.View  // the view each member (self included) last asked to leave
+	served      map[types.NodeID]*rateWindow // block requests served per peer
+	inflight    map[types.Hash]*inflightCmd
+	outCmds     [][]byte     // handed over this iteration, to forward to the leaders
+	lazy        []types.Hash // handed over, in order, to forward to every peer later
+	lastView    types.View
+	obs         observer         // vote observation (observe.go)
+	omit        *omissionTracker // omission observation (omission.go); nil when off
 
 	proposeCh chan proposal
 	ctrlCh    chan func()
@@ -130,6 +138,9 @@ type Engine struct {
 
 	stopCh   chan struct{}
 	loopDone chan struct{}
+	bgCtx    context.Context // ends at Stop: background work (state transfer)
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 	stopOnce sync.Once
 	stopped  atomic.Bool
 	stopErr  error
@@ -163,6 +174,8 @@ type counters struct {
 	blocksCommitted, entriesApplied     atomic.Uint64
 	blockRequestsServed, reforwarded    atomic.Uint64
 	blockRequestsRefused                atomic.Uint64
+	blocksPruned, horizon               atomic.Uint64
+	prunedAnswers, transfers            atomic.Uint64
 	signatureFailures                   atomic.Uint64
 }
 
@@ -279,6 +292,10 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err := e.installBase(); err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
+	if e.horizon, err = e.store.horizon(); err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	e.stats.horizon.Store(e.horizon)
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
@@ -288,6 +305,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 
 	verifier := types.NewQCCache(e.committee, 4096)
+	e.verifier = verifier
 	safetyPath := filepath.Join(dir, "safety")
 	e.safeStore = &deferredSafety{file: safety.NewFileStore(safetyPath)}
 	rules, err := core.NewSafety(e.safeStore, types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
@@ -298,14 +316,6 @@ func New(cfg Config) (_ *Engine, err error) {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
 	ids := e.committee.Members()
-	var rot leaderrotation.Rotation
-	if cfg.Rotation == RotationRoundRobin {
-		rot = leaderrotation.NewRoundRobin(ids)
-	} else {
-		rc := leaderrotation.DefaultReputationConfig(len(ids))
-		rc.Window = max(rc.Window, cfg.ReputationWindow)
-		rot = leaderrotation.NewReputation(ids, rc)
-	}
 	cc := core.DefaultConfig()
 	cc.ID = cfg.ID
 	cc.Committee = e.committee
@@ -313,7 +323,6 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Safety = rules
 	cc.Verifier = verifier
 	cc.Variant = cfg.Variant
-	cc.Rotation = rot
 	cc.Validator = e.validator
 	cc.CommandKey = commandKey
 	cc.Pacemaker = pm
@@ -323,11 +332,12 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.RetainCommitted = recentCommitted
 	cc.MaxOrphans = maxOrphans
 	cc.Logger = log
+	e.coreCfg = cc
+	var restore *core.Restore
 	if st.root != nil {
-		cc.Restore = &core.Restore{Root: st.root, RootQC: st.rootQC, Blocks: st.pending, Committed: st.recent}
+		restore = &core.Restore{Root: st.root, RootQC: st.rootQC, Blocks: st.pending, Committed: st.recent}
 	}
-	e.core, err = core.New(cc)
-	if err != nil {
+	if e.core, err = e.newCore(restore); err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
 	e.lastView = e.core.View()
@@ -352,9 +362,38 @@ func New(cfg Config) (_ *Engine, err error) {
 	log.Info("hotstuff engine starting", "members", len(ids), "quorum", e.committee.Quorum(), "view", e.core.View(),
 		"committed_height", e.height, "log_index", e.lastIndex, "variant", cfg.Variant.String(), "rotation", cfg.Rotation,
 		"view_change_timeout", cfg.ViewChangeTimeout, "tick", cfg.Tick)
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.net.start(e.ln)
 	go e.run()
 	return e, nil
+}
+
+// newCore builds a core from coreCfg with a fresh leader rotation,
+// restored from r when set.
+func (e *Engine) newCore(r *core.Restore) (*core.Core, error) {
+	cc := e.coreCfg
+	ids := e.committee.Members()
+	if e.cfg.Rotation == RotationRoundRobin {
+		cc.Rotation = leaderrotation.NewRoundRobin(ids)
+	} else {
+		rc := leaderrotation.DefaultReputationConfig(len(ids))
+		rc.Window = max(rc.Window, e.cfg.ReputationWindow)
+		cc.Rotation = leaderrotation.NewReputation(ids, rc)
+	}
+	pm, idle, err := e.cfg.pacemakerConfig() // reloaded timeouts included
+	if err != nil {
+		return nil, err
+	}
+	cc.Pacemaker, cc.IdlePropose = pm, idle
+	cc.Restore = r
+	c, err := core.New(cc)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.quarantined) > 0 {
+		c.SetQuarantined(e.quarantined)
+	}
+	return c, nil
 }
 
 // rebuild restores the state machine from the stored snapshot and replays
@@ -373,15 +412,18 @@ func (e *Engine) rebuild(st state) error {
 			return fmt.Errorf("snapshot at height %d claims log index %d, the state machine reports %d", snap.height, snap.index, got)
 		} else {
 			from, idx = snap.height, snap.index
-			e.snapIndex = snap.index
+			e.snapIndex, e.snapHeight = snap.index, snap.height
 		}
+	}
+	if from+1 < e.horizon {
+		return fmt.Errorf("the committed blocks below height %d were pruned and the stored snapshot (height %d) does not restore: the state cannot be rebuilt from this data directory; wipe it to start from a transferred checkpoint", e.horizon, from)
 	}
 	replayed := 0
 	err = e.store.replay(from, func(ce chainEntry, b *types.Block) error {
 		if ce.first != idx+1 {
 			return fmt.Errorf("committed block at height %d starts at log index %d, want %d", ce.height, ce.first, idx+1)
 		}
-		idx = e.applyCommands(b, ce.first, false)
+		idx = e.applyCommands(b, ce.first, 0, false)
 		if idx != ce.last {
 			return fmt.Errorf("committed block at height %d ends at log index %d, the record says %d", ce.height, idx, ce.last)
 		}
@@ -429,6 +471,7 @@ func (e *Engine) run() {
 			e.ticks++
 			e.core.Tick()
 			e.forwardLazy()
+			e.transferTick()
 			if e.ticks%sweepTicks == 0 {
 				e.sweepVotes()
 				e.sweepOmissions()
@@ -461,7 +504,11 @@ func (e *Engine) run() {
 		case fn := <-e.ctrlCh:
 			fn()
 		}
-		if err := e.processReady(); err != nil {
+		err := e.processReady()
+		if err == nil {
+			err = e.loopErr
+		}
+		if err != nil {
 			e.log.Error("hotstuff engine halted: cannot persist consensus state", "err", err)
 			e.fatal.Store(&err)
 			return
@@ -509,24 +556,28 @@ func (e *Engine) handleInbound(in inbound) {
 		}
 	case frameViewChange:
 		e.onViewChangeRequest(in.from, in.f.view)
+	case framePruned:
+		e.onPruned(in.from, in.f.prunedHash, in.f.prunedHorizon)
+	case frameAnchorReq:
+		e.serveAnchor(in.from, in.f.index)
+	case frameAnchor:
+		e.onAnchor(in.from, in.f.anchor)
 	}
 }
 
 // serveBlocks answers a block request from the block store, which holds
-// every block since genesis (the core alone keeps only recent ones), so a
-// replica that was away can fetch its way back.
+// every committed block from its horizon on (the core alone keeps only
+// recent ones), so a replica that was away can fetch its way back. When
+// the walk down the ancestry stops at the horizon, or the block is not
+// stored at all and something was pruned, a pruned frame follows: the
+// requester learns that this replica cannot serve what lies below, instead
+// of waiting for an answer that never comes.
 func (e *Engine) serveBlocks(to types.NodeID, r *types.BlockRequest) {
 	n := min(int(r.Count), types.MaxBlocksPerResponse)
 	if n == 0 {
 		return
 	}
-	w := e.served[to]
-	if w == nil {
-		w = &rateWindow{}
-		e.served[to] = w
-	}
-	if !w.allow(e.cfg.Clock(), maxBlockRequestsPerSecond) {
-		e.stats.blockRequestsRefused.Add(1)
+	if !e.allowServe(to) {
 		return
 	}
 	blocks, err := e.store.ancestry(r.Hash, n, min(maxResponseBytes, e.cfg.MaxFrameBytes/2))
@@ -534,11 +585,28 @@ func (e *Engine) serveBlocks(to types.NodeID, r *types.BlockRequest) {
 		e.log.Error("reading blocks for a peer", "peer", string(to), "err", err)
 		return
 	}
-	if len(blocks) == 0 {
-		return
+	if len(blocks) > 0 {
+		e.stats.blockRequestsServed.Add(1)
+		e.net.send(to, encodeMessageFrame(&types.BlockResponse{Blocks: blocks}))
 	}
-	e.stats.blockRequestsServed.Add(1)
-	e.net.send(to, encodeMessageFrame(&types.BlockResponse{Blocks: blocks}))
+	if e.horizon > 1 && (len(blocks) == 0 || blocks[len(blocks)-1].Height <= e.horizon) {
+		e.stats.prunedAnswers.Add(1)
+		e.net.send(to, encodePrunedFrame(r.Hash, e.horizon))
+	}
+}
+
+// allowServe counts one request of peer to against its rate.
+func (e *Engine) allowServe(to types.NodeID) bool {
+	w := e.served[to]
+	if w == nil {
+		w = &rateWindow{}
+		e.served[to] = w
+	}
+	if !w.allow(e.cfg.Clock(), maxBlockRequestsPerSecond) {
+		e.stats.blockRequestsRefused.Add(1)
+		return false
+	}
+	return true
 }
 
 func (e *Engine) handlePropose(p proposal) {
@@ -722,7 +790,7 @@ func (e *Engine) processReady() error {
 
 	// 3. Apply.
 	for _, c := range committed {
-		e.applyCommands(c.block, c.entry.first, true)
+		e.applyCommands(c.block, c.entry.first, 0, true)
 		e.noteCommittedBlock(c.block)
 		e.lastIndex, e.height = c.entry.last, c.entry.height
 		e.stats.blocksCommitted.Add(1)
@@ -769,15 +837,19 @@ func countEntries(b *types.Block) uint64 {
 	return n
 }
 
-// applyCommands applies b's entries from log index first on and returns
-// the last index used (first−1 when none). live completes waiters and
-// forgets in-flight commands; replay at start-up does not.
-func (e *Engine) applyCommands(b *types.Block, first uint64, live bool) uint64 {
+// applyCommands applies b's entries from log index first on, but those at
+// or below skip (the state machine holds them already), and returns the
+// last index used (first−1 when none). live completes waiters and forgets
+// in-flight commands; replay at start-up does not.
+func (e *Engine) applyCommands(b *types.Block, first, skip uint64, live bool) uint64 {
 	idx := first - 1
 	for _, cmd := range b.Payload {
 		var res smr.Result
 		if !isReadMarker(cmd) {
 			idx++
+			if idx <= skip {
+				continue
+			}
 			res = e.fsm.Apply(idx, cmd)
 			e.stats.entriesApplied.Add(1)
 		}
@@ -801,7 +873,7 @@ func (e *Engine) snapshot() {
 		e.log.Warn("storing the state machine snapshot failed", "err", err)
 		return
 	}
-	e.snapIndex = e.lastIndex
+	e.snapIndex, e.snapHeight = e.lastIndex, e.height
 	e.log.Debug("state machine snapshot stored", "height", e.height, "index", e.lastIndex, "bytes", len(data))
 }
 
@@ -1216,7 +1288,9 @@ func (e *Engine) Stop() error {
 	e.stopOnce.Do(func() {
 		e.stopped.Store(true)
 		close(e.stopCh)
+		e.bgCancel()
 		<-e.loopDone
+		e.bgWG.Wait()
 		e.net.close(e.ln)
 		e.readMu.Lock()
 		e.readClosed = true

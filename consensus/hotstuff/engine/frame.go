@@ -28,6 +28,19 @@ import (
 //	               then per command: length u32, bytes (at most
 //	               types.MaxCommandBytes)
 //	3 view-change  an operator's forced view change: view u64
+//	4 pruned       the answer to a block request the sender cannot serve
+//	               because it pruned the block or its ancestors: hash [32]
+//	               (the block asked for) | horizon u64 (the lowest committed
+//	               height the sender still stores)
+//	5 anchor-req   which committed block holds log index: index u64
+//	6 anchor       the committed block holding a log index, from the
+//	               sender's chain: index u64 | height u64 | first u64 |
+//	               last u64 (the block's log indexes) | qc (u32 length,
+//	               types.MarshalQC of a QC certifying the block) | block
+//	               (u32 length, types.MarshalBlock)
+//
+// Kinds 4 to 6 came with pruning; a build that predates them drops them as
+// unknown, so a mixed committee still works where nothing was pruned.
 //
 // A frame of any other kind, or whose payload does not decode, is dropped
 // and counted; the connection stays up. A frame longer than the limit closes
@@ -36,6 +49,9 @@ const (
 	frameMessage    byte = 1
 	frameCommands   byte = 2
 	frameViewChange byte = 3
+	framePruned     byte = 4
+	frameAnchorReq  byte = 5
+	frameAnchor     byte = 6
 )
 
 // frameHeader is the length field.
@@ -63,6 +79,20 @@ type frame struct {
 	msg  types.Message // frameMessage
 	cmds [][]byte      // frameCommands
 	view types.View    // frameViewChange
+	// framePruned: the block asked for and the sender's horizon.
+	prunedHash    types.Hash
+	prunedHorizon uint64
+	index         uint64      // frameAnchorReq
+	anchor        *anchorInfo // frameAnchor
+}
+
+// anchorInfo is a peer's claim that block (certified by qc) is the
+// committed block at height holding log indexes first..last, among them
+// index.
+type anchorInfo struct {
+	index, height, first, last uint64
+	qc                         types.QC
+	block                      *types.Block
 }
 
 // readFrame reads one frame from r. It returns ErrFrameTooLarge (wrapped,
@@ -121,6 +151,75 @@ func encodeViewChangeFrame(v types.View) []byte {
 	return encodeFrame(frameViewChange, binary.BigEndian.AppendUint64(nil, uint64(v)))
 }
 
+// encodePrunedFrame frames the answer to a request for block h the sender
+// pruned: its horizon is the lowest committed height it still stores.
+func encodePrunedFrame(h types.Hash, horizon uint64) []byte {
+	p := append([]byte(nil), h[:]...)
+	return encodeFrame(framePruned, binary.BigEndian.AppendUint64(p, horizon))
+}
+
+// encodeAnchorRequestFrame asks for the committed block holding index.
+func encodeAnchorRequestFrame(index uint64) []byte {
+	return encodeFrame(frameAnchorReq, binary.BigEndian.AppendUint64(nil, index))
+}
+
+// encodeAnchorFrame frames a.
+func encodeAnchorFrame(a *anchorInfo) []byte {
+	qc, b := types.MarshalQC(a.qc), types.MarshalBlock(a.block)
+	p := make([]byte, 0, 40+len(qc)+len(b))
+	for _, v := range []uint64{a.index, a.height, a.first, a.last} {
+		p = binary.BigEndian.AppendUint64(p, v)
+	}
+	p = binary.BigEndian.AppendUint32(p, uint32(len(qc)))
+	p = append(p, qc...)
+	p = binary.BigEndian.AppendUint32(p, uint32(len(b)))
+	return encodeFrame(frameAnchor, append(p, b...))
+}
+
+func decodeAnchor(payload []byte) (*anchorInfo, error) {
+	if len(payload) < 32+4 {
+		return nil, fmt.Errorf("%w: anchor frame of %d bytes", ErrMalformedFrame, len(payload))
+	}
+	a := &anchorInfo{
+		index: binary.BigEndian.Uint64(payload), height: binary.BigEndian.Uint64(payload[8:]),
+		first: binary.BigEndian.Uint64(payload[16:]), last: binary.BigEndian.Uint64(payload[24:]),
+	}
+	rest := payload[32:]
+	part := func(what string) ([]byte, error) {
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("%w: anchor frame: %s length truncated", ErrMalformedFrame, what)
+		}
+		n := binary.BigEndian.Uint32(rest)
+		if uint64(n) > uint64(len(rest)-4) {
+			return nil, fmt.Errorf("%w: anchor frame: %s of %d bytes, %d left", ErrMalformedFrame, what, n, len(rest)-4)
+		}
+		p := rest[4 : 4+n]
+		rest = rest[4+n:]
+		return p, nil
+	}
+	qc, err := part("qc")
+	if err != nil {
+		return nil, err
+	}
+	b, err := part("block")
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the anchor block", ErrMalformedFrame, len(rest))
+	}
+	if a.qc, err = types.UnmarshalQC(qc); err != nil {
+		return nil, fmt.Errorf("%w: anchor qc: %w", ErrMalformedFrame, err)
+	}
+	if a.block, err = types.UnmarshalBlock(b); err != nil {
+		return nil, fmt.Errorf("%w: anchor block: %w", ErrMalformedFrame, err)
+	}
+	if a.height == 0 || a.first > a.index || a.index > a.last {
+		return nil, fmt.Errorf("%w: anchor for index %d names height %d and indexes %d..%d", ErrMalformedFrame, a.index, a.height, a.first, a.last)
+	}
+	return a, nil
+}
+
 // decodeFrame decodes the payload of a frame of kind. Errors wrap
 // ErrUnknownFrame or ErrMalformedFrame. The result does not alias payload
 // (commands are copied; HotStuff messages are decoded into fresh values).
@@ -171,6 +270,24 @@ func decodeFrame(kind byte, payload []byte) (frame, error) {
 			return frame{}, fmt.Errorf("%w: view-change frame of %d bytes, want 8", ErrMalformedFrame, len(payload))
 		}
 		return frame{kind: kind, view: types.View(binary.BigEndian.Uint64(payload))}, nil
+	case framePruned:
+		if len(payload) != 40 {
+			return frame{}, fmt.Errorf("%w: pruned frame of %d bytes, want 40", ErrMalformedFrame, len(payload))
+		}
+		f := frame{kind: kind, prunedHorizon: binary.BigEndian.Uint64(payload[32:])}
+		copy(f.prunedHash[:], payload[:32])
+		return f, nil
+	case frameAnchorReq:
+		if len(payload) != 8 {
+			return frame{}, fmt.Errorf("%w: anchor request frame of %d bytes, want 8", ErrMalformedFrame, len(payload))
+		}
+		return frame{kind: kind, index: binary.BigEndian.Uint64(payload)}, nil
+	case frameAnchor:
+		a, err := decodeAnchor(payload)
+		if err != nil {
+			return frame{}, err
+		}
+		return frame{kind: kind, anchor: a}, nil
 	default:
 		return frame{}, fmt.Errorf("%w %d", ErrUnknownFrame, kind)
 	}

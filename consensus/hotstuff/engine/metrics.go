@@ -45,6 +45,10 @@ var metricDefs = []metricDef{
 	{"commands_reforwarded_total", "Commands forwarded again because they were not committed in time.", prometheus.CounterValue, nil},
 	{"block_requests_served_total", "Block requests answered from the block store.", prometheus.CounterValue, nil},
 	{"block_requests_refused_total", "Block requests not answered because the peer exceeded its rate.", prometheus.CounterValue, nil},
+	{"blocks_pruned_total", "Committed blocks deleted from the block store behind stable checkpoints.", prometheus.CounterValue, nil},
+	{"pruned_height", "Lowest committed height still in the block store (0: nothing pruned).", prometheus.GaugeValue, nil},
+	{"pruned_answers_total", "Block requests answered with this node's pruned horizon.", prometheus.CounterValue, nil},
+	{"state_transfers_total", "Times this replica started from a transferred checkpoint because its peers had pruned the blocks it missed.", prometheus.CounterValue, nil},
 	{"frames_received_total", "Frames received on BFT connections.", prometheus.CounterValue, nil},
 	{"frames_sent_total", "Frames written to BFT connections.", prometheus.CounterValue, nil},
 	{"bytes_received_total", "Bytes received on BFT connections.", prometheus.CounterValue, nil},
@@ -99,6 +103,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		"commands_reforwarded_total":   {{u(&st.reforwarded), nil}},
 		"block_requests_served_total":  {{u(&st.blockRequestsServed), nil}},
 		"block_requests_refused_total": {{u(&st.blockRequestsRefused), nil}},
+		"blocks_pruned_total":          {{u(&st.blocksPruned), nil}},
+		"pruned_height":                {{u(&st.horizon), nil}},
+		"pruned_answers_total":         {{u(&st.prunedAnswers), nil}},
+		"state_transfers_total":        {{u(&st.transfers), nil}},
 		"frames_received_total":        {{u(&st.net.framesIn), nil}},
 		"frames_sent_total":            {{u(&st.net.framesOut), nil}},
 		"bytes_received_total":         {{u(&st.net.bytesIn), nil}},
@@ -131,6 +139,8 @@ type Stats struct {
 	InvalidForwarded          uint64
 	BlocksCommitted           uint64
 	BlockRequestsServed       uint64
+	BlocksPruned, PrunedBelow uint64
+	StateTransfers            uint64
 }
 
 // Stats returns the engine's counters.
@@ -143,5 +153,6 @@ func (e *Engine) Stats() Stats {
 		Oversize: st.net.oversize.Load(), RefusedPeers: st.net.rejectedPeers.Load(),
 		StepErrors: st.stepErrors.Load(), InvalidForwarded: st.invalidForwarded.Load(),
 		BlocksCommitted: st.blocksCommitted.Load(), BlockRequestsServed: st.blockRequestsServed.Load(),
+		BlocksPruned: st.blocksPruned.Load(), PrunedBelow: st.horizon.Load(), StateTransfers: st.transfers.Load(),
 	}
 }

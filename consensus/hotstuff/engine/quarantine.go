@@ -44,6 +44,7 @@ func (e *Engine) SetQuarantined(ctx context.Context, ids []types.NodeID) error {
 	}
 	return e.inLoop(ctx, "set quarantined", func() {
 		e.log.Info("quarantined members set", "members", ids)
+		e.quarantined = ids
 		e.core.SetQuarantined(ids)
 	})
 }

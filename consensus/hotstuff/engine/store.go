@@ -18,6 +18,9 @@ import (
 //	         "root_qc"  -> types.MarshalQC of the QC certifying the last
 //	                       committed block
 //	         "snapshot" -> height u64 | index u64 | state machine snapshot
+//	         "pruned"   -> height u64: the lowest committed height still
+//	                       stored; the chain records and blocks below it
+//	                       were pruned (absent: nothing was pruned)
 //	blocks   hash       -> types.MarshalBlock (every block the core accepted
 //	                       that is committed or may still commit)
 //	pending  hash       -> height u64 (accepted, not committed yet)
@@ -36,6 +39,7 @@ var (
 	keyGenesis  = []byte("genesis")
 	keyRootQC   = []byte("root_qc")
 	keySnapshot = []byte("snapshot")
+	keyPruned   = []byte("pruned")
 )
 
 // ErrWrongCommittee is returned by openStore when the store belongs to
@@ -365,4 +369,165 @@ func (s *blockStore) replay(from uint64, fn func(e chainEntry, b *types.Block) e
 		}
 		return nil
 	})
+}
+
+// horizon returns the lowest committed height whose chain record and block
+// are still stored: 0 when nothing was pruned.
+func (s *blockStore) horizon() (uint64, error) {
+	var h uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyPruned)
+		if v == nil {
+			return nil
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("pruned height record has %d bytes, want 8", len(v))
+		}
+		h = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return h, err
+}
+
+// chainAt returns the chain record at height, if stored.
+func (s *blockStore) chainAt(height uint64) (chainEntry, bool, error) {
+	var e chainEntry
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketChain).Get(heightKey(height))
+		if v == nil {
+			return nil
+		}
+		var err error
+		e, err = decodeChainEntry(height, v)
+		ok = err == nil
+		return err
+	})
+	return e, ok, err
+}
+
+// holding returns the stored chain record of the committed block whose
+// entries include log index idx: the lowest height in [lo, hi] whose last
+// index is at least idx (the records' indexes grow with the height). ok is
+// false when no stored record in the range reaches idx.
+func (s *blockStore) holding(idx, lo, hi uint64) (chainEntry, bool, error) {
+	var found chainEntry
+	ok := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		chain := tx.Bucket(bucketChain)
+		for lo <= hi {
+			mid := lo + (hi-lo)/2
+			v := chain.Get(heightKey(mid))
+			if v == nil {
+				// Below the stored range (pruned): look higher.
+				lo = mid + 1
+				continue
+			}
+			e, err := decodeChainEntry(mid, v)
+			if err != nil {
+				return err
+			}
+			if e.last >= idx {
+				found, ok = e, true
+				if mid == 0 {
+					break
+				}
+				hi = mid - 1
+			} else {
+				lo = mid + 1
+			}
+		}
+		return nil
+	})
+	return found, ok, err
+}
+
+// prune deletes the chain records and the blocks of the committed heights
+// below `below`, never the last committed block (the root), and records the
+// new horizon. It returns how many committed blocks it deleted.
+func (s *blockStore) prune(below uint64) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta, blocks, chain := tx.Bucket(bucketMeta), tx.Bucket(bucketBlocks), tx.Bucket(bucketChain)
+		k, _ := chain.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		below = min(below, binary.BigEndian.Uint64(k))
+		var heights [][]byte
+		cur := chain.Cursor()
+		for k, v := cur.First(); k != nil && binary.BigEndian.Uint64(k) < below; k, v = cur.Next() {
+			e, err := decodeChainEntry(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			if err := blocks.Delete(e.hash[:]); err != nil {
+				return err
+			}
+			heights = append(heights, append([]byte(nil), k...))
+		}
+		for _, k := range heights {
+			if err := chain.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(heights)
+		if old := meta.Get(keyPruned); len(old) == 8 && binary.BigEndian.Uint64(old) >= below {
+			return nil
+		}
+		return meta.Put(keyPruned, heightKey(below))
+	})
+	return n, err
+}
+
+// rebase replaces the whole committed chain with one block, the anchor a
+// replica starts from after a state transfer: its chain record, the QC
+// that certifies it, and the state machine snapshot taken after it. The
+// blocks and records of the old chain and every pending block are deleted;
+// the horizon becomes the anchor's height.
+func (s *blockStore) rebase(b *types.Block, e chainEntry, qc types.QC, snap storedSnapshot) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketBlocks, bucketPending, bucketChain} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketBlocks).Put(e.hash[:], types.MarshalBlock(b)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketChain).Put(heightKey(e.height), encodeChainEntry(e)); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyRootQC, types.MarshalQC(qc)); err != nil {
+			return err
+		}
+		v := make([]byte, 0, 16+len(snap.data))
+		v = binary.BigEndian.AppendUint64(v, snap.height)
+		v = binary.BigEndian.AppendUint64(v, snap.index)
+		v = append(v, snap.data...)
+		if err := meta.Put(keySnapshot, v); err != nil {
+			return err
+		}
+		return meta.Put(keyPruned, heightKey(e.height))
+	})
+}
+
+// rootQC returns the stored QC of the last committed block (zero when
+// nothing was committed).
+func (s *blockStore) rootQC() (types.QC, error) {
+	var qc types.QC
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyRootQC)
+		if v == nil {
+			return nil
+		}
+		var err error
+		qc, err = types.UnmarshalQC(v)
+		return err
+	})
+	return qc, err
 }
