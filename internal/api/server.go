@@ -293,16 +293,30 @@ type submitOutcome struct {
 // submitOne decodes and submits one envelope (the body of POST
 // /v1/submit). sign says whether a bft reply is signed here.
 func (s *Server) submitOne(r *http.Request, body []byte, sign bool) submitOutcome {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return submitOutcome{err: err}
+	}
+	return s.submitEnvelope(r, env, sign)
+}
+
+// decodeEnvelope decodes a submitted envelope, or says why it cannot.
+func decodeEnvelope(body []byte) (*smr.Envelope, error) {
 	var env smr.Envelope
 	if err := decodeStrict(body, &env); err != nil {
-		return submitOutcome{err: smr.Errorf(smr.CodeMalformed, "envelope: %v", err)}
+		return nil, smr.Errorf(smr.CodeMalformed, "envelope: %v", err)
 	}
+	return &env, nil
+}
+
+// submitEnvelope is submitOne for an envelope already decoded.
+func (s *Server) submitEnvelope(r *http.Request, env *smr.Envelope, sign bool) submitOutcome {
 	if id, key, b, ok := s.replyKey(); ok {
-		res, reply, err := s.submitBFT(r.Context(), r.URL.Query(), &env, id, key, b, sign)
+		res, reply, err := s.submitBFT(r.Context(), r.URL.Query(), env, id, key, b, sign)
 		return submitOutcome{res: res, reply: reply, err: err}
 	}
 	ctx, note := withLeaderNote(r.Context())
-	res, err := s.cfg.Backend.Submit(ctx, &env)
+	res, err := s.cfg.Backend.Submit(ctx, env)
 	o := submitOutcome{res: res, err: err}
 	if err == nil {
 		o.leader = note.get()
