@@ -284,7 +284,20 @@ func fieldIndex(f field) int { return bits.TrailingZeros32(uint32(f)) }
 // value of each field present (indexed by fieldIndex) and the set of fields
 // present. It rejects non-objects, unknown or differently-cased keys,
 // duplicate keys, null values, duplicate metadata keys and trailing data.
+//
+// Valid JSON (every command a correct client sends) is walked by
+// scanValidObject, a byte scanner; anything else by scanFieldsTokens, whose
+// encoding/json tokenizer names the first problem. Both give the same
+// result for valid JSON (FuzzScanFields checks it).
 func scanFields(b []byte) ([]json.RawMessage, field, error) {
+	if !json.Valid(b) {
+		return scanFieldsTokens(b)
+	}
+	return scanValidObject(b)
+}
+
+// scanFieldsTokens is scanFields by encoding/json's tokenizer.
+func scanFieldsTokens(b []byte) ([]json.RawMessage, field, error) {
 	notJSON := Errorf(CodeMalformed, "command is not valid JSON")
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()

@@ -158,3 +158,43 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanFields: scanFields (which walks valid JSON by scanValidObject)
+// gives exactly what encoding/json's tokenizer walk gives, for any bytes:
+// the same raw values, fields and error message.
+func FuzzScanFields(f *testing.F) {
+	for _, seed := range []string{
+		`{"op":"set_config","key":"k","value":"v"}`,
+		` { "op" : "register_session" , "session_id":"s\"1}" ,"metadata":{"a":"1","b":"}"},"ttl_ms":15e2 } `,
+		`{"op":"register_tool","tool_name":"grep","definition":{"x":[1,"<&>",{"y":[]}],"z":null}}`,
+		`{"\u006fp":"set_config","key":"k"}`,
+		`{"op":"set_config","op":"set_config"}`,
+		`{"op":null}`,
+		`{"metadata":{"a":"1","a":"2"}}`,
+		`{"OP":"x"}`,
+		`{}`,
+		`[1]`,
+		`"op"`,
+		`{"op":"x"} {}`,
+		`{"op":`,
+		`{"op":"x",}`,
+		`{"cells":-0.5e+7,"agents":["a","b"],"ttl_ms":true}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		raws, present, err := scanFields(b)
+		wantRaws, wantPresent, wantErr := scanFieldsTokens(b)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("%q: error %v, the tokenizer's %v", b, err, wantErr)
+		}
+		if present != wantPresent || len(raws) != len(wantRaws) {
+			t.Fatalf("%q: fields %b, the tokenizer's %b", b, present, wantPresent)
+		}
+		for i := range raws {
+			if !bytes.Equal(raws[i], wantRaws[i]) {
+				t.Fatalf("%q: field %d is %q, the tokenizer's %q", b, i, raws[i], wantRaws[i])
+			}
+		}
+	})
+}
