@@ -166,6 +166,7 @@ func New(cfg Config) (*Engine, error) {
 	e.wg.Add(2)
 	go e.observe()
 	go e.propose()
+	e.misbehave()
 	logger.Info("raft engine started", "advertise", cfg.Advertise, "data_dir", cfg.DataDir)
 	return e, nil
 }
