@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/detector/evidence"
+)
+
+// disrupting is the log text of node4's disruptive elections.
+const disrupting = "byzantine: disrupt-elections"
+
+// TestCFTDisruptiveCandidateEscalates: four processes in cft mode with
+// member keys, node4 the byzantine build told to disrupt-elections: it
+// campaigns without pre-vote, and every election timeout while it follows
+// a live leader it asks the others for real votes of ever higher terms.
+// The RPC inspector of every correct member sees each such vote arrive
+// while it leads or has heard from its leader within the election
+// timeout; above disruptive_elections_per_hour (10, the default) in an
+// hour each signs a log-conflicts accusation, so with f+1 = 2 accusers
+// node4's score on every correct node is at the escalate level (≥
+// anomaly_threshold 0.7, < quarantine_threshold 0.9), the threat level
+// too, no one is quarantined, and every log-conflicts accusation a correct
+// node keeps names node4, comes from a correct member and verifies. Writes
+// through the correct nodes keep committing. The detection latency
+// (node4's first disruptive election to the verdict on the last correct
+// node, polled) is logged.
+func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	byzBinary := buildByzantine(t)
+
+	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft}, "disrupt-elections", disrupting)
+	c, correct, watch := s.c, s.correct, s.watch
+	s.startCorrect(t)
+	s.startByzantine(t)
+	c.waitReady(30 * time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	b := s.run(t)
+	defer b.adm.http.CloseIdleConnections()
+
+	// One writer through each correct node for the whole test.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var load sync.WaitGroup
+	var ok, failed atomic.Int64
+	for i, id := range correct {
+		cl := c.newClient(c.admin, c.endpoint(id))
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for j := 0; loadCtx.Err() == nil; j++ {
+				wctx, wcancel := context.WithTimeout(loadCtx, 3*time.Second)
+				if _, err := cl.SetConfig(wctx, "w"+strconv.Itoa(i)+"-"+strconv.Itoa(j), "v"); err == nil {
+					ok.Add(1)
+				} else if loadCtx.Err() == nil {
+					failed.Add(1)
+				}
+				wcancel()
+			}
+		}()
+	}
+	stopLoadOnce := sync.OnceFunc(func() {
+		stopLoad()
+		load.Wait()
+	})
+	defer stopLoadOnce()
+
+	at := map[string]time.Time{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(at) < len(correct) {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 60 s only %v reached the verdict (node4 disrupted: %v; %d writes committed, %d failed)",
+				at, !watch.first().IsZero(), ok.Load(), failed.Load())
+		}
+		for _, id := range correct {
+			if _, done := at[id]; done {
+				continue
+			}
+			if q := metricFloat(t, b, id, "tandem_quarantined_members"); q > 0 {
+				t.Fatalf("%s quarantined %v members on election disruption", id, q)
+			}
+			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score >= 0.7 {
+				at[id] = time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := watch.first()
+	if first.IsZero() {
+		t.Fatalf("node4 reached a verdict but never logged %q", disrupting)
+	}
+	last := latest(at)
+	before := ok.Load()
+	t.Logf("cft disrupt-elections: detection latency %s from node4's first disruptive election (%s) to escalate on the last correct node; per node: %v; %d writes committed, %d failed",
+		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), at, before, failed.Load())
+
+	// Writes still commit while node4 keeps disrupting.
+	waitUntil := time.Now().Add(30 * time.Second)
+	for ok.Load() < before+10 {
+		if time.Now().After(waitUntil) {
+			t.Fatalf("only %d writes committed in 30 s after the verdict", ok.Load()-before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopLoadOnce()
+
+	for _, id := range correct {
+		if q := metricFloat(t, b, id, "tandem_quarantined_members"); q != 0 {
+			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, q)
+		}
+		b.requireEscalated(ctx, t, id, evidence.MetricLogConflicts)
+	}
+}
