@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/ed25519"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // disrupting is the log text of node4's disruptive elections.
@@ -46,12 +49,22 @@ func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 	b := s.run(t)
 	defer b.adm.http.CloseIdleConnections()
 
-	// One writer through each correct node for the whole test.
+	// One writer through each correct node for the whole test, each with
+	// a key of its own allowed to write config.
+	setup := c.newClient(c.admin, s.endpoints()...)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var load sync.WaitGroup
 	var ok, failed atomic.Int64
+	var lastErr atomic.Value
 	for i, id := range correct {
-		cl := c.newClient(c.admin, c.endpoint(id))
+		k, err := identity.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := setup.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+			t.Fatalf("allowing a writer: %v", err)
+		}
+		cl := c.newClient(k, c.endpoint(id))
 		load.Add(1)
 		go func() {
 			defer load.Done()
@@ -61,6 +74,7 @@ func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 					ok.Add(1)
 				} else if loadCtx.Err() == nil {
 					failed.Add(1)
+					lastErr.Store(err.Error())
 				}
 				wcancel()
 			}
@@ -98,8 +112,8 @@ func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 	}
 	last := latest(at)
 	before := ok.Load()
-	t.Logf("cft disrupt-elections: detection latency %s from node4's first disruptive election (%s) to escalate on the last correct node; per node: %v; %d writes committed, %d failed",
-		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), at, before, failed.Load())
+	t.Logf("cft disrupt-elections: detection latency %s from node4's first disruptive election (%s) to escalate on the last correct node; per node: %v; %d writes committed, %d failed (last error: %v)",
+		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), at, before, failed.Load(), lastErr.Load())
 
 	// Writes still commit while node4 keeps disrupting.
 	waitUntil := time.Now().Add(30 * time.Second)
