@@ -31,7 +31,8 @@ const disrupting = "byzantine: disrupt-elections"
 // node keeps names node4, comes from a correct member and verifies. Writes
 // through the correct nodes keep committing. The detection latency
 // (node4's first disruptive election to the verdict on the last correct
-// node, polled) is logged.
+// node, polled) is logged. Whenever node4 leads (it disrupts only while
+// it follows), the test moves leadership to a correct node.
 func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
@@ -86,9 +87,29 @@ func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 	})
 	defer stopLoadOnce()
 
+	// node4 disrupts only while it follows: whenever it leads (elected at
+	// the start, or after one of its own elections without pre-vote), hand
+	// leadership to a correct node.
+	var moved time.Time
+	transfers := 0
+	toNode4 := c.newClient(c.admin, c.endpoint(byzantineNode)) // a transfer is asked of the leader
+	keepFollowing := func() {
+		st, err := c.status(correct[0])
+		if err != nil || st.LeaderID != byzantineNode || time.Since(moved) < 2*time.Second {
+			return
+		}
+		moved = time.Now()
+		if err := toNode4.TransferLeader(ctx, correct[0]); err != nil {
+			t.Logf("moving leadership away from %s: %v", byzantineNode, err)
+			return
+		}
+		transfers++
+	}
+
 	at := map[string]time.Time{}
 	deadline := time.Now().Add(60 * time.Second)
 	for len(at) < len(correct) {
+		keepFollowing()
 		if time.Now().After(deadline) {
 			t.Fatalf("within 60 s only %v reached the verdict (node4 disrupted: %v; %d writes committed, %d failed)",
 				at, !watch.first().IsZero(), ok.Load(), failed.Load())
@@ -112,8 +133,8 @@ func TestCFTDisruptiveCandidateEscalates(t *testing.T) {
 	}
 	last := latest(at)
 	before := ok.Load()
-	t.Logf("cft disrupt-elections: detection latency %s from node4's first disruptive election (%s) to escalate on the last correct node; per node: %v; %d writes committed, %d failed (last error: %v)",
-		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), at, before, failed.Load(), lastErr.Load())
+	t.Logf("cft disrupt-elections: detection latency %s from node4's first disruptive election (%s) to escalate on the last correct node; per node: %v; %d writes committed, %d failed (last error: %v); leadership moved away from node4 %d times",
+		last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), at, before, failed.Load(), lastErr.Load(), transfers)
 
 	// Writes still commit while node4 keeps disrupting.
 	waitUntil := time.Now().Add(30 * time.Second)
