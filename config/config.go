@@ -36,31 +36,32 @@ type Config struct {
 	BootstrapAdminKeys []string `mapstructure:"bootstrap_admin_keys" yaml:"bootstrap_admin_keys"`
 
 	// The seed's configuration block.
-	ConsensusMode       string  `mapstructure:"consensus_mode" yaml:"consensus_mode"`             // auto | cft | bft
-	BFTFaultThreshold   float64 `mapstructure:"bft_fault_threshold" yaml:"bft_fault_threshold"`   // (0, 1/3]
-	AnomalyThreshold    float64 `mapstructure:"anomaly_threshold" yaml:"anomaly_threshold"`       // (0, 1]
-	QuarantineThreshold float64 `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"` // (anomaly_threshold, 1]
-	// DisruptiveElectionsPerHour: the detector (cft) accuses a member of
-	// log conflicts once it started more than this many Raft elections in
-	// an hour while this node had a live leader (see docs/detector.md).
-	DisruptiveElectionsPerHour int           `mapstructure:"disruptive_elections_per_hour" yaml:"disruptive_elections_per_hour"` // >= 3
-	QuarantineWebhookURL       string        `mapstructure:"quarantine_webhook_url" yaml:"quarantine_webhook_url"`               // optional http(s) URL: JSON POST per quarantine change (bft)
-	ViewChangeTimeout          time.Duration `mapstructure:"view_change_timeout" yaml:"view_change_timeout"`                     // > 0
-	VoteTimeout                time.Duration `mapstructure:"vote_timeout" yaml:"vote_timeout"`                                   // > 0, < view_change_timeout
-	StateTransferTimeout       time.Duration `mapstructure:"state_transfer_timeout" yaml:"state_transfer_timeout"`               // > 0
-	CheckpointInterval         uint64        `mapstructure:"checkpoint_interval" yaml:"checkpoint_interval"`                     // entries, > 0
-	LogRetention               uint64        `mapstructure:"log_retention" yaml:"log_retention"`                                 // entries, >= checkpoint_interval
-	RequireMTLS                bool          `mapstructure:"require_mtls" yaml:"require_mtls"`
-	RequireSignatures          bool          `mapstructure:"require_signatures" yaml:"require_signatures"`   // must be true
-	SignatureAlgorithm         string        `mapstructure:"signature_algorithm" yaml:"signature_algorithm"` // ed25519
-	AutoRecovery               bool          `mapstructure:"auto_recovery" yaml:"auto_recovery"`
-	MaxViewChangeRetries       int           `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
+	ConsensusMode        string        `mapstructure:"consensus_mode" yaml:"consensus_mode"`                 // auto | cft | bft
+	BFTFaultThreshold    float64       `mapstructure:"bft_fault_threshold" yaml:"bft_fault_threshold"`       // (0, 1/3]
+	AnomalyThreshold     float64       `mapstructure:"anomaly_threshold" yaml:"anomaly_threshold"`           // (0, 1]
+	QuarantineThreshold  float64       `mapstructure:"quarantine_threshold" yaml:"quarantine_threshold"`     // (anomaly_threshold, 1]
+	QuarantineWebhookURL string        `mapstructure:"quarantine_webhook_url" yaml:"quarantine_webhook_url"` // optional http(s) URL: JSON POST per quarantine change (bft)
+	ViewChangeTimeout    time.Duration `mapstructure:"view_change_timeout" yaml:"view_change_timeout"`       // > 0
+	VoteTimeout          time.Duration `mapstructure:"vote_timeout" yaml:"vote_timeout"`                     // > 0, < view_change_timeout
+	StateTransferTimeout time.Duration `mapstructure:"state_transfer_timeout" yaml:"state_transfer_timeout"` // > 0
+	CheckpointInterval   uint64        `mapstructure:"checkpoint_interval" yaml:"checkpoint_interval"`       // entries, > 0
+	LogRetention         uint64        `mapstructure:"log_retention" yaml:"log_retention"`                   // entries, >= checkpoint_interval
+	RequireMTLS          bool          `mapstructure:"require_mtls" yaml:"require_mtls"`
+	RequireSignatures    bool          `mapstructure:"require_signatures" yaml:"require_signatures"`   // must be true
+	SignatureAlgorithm   string        `mapstructure:"signature_algorithm" yaml:"signature_algorithm"` // ed25519
+	AutoRecovery         bool          `mapstructure:"auto_recovery" yaml:"auto_recovery"`
+	MaxViewChangeRetries int           `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
 	// BFTCommitRule is the HotStuff commit rule: chained-hotstuff (3-chain)
 	// or two-chain-hotstuff. Every member must use the same one.
 	BFTCommitRule string `mapstructure:"bft_commit_rule" yaml:"bft_commit_rule"`
 	// AutoDeescalateAfter is the calm period after which an auto cluster
 	// that escalated to bft switches back to cft (0 disables it).
 	AutoDeescalateAfter time.Duration `mapstructure:"auto_deescalate_after" yaml:"auto_deescalate_after"` // >= 0
+
+	// DisruptiveElectionsPerHour: the detector (cft) accuses a member of
+	// log conflicts once it started more than this many Raft elections in
+	// an hour while this node had a live leader (see docs/detector.md).
+	DisruptiveElectionsPerHour int `mapstructure:"disruptive_elections_per_hour" yaml:"disruptive_elections_per_hour"` // >= 3
 
 	// EnableDebug mounts net/http/pprof under /debug/pprof/ on the API
 	// listener (Consul's key name). Off by default: profiles reveal

@@ -21,25 +21,26 @@ func Default() Config {
 		PeerAddr:   DefaultPeerAddr,
 		GossipAddr: DefaultGossipAddr,
 
-		ConsensusMode:       ModeCFT,
-		BFTFaultThreshold:   0.33,
-		AnomalyThreshold:    0.7,
-		QuarantineThreshold: 0.9,
-		// A correct member with pre-vote starts none while a leader is
-		// alive; a restarted or partitioned one a few at most.
+		ConsensusMode:        ModeCFT,
+		BFTFaultThreshold:    0.33,
+		AnomalyThreshold:     0.7,
+		QuarantineThreshold:  0.9,
+		ViewChangeTimeout:    5 * time.Second,
+		VoteTimeout:          2 * time.Second,
+		StateTransferTimeout: 30 * time.Second,
+		CheckpointInterval:   10000,
+		LogRetention:         100000,
+		RequireMTLS:          true,
+		RequireSignatures:    true,
+		SignatureAlgorithm:   SignatureEd25519,
+		AutoRecovery:         true,
+		MaxViewChangeRetries: 10,
+		BFTCommitRule:        CommitRuleThreeChain,
+		AutoDeescalateAfter:  10 * time.Minute,
+
+		// A correct member with pre-vote starts no election while a
+		// leader is alive; a restarted or partitioned one a few at most.
 		DisruptiveElectionsPerHour: 10,
-		ViewChangeTimeout:          5 * time.Second,
-		VoteTimeout:                2 * time.Second,
-		StateTransferTimeout:       30 * time.Second,
-		CheckpointInterval:         10000,
-		LogRetention:               100000,
-		RequireMTLS:                true,
-		RequireSignatures:          true,
-		SignatureAlgorithm:         SignatureEd25519,
-		AutoRecovery:               true,
-		MaxViewChangeRetries:       10,
-		BFTCommitRule:              CommitRuleThreeChain,
-		AutoDeescalateAfter:        10 * time.Minute,
 
 		Raft: RaftConfig{
 			HeartbeatTimeout:   time.Second,

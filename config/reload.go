@@ -17,21 +17,22 @@ import (
 // are fixed when Raft starts (hashicorp/raft reloads only the heartbeat and
 // election timeouts and the snapshot settings).
 var reloadable = map[string]bool{
-	"anomaly_threshold":             true,
-	"quarantine_threshold":          true,
+	"anomaly_threshold":       true,
+	"quarantine_threshold":    true,
+	"view_change_timeout":     true,
+	"vote_timeout":            true,
+	"max_view_change_retries": true,
+	"auto_deescalate_after":   true,
+	"state_transfer_timeout":  true,
+	"checkpoint_interval":     true,
+	"raft.heartbeat_timeout":  true,
+	"raft.election_timeout":   true,
+	"raft.snapshot_interval":  true,
+	"raft.snapshot_threshold": true,
+	"raft.trailing_logs":      true,
+	"log.level":               true,
+
 	"disruptive_elections_per_hour": true,
-	"view_change_timeout":           true,
-	"vote_timeout":                  true,
-	"max_view_change_retries":       true,
-	"auto_deescalate_after":         true,
-	"state_transfer_timeout":        true,
-	"checkpoint_interval":           true,
-	"raft.heartbeat_timeout":        true,
-	"raft.election_timeout":         true,
-	"raft.snapshot_interval":        true,
-	"raft.snapshot_threshold":       true,
-	"raft.trailing_logs":            true,
-	"log.level":                     true,
 }
 
 // restartOnly lists the keys read once at start-up. A test checks that
