@@ -58,6 +58,11 @@ type Config struct {
 	// that escalated to bft switches back to cft (0 disables it).
 	AutoDeescalateAfter time.Duration `mapstructure:"auto_deescalate_after" yaml:"auto_deescalate_after"` // >= 0
 
+	// DisruptiveElectionsPerHour: the detector (cft) accuses a member of
+	// log conflicts once it started more than this many Raft elections in
+	// an hour while this node had a live leader (see docs/detector.md).
+	DisruptiveElectionsPerHour int `mapstructure:"disruptive_elections_per_hour" yaml:"disruptive_elections_per_hour"` // >= 3
+
 	// EnableDebug mounts net/http/pprof under /debug/pprof/ on the API
 	// listener (Consul's key name). Off by default: profiles reveal
 	// internals and cost CPU while taken.

@@ -105,7 +105,7 @@ func TestDefaultSeedValues(t *testing.T) {
 		{"state_transfer_timeout", "30s"}, {"checkpoint_interval", "10000"}, {"log_retention", "100000"},
 		{"require_mtls", "true"}, {"require_signatures", "true"}, {"signature_algorithm", "ed25519"},
 		{"auto_recovery", "true"}, {"max_view_change_retries", "10"}, {"enable_debug", "false"},
-		{"auto_deescalate_after", "10m0s"}, {"bft_commit_rule", "chained-hotstuff"},
+		{"auto_deescalate_after", "10m0s"}, {"bft_commit_rule", "chained-hotstuff"}, {"disruptive_elections_per_hour", "10"},
 		{"data_dir", "./tandem-data"}, {"api_addr", "127.0.0.1:7001"}, {"peer_addr", "127.0.0.1:7002"},
 		{"gossip_addr", "127.0.0.1:7003"}, {"raft.heartbeat_timeout", "1s"}, {"raft.election_timeout", "1s"},
 		{"raft.leader_lease_timeout", "500ms"}, {"raft.commit_timeout", "50ms"}, {"raft.snapshot_interval", "2m0s"},
@@ -191,6 +191,7 @@ func TestValidateBadValues(t *testing.T) {
 		{"retention < checkpoint", func(c *Config) { c.LogRetention = 10 }, "log_retention", []string{"log_retention (10) must be >= checkpoint_interval (10000)"}},
 		{"retries", func(c *Config) { c.MaxViewChangeRetries = 0 }, "max_view_change_retries", []string{"max_view_change_retries: 0 must be >= 1"}},
 		{"commit rule", func(c *Config) { c.BFTCommitRule = "4chain" }, "bft_commit_rule", []string{`bft_commit_rule: "4chain" is not one of chained-hotstuff, two-chain-hotstuff`}},
+		{"too few disruptive elections", func(c *Config) { c.DisruptiveElectionsPerHour = 2 }, "disruptive_elections_per_hour", []string{"disruptive_elections_per_hour: 2 must be at least 3"}},
 		{"negative calm period", func(c *Config) { c.AutoDeescalateAfter = -time.Second }, "auto_deescalate_after", []string{"auto_deescalate_after: -1s must be >= 0"}},
 		{"lease > heartbeat", func(c *Config) { c.Raft.LeaderLeaseTimeout = 2 * time.Second }, "raft.leader_lease_timeout", []string{"raft.leader_lease_timeout (2s) must not exceed raft.heartbeat_timeout (1s)"}},
 		{"election < heartbeat", func(c *Config) { c.Raft.ElectionTimeout = 100 * time.Millisecond }, "raft.election_timeout", []string{"raft.election_timeout (100ms) must be >= raft.heartbeat_timeout (1s)"}},
@@ -284,7 +285,7 @@ func TestKeysCoverStruct(t *testing.T) {
 			t.Errorf("description for unknown key %s", name)
 		}
 	}
-	if len(keys) != 48 {
+	if len(keys) != 49 {
 		t.Errorf("Keys() has %d keys; update this test if a field was added on purpose", len(keys))
 	}
 }

@@ -38,6 +38,10 @@ func Default() Config {
 		BFTCommitRule:        CommitRuleThreeChain,
 		AutoDeescalateAfter:  10 * time.Minute,
 
+		// A correct member with pre-vote starts no election while a
+		// leader is alive; a restarted or partitioned one a few at most.
+		DisruptiveElectionsPerHour: 10,
+
 		Raft: RaftConfig{
 			HeartbeatTimeout:   time.Second,
 			ElectionTimeout:    time.Second,

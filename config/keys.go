@@ -76,6 +76,8 @@ var descriptions = map[string]string{
 	"limits.result_window":      "Results kept per client for idempotent retries; fixed by the genesis entry.",
 	"log.level":                 "Log level: debug, info, warn or error.",
 	"log.format":                "Log format: text or json.",
+
+	"disruptive_elections_per_hour": "cft detector: a member that starts more Raft elections than this in an hour while this node has a live leader is accused of log conflicts (escalate); >= 3.",
 }
 
 // Keys returns every configuration key in file order, with its type,

@@ -31,6 +31,8 @@ var reloadable = map[string]bool{
 	"raft.snapshot_threshold": true,
 	"raft.trailing_logs":      true,
 	"log.level":               true,
+
+	"disruptive_elections_per_hour": true,
 }
 
 // restartOnly lists the keys read once at start-up. A test checks that

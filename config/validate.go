@@ -249,6 +249,10 @@ func (c *Config) validateConsensus(p *problems) {
 	case anomalyOK && c.QuarantineThreshold <= c.AnomalyThreshold:
 		p.add("quarantine_threshold", "quarantine_threshold (%v) must be greater than anomaly_threshold (%v): a node is escalated on before it is quarantined", c.QuarantineThreshold, c.AnomalyThreshold)
 	}
+	if c.DisruptiveElectionsPerHour < minDisruptiveElectionsPerHour {
+		p.add("disruptive_elections_per_hour", "disruptive_elections_per_hour: %d must be at least %d (its accusations are log-conflict accusations, which count only above %d per hour)",
+			c.DisruptiveElectionsPerHour, minDisruptiveElectionsPerHour, minDisruptiveElectionsPerHour)
+	}
 	if c.QuarantineWebhookURL != "" {
 		if u, err := url.Parse(c.QuarantineWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add("quarantine_webhook_url", "quarantine_webhook_url: %q is not an http:// or https:// URL", c.QuarantineWebhookURL)
@@ -504,3 +508,9 @@ func oneOf(p *problems, key, val string, allowed []string) {
 	}
 	p.add(key, "%s: %q is not one of %s", key, val, strings.Join(allowed, ", "))
 }
+
+// minDisruptiveElectionsPerHour is the least disruptive_elections_per_hour:
+// the scoring's log-conflicts signal (detector/score, "> 3 per hour")
+// counts an accusation only when its value is above 3, so a lower bound
+// would sign accusations that count for nothing.
+const minDisruptiveElectionsPerHour = 3

@@ -8,3 +8,7 @@ import "github.com/hashicorp/raft"
 // (build tag byzantine, see byzantine_on.go). A correct build hands Raft
 // its transport unchanged.
 func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport { return t }
+
+// misbehave starts the test-only behaviours that run beside Raft; a
+// correct build has none.
+func (e *Engine) misbehave() {}

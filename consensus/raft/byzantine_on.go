@@ -26,6 +26,17 @@ import (
 //     payload; the attestations the replicas exchange then hold two
 //     signed payloads for one slot: an irrefutable proof
 //     (evidence.KindLeaderEquivocation).
+//   - disrupt-elections: this node skips pre-vote (its transport hides the
+//     pre-vote RPC, so its own Raft campaigns with real votes whenever its
+//     heartbeat timer fires), and every election timeout while it follows
+//     a live leader it asks every other voter for a real vote of a term
+//     above any it used or knows (disrupt_on.go). hashicorp/raft refuses a
+//     vote while it knows a leader without taking the vote's term, so
+//     against peers that hear from their leader these requests change
+//     nothing; a peer between leaders takes the term, and then the leader
+//     steps down on that peer's next AppendEntries reply. Each request is
+//     what the RPC inspector of every correct member reports as an
+//     election disruption.
 
 // EnvByzantine selects the Byzantine behaviours of a byzantine build.
 const EnvByzantine = "TANDEM_BYZANTINE"
@@ -33,19 +44,27 @@ const EnvByzantine = "TANDEM_BYZANTINE"
 // EnvByzantineTarget names the follower that gets the other payloads.
 const EnvByzantineTarget = "TANDEM_BYZANTINE_TARGET"
 
-var byzEquivocate = slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), "equivocate")
+var (
+	byzEquivocate = slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), "equivocate")
+	byzDisrupt    = slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), "disrupt-elections")
+)
 
 // misbehaveTransport wraps t with the chosen behaviours.
 func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport {
-	if !byzEquivocate || e.cfg.Signer == nil {
-		return t
+	if byzEquivocate && e.cfg.Signer != nil {
+		e.logger.Warn("byzantine build: this leader equivocates to one follower", "target", os.Getenv(EnvByzantineTarget))
+		eq := &equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}
+		if pv, ok := t.(raft.WithPreVote); ok {
+			t = preVotingEquivocator{eq, pv}
+		} else {
+			t = eq
+		}
 	}
-	e.logger.Warn("byzantine build: this leader equivocates to one follower", "target", os.Getenv(EnvByzantineTarget))
-	eq := &equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}
-	if pv, ok := t.(raft.WithPreVote); ok {
-		return preVotingEquivocator{eq, pv}
+	if byzDisrupt {
+		e.logger.Warn("byzantine build: this node campaigns without pre-vote and starts elections while a leader is alive")
+		t = withoutPreVote{t}
 	}
-	return eq
+	return t
 }
 
 // preVotingEquivocator keeps the pre-vote RPC of the wrapped transport.

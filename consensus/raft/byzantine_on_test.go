@@ -5,6 +5,7 @@ package raftengine
 import (
 	"crypto/ed25519"
 	"log/slog"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -38,4 +39,78 @@ func TestEquivocatorKeepsPreVote(t *testing.T) {
 	if _, ok := e.misbehaveTransport(noPreVote).(raft.WithPreVote); ok {
 		t.Fatal("the wrapper offers pre-votes its transport cannot send")
 	}
+}
+
+// TestDisruptorHidesPreVote: disrupt-elections hides the pre-vote RPC
+// (this node's Raft then campaigns with real votes), whatever else wraps
+// the transport, and keeps Close.
+func TestDisruptorHidesPreVote(t *testing.T) {
+	savedEq, savedDis := byzEquivocate, byzDisrupt
+	defer func() { byzEquivocate, byzDisrupt = savedEq, savedDis }()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{logger: slog.New(slog.DiscardHandler)}
+	e.cfg.Signer = priv
+	_, inmem := raft.NewInmemTransport("")
+	for _, eq := range []bool{false, true} {
+		byzEquivocate, byzDisrupt = eq, true
+		got := e.misbehaveTransport(inmem)
+		if _, ok := got.(raft.WithPreVote); ok {
+			t.Fatalf("equivocate=%v: %T still offers the pre-vote RPC", eq, got)
+		}
+		if _, ok := got.(raft.WithClose); !ok {
+			t.Fatalf("equivocate=%v: %T hides Close", eq, got)
+		}
+	}
+}
+
+// TestDisruptedElectionsAreReported: a follower that asks for real votes
+// of ever higher terms while the leader is alive is reported by the RPC
+// inspector of every other member, with a new term each time, and writes
+// still commit.
+func TestDisruptedElectionsAreReported(t *testing.T) {
+	var mu sync.Mutex
+	terms := map[string]map[uint64]bool{} // observer -> disruptive terms of the disruptor
+	var disruptor string
+	c := newClusterFull(t, 3, fastRaft(), false, nil, func(node string, o PeerObservation) {
+		mu.Lock()
+		defer mu.Unlock()
+		if o.Kind == ObservedElectionDisruption && o.From == disruptor {
+			if terms[node] == nil {
+				terms[node] = map[uint64]bool{}
+			}
+			terms[node][o.Term] = true
+		}
+	})
+	c.bootstrap()
+	leader := c.leader()
+	c.propose(2)
+	var x *testNode
+	for _, n := range c.nodes {
+		if n != leader {
+			x = n
+			break
+		}
+	}
+	mu.Lock()
+	disruptor = x.id
+	mu.Unlock()
+	x.e.startDisrupting()
+	waitFor(t, "three disruptive elections reported by both other members", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(terms) != 2 {
+			return false
+		}
+		for _, ts := range terms {
+			if len(ts) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	c.propose(3)
+	c.converged(c.leader())
 }

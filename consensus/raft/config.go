@@ -99,6 +99,12 @@ type Config struct {
 	// (mutual TLS). With it, SetRefused can refuse the Raft RPCs of given
 	// members. Nil: SetRefused refuses nothing.
 	PeerID func(net.Conn) string
+	// OnPeerRPC, when set, receives what the RPC inspector (inspect.go)
+	// sees in the RPCs this node receives before Raft handles them: log
+	// conflicts and election disruptions. It runs on the inspector's
+	// goroutine, which hands the RPCs to Raft in order, and must not
+	// block. Nil: Raft reads the transport directly.
+	OnPeerRPC func(PeerObservation)
 }
 
 // Validate checks the fields that New cannot default, and the Raft tuning

@@ -11,7 +11,14 @@
 //     the file is never deleted or reset.
 //   - Transport: raft.NetworkTransport over a raft.StreamLayer (in
 //     production the mutual-TLS layer of internal/transport), advertising
-//     Config.Advertise; tests may pass any raft.Transport.
+//     Config.Advertise; tests may pass any raft.Transport. With
+//     Config.OnPeerRPC an inspector sits between the transport and Raft
+//     (inspect.go): one goroutine hands Raft every RPC unchanged and in
+//     order, after reporting committed entries an AppendEntries rewrites
+//     and real votes asked for while a leader is alive. The inspector, like
+//     the byzantine build's equivocating transport, offers the pre-vote RPC
+//     exactly when the wrapped transport does (only disrupt-elections hides
+//     it, on purpose).
 //   - State machine: the FSM is a raft.BatchingFSM. For each batch of
 //     committed entries it first runs the checks that need an entry's bytes
 //     alone, on up to GOMAXPROCS goroutines: the leader attestation's

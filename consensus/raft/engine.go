@@ -49,6 +49,9 @@ type Engine struct {
 	// stream layer or Config.PeerID).
 	refuser  *refusingLayer
 	attester attester
+	// inspector looks at the RPCs Raft receives (nil without
+	// Config.OnPeerRPC; inspect.go).
+	inspector *inspector
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -117,7 +120,9 @@ func New(cfg Config) (*Engine, error) {
 		logger.Warn("leader attestations are not checked: the member public keys are unknown (list initial_members as id=host:port/<hex key> to check them)")
 	}
 	fail := func(err error) (*Engine, error) {
-		if e.transport != nil {
+		if e.inspector != nil {
+			_ = e.inspector.close() // closes e.transport too
+		} else if e.transport != nil {
 			if c, ok := e.transport.(raft.WithClose); ok {
 				c.Close()
 			}
@@ -138,11 +143,19 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.transport = newNetworkTransport(stream, cfg.Advertise, cfg.TransportTimeout, rc.Logger)
 	}
-	r, err := raft.NewRaft(rc, e.fsm, e.logs, bolt, e.snaps, e.misbehaveTransport(e.transport))
+	tr := e.transport
+	if cfg.OnPeerRPC != nil {
+		e.inspector = newInspector(tr, cfg.NodeID, e.logs, cfg.OnPeerRPC, time.Now)
+		tr = e.inspector.transport()
+	}
+	r, err := raft.NewRaft(rc, e.fsm, e.logs, bolt, e.snaps, e.misbehaveTransport(tr))
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	e.raft = r
+	if e.inspector != nil {
+		e.inspector.attach(r)
+	}
 
 	e.obsCh = make(chan raft.Observation, 16)
 	e.observer = raft.NewObserver(e.obsCh, false, func(o *raft.Observation) bool {
@@ -153,6 +166,7 @@ func New(cfg Config) (*Engine, error) {
 	e.wg.Add(2)
 	go e.observe()
 	go e.propose()
+	e.misbehave()
 	logger.Info("raft engine started", "advertise", cfg.Advertise, "data_dir", cfg.DataDir)
 	return e, nil
 }
@@ -441,6 +455,13 @@ func (e *Engine) Stop() error {
 		}
 		if nt, ok := e.transport.(*raft.NetworkTransport); ok {
 			nt.CloseStreams()
+		}
+		if e.inspector != nil {
+			// Raft's shutdown closed it already, unless a wrapper hid
+			// Close; close is idempotent.
+			if err := e.inspector.close(); err != nil {
+				errs = append(errs, fmt.Errorf("close transport: %w", err))
+			}
 		}
 		e.raft.DeregisterObserver(e.observer)
 		e.barrierMu.Lock()

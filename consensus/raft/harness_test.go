@@ -93,6 +93,9 @@ type cluster struct {
 
 	// clock, when set, is every node's Config.Clock.
 	clock func() time.Time
+	// onPeer, when set, receives every node's Config.OnPeerRPC
+	// observations with the observing node's ID.
+	onPeer func(observer string, o PeerObservation)
 }
 
 func newCluster(t *testing.T, n int, rc config.RaftConfig) *cluster {
@@ -113,11 +116,18 @@ func newClusterOpts(t *testing.T, n int, rc config.RaftConfig, signed bool) *clu
 // (nil: time.Now).
 func newClusterWith(t *testing.T, n int, rc config.RaftConfig, signed bool, clock func() time.Time) *cluster {
 	t.Helper()
+	return newClusterFull(t, n, rc, signed, clock, nil)
+}
+
+// newClusterFull is newClusterWith whose nodes inspect the RPCs they
+// receive and hand the observations to onPeer (nil: no inspection).
+func newClusterFull(t *testing.T, n int, rc config.RaftConfig, signed bool, clock func() time.Time, onPeer func(string, PeerObservation)) *cluster {
+	t.Helper()
 	_, admin, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, rc: rc, admin: admin, signed: signed, clock: clock, keys: map[string]ed25519.PrivateKey{}, checks: map[string][]AttestationCheck{}}
+	c := &cluster{t: t, rc: rc, admin: admin, signed: signed, clock: clock, onPeer: onPeer, keys: map[string]ed25519.PrivateKey{}, checks: map[string][]AttestationCheck{}}
 	var ms []evidence.Member
 	for i := range n {
 		c.nodes = append(c.nodes, &testNode{
@@ -186,6 +196,9 @@ func (c *cluster) start(i int) {
 		Raft:      c.rc,
 		Logger:    testLogger(c.t),
 		Clock:     c.clock,
+	}
+	if c.onPeer != nil {
+		cfg.OnPeerRPC = func(o PeerObservation) { c.onPeer(n.id, o) }
 	}
 	if c.signed {
 		cfg.Signer, cfg.Epoch, cfg.Members = c.keys[n.id], testEpoch, c.memKeys

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/consensus"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
@@ -116,6 +118,8 @@ type detector struct {
 	accused             map[accusedTerm]bool // used by the run goroutine only
 	hb                  *heartbeatPoller     // used by the cft goroutine only (detector_heartbeat.go)
 	fwd                 *forwardWatcher      // forwarded writes watched for omission (detector_cftomit.go)
+
+	conflicts *conflictWatch // log conflicts, both modes (detector_cftconflict.go)
 }
 
 // detectorConfig is what newDetector needs.
@@ -132,6 +136,9 @@ type detectorConfig struct {
 	Clock     func() time.Time
 	Deliver   func(ctx context.Context, addr string, body []byte) error
 	Alerters  []quarantine.Alerter
+	// DisruptiveElectionsPerHour is disruptive_elections_per_hour (0:
+	// the default).
+	DisruptiveElectionsPerHour int
 }
 
 // newDetector opens the evidence store and the quarantine list under
@@ -164,6 +171,7 @@ func newDetector(c detectorConfig) (*detector, error) {
 		mode:       quarantine.ModeBFT,
 		escalated:  map[evidence.ID]bool{},
 		accused:    map[accusedTerm]bool{},
+		conflicts:  newConflictWatch(cmp.Or(c.DisruptiveElectionsPerHour, config.Default().DisruptiveElectionsPerHour)),
 	}
 	d.metrics, err = newDetectorMetrics(c.Registry)
 	if err != nil {

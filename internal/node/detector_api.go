@@ -57,6 +57,8 @@ func (n *Node) newDetector(key ed25519.PrivateKey, logger *slog.Logger) (*detect
 		Registry:  n.registry,
 		Deliver:   n.deliverEvidence,
 		Alerters:  alerters,
+
+		DisruptiveElectionsPerHour: n.cfg.DisruptiveElectionsPerHour,
 	})
 }
 

@@ -98,6 +98,7 @@ func (d *detector) raftChecks(rc *raftengine.Config) {
 	rc.Members = d.members
 	rc.OnCheck = d.onRaftCheck
 	rc.PeerID = transport.PeerID
+	rc.OnPeerRPC = d.onPeerRPC
 }
 
 // cftEpoch is the epoch a cft cluster's attestations carry (one epoch

@@ -9,6 +9,7 @@ import (
 
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/detector/score"
 )
@@ -80,6 +81,11 @@ type observation struct {
 	diverge divergence
 	// wait is set (Leader not empty) for a leader's proposal wait.
 	wait hsengine.ProposalWaitObservation
+	// peer is set (Kind not 0) for what the Raft RPC inspector saw, and
+	// conflict (Proposer not empty) for a proposal forking off below the
+	// committed block (detector_cftconflict.go).
+	peer     raftengine.PeerObservation
+	conflict hsengine.ConflictObservation
 }
 
 // divergence is a member's signed checkpoint at an index where a quorum
@@ -145,6 +151,7 @@ func (d *detector) observeEngine(cfg *hsengine.Config) {
 	cfg.OnVote = d.onVote
 	cfg.OnOmission = d.onOmission
 	cfg.OnProposalWait = d.onProposalWait
+	cfg.OnConflict = d.onConflict
 }
 
 // onOmission is the engine's Config.OnOmission: it runs on the engine's
@@ -194,6 +201,10 @@ func (d *detector) observe(ctx context.Context, o observation) {
 		d.observeDivergence(ctx, o.diverge, o.at)
 	case o.wait.Leader != "":
 		d.observeProposalWait(ctx, o.wait, o.at)
+	case o.peer.Kind != 0:
+		d.observePeerRPC(ctx, o.peer, o.at)
+	case o.conflict.Proposer != "":
+		d.observeConflict(ctx, o.conflict, o.at)
 	default:
 		d.observeVote(ctx, o.vote, o.at)
 	}

@@ -122,6 +122,9 @@ func (n *Node) Reload(cfg config.Config) (applied, ignored []string, err error) 
 			return fail(err)
 		}
 	}
+	if changed("disruptive_elections_per_hour") {
+		n.det.setDisruptLimit(next.DisruptiveElectionsPerHour)
+	}
 	n.reload.live = &next
 	vals := make([]any, 0, 2*len(applied))
 	for _, k := range applied {

@@ -101,11 +101,12 @@ func TestReloadBFT(t *testing.T) {
 	next.CheckpointInterval = 500
 	next.AnomalyThreshold = 0.5
 	next.QuarantineThreshold = 0.8
+	next.DisruptiveElectionsPerHour = 25
 	applied, ignored, err := tn.n.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(applied) != 6 || len(ignored) != 0 {
+	if len(applied) != 7 || len(ignored) != 0 {
 		t.Fatalf("applied %v, ignored %v", applied, ignored)
 	}
 	to, err := tn.n.bft.Timeouts(ctx)
@@ -114,6 +115,9 @@ func TestReloadBFT(t *testing.T) {
 	}
 	if to.ViewChangeTimeout != 900*time.Millisecond || to.VoteTimeout != 300*time.Millisecond || to.MaxViewChangeRetries != 5 || to.SnapshotInterval != 500 {
 		t.Fatalf("engine timeouts after Reload = %+v", to)
+	}
+	if got := tn.n.det.conflicts.disruptLimit.Load(); got != 25 {
+		t.Fatalf("disruptive_elections_per_hour after Reload = %d, want 25", got)
 	}
 	sc := tn.n.det.scoreConfig()
 	if sc.AnomalyThreshold != 0.5 || sc.QuarantineThreshold != 0.8 {

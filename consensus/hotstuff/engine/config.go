@@ -206,6 +206,11 @@ type Config struct {
 	// by a TC without its proposal (TimedOut). It is called from the
 	// engine's loop and must not block.
 	OnProposalWait func(ProposalWaitObservation)
+	// OnConflict, when set, receives each signed proposal of a view after
+	// this replica's committed block that forks off below it (see
+	// conflict.go). It is called from the engine's loop and must not
+	// block.
+	OnConflict func(ConflictObservation)
 }
 
 // Validate checks the fields that have no default and the combinations.

@@ -541,6 +541,7 @@ func (e *Engine) handleInbound(in inbound) {
 			}
 			e.noteLeaderProposal(in.from, m)
 			e.noteWaitProposal(in.from, m)
+			e.noteConflict(m)
 		case *types.Vote:
 			e.noteVote(in.from, m)
 		}
