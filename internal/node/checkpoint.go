@@ -90,6 +90,8 @@ type checkpointer struct {
 	mu       sync.Mutex
 	captures map[uint64]capture                 // own checkpoints not yet stable, by index
 	certs    map[uint64]*checkpoint.Certificate // verified certificates not yet matched, by index
+
+	dissent dissentRelay // dissenting votes sent to the peers (detector_ckpteq.go)
 }
 
 // newCheckpointer builds the checkpoints of n. It returns nil (and logs
@@ -134,6 +136,7 @@ func (n *Node) newCheckpointer(key ed25519.PrivateKey) (*checkpointer, error) {
 		n: n, log: log, self: n.cfg.NodeID, key: key, committee: com, peers: peers,
 		collector: checkpoint.NewCollector(com), store: st, metrics: m,
 		kick: make(chan struct{}, 1), captures: map[uint64]capture{}, certs: map[uint64]*checkpoint.Certificate{},
+		dissent: newDissentRelay(),
 	}
 	c.iv.Store(n.cfg.CheckpointInterval)
 	cert, err := st.LatestCertificate()
@@ -232,6 +235,11 @@ func (c *checkpointer) run(ctx context.Context) error {
 		defer wg.Done()
 		c.fetchLatest(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.runDissentRelay(ctx)
+	}()
 	sent := map[uint64]bool{} // own votes sent at least once
 	for {
 		resend := false
@@ -244,7 +252,7 @@ func (c *checkpointer) run(ctx context.Context) error {
 			c.iv.Store(c.n.Effective().CheckpointInterval)
 		}
 		for _, v := range c.pending() {
-			if cert, err := c.addVote(v); err != nil {
+			if cert, err := c.addVote(ctx, v); err != nil {
 				c.log.Warn("own checkpoint vote refused", "statement", v.Statement.String(), "err", err)
 			} else if cert != nil {
 				c.offer(cert)
@@ -285,13 +293,16 @@ func (c *checkpointer) newestPending() (checkpoint.Vote, bool) {
 	return p[len(p)-1], true
 }
 
-// addVote counts a vote (own or a peer's) under the current quarantine.
-func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, error) {
+// addVote counts a vote (own, a peer's, or a dissenting vote a peer
+// relayed) under the current quarantine. A vote that conflicts with
+// another vote of its signer for the index becomes checkpoint-equivocation
+// evidence (detector_ckpteq.go).
+func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpoint.Certificate, error) {
 	if v.Statement.Kind != checkpoint.KindCheckpoint {
 		return nil, fmt.Errorf("a %s vote is not a checkpoint vote", v.Statement.Kind)
 	}
 	if s := c.stable.Load(); s != nil && v.Statement.Index <= s.Statement.Index {
-		c.dissentFromStable(v, s)
+		c.dissentFromStable(ctx, v, s)
 		return nil, nil // settled already
 	}
 	if limit := c.applied.Load() + voteWindowIntervals*max(c.interval(), 1); v.Statement.Index > limit {
@@ -301,7 +312,7 @@ func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, erro
 	cert, err := c.collector.Add(v)
 	var ce *checkpoint.ConflictError
 	if errors.As(err, &ce) {
-		c.log.Error("a member signed two checkpoints for one index", "signer", v.Signer, "err", err)
+		c.equivocated(ctx, ce)
 	}
 	if err == nil || ce != nil {
 		c.reportDissent(v.Statement, ce)
@@ -311,9 +322,11 @@ func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, erro
 
 // reportDissent hands the detector every member whose signed checkpoint
 // at st's index differs from the statement a quorum signed there (state
-// divergence, DESIGN invariant 8), once a quorum has: the dissenting votes
-// the collector holds, and the second vote of a conflict (a member that
-// signed two states for the index, at most one of them the quorum's).
+// divergence, DESIGN invariant 8), once a quorum has, and relays those
+// votes to the peers, so that a peer holding another vote of the same
+// member for the index can prove an equivocation. The member of a
+// conflict (ce: two signed states for the index) is proven already and is
+// neither reported nor relayed.
 func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.ConflictError) {
 	if c.n.det == nil {
 		return
@@ -322,18 +335,22 @@ func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.Con
 	if !ok {
 		return
 	}
-	if ce != nil && !ce.Second.Statement.Equal(quorum.Statement) {
-		dissent = append(dissent, ce.Second)
-	}
 	for _, v := range dissent {
+		if ce != nil && v.Signer == ce.First.Signer {
+			continue
+		}
 		c.n.det.onDivergence(divergenceOf(v, quorum))
+		c.relayDissent(v)
 	}
 }
 
-// dissentFromStable reports v when it signs another state at the index of
+// dissentFromStable checks v when it signs another state at the index of
 // the stable checkpoint s, whose certificate is the quorum's word. v is
-// verified first: only a member's own signature is evidence.
-func (c *checkpointer) dissentFromStable(v checkpoint.Vote, s *checkpoint.Certificate) {
+// verified first: only a member's own signature is evidence. If the
+// certificate or the collector holds another vote of v's signer for the
+// index, the two are an equivocation; otherwise v is a divergence,
+// reported and relayed like the ones found before the index was stable.
+func (c *checkpointer) dissentFromStable(ctx context.Context, v checkpoint.Vote, s *checkpoint.Certificate) {
 	if c.n.det == nil || v.Statement.Index != s.Statement.Index || v.Statement.Kind != s.Statement.Kind ||
 		v.Statement.Epoch != s.Statement.Epoch || v.Statement.Equal(s.Statement) {
 		return
@@ -341,7 +358,12 @@ func (c *checkpointer) dissentFromStable(v checkpoint.Vote, s *checkpoint.Certif
 	if err := v.Verify(c.committee); err != nil {
 		return
 	}
+	if ce := c.conflictAtStable(v, s); ce != nil {
+		c.equivocated(ctx, ce)
+		return
+	}
 	c.n.det.onDivergence(divergenceOf(v, s))
+	c.relayDissent(v)
 }
 
 // divergenceOf is the detector's report of v against the quorum's
