@@ -214,7 +214,7 @@ func (e *Evidence) Summary() string {
 		return fmt.Sprintf("%s reports %s=%d", a.Accuser, a.Metric, a.Value)
 	case e.Checkpoints[0] != nil && e.Checkpoints[1] != nil:
 		a, b := e.Checkpoints[0].Statement, e.Checkpoints[1].Statement
-		return fmt.Sprintf("%s epoch %d index %d signed for states %x and %x", a.Kind, a.Epoch, a.Index, a.StateHash[:6], b.StateHash[:6])
+		return fmt.Sprintf("%s epoch %d index %d signed for states %x and %x", a.Kind, a.Epoch, a.Index, a.StateHash, b.StateHash)
 	default:
 		return "no proof"
 	}

@@ -85,7 +85,10 @@ type checkpointer struct {
 	applied atomic.Uint64
 	iv      atomic.Uint64 // checkpoint_interval in effect
 	stable  atomic.Pointer[checkpoint.Certificate]
-	kick    chan struct{} // something new for the loop; capacity 1
+	// forgotBelow is the lowest index whose votes the collector may
+	// still hold: above the previous stable checkpoint.
+	forgotBelow atomic.Uint64
+	kick        chan struct{} // something new for the loop; capacity 1
 
 	mu       sync.Mutex
 	captures map[uint64]capture                 // own checkpoints not yet stable, by index
@@ -146,6 +149,7 @@ func (n *Node) newCheckpointer(key ed25519.PrivateKey) (*checkpointer, error) {
 		log.Warn("no intact stable checkpoint on disk", "err", err)
 	default:
 		c.stable.Store(cert)
+		c.forgotBelow.Store(cert.Statement.Index) // no vote held before the restart
 		m.stableIndex.Set(float64(cert.Statement.Index))
 		log.Info("last stable checkpoint", "statement", cert.Statement.String(), "signers", cert.Signers())
 	}
@@ -302,7 +306,7 @@ func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpo
 		return nil, fmt.Errorf("a %s vote is not a checkpoint vote", v.Statement.Kind)
 	}
 	if s := c.stable.Load(); s != nil && v.Statement.Index <= s.Statement.Index {
-		c.dissentFromStable(ctx, v, s)
+		c.lateVote(ctx, v, s)
 		return nil, nil // settled already
 	}
 	if limit := c.applied.Load() + voteWindowIntervals*max(c.interval(), 1); v.Statement.Index > limit {
@@ -344,26 +348,44 @@ func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.Con
 	}
 }
 
-// dissentFromStable checks v when it signs another state at the index of
-// the stable checkpoint s, whose certificate is the quorum's word. v is
-// verified first: only a member's own signature is evidence. If the
-// certificate or the collector holds another vote of v's signer for the
-// index, the two are an equivocation; otherwise v is a divergence,
-// reported and relayed like the ones found before the index was stable.
-func (c *checkpointer) dissentFromStable(ctx context.Context, v checkpoint.Vote, s *checkpoint.Certificate) {
-	if c.n.det == nil || v.Statement.Index != s.Statement.Index || v.Statement.Kind != s.Statement.Kind ||
-		v.Statement.Epoch != s.Statement.Epoch || v.Statement.Equal(s.Statement) {
+// lateVote checks a verified copy of v, a vote at or below the index of
+// the stable checkpoint s, for what it still proves; it counts toward no
+// certificate. The collector keeps the votes above the previous stable
+// checkpoint (forgotBelow), so a late vote there is added to it: a
+// conflict with the vote its signer gave before is an equivocation, and
+// a vote against the quorum is a divergence, as before the index became
+// stable. At the stable index itself v is also compared with s, the
+// quorum's word: another state there is a divergence, or, if s carries
+// its signer's signature, an equivocation.
+func (c *checkpointer) lateVote(ctx context.Context, v checkpoint.Vote, s *checkpoint.Certificate) {
+	if c.n.det == nil || v.Statement.Index < c.forgotBelow.Load() {
 		return
 	}
 	if err := v.Verify(c.committee); err != nil {
-		return
+		return // only a member's own signature is evidence
 	}
-	if ce := c.conflictAtStable(v, s); ce != nil {
+	st := v.Statement
+	dissents := st.Index == s.Statement.Index && st.Kind == s.Statement.Kind && st.Epoch == s.Statement.Epoch && !st.Equal(s.Statement)
+	if dissents {
+		if ce := conflictWithCertificate(v, s, c.committee); ce != nil {
+			c.equivocated(ctx, ce)
+			return
+		}
+	}
+	c.collector.SetQuarantined(c.n.quarantinedMembers())
+	_, err := c.collector.Add(v)
+	var ce *checkpoint.ConflictError
+	if errors.As(err, &ce) {
 		c.equivocated(ctx, ce)
+	}
+	if err != nil {
 		return
 	}
-	c.n.det.onDivergence(divergenceOf(v, s))
-	c.relayDissent(v)
+	c.reportDissent(st, nil)
+	if dissents {
+		c.n.det.onDivergence(divergenceOf(v, s))
+		c.relayDissent(v)
+	}
 }
 
 // divergenceOf is the detector's report of v against the quorum's
@@ -469,6 +491,7 @@ func (c *checkpointer) settle(ctx context.Context, cert *checkpoint.Certificate,
 	// The store keeps the previous checkpoint: forget only the votes
 	// below it.
 	if prev != nil {
+		c.forgotBelow.Store(prev.Statement.Index + 1)
 		c.collector.Forget(prev.Statement.Index + 1)
 	}
 	c.compact(ctx, cert)

@@ -19,7 +19,8 @@ import (
 // equivocated, to anyone holding the member keys.
 //
 //	own vote, peer's vote, relayed dissenting vote
-//	   │ checkpoint.Collector.Add → *checkpoint.ConflictError (the vote held, the one refused)
+//	   │ checkpoint.Collector.Add → *checkpoint.ConflictError (the vote held, the one refused;
+//	   │ late votes too, while the collector keeps their index)
 //	   │ or, at the stable index, the certificate's signature of the same member
 //	   ▼ evidence.FromCheckpointConflict
 //	detector.handle: verify, store, relay, decide → score 1 → quarantine
@@ -139,23 +140,18 @@ func (c *checkpointer) serveDissent(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// conflictAtStable returns the conflict between v, a verified vote for
-// another state at the index of the stable checkpoint s, and another vote
-// of its signer for that index: its signature in s, or the vote the
-// collector holds. Nil if there is none.
-func (c *checkpointer) conflictAtStable(v checkpoint.Vote, s *checkpoint.Certificate) *checkpoint.ConflictError {
-	for _, sig := range s.Sigs {
+// conflictWithCertificate returns the conflict between v, a verified vote
+// for another state at the index of cert, and the signature of v's signer
+// in cert, if cert carries one that verifies.
+func conflictWithCertificate(v checkpoint.Vote, cert *checkpoint.Certificate, com *checkpoint.Committee) *checkpoint.ConflictError {
+	for _, sig := range cert.Sigs {
 		if sig.Signer != v.Signer {
 			continue
 		}
-		other := checkpoint.Vote{Statement: s.Statement, Signer: sig.Signer, Sig: sig.Sig}
-		if other.Verify(c.committee) == nil {
+		other := checkpoint.Vote{Statement: cert.Statement, Signer: sig.Signer, Sig: sig.Sig}
+		if other.Verify(com) == nil {
 			return &checkpoint.ConflictError{First: other, Second: v}
 		}
-	}
-	var ce *checkpoint.ConflictError
-	if _, err := c.collector.Add(v); errors.As(err, &ce) {
-		return ce
 	}
 	return nil
 }

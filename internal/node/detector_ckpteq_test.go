@@ -290,3 +290,54 @@ func TestCheckpointDivergenceWithoutEquivocation(t *testing.T) {
 		t.Fatal("a divergence without equivocation was taken as a proof")
 	}
 }
+
+// TestCheckpointLateVotesProven: n1's index 10 is stable on a certificate
+// without n4 when n4's votes arrive, the relayed one for another state
+// first, its own for the certified state after: the first is a divergence
+// (reported, relayed), and the second conflicts with it in the collector,
+// which keeps the votes above the previous stable checkpoint: a proof.
+func TestCheckpointLateVotesProven(t *testing.T) {
+	f := newCkptFixture(t, 5)
+	ctx := context.Background()
+	r := f.replicas[0]
+	d, eng := f.detector(t, r)
+	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
+	b := a
+	b.StateHash = [32]byte{0xb}
+	var cert *checkpoint.Certificate
+	for i := range 3 {
+		c, err := r.c.addVote(ctx, f.sign(t, i, a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != nil {
+			cert = c
+		}
+	}
+	if cert == nil || slices.Contains(cert.Signers(), "n4") {
+		t.Fatalf("certificate %v", cert)
+	}
+	r.c.stable.Store(cert)
+	if _, err := r.c.addVote(ctx, f.sign(t, 3, b)); err != nil {
+		t.Fatal(err)
+	}
+	if got := drainDivergences(d); !slices.Contains(got, "n4@10") {
+		t.Fatalf("reported %v, want n4 at 10", got)
+	}
+	if len(d.evidenceList()) != 0 || len(r.c.dissent.out) != 1 {
+		t.Fatalf("after one late vote: %d records, %d votes queued for relay; want none and 1", len(d.evidenceList()), len(r.c.dissent.out))
+	}
+	if _, err := r.c.addVote(ctx, f.sign(t, 3, a)); err != nil {
+		t.Fatal(err)
+	}
+	requireProven(t, f, d, eng, "n4")
+
+	// Below the previous stable checkpoint nothing is held any more.
+	r.c.forgotBelow.Store(11)
+	if _, err := r.c.addVote(ctx, f.sign(t, 2, b)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.evidenceList()); n != 1 {
+		t.Fatalf("%d records after a vote below what the collector keeps", n)
+	}
+}
