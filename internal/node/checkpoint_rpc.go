@@ -113,6 +113,7 @@ func (c *checkpointer) broadcast(ctx context.Context, v checkpoint.Vote) {
 				return
 			}
 			if cert.Statement.Kind == checkpoint.KindCheckpoint {
+				c.checkCertificate(ctx, &cert)
 				c.offer(&cert)
 			}
 		})

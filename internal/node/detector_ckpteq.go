@@ -21,7 +21,7 @@ import (
 //	own vote, peer's vote, relayed dissenting vote
 //	   │ checkpoint.Collector.Add → *checkpoint.ConflictError (the vote held, the one refused;
 //	   │ late votes too, while the collector keeps their index)
-//	   │ or, at the stable index, the certificate's signature of the same member
+//	   │ or a signature of the same member in a peer's certificate or the stable one
 //	   ▼ evidence.FromCheckpointConflict
 //	detector.handle: verify, store, relay, decide → score 1 → quarantine
 //
@@ -89,6 +89,7 @@ func (c *checkpointer) relayDissent(v checkpoint.Vote) {
 	}
 	r.sent[idx][k] = true
 	trimOldest(r.sent, dissentIndexes)
+	c.log.Info("relaying a checkpoint vote that dissents from the quorum", "signer", v.Signer, "statement", v.Statement.String())
 }
 
 // runDissentRelay sends the queued dissenting votes to every other member
@@ -154,6 +155,24 @@ func conflictWithCertificate(v checkpoint.Vote, cert *checkpoint.Certificate, co
 		}
 	}
 	return nil
+}
+
+// checkCertificate compares cert, a peer's verified certificate, with the
+// votes the collector holds at its index: a signer whose held vote there
+// is for another state signed both. (The signatures of a peer's
+// certificate are votes like any other; a member that sent this node one
+// state and the peer another is caught here.)
+func (c *checkpointer) checkCertificate(ctx context.Context, cert *checkpoint.Certificate) {
+	if c.n.det == nil || cert.Statement.Index < c.forgotBelow.Load() {
+		return
+	}
+	for _, sig := range cert.Sigs {
+		_, err := c.collector.Add(checkpoint.Vote{Statement: cert.Statement, Signer: sig.Signer, Sig: sig.Sig})
+		var ce *checkpoint.ConflictError
+		if errors.As(err, &ce) {
+			c.equivocated(ctx, ce)
+		}
+	}
 }
 
 // equivocated turns a conflict (two signed states of one member for one
