@@ -341,3 +341,39 @@ func TestCheckpointLateVotesProven(t *testing.T) {
 		t.Fatalf("%d records after a vote below what the collector keeps", n)
 	}
 }
+
+// TestCheckpointPeerCertificateProves: n1 holds n4's vote for b; a peer's
+// certificate for a that carries n4's signature (the answer to n1's own
+// vote) proves the equivocation. A certificate without n4, or one whose
+// signatures match what n1 holds, proves nothing.
+func TestCheckpointPeerCertificateProves(t *testing.T) {
+	f := newCkptFixture(t, 5)
+	ctx := context.Background()
+	r := f.replicas[0]
+	d, eng := f.detector(t, r)
+	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
+	b := a
+	b.StateHash = [32]byte{0xb}
+	if _, err := r.c.addVote(ctx, f.sign(t, 3, b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.addVote(ctx, f.sign(t, 1, a)); err != nil {
+		t.Fatal(err)
+	}
+	cert := func(signers ...int) *checkpoint.Certificate {
+		c := &checkpoint.Certificate{Statement: a, Form: checkpoint.FormQuorum}
+		for _, i := range signers {
+			c.Sigs = append(c.Sigs, checkpoint.Signature{Signer: f.replicas[i].id, Sig: f.sign(t, i, a).Sig})
+		}
+		if err := c.Verify(f.com, nil); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	r.c.checkCertificate(ctx, cert(0, 1, 2))
+	if len(d.evidenceList()) != 0 {
+		t.Fatal("a certificate without n4 made evidence")
+	}
+	r.c.checkCertificate(ctx, cert(1, 2, 3))
+	requireProven(t, f, d, eng, "n4")
+}
