@@ -321,6 +321,9 @@ func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpo
 	if err == nil || ce != nil {
 		c.reportDissent(v.Statement, ce)
 	}
+	if err == nil {
+		c.relayAgainstOwn(v.Statement)
+	}
 	return cert, err
 }
 
@@ -382,6 +385,7 @@ func (c *checkpointer) lateVote(ctx context.Context, v checkpoint.Vote, s *check
 		return
 	}
 	c.reportDissent(st, nil)
+	c.relayAgainstOwn(st)
 	if dissents {
 		c.n.det.onDivergence(divergenceOf(v, s))
 		c.relayDissent(v)

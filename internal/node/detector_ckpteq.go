@@ -28,15 +28,17 @@ import (
 // A member that sends one state to some peers and another to the rest
 // leaves no single node with both votes. So every node that holds a
 // member's vote for another state than a quorum signed at the index (a
-// dissenting vote, reported as state divergence) sends that signed vote
-// to the other members once (POST /internal/checkpoint/dissent); a peer
-// that holds the member's other vote, or a certificate with its other
-// signature, then has the proof, and the evidence relay brings it to
-// every correct node. A member that diverged without equivocating (one
-// state, not the quorum's) stays a state-divergence accusation.
+// dissenting vote, reported as state divergence), or than its own vote
+// there, sends that signed vote to the other members once (POST
+// /internal/checkpoint/dissent); a peer that holds the member's other
+// vote, or a certificate with its other signature, then has the proof,
+// and the evidence relay brings it to every correct node. A member that
+// diverged without equivocating (one state, not the quorum's) stays a
+// state-divergence accusation.
 
 // pathCheckpointDissent takes a member's signed checkpoint vote that the
-// sender saw dissent from a quorum (peer port, members only). Body: a
+// sender saw dissent from a quorum or from its own vote (peer port,
+// members only). Body: a
 // checkpoint.Vote (binary), signed by any member. Answer: 204.
 const pathCheckpointDissent = "/internal/checkpoint/dissent"
 
@@ -89,7 +91,38 @@ func (c *checkpointer) relayDissent(v checkpoint.Vote) {
 	}
 	r.sent[idx][k] = true
 	trimOldest(r.sent, dissentIndexes)
-	c.log.Info("relaying a checkpoint vote that dissents from the quorum", "signer", v.Signer, "statement", v.Statement.String())
+	c.log.Info("relaying a checkpoint vote for another state", "signer", v.Signer, "statement", v.Statement.String())
+}
+
+// relayAgainstOwn relays, once each, the votes the collector holds at
+// st's slot that sign another state than this node's own vote there: a
+// member that sent this node one state may have sent the others another,
+// and a quorum to compare with may never form here (a peer whose own
+// vote completes a certificate does not send it). Nothing is relayed
+// while this node's own vote for the slot is not held.
+func (c *checkpointer) relayAgainstOwn(st checkpoint.Statement) {
+	if c.n.det == nil {
+		return
+	}
+	var own *checkpoint.Vote
+	var others []checkpoint.Vote
+	for _, v := range c.collector.Votes(st.Kind, st.Epoch) {
+		switch {
+		case v.Statement.Index != st.Index:
+		case v.Signer == c.self:
+			own = &v
+		default:
+			others = append(others, v)
+		}
+	}
+	if own == nil {
+		return
+	}
+	for _, v := range others {
+		if !v.Statement.Equal(own.Statement) {
+			c.relayDissent(v)
+		}
+	}
 }
 
 // runDissentRelay sends the queued dissenting votes to every other member

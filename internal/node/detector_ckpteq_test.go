@@ -377,3 +377,39 @@ func TestCheckpointPeerCertificateProves(t *testing.T) {
 	r.c.checkCertificate(ctx, cert(1, 2, 3))
 	requireProven(t, f, d, eng, "n4")
 }
+
+// TestCheckpointVoteAgainstOwnRelayed: without any quorum at the index
+// (the peers whose own votes completed their certificates never sent
+// them), a member's vote for another state than this node's own is
+// relayed once, whichever of the two arrived first; it is no divergence
+// report, and votes that match this node's are not relayed.
+func TestCheckpointVoteAgainstOwnRelayed(t *testing.T) {
+	for _, ownFirst := range []bool{true, false} {
+		f := newCkptFixture(t, 5)
+		ctx := context.Background()
+		r := f.replicas[1] // n2
+		d, _ := f.detector(t, r)
+		a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
+		b := a
+		b.StateHash = [32]byte{0xb}
+		order := []checkpoint.Vote{f.sign(t, 1, a), f.sign(t, 3, b), f.sign(t, 2, a)}
+		if !ownFirst {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, v := range order {
+			if _, err := r.c.addVote(ctx, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var relayed []checkpoint.Vote
+		for len(r.c.dissent.out) > 0 {
+			relayed = append(relayed, <-r.c.dissent.out)
+		}
+		if len(relayed) != 1 || relayed[0].Signer != "n4" || relayed[0].Statement.StateHash != b.StateHash {
+			t.Fatalf("own vote first %v: relayed %v, want n4's vote for b once", ownFirst, relayed)
+		}
+		if got := drainDivergences(d); len(got) != 0 {
+			t.Fatalf("own vote first %v: reported %v without a quorum", ownFirst, got)
+		}
+	}
+}
