@@ -19,7 +19,10 @@
 //   - LeaderEquivocation: two Raft ProposalAttestations for one (epoch,
 //     term, seq) with different payload hashes. In Raft mode the leader
 //     signs every entry it proposes (SignProposal) precisely so that this
-//     is provable.
+//     is provable;
+//   - CheckpointEquivocation: two checkpoint.Votes of one member for one
+//     (statement kind, epoch, index) with different state hashes (the
+//     state at an index is deterministic, so a correct member signs one).
 //
 // Statistical evidence is an Accusation: a member's signed report of a
 // metric of another (vote or heartbeat latency p99, signature failures

@@ -37,8 +37,8 @@ const (
 	CheckEpoch        Check = "proof is of the evidence's epoch"
 	CheckHotStuff     Check = "hotstuff evidence verifies"
 	CheckCanonical    Check = "canonical order"
-	CheckSameSlot     Check = "same term and sequence"
-	CheckConflict     Check = "different payloads"
+	CheckSameSlot     Check = "same slot"
+	CheckConflict     Check = "conflicting content"
 	CheckSignature    Check = "signatures verify"
 	CheckPayloadHash  Check = "payload matches the signed hash"
 	CheckPayload      Check = "payload is invalid"
@@ -46,6 +46,7 @@ const (
 	CheckInvalidProof Check = "invalid-message proof verifies"
 	CheckAccuser      Check = "accuser is another member"
 	CheckMetric       Check = "known metric and value"
+	CheckStatement    Check = "checkpoint statements are valid"
 )
 
 // VerifyError reports the check Verify found broken. It wraps

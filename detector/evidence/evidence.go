@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/bftlog"
 )
@@ -41,11 +42,17 @@ const (
 	// KindAccusation: a member's signed Accusation. Statistical, not a
 	// proof.
 	KindAccusation Kind = 7
+	// KindCheckpointEquivocation: two checkpoint.Votes of the offender for
+	// one (statement kind, epoch, index) with different state hashes
+	// (checkpoint.ConflictError). The state at an index is a pure function
+	// of the log (DESIGN invariant 2), so a correct member signs one hash
+	// there.
+	KindCheckpointEquivocation Kind = 8
 )
 
 // kinds lists every known kind in numeric order.
 var kinds = [...]Kind{KindEquivocatingProposals, KindDoubleVote, KindInvalidClientSignature,
-	KindLogFork, KindInvalidMessage, KindLeaderEquivocation, KindAccusation}
+	KindLogFork, KindInvalidMessage, KindLeaderEquivocation, KindAccusation, KindCheckpointEquivocation}
 
 func (k Kind) String() string {
 	switch k {
@@ -63,6 +70,8 @@ func (k Kind) String() string {
 		return "leader-equivocation"
 	case KindAccusation:
 		return "accusation"
+	case KindCheckpointEquivocation:
+		return "checkpoint-equivocation"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -79,7 +88,7 @@ func ParseKind(s string) (Kind, error) {
 }
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k >= KindEquivocatingProposals && k <= KindAccusation }
+func (k Kind) Valid() bool { return k >= KindEquivocatingProposals && k <= KindCheckpointEquivocation }
 
 // Irrefutable reports whether evidence of kind k proves misbehaviour by
 // itself (every known kind but KindAccusation).
@@ -106,10 +115,11 @@ type SignedEntry struct {
 //	KindInvalidMessage                          Invalid
 //	KindLeaderEquivocation                      Proposals
 //	KindAccusation                              Accusation
+//	KindCheckpointEquivocation                  Checkpoints
 //
 // Epoch names the member set and, for HotStuff evidence, the committee
-// epoch bound into its signatures; Raft attestations and accusations carry
-// it in their signed bytes too. For 2P-BFT-Log kinds, whose messages carry
+// epoch bound into its signatures; Raft attestations, accusations and
+// checkpoint votes carry it in their signed bytes too. For 2P-BFT-Log kinds, whose messages carry
 // no epoch, it only records when the proof was found.
 //
 // Treat an Evidence as immutable once built; values from Unmarshal do not
@@ -125,6 +135,9 @@ type Evidence struct {
 	Invalid    *bftlog.InvalidProof
 	Proposals  [2]*ProposalAttestation
 	Accusation *Accusation
+	// Checkpoints: the offender's two votes, the smaller state hash
+	// first.
+	Checkpoints [2]*checkpoint.Vote
 }
 
 // ID identifies an evidence record: SHA-256 of TagEvidence followed by its
@@ -199,6 +212,9 @@ func (e *Evidence) Summary() string {
 	case e.Accusation != nil:
 		a := e.Accusation
 		return fmt.Sprintf("%s reports %s=%d", a.Accuser, a.Metric, a.Value)
+	case e.Checkpoints[0] != nil && e.Checkpoints[1] != nil:
+		a, b := e.Checkpoints[0].Statement, e.Checkpoints[1].Statement
+		return fmt.Sprintf("%s epoch %d index %d signed for states %x and %x", a.Kind, a.Epoch, a.Index, a.StateHash, b.StateHash)
 	default:
 		return "no proof"
 	}
@@ -212,6 +228,8 @@ func (e *Evidence) Summary() string {
 //   - Raft kinds: kind, offender, epoch, term and seq;
 //   - 2P-BFT-Log kinds: kind and the author key (a forked log stays
 //     forked for good, so every fork proof of one key is one offence);
+//   - checkpoint equivocation: kind, offender, epoch, statement kind and
+//     index;
 //   - accusations: the evidence ID (they are forgiven by time instead).
 func (e *Evidence) OffenseKey() string {
 	switch {
@@ -229,6 +247,9 @@ func (e *Evidence) OffenseKey() string {
 		return fmt.Sprintf("%s/%s", e.Kind, e.Fork.Author())
 	case e.Invalid != nil && e.Invalid.Message != nil:
 		return fmt.Sprintf("%s/%s", e.Kind, e.Invalid.Author())
+	case e.Checkpoints[0] != nil:
+		s := e.Checkpoints[0].Statement
+		return fmt.Sprintf("%s/%s/%d/%s/%d", e.Kind, e.Offender, e.Epoch, s.Kind, s.Index)
 	default:
 		return fmt.Sprintf("%s/%s/unknown", e.Kind, e.Offender)
 	}

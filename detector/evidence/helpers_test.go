@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/bftlog"
 	"github.com/tandem-consensus/tandem/smr"
@@ -209,6 +210,25 @@ func (f *fixture) accusation(accuser, accused NodeID, m Metric, v int64, at int6
 	return f.must(FromAccusation(a))
 }
 
+// checkpointVote returns signer's checkpoint vote for (epoch, index) and
+// the state hash whose every byte is state.
+func (f *fixture) checkpointVote(signer NodeID, epoch, index uint64, state byte) checkpoint.Vote {
+	var h [32]byte
+	for i := range h {
+		h[i] = state
+	}
+	v, err := checkpoint.Sign(f.priv[signer], string(signer), checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: epoch, Index: index, StateHash: h})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return v
+}
+
+// checkpointEquivocation: n2 signed states 0x0b and 0x0a at index 1200.
+func (f *fixture) checkpointEquivocation() *Evidence {
+	return f.must(NewCheckpointEquivocation(f.checkpointVote("n2", testEpoch, 1200, 0x0b), f.checkpointVote("n2", testEpoch, 1200, 0x0a)))
+}
+
 // samples returns one valid evidence of every kind and form.
 func (f *fixture) samples() map[string]*Evidence {
 	return map[string]*Evidence{
@@ -220,5 +240,6 @@ func (f *fixture) samples() map[string]*Evidence {
 		"invalid-message":               f.invalidMessage(),
 		"leader-equivocation":           f.leaderEquivocation(),
 		"accusation":                    f.accusation("n0", "n1", MetricSelectiveOmission, 4, 1_000),
+		"checkpoint-equivocation":       f.checkpointEquivocation(),
 	}
 }

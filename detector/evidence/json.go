@@ -18,7 +18,8 @@ import (
 //	  "id": "<hex>", "kind": "log-fork", "irrefutable": true,
 //	  "offender": "n2", "epoch": 3, "summary": "...",
 //	  "offense": "log-fork/<author key>",
-//	  "hotstuff" | "attestations" | "messages" | "accusation": {...},
+//	  "hotstuff" | "attestations" | "messages" | "accusation" |
+//	  "checkpoint_votes": {...},
 //	  "encoding": "<base64>"
 //	}
 type jsonEvidence struct {
@@ -35,7 +36,19 @@ type jsonEvidence struct {
 	Messages     []jsonMessage     `json:"messages,omitempty"`
 	Reason       string            `json:"reason,omitempty"`
 	Accusation   *jsonAccusation   `json:"accusation,omitempty"`
+	Checkpoints  []jsonCheckpoint  `json:"checkpoint_votes,omitempty"`
 	Encoding     []byte            `json:"encoding"`
+}
+
+type jsonCheckpoint struct {
+	Signer    string   `json:"signer"`
+	Kind      string   `json:"kind"`
+	Epoch     uint64   `json:"epoch"`
+	Index     uint64   `json:"index"`
+	StateHash string   `json:"state_hash"`
+	Mode      string   `json:"mode,omitempty"`
+	Members   []string `json:"members,omitempty"`
+	Signature string   `json:"signature"`
 }
 
 type jsonHotStuff struct {
@@ -147,6 +160,13 @@ func (e *Evidence) MarshalJSON() ([]byte, error) {
 	if a := e.Accusation; a != nil {
 		j.Accusation = &jsonAccusation{Accuser: a.Accuser, Accused: a.Accused, Metric: a.Metric.String(), Value: a.Value,
 			Epoch: a.Epoch, At: a.At, Detail: a.Detail, Signature: hex.EncodeToString(a.Sig)}
+	}
+	for _, v := range e.Checkpoints {
+		if v != nil {
+			s := v.Statement
+			j.Checkpoints = append(j.Checkpoints, jsonCheckpoint{Signer: v.Signer, Kind: s.Kind.String(), Epoch: s.Epoch, Index: s.Index,
+				StateHash: hex.EncodeToString(s.StateHash[:]), Mode: s.Mode, Members: s.Members, Signature: hex.EncodeToString(v.Sig)})
+		}
 	}
 	return json.Marshal(j)
 }

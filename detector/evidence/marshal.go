@@ -1,8 +1,10 @@
 package evidence
 
 import (
+	"bytes"
 	"fmt"
 
+	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/bftlog"
 )
@@ -20,12 +22,13 @@ func shapeError(e *Evidence) string {
 		return "nil evidence"
 	}
 	set := map[string]bool{
-		"HotStuff":   e.HotStuff != nil,
-		"Entry":      e.Entry != nil,
-		"Fork":       e.Fork != nil,
-		"Invalid":    e.Invalid != nil,
-		"Proposals":  e.Proposals[0] != nil || e.Proposals[1] != nil,
-		"Accusation": e.Accusation != nil,
+		"HotStuff":    e.HotStuff != nil,
+		"Entry":       e.Entry != nil,
+		"Fork":        e.Fork != nil,
+		"Invalid":     e.Invalid != nil,
+		"Proposals":   e.Proposals[0] != nil || e.Proposals[1] != nil,
+		"Accusation":  e.Accusation != nil,
+		"Checkpoints": e.Checkpoints[0] != nil || e.Checkpoints[1] != nil,
 	}
 	var want []string
 	switch e.Kind {
@@ -45,10 +48,12 @@ func shapeError(e *Evidence) string {
 		want = []string{"Proposals"}
 	case KindAccusation:
 		want = []string{"Accusation"}
+	case KindCheckpointEquivocation:
+		want = []string{"Checkpoints"}
 	default:
 		return fmt.Sprintf("unknown kind %d", uint8(e.Kind))
 	}
-	for _, f := range []string{"HotStuff", "Entry", "Fork", "Invalid", "Proposals", "Accusation"} {
+	for _, f := range []string{"HotStuff", "Entry", "Fork", "Invalid", "Proposals", "Accusation", "Checkpoints"} {
 		if set[f] != (f == want[0]) {
 			if set[f] {
 				return fmt.Sprintf("%s evidence must not carry %s", e.Kind, f)
@@ -65,6 +70,8 @@ func shapeError(e *Evidence) string {
 		return "invalid-message proof lacks the message"
 	case set["Proposals"] && (e.Proposals[0] == nil || e.Proposals[1] == nil):
 		return "leader equivocation needs two attestations"
+	case set["Checkpoints"] && (e.Checkpoints[0] == nil || e.Checkpoints[1] == nil):
+		return "checkpoint equivocation needs two votes"
 	}
 	return ""
 }
@@ -91,6 +98,9 @@ func shapeError(e *Evidence) string {
 //	accusation:
 //	    accuser (u8 len), accused (u8 len), metric u8, value i64,
 //	    epoch u64, at i64, detail (u16 len), signature (u8 len)
+//	checkpoint-equivocation:
+//	    vote A, vote B (checkpoint.Vote wire form, u32 len each;
+//	    A's state hash < B's)
 //
 // An attestation is leader (u8 len), epoch u64, term u64, seq u64,
 // payload hash [32], signature (u8 len). Integers are big-endian.
@@ -167,6 +177,14 @@ func Marshal(e *Evidence) ([]byte, error) {
 		enc.u64(uint64(a.At))
 		enc.str16(a.Detail)
 		enc.bytes8(a.Sig)
+	case KindCheckpointEquivocation:
+		a, b := e.Checkpoints[0], e.Checkpoints[1]
+		if bytes.Compare(a.Statement.StateHash[:], b.Statement.StateHash[:]) >= 0 {
+			return nil, fmt.Errorf("evidence: marshal: %w: checkpoint votes not in increasing state-hash order", ErrMalformed)
+		}
+		if err = enc.checkpointVote(a); err == nil {
+			err = enc.checkpointVote(b)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("evidence: marshal %s: %w", e.Kind, err)
@@ -284,6 +302,12 @@ func Unmarshal(b []byte) (*Evidence, error) {
 		a.Detail = d.str16("detail", MaxDetail)
 		a.Sig = d.bytes8("signature")
 		e.Accusation = a
+	case KindCheckpointEquivocation:
+		a, b := d.checkpointVote("checkpoint vote A"), d.checkpointVote("checkpoint vote B")
+		if d.Err() == nil && bytes.Compare(a.Statement.StateHash[:], b.Statement.StateHash[:]) >= 0 {
+			d.Fail("checkpoint votes", "not in increasing state-hash order")
+		}
+		e.Checkpoints = [2]*checkpoint.Vote{a, b}
 	}
 	if err := d.finish(); err != nil {
 		return nil, err

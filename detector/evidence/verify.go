@@ -54,6 +54,17 @@ import (
 //   - CheckCanonical: the first has the smaller payload hash;
 //   - CheckSignature: both signatures verify under Offender's key.
 //
+// CheckpointEquivocation
+//   - CheckOffender: both votes are signed as Offender;
+//   - CheckEpoch: both statements are of Epoch;
+//   - CheckStatement: both statements are valid (checkpoint.Statement
+//     Validate);
+//   - CheckSameSlot: both have the same statement kind and index;
+//   - CheckConflict: their state hashes differ;
+//   - CheckCanonical: the first has the smaller state hash;
+//   - CheckSignature: both signatures (over checkpoint.Statement
+//     SignBytes) verify under Offender's key.
+//
 // Accusation
 //   - CheckOffender: the accused is Offender;
 //   - CheckEpoch: the accusation is of Epoch;
@@ -161,6 +172,9 @@ func Verify(e *Evidence, m *Members) error {
 			}
 		}
 		return nil
+
+	case e.Checkpoints[0] != nil:
+		return verifyCheckpointEquivocation(e, m, fail)
 
 	default: // Accusation; shapeError guarantees it is set.
 		a := e.Accusation

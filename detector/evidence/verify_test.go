@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 	"github.com/tandem-consensus/tandem/detector/bftlog"
 )
@@ -170,6 +171,62 @@ func TestVerifyChecks(t *testing.T) {
 			return f.must(NewLeaderEquivocation(a, b))
 		}, CheckSignature},
 
+		// CheckpointEquivocation.
+		{"checkpoint equivocation with one vote", func() *Evidence { e := f.checkpointEquivocation(); e.Checkpoints[0] = nil; return e }, CheckShape},
+		{"checkpoint votes by another member", func() *Evidence { e := f.checkpointEquivocation(); e.Offender = "n1"; return e }, CheckOffender},
+		{"checkpoint votes of two signers", func() *Evidence {
+			return &Evidence{Kind: KindCheckpointEquivocation, Offender: "n2", Epoch: testEpoch,
+				Checkpoints: ckptPair(f.checkpointVote("n2", testEpoch, 1200, 0x0a), f.checkpointVote("n3", testEpoch, 1200, 0x0b))}
+		}, CheckOffender},
+		{"checkpoint votes of another epoch", func() *Evidence { e := f.checkpointEquivocation(); e.Epoch++; return e }, CheckEpoch},
+		{"checkpoint votes of two epochs", func() *Evidence {
+			return f.must(NewCheckpointEquivocation(f.checkpointVote("n2", testEpoch, 1200, 0x0a), f.checkpointVote("n2", testEpoch+1, 1200, 0x0b)))
+		}, CheckEpoch},
+		{"checkpoint vote with an invalid statement", func() *Evidence {
+			e := f.checkpointEquivocation()
+			e.Checkpoints[1].Statement.Mode = checkpoint.ModeBFT // a checkpoint names no mode
+			return e
+		}, CheckStatement},
+		{"checkpoint votes of different indexes", func() *Evidence {
+			return f.must(NewCheckpointEquivocation(f.checkpointVote("n2", testEpoch, 1200, 0x0a), f.checkpointVote("n2", testEpoch, 1300, 0x0b)))
+		}, CheckSameSlot},
+		{"checkpoint and handoff votes", func() *Evidence {
+			e := f.checkpointEquivocation()
+			v, err := checkpoint.Sign(f.priv["n2"], "n2", checkpoint.Statement{Kind: checkpoint.KindHandoff, Epoch: testEpoch, Index: 1200,
+				StateHash: e.Checkpoints[1].Statement.StateHash, Mode: checkpoint.ModeBFT, Members: []string{"n0", "n1", "n2", "n3"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Checkpoints[1] = &v
+			return e
+		}, CheckSameSlot},
+		{"checkpoint votes for one state", func() *Evidence {
+			v := f.checkpointVote("n2", testEpoch, 1200, 0x0a)
+			return &Evidence{Kind: KindCheckpointEquivocation, Offender: "n2", Epoch: testEpoch, Checkpoints: ckptPair(v, v)}
+		}, CheckConflict},
+		{"checkpoint votes not in canonical order", func() *Evidence {
+			e := f.checkpointEquivocation()
+			e.Checkpoints[0], e.Checkpoints[1] = e.Checkpoints[1], e.Checkpoints[0]
+			return e
+		}, CheckCanonical},
+		{"checkpoint vote with a bad signature", func() *Evidence {
+			e := f.checkpointEquivocation()
+			e.Checkpoints[1].Sig = flip(e.Checkpoints[1].Sig)
+			return e
+		}, CheckSignature},
+		{"checkpoint vote signed by another member", func() *Evidence {
+			a := f.checkpointVote("n2", testEpoch, 1200, 0x0a)
+			b := f.checkpointVote("n3", testEpoch, 1200, 0x0b)
+			b.Signer = "n2"
+			return f.must(NewCheckpointEquivocation(a, b))
+		}, CheckSignature},
+		{"checkpoint vote signed by a non-member", func() *Evidence {
+			a := f.checkpointVote("n2", testEpoch, 1200, 0x0a)
+			b := f.checkpointVote("n9", testEpoch, 1200, 0x0b)
+			b.Signer = "n2"
+			return f.must(NewCheckpointEquivocation(a, b))
+		}, CheckSignature},
+
 		// Accusation.
 		{"accusation of someone else", func() *Evidence { e := f.accusation("n0", "n1", MetricLogConflicts, 5, 1); e.Offender = "n2"; return e }, CheckOffender},
 		{"accusation of another epoch", func() *Evidence { e := f.accusation("n0", "n1", MetricLogConflicts, 5, 1); e.Epoch++; return e }, CheckEpoch},
@@ -211,12 +268,15 @@ func TestVerifyChecks(t *testing.T) {
 	}
 	for _, c := range []Check{CheckKind, CheckShape, CheckMember, CheckOffender, CheckEpoch, CheckHotStuff, CheckCanonical,
 		CheckSameSlot, CheckConflict, CheckSignature, CheckPayloadHash, CheckPayload, CheckForkProof, CheckInvalidProof,
-		CheckAccuser, CheckMetric} {
+		CheckAccuser, CheckMetric, CheckStatement} {
 		if !covered[c] {
 			t.Errorf("no case for check %q", c)
 		}
 	}
 }
+
+// ckptPair returns copies of a and b as the two votes of evidence.
+func ckptPair(a, b checkpoint.Vote) [2]*checkpoint.Vote { return [2]*checkpoint.Vote{&a, &b} }
 
 func TestVerifyNil(t *testing.T) {
 	f := newFixture(t)

@@ -85,11 +85,16 @@ type checkpointer struct {
 	applied atomic.Uint64
 	iv      atomic.Uint64 // checkpoint_interval in effect
 	stable  atomic.Pointer[checkpoint.Certificate]
-	kick    chan struct{} // something new for the loop; capacity 1
+	// forgotBelow is the lowest index whose votes the collector may
+	// still hold: above the previous stable checkpoint.
+	forgotBelow atomic.Uint64
+	kick        chan struct{} // something new for the loop; capacity 1
 
 	mu       sync.Mutex
 	captures map[uint64]capture                 // own checkpoints not yet stable, by index
 	certs    map[uint64]*checkpoint.Certificate // verified certificates not yet matched, by index
+
+	dissent dissentRelay // dissenting votes sent to the peers (detector_ckpteq.go)
 }
 
 // newCheckpointer builds the checkpoints of n. It returns nil (and logs
@@ -134,6 +139,7 @@ func (n *Node) newCheckpointer(key ed25519.PrivateKey) (*checkpointer, error) {
 		n: n, log: log, self: n.cfg.NodeID, key: key, committee: com, peers: peers,
 		collector: checkpoint.NewCollector(com), store: st, metrics: m,
 		kick: make(chan struct{}, 1), captures: map[uint64]capture{}, certs: map[uint64]*checkpoint.Certificate{},
+		dissent: newDissentRelay(),
 	}
 	c.iv.Store(n.cfg.CheckpointInterval)
 	cert, err := st.LatestCertificate()
@@ -143,6 +149,7 @@ func (n *Node) newCheckpointer(key ed25519.PrivateKey) (*checkpointer, error) {
 		log.Warn("no intact stable checkpoint on disk", "err", err)
 	default:
 		c.stable.Store(cert)
+		c.forgotBelow.Store(cert.Statement.Index) // no vote held before the restart
 		m.stableIndex.Set(float64(cert.Statement.Index))
 		log.Info("last stable checkpoint", "statement", cert.Statement.String(), "signers", cert.Signers())
 	}
@@ -232,6 +239,11 @@ func (c *checkpointer) run(ctx context.Context) error {
 		defer wg.Done()
 		c.fetchLatest(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.runDissentRelay(ctx)
+	}()
 	sent := map[uint64]bool{} // own votes sent at least once
 	for {
 		resend := false
@@ -244,7 +256,7 @@ func (c *checkpointer) run(ctx context.Context) error {
 			c.iv.Store(c.n.Effective().CheckpointInterval)
 		}
 		for _, v := range c.pending() {
-			if cert, err := c.addVote(v); err != nil {
+			if cert, err := c.addVote(ctx, v); err != nil {
 				c.log.Warn("own checkpoint vote refused", "statement", v.Statement.String(), "err", err)
 			} else if cert != nil {
 				c.offer(cert)
@@ -285,13 +297,16 @@ func (c *checkpointer) newestPending() (checkpoint.Vote, bool) {
 	return p[len(p)-1], true
 }
 
-// addVote counts a vote (own or a peer's) under the current quarantine.
-func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, error) {
+// addVote counts a vote (own, a peer's, or a dissenting vote a peer
+// relayed) under the current quarantine. A vote that conflicts with
+// another vote of its signer for the index becomes checkpoint-equivocation
+// evidence (detector_ckpteq.go).
+func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpoint.Certificate, error) {
 	if v.Statement.Kind != checkpoint.KindCheckpoint {
 		return nil, fmt.Errorf("a %s vote is not a checkpoint vote", v.Statement.Kind)
 	}
 	if s := c.stable.Load(); s != nil && v.Statement.Index <= s.Statement.Index {
-		c.dissentFromStable(v, s)
+		c.lateVote(ctx, v, s)
 		return nil, nil // settled already
 	}
 	if limit := c.applied.Load() + voteWindowIntervals*max(c.interval(), 1); v.Statement.Index > limit {
@@ -301,19 +316,24 @@ func (c *checkpointer) addVote(v checkpoint.Vote) (*checkpoint.Certificate, erro
 	cert, err := c.collector.Add(v)
 	var ce *checkpoint.ConflictError
 	if errors.As(err, &ce) {
-		c.log.Error("a member signed two checkpoints for one index", "signer", v.Signer, "err", err)
+		c.equivocated(ctx, ce)
 	}
 	if err == nil || ce != nil {
 		c.reportDissent(v.Statement, ce)
+	}
+	if err == nil {
+		c.relayAgainstOwn(v.Statement)
 	}
 	return cert, err
 }
 
 // reportDissent hands the detector every member whose signed checkpoint
 // at st's index differs from the statement a quorum signed there (state
-// divergence, DESIGN invariant 8), once a quorum has: the dissenting votes
-// the collector holds, and the second vote of a conflict (a member that
-// signed two states for the index, at most one of them the quorum's).
+// divergence, DESIGN invariant 8), once a quorum has, and relays those
+// votes to the peers, so that a peer holding another vote of the same
+// member for the index can prove an equivocation. The member of a
+// conflict (ce: two signed states for the index) is proven already and is
+// neither reported nor relayed.
 func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.ConflictError) {
 	if c.n.det == nil {
 		return
@@ -322,26 +342,54 @@ func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.Con
 	if !ok {
 		return
 	}
-	if ce != nil && !ce.Second.Statement.Equal(quorum.Statement) {
-		dissent = append(dissent, ce.Second)
-	}
 	for _, v := range dissent {
+		if ce != nil && v.Signer == ce.First.Signer {
+			continue
+		}
 		c.n.det.onDivergence(divergenceOf(v, quorum))
+		c.relayDissent(v)
 	}
 }
 
-// dissentFromStable reports v when it signs another state at the index of
-// the stable checkpoint s, whose certificate is the quorum's word. v is
-// verified first: only a member's own signature is evidence.
-func (c *checkpointer) dissentFromStable(v checkpoint.Vote, s *checkpoint.Certificate) {
-	if c.n.det == nil || v.Statement.Index != s.Statement.Index || v.Statement.Kind != s.Statement.Kind ||
-		v.Statement.Epoch != s.Statement.Epoch || v.Statement.Equal(s.Statement) {
+// lateVote checks a verified copy of v, a vote at or below the index of
+// the stable checkpoint s, for what it still proves; it counts toward no
+// certificate. The collector keeps the votes above the previous stable
+// checkpoint (forgotBelow), so a late vote there is added to it: a
+// conflict with the vote its signer gave before is an equivocation, and
+// a vote against the quorum is a divergence, as before the index became
+// stable. At the stable index itself v is also compared with s, the
+// quorum's word: another state there is a divergence, or, if s carries
+// its signer's signature, an equivocation.
+func (c *checkpointer) lateVote(ctx context.Context, v checkpoint.Vote, s *checkpoint.Certificate) {
+	if c.n.det == nil || v.Statement.Index < c.forgotBelow.Load() {
 		return
 	}
 	if err := v.Verify(c.committee); err != nil {
+		return // only a member's own signature is evidence
+	}
+	st := v.Statement
+	dissents := st.Index == s.Statement.Index && st.Kind == s.Statement.Kind && st.Epoch == s.Statement.Epoch && !st.Equal(s.Statement)
+	if dissents {
+		if ce := conflictWithCertificate(v, s, c.committee); ce != nil {
+			c.equivocated(ctx, ce)
+			return
+		}
+	}
+	c.collector.SetQuarantined(c.n.quarantinedMembers())
+	_, err := c.collector.Add(v)
+	var ce *checkpoint.ConflictError
+	if errors.As(err, &ce) {
+		c.equivocated(ctx, ce)
+	}
+	if err != nil {
 		return
 	}
-	c.n.det.onDivergence(divergenceOf(v, s))
+	c.reportDissent(st, nil)
+	c.relayAgainstOwn(st)
+	if dissents {
+		c.n.det.onDivergence(divergenceOf(v, s))
+		c.relayDissent(v)
+	}
 }
 
 // divergenceOf is the detector's report of v against the quorum's
@@ -447,6 +495,7 @@ func (c *checkpointer) settle(ctx context.Context, cert *checkpoint.Certificate,
 	// The store keeps the previous checkpoint: forget only the votes
 	// below it.
 	if prev != nil {
+		c.forgotBelow.Store(prev.Statement.Index + 1)
 		c.collector.Forget(prev.Statement.Index + 1)
 	}
 	c.compact(ctx, prev, cert)

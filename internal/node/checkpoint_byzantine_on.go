@@ -4,13 +4,16 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
+	"github.com/tandem-consensus/tandem/checkpoint"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 )
 
@@ -22,7 +25,45 @@ import (
 //     transfer carry its genuine certificate, but one byte of the snapshot
 //     is flipped. A correct node must refuse it and fetch from another
 //     peer.
-var byzTamperCheckpoint = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "tamper-checkpoint")
+//   - equivocate-checkpoint: this node signs two state hashes for each of
+//     its checkpoints, its real one and one with the last byte flipped,
+//     and sends the real vote to the peers at even positions of its
+//     member list and the other to the rest (node4 of four: node1 and
+//     node3 get the real one, node2 the other). Every correct node must
+//     end up with both votes as evidence and quarantine it.
+var (
+	byzTamperCheckpoint     = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "tamper-checkpoint")
+	byzEquivocateCheckpoint = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "equivocate-checkpoint")
+	// byzCheckpointLogged is the last index equivocate-checkpoint logged.
+	byzCheckpointLogged atomic.Uint64
+)
+
+// voteGroups returns the votes broadcast sends: with equivocate-checkpoint,
+// v to the peers at even positions and a second signed vote for another
+// state to the others.
+func (c *checkpointer) voteGroups(v checkpoint.Vote) []voteGroup {
+	if !byzEquivocateCheckpoint || len(c.peers) < 2 {
+		return []voteGroup{{vote: v}}
+	}
+	st := v.Statement
+	st.StateHash[len(st.StateHash)-1] ^= 0xff
+	other, err := checkpoint.Sign(c.key, c.self, st)
+	if err != nil {
+		c.log.Error("byzantine: equivocate-checkpoint: second vote not signed", "err", err)
+		return []voteGroup{{vote: v}}
+	}
+	odd := map[string]bool{}
+	for i, p := range c.peers {
+		odd[p.ID] = i%2 == 1
+	}
+	if prev := byzCheckpointLogged.Load(); prev < st.Index && byzCheckpointLogged.CompareAndSwap(prev, st.Index) {
+		c.log.Warn("byzantine: equivocate-checkpoint", "index", st.Index, "state", fmt.Sprintf("%x", v.Statement.StateHash[:6]), "other", fmt.Sprintf("%x", st.StateHash[:6]))
+	}
+	return []voteGroup{
+		{vote: v, to: func(id string) bool { return !odd[id] }},
+		{vote: other, to: func(id string) bool { return odd[id] }},
+	}
+}
 
 // misbehaveTransfer wraps the state transfer handler with the chosen
 // behaviour.

@@ -15,6 +15,9 @@ import (
 //	POST /internal/checkpoint/vote   body: a checkpoint.Vote (binary), the
 //	    sender's own. 200 with this node's newest stable certificate
 //	    (binary) when its index is at or above the vote's, 204 otherwise.
+//	POST /internal/checkpoint/dissent  body: a checkpoint.Vote (binary) of
+//	    any member that the sender saw dissent from a quorum; 204
+//	    (detector_ckpteq.go).
 //	GET  /internal/checkpoint/state  checkpoint.NewHandler over the store:
 //	    the newest stable checkpoint for state transfer.
 
@@ -31,6 +34,7 @@ func (n *Node) withCheckpointRPC(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.HandleFunc("POST "+pathCheckpointVote, c.serveVote)
+	mux.HandleFunc("POST "+pathCheckpointDissent, c.serveDissent)
 	mux.Handle("GET "+pathCheckpointState, c.n.misbehaveTransfer(checkpoint.NewHandler(c.store, maxStateBytes)))
 	return mux
 }
@@ -56,7 +60,7 @@ func (c *checkpointer) serveVote(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "checkpoint vote signed by %q sent by %q: members send their own votes", v.Signer, from))
 		return
 	}
-	cert, err := c.addVote(v)
+	cert, err := c.addVote(r.Context(), v)
 	if err != nil {
 		c.log.Debug("peer checkpoint vote not counted", "signer", v.Signer, "statement", v.Statement.String(), "err", err)
 	}
@@ -78,32 +82,47 @@ func (c *checkpointer) serveVote(w http.ResponseWriter, r *http.Request) {
 }
 
 // broadcast sends v to every peer and keeps the certificates they answer
-// with, once verified.
+// with, once verified. (A byzantine test build may send some peers
+// another vote: checkpoint_byzantine_on.go.)
 func (c *checkpointer) broadcast(ctx context.Context, v checkpoint.Vote) {
-	body, err := v.MarshalBinary()
-	if err != nil {
-		c.log.Error("own checkpoint vote not encoded", "err", err)
-		return
-	}
-	postEach(ctx, c.n, c.peers, pathCheckpointVote, body, 256<<10, c.n.quarantinedPeer, func(peer string, answer []byte, err error) {
+	for _, g := range c.voteGroups(v) {
+		body, err := g.vote.MarshalBinary()
 		if err != nil {
-			c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
+			c.log.Error("own checkpoint vote not encoded", "err", err)
 			return
 		}
-		if answer == nil {
-			return // no certificate that covers the vote
+		skip := c.n.quarantinedPeer
+		if g.to != nil {
+			skip = func(id string) bool { return !g.to(id) || c.n.quarantinedPeer(id) }
 		}
-		var cert checkpoint.Certificate
-		if err := cert.UnmarshalBinary(answer); err != nil {
-			c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
-			return
-		}
-		if err := cert.Verify(c.committee, c.n.quarantinedMembers()); err != nil {
-			c.log.Warn("a peer answered a checkpoint vote with a certificate that does not verify", "peer", peer, "err", err)
-			return
-		}
-		if cert.Statement.Kind == checkpoint.KindCheckpoint {
-			c.offer(&cert)
-		}
-	})
+		postEach(ctx, c.n, c.peers, pathCheckpointVote, body, 256<<10, skip, func(peer string, answer []byte, err error) {
+			if err != nil {
+				c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
+				return
+			}
+			if answer == nil {
+				return // no certificate that covers the vote
+			}
+			var cert checkpoint.Certificate
+			if err := cert.UnmarshalBinary(answer); err != nil {
+				c.log.Debug("checkpoint vote not delivered", "peer", peer, "err", err)
+				return
+			}
+			if err := cert.Verify(c.committee, c.n.quarantinedMembers()); err != nil {
+				c.log.Warn("a peer answered a checkpoint vote with a certificate that does not verify", "peer", peer, "err", err)
+				return
+			}
+			if cert.Statement.Kind == checkpoint.KindCheckpoint {
+				c.checkCertificate(ctx, &cert)
+				c.offer(&cert)
+			}
+		})
+	}
+}
+
+// voteGroup is one vote broadcast sends, and to whom: every peer when to
+// is nil.
+type voteGroup struct {
+	vote checkpoint.Vote
+	to   func(peer string) bool
 }

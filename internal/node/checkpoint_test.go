@@ -223,7 +223,7 @@ func TestCheckpointVotesMakeAStableCertificate(t *testing.T) {
 	}
 	n1 := f.replicas[0].c
 	for _, id := range []string{"n1", "n4", "n2"} {
-		cert, err := n1.addVote(votes[id])
+		cert, err := n1.addVote(ctx, votes[id])
 		if err != nil || cert != nil {
 			t.Fatalf("vote of %s: certificate %v, %v; want none yet", id, cert, err)
 		}
@@ -234,10 +234,10 @@ func TestCheckpointVotesMakeAStableCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ce *checkpoint.ConflictError
-	if _, err := n1.addVote(forged); !errors.As(err, &ce) {
+	if _, err := n1.addVote(ctx, forged); !errors.As(err, &ce) {
 		t.Fatalf("equivocating vote: %v, want a conflict", err)
 	}
-	cert, err := n1.addVote(votes["n3"])
+	cert, err := n1.addVote(ctx, votes["n3"])
 	if err != nil || cert == nil {
 		t.Fatalf("third matching vote: certificate %v, %v", cert, err)
 	}
@@ -267,7 +267,7 @@ func TestCheckpointVotesMakeAStableCertificate(t *testing.T) {
 		t.Errorf("own checkpoint still pending after it became stable")
 	}
 	// Votes for what is settled change nothing.
-	if c, err := n1.addVote(votes["n2"]); c != nil || err != nil {
+	if c, err := n1.addVote(ctx, votes["n2"]); c != nil || err != nil {
 		t.Errorf("vote for a stable index: %v, %v", c, err)
 	}
 
@@ -302,7 +302,7 @@ func TestCheckpointCertificateBeforeOwnState(t *testing.T) {
 	}
 	var cert *checkpoint.Certificate
 	for _, v := range votes {
-		c, err := f.replicas[0].c.addVote(v)
+		c, err := f.replicas[0].c.addVote(ctx, v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +329,7 @@ func TestCheckpointCertificateBeforeOwnState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lag.c.addVote(far); err == nil {
+	if _, err := lag.c.addVote(ctx, far); err == nil {
 		t.Error("a vote 995 entries ahead of this node was kept")
 	}
 }
