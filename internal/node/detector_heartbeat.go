@@ -181,10 +181,16 @@ func (d *detector) onProposalWait(w hsengine.ProposalWaitObservation) {
 
 // observeProposalWait records how long this replica waited for a leader's
 // proposal and accuses the leader when the p99 of its recent waits is
-// above the table's bound, at most once per latencyAccuseEvery.
+// above the table's bound while another leader's is within it, at most
+// once per latencyAccuseEvery. A leader proposes once it holds a quorum
+// of votes for the previous block, so its proposal waits for the votes of
+// others: when a member withholds its votes, every correct vote is needed
+// and each leader waits for the slowest one; when this replica or the
+// whole machine stalls, every leader looks late too. Only a leader slower
+// than its peers is accused.
 func (d *detector) observeProposalWait(ctx context.Context, w hsengine.ProposalWaitObservation, now time.Time) {
 	d.observeLatency(ctx, d.obs.wait, evidence.NodeID(w.Leader), latencySample{at: now, latency: w.Wait, missing: w.TimedOut}, now,
-		evidence.MetricHeartbeatLatencyP99, func(c score.Config) int64 { return c.HeartbeatLatencyP99.Threshold }, func(p99 time.Duration, n, timedOut int) string {
+		evidence.MetricHeartbeatLatencyP99, func(c score.Config) int64 { return c.HeartbeatLatencyP99.Threshold }, true, func(p99 time.Duration, n, timedOut int) string {
 			return fmt.Sprintf("p99 %s of this replica's wait for the leader's hotstuff proposals over the %d views it led in the last %s; %d ended by a TC without one",
 				p99.Round(time.Millisecond), n, latencyWindow, timedOut)
 		})

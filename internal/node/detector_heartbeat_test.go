@@ -155,9 +155,9 @@ func TestHeartbeatPollerLeaderChangeKeepsRateLimit(t *testing.T) {
 }
 
 // TestProposalWaitAccusesLeader: waits for n4's proposals above the
-// bound make n1 sign one heartbeat-latency accusation per
-// latencyAccuseEvery; n3's prompt proposals, a single sample, self and
-// non-members make none.
+// bound, while n3's are within it, make n1 sign one heartbeat-latency
+// accusation per latencyAccuseEvery; n3's prompt proposals, a single
+// sample, self and non-members make none.
 func TestProposalWaitAccusesLeader(t *testing.T) {
 	f := newDetectorFixture(t)
 	d, _ := f.open()
@@ -177,8 +177,8 @@ func TestProposalWaitAccusesLeader(t *testing.T) {
 		t.Fatalf("accusations before %d samples: %v", latencyMinSamples, got)
 	}
 	at := t0.Add(2 * time.Second)
-	obs(at, "n4", 700*time.Millisecond, false)
 	obs(at, "n3", 20*time.Millisecond, false)
+	obs(at, "n4", 700*time.Millisecond, false)
 	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); !slices.Equal(got, []string{"n1>n4"}) {
 		t.Fatalf("accusations %v, want n1>n4", got)
 	}
@@ -198,5 +198,41 @@ func TestProposalWaitAccusesLeader(t *testing.T) {
 	// One accuser: a warning at most, never a quarantine.
 	if len(d.manager.IDs()) != 0 {
 		t.Fatalf("quarantined %v", d.manager.IDs())
+	}
+}
+
+// TestProposalWaitEveryLeaderLate: when every leader's proposals are late
+// (a member withholding its votes, or this replica stalled) no leader is
+// accused; once one leader's waits are back within the bound, the one that
+// stays late is.
+func TestProposalWaitEveryLeaderLate(t *testing.T) {
+	f := newDetectorFixture(t)
+	d, _ := f.open()
+	ctx := context.Background()
+	t0 := f.clock
+	obs := func(at time.Time, leader string, wait time.Duration) {
+		d.observe(ctx, observation{at: at, wait: hsengine.ProposalWaitObservation{Leader: types.NodeID(leader), View: 1, Wait: wait}})
+	}
+	at := t0
+	for i := range 2 * latencyMinSamples {
+		at = t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		obs(at, "n2", 700*time.Millisecond)
+		obs(at, "n3", 650*time.Millisecond)
+		obs(at, "n4", 800*time.Millisecond)
+	}
+	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); len(got) != 0 {
+		t.Fatalf("accusations while every leader was late: %v", got)
+	}
+	// n2 and n3 recover: their late waits leave the window.
+	later := at.Add(latencyWindow)
+	f.clock = later
+	for i := range latencyMinSamples {
+		at = later.Add(time.Duration(i) * 100 * time.Millisecond)
+		obs(at, "n2", 20*time.Millisecond)
+		obs(at, "n3", 20*time.Millisecond)
+		obs(at, "n4", 800*time.Millisecond)
+	}
+	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); !slices.Equal(got, []string{"n1>n4"}) {
+		t.Fatalf("accusations %v, want n1>n4", got)
 	}
 }

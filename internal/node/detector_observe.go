@@ -248,7 +248,7 @@ func (d *detector) observeSignature(ctx context.Context, from evidence.NodeID, k
 // above the table's bound, at most once per latencyAccuseEvery.
 func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, now time.Time) {
 	d.observeLatency(ctx, d.obs.lat, evidence.NodeID(v.From), latencySample{at: now, latency: v.Latency, missing: v.Missing}, now,
-		evidence.MetricVoteLatencyP99, func(c score.Config) int64 { return c.VoteLatencyP99.Threshold }, func(p99 time.Duration, n, missing int) string {
+		evidence.MetricVoteLatencyP99, func(c score.Config) int64 { return c.VoteLatencyP99.Threshold }, false, func(p99 time.Duration, n, missing int) string {
 			return fmt.Sprintf("p99 %s over the %d hotstuff votes this node collected in the last %s; %d never arrived within %s",
 				p99.Round(time.Millisecond), n, latencyWindow, missing, hsengine.VoteWait)
 		})
@@ -259,8 +259,12 @@ func (d *detector) observeVote(ctx context.Context, v hsengine.VoteObservation, 
 // is above the threshold of the scoring table in effect, at most once per
 // latencyAccuseEvery; detail describes the p99 over n samples of which
 // missing never came.
+//
+// With relative set, id is accused only while another member's window in
+// book is full and its p99 within the bound: a delay every member shows
+// has a common cause this node cannot pin on id.
 func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]*latState, id evidence.NodeID, smp latencySample, now time.Time,
-	metric evidence.Metric, threshold func(score.Config) int64, detail func(p99 time.Duration, n, missing int) string) {
+	metric evidence.Metric, threshold func(score.Config) int64, relative bool, detail func(p99 time.Duration, n, missing int) string) {
 	if !d.accusable(id) {
 		return
 	}
@@ -274,12 +278,27 @@ func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]
 		return
 	}
 	p99, missing := latencyP99(s.samples)
-	if int64(p99) <= threshold(d.scoreConfig()) {
+	bound := threshold(d.scoreConfig())
+	if int64(p99) <= bound || (relative && !someoneWithin(book, id, bound)) {
 		return
 	}
 	if d.accuse(ctx, id, metric, int64(p99), detail(p99, len(s.samples), missing), now) {
 		s.accused = now
 	}
+}
+
+// someoneWithin reports whether a member other than id has at least
+// latencyMinSamples samples in book with a p99 of at most bound.
+func someoneWithin(book map[evidence.NodeID]*latState, id evidence.NodeID, bound int64) bool {
+	for other, s := range book {
+		if other == id || len(s.samples) < latencyMinSamples {
+			continue
+		}
+		if p99, _ := latencyP99(s.samples); int64(p99) <= bound {
+			return true
+		}
+	}
+	return false
 }
 
 // observeOmission counts the commands a leader left out and accuses it, at
