@@ -55,7 +55,7 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 
 	// node4 corrupts only as a follower.
 	if c.waitLeader(nil, 30*time.Second) == byzantineNode {
-		if err := b.cl.TransferLeader(ctx, correct[0]); err != nil {
+		if err := c.newClient(c.admin, c.endpoint(byzantineNode)).TransferLeader(ctx, correct[0]); err != nil {
 			t.Fatalf("transfer leadership away from %s: %v", byzantineNode, err)
 		}
 	}
