@@ -27,8 +27,9 @@ const resyncInterval = 20
 // keys and checkpoint_interval 20; node4 runs the byzantine build told to
 // corrupt-state: as a follower it applies one client write with a flipped
 // signature, so its state lacks that write. Its next checkpoint signs a
-// state hash the other three do not: every correct node signs a
-// state-divergence accusation of node4 (verified, from the member keys),
+// state hash the other three do not: the correct nodes sign
+// state-divergence accusations of node4 (f+1 distinct accusers at least,
+// held by every correct node, verified from the member keys),
 // node4's own checkpointer sees the quorum's certificate for another
 // state and re-syncs (leaves the voters through the leader, resets its
 // Raft storage and state machine, rejoins as a non-voter, catches up and
@@ -132,16 +133,22 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 		t.Fatalf("node4 stayed out (%s)", v)
 	}
 
-	// Every correct node signed a state-divergence accusation of node4;
-	// each node keeps them, and they verify against the member keys.
-	waitUntilTrue(t, "every correct node's state-divergence accusation of node4 on every correct node", 30*time.Second, func() bool {
+	// Every correct node holds state-divergence accusations of node4 from
+	// at least f+1 = 2 distinct correct members (the re-sync level), each
+	// verifying against the member keys, and none against anyone else.
+	// (A correct node that took the certificate from a peer's answer
+	// before node4's vote reached it does not count node4's vote, so not
+	// every correct node need be an accuser.)
+	var accusers map[evidence.NodeID]bool
+	waitUntilTrue(t, "f+1 state-divergence accusers of node4 on every correct node", 30*time.Second, func() bool {
 		for _, id := range correct {
-			if len(divergenceAccusers(ctx, t, b, id)) < len(correct) {
+			if accusers = divergenceAccusers(ctx, t, b, id); len(accusers) < 2 {
 				return false
 			}
 		}
 		return true
 	})
+	t.Logf("state-divergence accusers of node4: %v", accusers)
 
 	// Writes went on, and node4 reaches the others' state hash at a later
 	// stable checkpoint.
