@@ -24,6 +24,11 @@ type appliedFSM struct {
 	// epoch applies nothing more. Set before any engine starts.
 	gate *selector
 
+	// tamper is the test-only corrupt-state behaviour of the byzantine
+	// build (state_byzantine_on.go); nil in a correct build. Set before
+	// any engine starts.
+	tamper func(index uint64, p *smr.Prepared) *smr.Prepared
+
 	// ckpt sees every applied index on the apply goroutine and captures
 	// the periodic checkpoints (checkpoint.go); nil when they are off.
 	// Set before any engine starts.
@@ -55,6 +60,9 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 			}
 			return res
 		}
+	}
+	if f.tamper != nil {
+		p = f.tamper(index, p)
 	}
 	res := f.StateMachine.ApplyPrepared(index, p)
 	if len(res) == 1 && res[0].Code == smr.CodeOK && isEpochSwitch(data) {

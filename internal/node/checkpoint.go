@@ -183,6 +183,9 @@ func (c *checkpointer) captured(index uint64, sm *smr.StateMachine) {
 	if iv == 0 || index <= prev || index/iv == prev/iv {
 		return
 	}
+	if c.n.resync.holds(c.epoch(), index) {
+		return // signed before a re-sync, perhaps for another state
+	}
 	idx, sum := sm.Hash()
 	snap, err := sm.Snapshot()
 	if err != nil || idx != index {
@@ -470,6 +473,7 @@ func (c *checkpointer) diverged(own checkpoint.Statement, cert *checkpoint.Certi
 	c.metrics.divergence.Inc()
 	c.log.Error("state divergence: a quorum certified another state at an index this node applied; this node's state is not stored as a checkpoint",
 		"index", own.Index, "own", own.String(), "certified", cert.Statement.String(), "signers", cert.Signers())
+	c.n.resync.diverged(own, cert)
 }
 
 // settle stores a stable checkpoint with its snapshot, forgets what is

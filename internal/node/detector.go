@@ -102,6 +102,9 @@ type detector struct {
 	onEscalate     func(reason string, ids []evidence.ID)
 	escalateLogged bool
 	escalated      map[evidence.ID]bool
+	// onResync (guarded by mu) is told of every decision that asks this
+	// node to re-sync (resync.go).
+	onResync func(score.Decision)
 	// lastAnomaly (guarded by mu) is when a decision last found an
 	// anomaly of a member that is not quarantined, or quarantined one
 	// (calm.go).
@@ -361,6 +364,9 @@ func (d *detector) decideLocked(ctx context.Context) {
 	}
 	if a.Escalate {
 		d.escalateIfNewLocked(dec)
+	}
+	if a.Resync && d.onResync != nil {
+		d.onResync(dec)
 	}
 	if len(a.Quarantine) == 0 && len(a.AddEvidence) == 0 {
 		return

@@ -85,6 +85,7 @@ func (n *Node) rpcHandler() http.Handler {
 	})
 	n.registerDetectorRPC(mux)
 	n.registerEpochRPC(mux)
+	n.registerResyncRPC(mux)
 	return mux
 }
 

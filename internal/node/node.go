@@ -70,6 +70,7 @@ type Node struct {
 	engMetrics prometheus.Collector
 	det        *detector     // evidence, scoring and quarantine (cft mode: only with member keys)
 	ckpt       *checkpointer // periodic checkpoints; nil without every member's key
+	resync     *resyncer     // re-sync of this node's diverged state (resync.go); nil without checkpoints
 	members    *membership.Membership
 	rpc        *http.Client
 	reload     reloadState // the reloadable values in effect (reload.go)
@@ -173,6 +174,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	n.fsm.ckpt = n.ckpt
+	n.fsm.tamper = n.corruptState()
 
 	wantsJoin := false
 	if n.autoMode() {
@@ -211,25 +213,12 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		n.det.attach(b)
 		closers = append(closers, func() { _ = b.Stop() })
 	} else {
-		rc := raftengine.Config{
-			NodeID:    cfg.NodeID,
-			DataDir:   cfg.DataDir,
-			Advertise: cfg.PeerAdvertiseAddr(),
-			Stream:    n.mux.RaftLayer(),
-			FSM:       n.fsm,
-			Raft:      cfg.Raft,
-			Logger:    logger,
-		}
-		// The leader signs what it proposes; with every member's key
-		// (a detector) the replicas check it.
-		rc.Signer, rc.Epoch = key, cftEpoch
 		if n.det, err = n.newCFTDetector(key, logger); err != nil { // nil without member keys
 			return nil, err
 		}
-		if n.det != nil {
-			n.det.raftChecks(&rc)
-		}
-		r, err := raftengine.New(rc)
+		// The leader signs what it proposes; with every member's key
+		// (a detector) the replicas check it.
+		r, err := raftengine.New(n.cftRaftConfig())
 		if err != nil {
 			return nil, fmt.Errorf("raft engine: %w", err)
 		}
@@ -244,6 +233,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 			return nil, fmt.Errorf("raft state: %w", err)
 		}
 		wantsJoin = !hasState && len(cfg.InitialMembers) == 0 && cfg.BootstrapExpect == 0
+	}
+
+	if n.resync, err = n.newResyncer(); err != nil {
+		return nil, err
 	}
 
 	var evGossip membership.Gossip
@@ -362,6 +355,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.ckpt != nil {
 		g.Go(func() error { return n.ckpt.run(gctx) })
+	}
+	if n.resync != nil {
+		g.Go(func() error { return n.resync.run(gctx) })
 	}
 	n.log.Info("node started", "api", n.APIAddr(), "peer", n.cfg.PeerAddr, "gossip", n.cfg.GossipAddr, "mode", n.cfg.ConsensusMode)
 
@@ -539,6 +535,9 @@ var _ api.Backend = (*Node)(nil)
 
 // Submit implements api.Backend.
 func (n *Node) Submit(ctx context.Context, env *smr.Envelope) (smr.Result, error) {
+	if err := n.resync.serving(); err != nil {
+		return smr.Result{}, err
+	}
 	cached, err := n.precheck(ctx, env)
 	if err != nil {
 		return smr.Result{}, err
@@ -620,6 +619,9 @@ func (n *Node) awaitLeader(ctx context.Context, nl *consensus.NotLeaderError) (*
 
 // Query implements api.Backend.
 func (n *Node) Query(ctx context.Context, q smr.Query, stale bool) (value json.RawMessage, index uint64, err error) {
+	if err := n.resync.serving(); err != nil {
+		return nil, 0, err
+	}
 	if !stale {
 		if err := n.readBarrier(ctx); err != nil {
 			return nil, 0, err
@@ -679,7 +681,7 @@ func (n *Node) Ready() error {
 	if st.Role == "shutdown" {
 		return errors.New("shutting down")
 	}
-	return nil
+	return n.resync.serving()
 }
 
 // TransferLeader implements api.Backend. In bft mode it forces a view

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tandem-consensus/tandem/client"
+	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/identity"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// corrupting is the log text of node4's corruption of its own state.
+const corrupting = "byzantine: corrupt-state"
+
+// resyncInterval is checkpoint_interval in the re-sync test.
+const resyncInterval = 20
+
+// TestCFTCorruptedStateResyncs: four processes in cft mode with member
+// keys and checkpoint_interval 20; node4 runs the byzantine build told to
+// corrupt-state: as a follower it applies one client write with a flipped
+// signature, so its state lacks that write. Its next checkpoint signs a
+// state hash the other three do not: the correct nodes sign
+// state-divergence accusations of node4 (f+1 distinct accusers at least,
+// held by every correct node, verified from the member keys),
+// node4's own checkpointer sees the quorum's certificate for another
+// state and re-syncs (leaves the voters through the leader, resets its
+// Raft storage and state machine, rejoins as a non-voter, catches up and
+// is promoted), a later stable checkpoint on node4 carries the same state
+// hash as on the others, writes keep committing throughout, and nobody is
+// quarantined. The time from the corruption to the restored hash is
+// logged.
+func TestCFTCorruptedStateResyncs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	byzBinary := buildByzantine(t)
+	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft, "checkpoint_interval": resyncInterval},
+		"corrupt-state", corrupting)
+	c, correct, watch := s.c, s.correct, s.watch
+	s.startCorrect(t)
+	s.startByzantine(t)
+	c.waitReady(30 * time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	b := s.run(t)
+	defer b.adm.http.CloseIdleConnections()
+
+	// node4 corrupts only as a follower.
+	if c.waitLeader(nil, 30*time.Second) == byzantineNode {
+		if err := c.newClient(c.admin, c.endpoint(byzantineNode)).TransferLeader(ctx, correct[0]); err != nil {
+			t.Fatalf("transfer leadership away from %s: %v", byzantineNode, err)
+		}
+	}
+
+	// Writers through the correct nodes, back to back, until the end.
+	var writers []*client.Client
+	for _, id := range correct {
+		k, err := identity.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.cl.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+			t.Fatalf("allowing a writer: %v", err)
+		}
+		writers = append(writers, c.newClient(k, c.endpoint(id)))
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var load sync.WaitGroup
+	var okWrites, failed atomic.Int64
+	var lastOK atomic.Int64 // unix nanos of the last acknowledged write
+	for i, w := range writers {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for j := 0; loadCtx.Err() == nil; j++ {
+				wctx, wcancel := context.WithTimeout(loadCtx, 3*time.Second)
+				_, err := w.SetConfig(wctx, "w"+strconv.Itoa(i)+"-"+strconv.Itoa(j), strconv.Itoa(j))
+				wcancel()
+				if err == nil {
+					okWrites.Add(1)
+					lastOK.Store(time.Now().UnixNano())
+				} else if loadCtx.Err() == nil {
+					failed.Add(1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	stopLoadOnce := sync.OnceFunc(func() { stopLoad(); load.Wait() })
+	defer stopLoadOnce()
+
+	// node4 re-syncs: started, rejoined and confirmed by a later stable
+	// checkpoint of its own state. A quarantine anywhere fails at once.
+	node4 := c.endpoint(byzantineNode)
+	var started, rejoined, confirmed time.Time
+	deadline := time.Now().Add(90 * time.Second)
+	for confirmed.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("node4 did not complete a confirmed re-sync within 90 s (corrupted: %v, started %v, rejoined %v; %d writes ok)",
+				!watch.first().IsZero(), started, rejoined, okWrites.Load())
+		}
+		for _, id := range c.ids() {
+			if q := metricFloat(t, b, id, "tandem_quarantined_members"); q > 0 {
+				t.Fatalf("%s quarantined %v members", id, q)
+			}
+		}
+		now := time.Now()
+		if started.IsZero() && metricLine(t, b.adm.http, node4, `tandem_resyncs_total{outcome="started"}`) == "1" {
+			started = now
+		}
+		if rejoined.IsZero() && metricLine(t, b.adm.http, node4, `tandem_resyncs_total{outcome="rejoined"}`) == "1" {
+			rejoined = now
+		}
+		if metricLine(t, b.adm.http, node4, `tandem_resyncs_total{outcome="confirmed"}`) == "1" {
+			confirmed = now
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	corruptedAt := watch.first()
+	if corruptedAt.IsZero() {
+		t.Fatalf("node4 re-synced but never logged %q", corrupting)
+	}
+	if v := metricLine(t, b.adm.http, node4, `tandem_resyncs_total{outcome="stayed_out"}`); v != "0" {
+		t.Fatalf("node4 stayed out (%s)", v)
+	}
+
+	// Every correct node holds state-divergence accusations of node4 from
+	// at least f+1 = 2 distinct correct members (the re-sync level), each
+	// verifying against the member keys, and none against anyone else.
+	// (A correct node that took the certificate from a peer's answer
+	// before node4's vote reached it does not count node4's vote, so not
+	// every correct node need be an accuser.)
+	var accusers map[evidence.NodeID]bool
+	waitUntilTrue(t, "f+1 state-divergence accusers of node4 on every correct node", 30*time.Second, func() bool {
+		for _, id := range correct {
+			if accusers = divergenceAccusers(ctx, t, b, id); len(accusers) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("state-divergence accusers of node4: %v", accusers)
+
+	// Writes went on, and node4 reaches the others' state hash at a later
+	// stable checkpoint.
+	if okWrites.Load() == 0 || time.Since(time.Unix(0, lastOK.Load())) > 5*time.Second {
+		t.Fatalf("writes stopped committing: %d ok, last %v ago", okWrites.Load(), time.Since(time.Unix(0, lastOK.Load())))
+	}
+	cp := c.waitSameCheckpoint(b.adm.http, c.ids(), 0, 30*time.Second)
+	st, err := c.checkpointOf(b.adm.http, byzantineNode)
+	if err != nil || st == nil {
+		t.Fatalf("node4's checkpoint: %+v, %v", st, err)
+	}
+	stopLoadOnce()
+	t.Logf("cft corrupt-state: corrupted at %s; re-sync started after %s, rejoined after %s, state hash restored (stable checkpoint %d/%.12s on node4) after %s; %d writes ok, %d failed during the run",
+		corruptedAt.Format(time.RFC3339Nano), started.Sub(corruptedAt).Round(time.Millisecond), rejoined.Sub(corruptedAt).Round(time.Millisecond),
+		cp.Index, cp.StateHash, confirmed.Sub(corruptedAt).Round(time.Millisecond), okWrites.Load(), failed.Load())
+
+	// node4 serves again: writes through every node commit, the nodes
+	// converge, and nobody is quarantined.
+	all := c.newClient(c.admin, c.endpoint(byzantineNode))
+	for i := range 5 {
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := all.SetConfig(wctx, "after-"+strconv.Itoa(i), "v"); err != nil {
+			t.Fatalf("write %d through node4 after the re-sync: %v", i, err)
+		}
+		wcancel()
+	}
+	c.waitConverged(c.ids(), 20*time.Second)
+	for _, id := range c.ids() {
+		if q := metricFloat(t, b, id, "tandem_quarantined_members"); q != 0 {
+			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, q)
+		}
+	}
+}
+
+// divergenceAccusers returns the accusers of node4's state-divergence
+// accusations that node id keeps, each verified against the member keys;
+// an accusation of anyone else fails the test.
+func divergenceAccusers(ctx context.Context, t *testing.T, b *byzantineRun, id string) map[evidence.NodeID]bool {
+	t.Helper()
+	var list api.EvidenceListView
+	if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+		t.Fatal(err)
+	}
+	accusers := map[evidence.NodeID]bool{}
+	for _, s := range list.Evidence {
+		var raw json.RawMessage
+		if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
+			t.Fatal(err)
+		}
+		var e evidence.Evidence
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatalf("%s evidence %s: %v", id, s.ID, err)
+		}
+		if err := evidence.Verify(&e, b.members); err != nil {
+			t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
+		}
+		if e.Kind != evidence.KindAccusation || e.Accusation.Metric != evidence.MetricStateDivergence {
+			t.Logf("%s also keeps %s", id, e.Summary())
+			continue
+		}
+		if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
+			t.Fatalf("%s keeps a false state-divergence accusation: %s", id, e.Summary())
+		}
+		accusers[e.Accusation.Accuser] = true
+	}
+	return accusers
+}

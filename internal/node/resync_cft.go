@@ -1,0 +1,414 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tandem-consensus/tandem/config"
+	"github.com/tandem-consensus/tandem/consensus"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/internal/transport"
+	"github.com/tandem-consensus/tandem/smr"
+)
+
+// Re-sync in cft mode (and in the Raft epochs of auto mode).
+//
+// The divergence is in this node's state machine, not in its Raft log
+// (the log is the cluster's; a node that applies it wrongly, or whose
+// memory was corrupted, holds a wrong state). Raft has no way to apply
+// its log again, so the node rebuilds its state as a new member does: with
+// an empty log, from the leader's InstallSnapshot (or the log from its
+// start). A voter must never forget entries it acknowledged (a wiped
+// voter could elect a leader that misses a committed entry), so the node
+// first leaves the voters and only then resets its storage:
+//
+//  1. If it leads, it hands leadership over.
+//  2. leave: the leader removes it from the configuration (RemoveServer)
+//     and answers once that is committed. From then on every
+//     configuration a leader can hold lacks it: a candidate that missed
+//     the removal needs a majority of the old configuration, which meets
+//     a majority of the new one that holds the entry, so it cannot win
+//     with this node's vote (Raft's single-server change argument).
+//  3. It stops its Raft engine, moves the Raft storage aside
+//     (raft.diverged, the previous such copy is deleted), and resets the
+//     state machine (empty, or the epoch's certified base state in auto
+//     mode).
+//  4. It starts a fresh Raft engine on an empty directory (same ID, same
+//     address, same peer port) and asks the leader to add it as a
+//     non-voter (join): the leader sends its snapshot or its log.
+//  5. Once it has applied up to the commit index the leader reported at
+//     the join, it asks the leader to make it a voter again (promote,
+//     AddVoter), and serves again.
+//
+// The leader takes leave, join and promote only from the member itself
+// (its verified node certificate), only for members of initial_members
+// (and of the epoch), and join and promote never for a quarantined member.
+
+// pathResync is the leader's endpoint for the re-sync steps (?op=leave,
+// join or promote).
+const pathResync = "/internal/resync"
+
+// resyncAnswer is the leader's answer to a re-sync step.
+type resyncAnswer struct {
+	// CommitIndex is the leader's Raft commit index when it took the
+	// step.
+	CommitIndex uint64 `json:"commit_index"`
+}
+
+// resyncCFT runs steps 1–5.
+func (r *resyncer) resyncCFT(ctx context.Context, rep resyncReport) error {
+	n := r.n
+	n.ckpt.dropOwnVotes()
+	// 1–2. Leave the voters through the leader.
+	wait := resyncRetryMin
+	for {
+		eng := n.raftEng()
+		if eng.Status().Role == "leader" {
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := eng.TransferLeadership(tctx, "")
+			cancel()
+			r.log.Info("re-sync: handing leadership over before leaving the voters", "err", err)
+		} else if _, err := r.step(ctx, "leave", eng.Status().LeaderAddr); err == nil {
+			break
+		} else {
+			r.log.Info("re-sync: the leader has not removed this node from the voters yet; trying again", "err", err)
+		}
+		if err := backoff(ctx, &wait); err != nil {
+			return err
+		}
+	}
+	r.log.Warn("re-sync: this node left the Raft voters; resetting its Raft storage and state machine", "index", rep.Index)
+	// 3. From here on a restart resumes at the rejoin; the checkpoints
+	// this node may have signed for the diverged state are never signed
+	// again.
+	epoch := n.ckpt.epoch()
+	rec := resyncRecord{Epoch: epoch, SignedUpTo: max(n.ckpt.applied.Load(), rep.Index), Rejoining: true, Index: rep.Index,
+		Certified: hex.EncodeToString(rep.Certified[:]), Own: hex.EncodeToString(rep.Own[:]), Since: rep.At}
+	if err := r.saveRecord(rec); err != nil {
+		return err
+	}
+	if err := n.raftEng().Stop(); err != nil {
+		r.log.Warn("re-sync: stopping the Raft engine", "err", err)
+	}
+	dir := r.raftDataDir()
+	if err := moveAside(filepath.Join(dir, "raft"), filepath.Join(dir, "raft.diverged")); err != nil {
+		return fmt.Errorf("move the diverged raft storage aside: %w", err)
+	}
+	base, err := r.baseState()
+	if err != nil {
+		return err
+	}
+	if err := n.fsm.Restore(base); err != nil {
+		return fmt.Errorf("reset the state machine: %w", err)
+	}
+	if err := r.startRaft(ctx); err != nil {
+		return err
+	}
+	// 4–5.
+	return r.rejoinCFT(ctx)
+}
+
+// rejoinCFT joins as a non-voter, catches up and is promoted.
+func (r *resyncer) rejoinCFT(ctx context.Context) error {
+	n := r.n
+	wait := resyncRetryMin
+	for {
+		ans, err := r.stepAny(ctx, "join")
+		if err != nil {
+			r.log.Info("re-sync: no leader took this node back as a non-voter yet; trying again", "err", err)
+			if err := backoff(ctx, &wait); err != nil {
+				return err
+			}
+			continue
+		}
+		r.log.Info("re-sync: rejoined as a non-voter; catching up from the leader", "leader_commit", ans.CommitIndex)
+		if err := r.catchUp(ctx, ans.CommitIndex); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.log.Warn("re-sync: not caught up yet; asking the leader again", "err", err)
+			continue
+		}
+		break
+	}
+	wait = resyncRetryMin
+	for {
+		if _, err := r.stepAny(ctx, "promote"); err == nil {
+			break
+		} else {
+			r.log.Info("re-sync: not promoted to voter yet; trying again", "err", err)
+		}
+		if err := backoff(ctx, &wait); err != nil {
+			return err
+		}
+	}
+	rec := *r.record()
+	rec.Rejoining = false
+	if err := r.saveRecord(rec); err != nil {
+		return err
+	}
+	idx, _ := n.fsm.Hash()
+	r.log.Info("re-sync: promoted back to voter", "applied_index", idx)
+	return nil
+}
+
+// catchUp waits until this node's Raft engine has applied index.
+func (r *resyncer) catchUp(ctx context.Context, index uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, resyncCatchUpTimeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if st := r.n.raftEng().Status(); st.AppliedIndex >= index && r.n.fsm.Initialized() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("applied %d of the leader's %d: %w", r.n.raftEng().Status().AppliedIndex, index, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// step asks the leader at peer address addr to take op for this node.
+func (r *resyncer) step(ctx context.Context, op, addr string) (resyncAnswer, error) {
+	var ans resyncAnswer
+	if addr == "" {
+		return ans, errors.New("no leader known")
+	}
+	b, err := postOneStatus(ctx, r.n, addr, pathResync+"?op="+op)
+	if err != nil {
+		return ans, err
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return ans, fmt.Errorf("leader's answer to %s: %w", op, err)
+	}
+	return ans, nil
+}
+
+// stepAny asks every member in turn (a fresh engine knows no leader until
+// it is in the configuration); only the leader takes the step.
+func (r *resyncer) stepAny(ctx context.Context, op string) (resyncAnswer, error) {
+	if addr := r.n.raftEng().Status().LeaderAddr; addr != "" {
+		if ans, err := r.step(ctx, op, addr); err == nil {
+			return ans, nil
+		}
+	}
+	var errs []error
+	for _, m := range r.n.ckpt.peers {
+		ans, err := r.step(ctx, op, m.Addr)
+		if err == nil {
+			return ans, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+	}
+	return resyncAnswer{}, errors.Join(errs...)
+}
+
+// postOneStatus POSTs an empty body to path on the peer at addr and
+// returns the body of a 200 answer, or an error with the answer's text.
+func postOneStatus(ctx context.Context, n *Node, addr, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.rpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %d: %s", addr, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// raftDataDir is the directory the Raft engine keeps its storage under
+// (its "raft" subdirectory).
+func (r *resyncer) raftDataDir() string {
+	if r.n.sel != nil {
+		return r.n.epochDir(r.n.sel.record().Epoch)
+	}
+	return r.n.cfg.DataDir
+}
+
+// baseState is the state a fresh Raft log of the running epoch starts
+// from: empty in a plain cft cluster and in epoch 1, the certified base
+// state of a later epoch.
+func (r *resyncer) baseState() ([]byte, error) {
+	if r.n.sel != nil {
+		if e := r.n.sel.record().Epoch; e > 1 {
+			b, err := os.ReadFile(filepath.Join(r.n.epochDir(e), baseSnapshotName))
+			if err != nil {
+				return nil, fmt.Errorf("base state of epoch %d: %w", e, err)
+			}
+			return b, nil
+		}
+	}
+	return smr.NewUninitialized().Snapshot()
+}
+
+// startRaft starts a fresh Raft engine of the running epoch and makes it
+// the node's engine.
+func (r *resyncer) startRaft(ctx context.Context) error {
+	n := r.n
+	var rc raftengine.Config
+	if n.sel != nil {
+		rec := n.sel.record()
+		if rec.Mode != smr.ModeCFT {
+			return fmt.Errorf("epoch %d runs %s, not Raft", rec.Epoch, rec.Mode)
+		}
+		rc = n.epochRaftConfig(rec)
+	} else {
+		rc = n.cftRaftConfig()
+	}
+	e, err := raftengine.New(rc)
+	if err != nil {
+		return fmt.Errorf("restart the raft engine: %w", err)
+	}
+	n.swapEngine(nil, e)
+	if n.det != nil {
+		n.det.attach(cftQuarantine{e: e, self: n.cfg.NodeID, log: n.det.log})
+		n.det.pushQuarantine(ctx)
+	}
+	return nil
+}
+
+// cftRaftConfig is the Raft engine configuration of consensus_mode cft.
+func (n *Node) cftRaftConfig() raftengine.Config {
+	rc := raftengine.Config{
+		NodeID:    n.cfg.NodeID,
+		DataDir:   n.cfg.DataDir,
+		Advertise: n.cfg.PeerAdvertiseAddr(),
+		Stream:    n.mux.RaftLayer(),
+		FSM:       n.fsm,
+		Raft:      n.Effective().Raft,
+		Logger:    n.log,
+	}
+	// The leader signs what it proposes; with every member's key (a
+	// detector) the replicas check it.
+	rc.Signer, rc.Epoch = n.signKey, cftEpoch
+	if n.det != nil {
+		n.det.raftChecks(&rc)
+	}
+	return rc
+}
+
+// epochRaftConfig is the Raft engine configuration of the cft epoch rec.
+func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
+	rc := raftengine.Config{
+		NodeID:    n.cfg.NodeID,
+		DataDir:   n.epochDir(rec.Epoch),
+		Advertise: n.cfg.PeerAdvertiseAddr(),
+		Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
+		FSM:       n.fsm,
+		IndexBase: rec.BaseIndex,
+		Raft:      n.Effective().Raft,
+		Logger:    n.log.With("epoch", rec.Epoch),
+		Signer:    n.signKey,
+		Epoch:     rec.Epoch,
+	}
+	n.det.raftChecks(&rc)
+	return rc
+}
+
+// moveAside renames dir to to, deleting what was at to; a missing dir is
+// no error. The parent directory is synced.
+func moveAside(dir, to string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.RemoveAll(to); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, to); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(dir))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// registerResyncRPC serves the leader's side of the re-sync steps.
+func (n *Node) registerResyncRPC(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+pathResync, func(w http.ResponseWriter, r *http.Request) {
+		op := r.URL.Query().Get("op")
+		id := transport.PeerIDFromContext(r.Context())
+		addr, err := n.resyncMember(id, op)
+		if err != nil {
+			writeRPCError(w, err)
+			return
+		}
+		eng := n.raftEng()
+		if n.bftMode() || eng == nil {
+			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "re-sync: this node does not run Raft"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
+		defer cancel()
+		switch op {
+		case "leave":
+			err = eng.RemoveMember(ctx, id)
+		case "join":
+			err = eng.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: false})
+		case "promote":
+			err = eng.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: true})
+		}
+		if err != nil {
+			var nl *consensus.NotLeaderError
+			if errors.As(err, &nl) {
+				err = fmt.Errorf("re-sync %s: not the leader (leader %q): %w", op, nl.LeaderID, consensus.ErrUnavailable)
+			}
+			writeRPCError(w, err)
+			return
+		}
+		n.log.Warn("re-sync step taken for a member whose state diverged", "member", id, "op", op)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resyncAnswer{CommitIndex: eng.Status().CommitIndex})
+	})
+}
+
+// resyncMember checks that member id may ask for op and returns its
+// configured peer address.
+func (n *Node) resyncMember(id, op string) (string, error) {
+	if op != "leave" && op != "join" && op != "promote" {
+		return "", smr.Errorf(smr.CodeMalformed, "re-sync: unknown step %q (leave, join or promote)", op)
+	}
+	ms, err := n.cfg.Members()
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(ms, func(m config.Member) bool { return m.ID == id })
+	if id == "" || i < 0 {
+		return "", smr.Errorf(smr.CodePermissionDenied, "re-sync: %q is not in initial_members", id)
+	}
+	if op == "leave" {
+		return ms[i].Addr, nil
+	}
+	if n.quarantinedPeer(id) {
+		return "", smr.Errorf(smr.CodePermissionDenied, "re-sync: %s is quarantined and is not taken back", id)
+	}
+	if n.sel != nil && !slices.Contains(n.sel.record().Members, id) {
+		return "", smr.Errorf(smr.CodePermissionDenied, "re-sync: %s is not a member of epoch %s", id, strconv.FormatUint(n.sel.record().Epoch, 10))
+	}
+	return ms[i].Addr, nil
+}
