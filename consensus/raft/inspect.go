@@ -153,13 +153,32 @@ func (in *inspector) run() {
 				// waiting for its timeout. The transports' response
 				// channels hold one answer; never block on one.
 				select {
-				case rpc.RespChan <- raft.RPCResponse{Error: raft.ErrTransportShutdown}:
+				case rpc.RespChan <- raft.RPCResponse{Response: emptyResponse(rpc.Command), Error: raft.ErrTransportShutdown}:
 				default:
 				}
 				return
 			}
 		}
 	}
+}
+
+// emptyResponse is a zero response of the type that answers cmd: a
+// transport may read the response's type before it looks at the error
+// (hashicorp/raft's in-memory pipeline does).
+func emptyResponse(cmd any) any {
+	switch cmd.(type) {
+	case *raft.AppendEntriesRequest:
+		return &raft.AppendEntriesResponse{}
+	case *raft.RequestVoteRequest:
+		return &raft.RequestVoteResponse{}
+	case *raft.RequestPreVoteRequest:
+		return &raft.RequestPreVoteResponse{}
+	case *raft.InstallSnapshotRequest:
+		return &raft.InstallSnapshotResponse{}
+	case *raft.TimeoutNowRequest:
+		return &raft.TimeoutNowResponse{}
+	}
+	return nil
 }
 
 // close closes the wrapped transport (so no RPC arrives any more) and

@@ -91,8 +91,8 @@ func TestInspectorForwardsRPCsUnchanged(t *testing.T) {
 }
 
 // TestInspectorCloseAnswersPendingRPC: an RPC taken from the transport
-// while Raft no longer reads is answered with ErrTransportShutdown when
-// the inspector closes, and its goroutine ends.
+// while Raft no longer reads is answered with ErrTransportShutdown and a
+// response of its type when the inspector closes, and its goroutine ends.
 func TestInspectorCloseAnswersPendingRPC(t *testing.T) {
 	ct := newChanTransport()
 	in := newInspector(ct, "self", raft.NewInmemStore(), nil, time.Now)
@@ -102,8 +102,14 @@ func TestInspectorCloseAnswersPendingRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-in.done
-	if r := <-resp; !errors.Is(r.Error, raft.ErrTransportShutdown) {
+	r := <-resp
+	if !errors.Is(r.Error, raft.ErrTransportShutdown) {
 		t.Fatalf("pending RPC answered with %+v, want ErrTransportShutdown", r)
+	}
+	// A transport may read the response's type first (the in-memory
+	// pipeline does, and panics on nil).
+	if _, ok := r.Response.(*raft.RequestVoteResponse); !ok {
+		t.Fatalf("pending RPC answered with a %T response, want *raft.RequestVoteResponse", r.Response)
 	}
 }
 
