@@ -80,7 +80,7 @@ func (n *Node) newCFTDetector(key ed25519.PrivateKey, logger *slog.Logger) (*det
 	d.fromRaft = make(chan raftengine.AttestationCheck, raftCheckQueue)
 	d.slots = newSlotTable(maxSlots)
 	d.deliverAttestations = n.deliverAttestations
-	d.hb = newHeartbeatPoller(d.self, time.Duration(d.scoreConfig().HeartbeatLatencyP99.Threshold))
+	d.hb = newHeartbeatPoller(d.self)
 	bound, err := omitBound(n.cfg.Raft.MaxAppendEntries)
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)

@@ -56,13 +56,12 @@ type conflictKey struct {
 // conflictWindow. It is pure (the caller hands it times) and used by the
 // detector's run goroutine only.
 type conflictCounter struct {
-	seen    map[conflictKey]time.Time
-	events  map[evidence.NodeID][]time.Time // ascending
-	accused map[evidence.NodeID]time.Time
+	seen    map[conflictKey]time.Time // when each event was counted
+	accused map[evidence.NodeID]accuseLimit
 }
 
 func newConflictCounter() *conflictCounter {
-	return &conflictCounter{seen: map[conflictKey]time.Time{}, events: map[evidence.NodeID][]time.Time{}, accused: map[evidence.NodeID]time.Time{}}
+	return &conflictCounter{seen: map[conflictKey]time.Time{}, accused: map[evidence.NodeID]accuseLimit{}}
 }
 
 // add counts event (who, n) at now unless it was counted within the
@@ -79,23 +78,18 @@ func (c *conflictCounter) add(who evidence.NodeID, n uint64, now time.Time) int 
 		}
 	}
 	c.seen[k] = now
-	c.events[who] = append(c.events[who], now)
 	return c.count(who, now)
 }
 
-// count drops who's events older than the window and returns the rest.
+// count returns who's events counted within the window before now.
 func (c *conflictCounter) count(who evidence.NodeID, now time.Time) int {
-	ev := c.events[who]
-	cut := 0
-	for cut < len(ev) && now.Sub(ev[cut]) >= conflictWindow {
-		cut++
+	n := 0
+	for k, at := range c.seen {
+		if k.who == who && now.Sub(at) < conflictWindow {
+			n++
+		}
 	}
-	if cut == len(ev) {
-		delete(c.events, who)
-		return 0
-	}
-	c.events[who] = ev[cut:]
-	return len(ev) - cut
+	return n
 }
 
 // prune forgets the events older than the window.
@@ -105,19 +99,7 @@ func (c *conflictCounter) prune(now time.Time) {
 			delete(c.seen, k)
 		}
 	}
-	for who := range c.events {
-		c.count(who, now)
-	}
 }
-
-// due reports whether who may be accused at now (rate limit), and
-// accusedAt records that it was.
-func (c *conflictCounter) due(who evidence.NodeID, now time.Time) bool {
-	at, ok := c.accused[who]
-	return !ok || now.Sub(at) >= conflictAccuseEvery
-}
-
-func (c *conflictCounter) accusedAt(who evidence.NodeID, now time.Time) { c.accused[who] = now }
 
 // conflictWatch is the detector's log-conflict state.
 type conflictWatch struct {
@@ -143,16 +125,31 @@ func (d *detector) setDisruptLimit(n int) {
 	d.conflicts.disruptLimit.Store(int64(n))
 }
 
+// The observed kinds of log conflicts: what the Raft RPC inspector saw,
+// and a hotstuff proposal forking off below the committed block.
+type (
+	peerRPC        raftengine.PeerObservation
+	forkedProposal hsengine.ConflictObservation
+)
+
+func (o peerRPC) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observePeerRPC(ctx, raftengine.PeerObservation(o), now)
+}
+
+func (o forkedProposal) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observeConflict(ctx, hsengine.ConflictObservation(o), now)
+}
+
 // onPeerRPC is the Raft engine's Config.OnPeerRPC: it runs on the RPC
 // inspector's goroutine and must not block.
 func (d *detector) onPeerRPC(o raftengine.PeerObservation) {
-	d.enqueueObservation(observation{at: d.clock(), peer: o})
+	d.enqueueObservation(observation{at: d.clock(), other: peerRPC(o)})
 }
 
 // onConflict is the HotStuff engine's Config.OnConflict: it runs on the
 // engine's loop and must not block.
 func (d *detector) onConflict(o hsengine.ConflictObservation) {
-	d.enqueueObservation(observation{at: d.clock(), conflict: o})
+	d.enqueueObservation(observation{at: d.clock(), other: forkedProposal(o)})
 }
 
 // observePeerRPC counts what the Raft RPC inspector saw and accuses the
@@ -197,10 +194,10 @@ func (d *detector) observeConflict(ctx context.Context, o hsengine.ConflictObser
 // when n is above bound and who was not accused for this kind within
 // conflictAccuseEvery.
 func (d *detector) accuseConflicts(ctx context.Context, c *conflictCounter, who evidence.NodeID, n int, bound int64, now time.Time, detail func() string) {
-	if int64(n) <= bound || !c.due(who, now) {
+	if int64(n) <= bound || !c.accused[who].allows(now, conflictAccuseEvery) {
 		return
 	}
 	if d.accuse(ctx, who, evidence.MetricLogConflicts, int64(n), detail(), now) {
-		c.accusedAt(who, now)
+		c.accused[who] = accuseLimit{now}
 	}
 }

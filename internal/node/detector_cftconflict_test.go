@@ -158,12 +158,12 @@ func TestBFTConflictsAccusePerProposerAndView(t *testing.T) {
 		return hsengine.ConflictObservation{Proposer: "n2", View: types.View(view), Height: 3, CommittedHeight: 9, CommittedView: 12}
 	}
 	for _, v := range []uint64{20, 20, 24, 28, 28} {
-		d.observe(ctx, observation{at: f.clock, conflict: obs(v)})
+		d.observe(ctx, observation{at: f.clock, other: forkedProposal(obs(v))})
 	}
 	if got := accusationsBy(d, evidence.MetricLogConflicts); len(got) != 0 {
 		t.Fatalf("accused after 3 views: %v", got)
 	}
-	d.observe(ctx, observation{at: f.clock, conflict: obs(32)})
+	d.observe(ctx, observation{at: f.clock, other: forkedProposal(obs(32))})
 	if got := accusationsBy(d, evidence.MetricLogConflicts); !slices.Equal(got, []string{"n1>n2"}) {
 		t.Fatalf("accusations %v, want n1>n2", got)
 	}

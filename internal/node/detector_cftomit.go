@@ -47,8 +47,11 @@ const maxWatchedForwards = 4096
 type forwardWatch struct {
 	leader string
 	term   uint64
-	from   uint64 // max(applied, last) Raft index when the write was sent
-	env    *smr.Envelope
+	// from is Raft's last index when the write was sent, or its applied
+	// index if above: the two are read apart, and installing a snapshot
+	// moves the applied index first.
+	from uint64
+	env  *smr.Envelope
 }
 
 // fwdVerdict is what one check of a watched forward decides.
@@ -202,21 +205,10 @@ func (d *detector) sweepForwards(ctx context.Context, c raftengine.Contact) {
 	if !d.accusable(id) {
 		return
 	}
-	s := d.fwd.omit[id]
-	if s == nil {
-		s = &countState{}
-		d.fwd.omit[id] = s
-	}
-	s.count += int64(len(due))
-	now := d.clock()
-	if !s.accused.IsZero() && now.Sub(s.accused) < omitAccuseEvery {
-		return
-	}
-	detail := fmt.Sprintf("%d client writes this node forwarded to the raft leader (term %d) were neither answered nor applied while the leader committed at least %d further entries",
-		s.count, c.Term, d.fwd.bound)
-	if d.accuse(ctx, id, evidence.MetricSelectiveOmission, s.count, detail, now) {
-		s.accused, s.count = now, 0
-	}
+	d.accuseCount(ctx, countIn(d.fwd.omit, id), id, int64(len(due)), omitAccuseEvery, evidence.MetricSelectiveOmission, func(n int64) string {
+		return fmt.Sprintf("%d client writes this node forwarded to the raft leader (term %d) were neither answered nor applied while the leader committed at least %d further entries",
+			n, c.Term, d.fwd.bound)
+	}, d.clock())
 }
 
 // omitBound is the number of entries past a forwarded write's arrival

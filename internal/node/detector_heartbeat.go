@@ -48,33 +48,24 @@ const (
 	hbMinSamples = 100
 )
 
-// raftContact is what a heartbeat poll reads from the Raft engine.
-type raftContact struct {
-	role        string
-	leader      string
-	term        uint64
-	lastContact time.Time
-}
-
 // heartbeatPoller is the cft heartbeat analyzer's state: the samples of
 // the current leader and term. It is pure (the caller hands it times) and
 // used by one goroutine.
 type heartbeatPoller struct {
-	self      evidence.NodeID
-	threshold time.Duration
+	self evidence.NodeID
 
 	leader string
 	term   uint64
 	last   time.Time // the previous poll
 	quiet  time.Time // no samples before this (after a stall)
-	win    latState
+	win    latWindow
 	// accused is when each leader was last accused (kept across leader
 	// changes: the rate limit is per leader).
-	accused map[string]time.Time
+	accused map[string]accuseLimit
 }
 
-func newHeartbeatPoller(self evidence.NodeID, threshold time.Duration) *heartbeatPoller {
-	return &heartbeatPoller{self: self, threshold: threshold, accused: map[string]time.Time{}}
+func newHeartbeatPoller(self evidence.NodeID) *heartbeatPoller {
+	return &heartbeatPoller{self: self, accused: map[string]accuseLimit{}}
 }
 
 // heartbeatVerdict asks for an accusation of leader.
@@ -85,19 +76,20 @@ type heartbeatVerdict struct {
 	samples int
 }
 
-// poll takes one sample at now and reports whether the leader's p99 asks
-// for an accusation. The caller calls accusedAt once it accused.
-func (p *heartbeatPoller) poll(now time.Time, c raftContact) (heartbeatVerdict, bool) {
+// poll takes one sample of c, what this node knows of its leader, at now
+// and reports whether the leader's p99 is above threshold and asks for an
+// accusation. The caller calls accusedAt once it accused.
+func (p *heartbeatPoller) poll(now time.Time, c raftengine.Contact, threshold time.Duration) (heartbeatVerdict, bool) {
 	prev := p.last
 	p.last = now
-	if c.role != "follower" || c.leader == "" || c.leader == string(p.self) || c.lastContact.IsZero() {
-		p.leader, p.term, p.win.samples = "", 0, nil
+	if !c.Follower || c.LeaderID == "" || c.LeaderID == string(p.self) || c.LastContact.IsZero() {
+		p.leader, p.term, p.win = "", 0, nil
 		return heartbeatVerdict{}, false
 	}
-	if c.leader != p.leader || c.term != p.term {
+	if c.LeaderID != p.leader || c.Term != p.term {
 		// A new leader (or term), or the first contact since the start:
 		// its samples start now.
-		p.leader, p.term, p.win.samples = c.leader, c.term, nil
+		p.leader, p.term, p.win = c.LeaderID, c.Term, nil
 		return heartbeatVerdict{}, false
 	}
 	if now.Sub(prev) > hbStallAfter {
@@ -107,32 +99,34 @@ func (p *heartbeatPoller) poll(now time.Time, c raftContact) (heartbeatVerdict, 
 	if now.Before(p.quiet) {
 		return heartbeatVerdict{}, false
 	}
-	p.win.add(now, latencySample{at: now, latency: max(now.Sub(c.lastContact), 0)}, hbWindow, hbMaxSamples)
-	if len(p.win.samples) < hbMinSamples {
+	p.win.add(now, latencySample{at: now, latency: max(now.Sub(c.LastContact), 0)}, hbWindow, hbMaxSamples)
+	if len(p.win) < hbMinSamples || !p.accused[c.LeaderID].allows(now, latencyAccuseEvery) {
 		return heartbeatVerdict{}, false
 	}
-	if at, ok := p.accused[c.leader]; ok && now.Sub(at) < latencyAccuseEvery {
+	p99, _ := latencyP99(p.win)
+	if p99 <= threshold {
 		return heartbeatVerdict{}, false
 	}
-	p99, _ := latencyP99(p.win.samples)
-	if p99 <= p.threshold {
-		return heartbeatVerdict{}, false
-	}
-	return heartbeatVerdict{leader: c.leader, term: c.term, p99: p99, samples: len(p.win.samples)}, true
+	return heartbeatVerdict{leader: c.LeaderID, term: c.Term, p99: p99, samples: len(p.win)}, true
 }
 
 // accusedAt records that leader was accused at now.
-func (p *heartbeatPoller) accusedAt(leader string, now time.Time) { p.accused[leader] = now }
+func (p *heartbeatPoller) accusedAt(leader string, now time.Time) {
+	p.accused[leader] = accuseLimit{now}
+}
+
+// latWindow is a member's latency samples, oldest first.
+type latWindow []latencySample
 
 // add appends smp and drops the samples older than window or beyond the
 // last maxN.
-func (s *latState) add(now time.Time, smp latencySample, window time.Duration, maxN int) {
-	s.samples = append(s.samples, smp)
+func (w *latWindow) add(now time.Time, smp latencySample, window time.Duration, maxN int) {
+	s := append(*w, smp)
 	cut := 0
-	for cut < len(s.samples) && (now.Sub(s.samples[cut].at) > window || len(s.samples)-cut > maxN) {
+	for cut < len(s) && (now.Sub(s[cut].at) > window || len(s)-cut > maxN) {
 		cut++
 	}
-	s.samples = slices.Delete(s.samples, 0, cut)
+	*w = slices.Delete(s, 0, cut)
 }
 
 // cftTick runs the periodic cft analyzers on one reading of the Raft
@@ -149,20 +143,17 @@ func (d *detector) cftTick(ctx context.Context) {
 }
 
 // pollHeartbeat takes one heartbeat sample on a Raft follower and accuses
-// the leader when its p99 is above the table's bound.
+// the leader when its p99 is above the bound of the scoring table in
+// effect.
 func (d *detector) pollHeartbeat(ctx context.Context, rc raftengine.Contact) {
 	if d.hb == nil {
 		return
 	}
 	now := d.clock()
-	c := raftContact{role: "follower", leader: rc.LeaderID, term: rc.Term, lastContact: rc.LastContact}
-	if !rc.Follower {
-		c.role = "other"
+	if rc.LeaderID != "" && !d.accusable(evidence.NodeID(rc.LeaderID)) {
+		rc = raftengine.Contact{} // not a member this node accuses: no samples
 	}
-	if c.leader != "" && !d.accusable(evidence.NodeID(c.leader)) {
-		c = raftContact{} // not a member this node accuses: no samples
-	}
-	v, ok := d.hb.poll(now, c)
+	v, ok := d.hb.poll(now, rc, time.Duration(d.scoreConfig().HeartbeatLatencyP99.Threshold))
 	if !ok {
 		return
 	}
@@ -176,7 +167,15 @@ func (d *detector) pollHeartbeat(ctx context.Context, rc raftengine.Contact) {
 // onProposalWait is the engine's Config.OnProposalWait: it runs on the
 // engine's loop and must not block.
 func (d *detector) onProposalWait(w hsengine.ProposalWaitObservation) {
-	d.enqueueObservation(observation{at: d.clock(), wait: w})
+	d.enqueueObservation(observation{at: d.clock(), other: proposalWait(w)})
+}
+
+// proposalWait is an observed kind: how long this replica waited for a
+// view's proposal.
+type proposalWait hsengine.ProposalWaitObservation
+
+func (o proposalWait) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observeProposalWait(ctx, hsengine.ProposalWaitObservation(o), now)
 }
 
 // observeProposalWait records how long this replica waited for a leader's

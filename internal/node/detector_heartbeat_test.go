@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/detector/score"
 )
 
 // pollStep is one heartbeat poll of a scripted run: the poll comes gap
@@ -25,16 +26,16 @@ type pollStep struct {
 // (relative to the start) and for which leader; every verdict is taken as
 // an accusation.
 func runPolls(steps []pollStep) (at []time.Duration, leaders []string) {
-	p := newHeartbeatPoller("n1", 500*time.Millisecond)
+	p := newHeartbeatPoller("n1")
 	t0 := time.Unix(1_000_000, 0)
 	now := t0
 	for _, s := range steps {
 		now = now.Add(s.gap)
-		c := raftContact{role: s.role, leader: s.leader, term: s.term}
+		c := raftengine.Contact{Follower: s.role == "follower", LeaderID: s.leader, Term: s.term}
 		if s.age >= 0 {
-			c.lastContact = now.Add(-s.age)
+			c.LastContact = now.Add(-s.age)
 		}
-		if v, ok := p.poll(now, c); ok {
+		if v, ok := p.poll(now, c, 500*time.Millisecond); ok {
 			p.accusedAt(v.leader, now)
 			at = append(at, now.Sub(t0))
 			leaders = append(leaders, v.leader)
@@ -164,7 +165,7 @@ func TestProposalWaitAccusesLeader(t *testing.T) {
 	ctx := context.Background()
 	t0 := f.clock
 	obs := func(at time.Time, leader string, wait time.Duration, timedOut bool) {
-		d.observe(ctx, observation{at: at, wait: hsengine.ProposalWaitObservation{Leader: types.NodeID(leader), View: 1, Wait: wait, TimedOut: timedOut}})
+		d.observe(ctx, observation{at: at, other: proposalWait{Leader: types.NodeID(leader), View: 1, Wait: wait, TimedOut: timedOut}})
 	}
 	for i := range latencyMinSamples - 1 {
 		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
@@ -211,7 +212,7 @@ func TestProposalWaitEveryLeaderLate(t *testing.T) {
 	ctx := context.Background()
 	t0 := f.clock
 	obs := func(at time.Time, leader string, wait time.Duration) {
-		d.observe(ctx, observation{at: at, wait: hsengine.ProposalWaitObservation{Leader: types.NodeID(leader), View: 1, Wait: wait}})
+		d.observe(ctx, observation{at: at, other: proposalWait{Leader: types.NodeID(leader), View: 1, Wait: wait}})
 	}
 	at := t0
 	for i := range 2 * latencyMinSamples {
@@ -234,5 +235,42 @@ func TestProposalWaitEveryLeaderLate(t *testing.T) {
 	}
 	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); !slices.Equal(got, []string{"n1>n4"}) {
 		t.Fatalf("accusations %v, want n1>n4", got)
+	}
+}
+
+// TestHeartbeatThresholdFollowsTheTable: the cft poller judges the p99
+// against the scoring table in effect, so a new table applies to the next
+// poll: a leader whose contacts come every 800 ms is within a 1 s bound
+// and accused once the bound is back at 500 ms.
+func TestHeartbeatThresholdFollowsTheTable(t *testing.T) {
+	f := newDetectorFixture(t)
+	d, _ := f.open()
+	d.hb = newHeartbeatPoller(d.self)
+	ctx := context.Background()
+	setThreshold := func(th time.Duration) {
+		t.Helper()
+		c := score.Default()
+		c.HeartbeatLatencyP99.Threshold = int64(th)
+		if err := d.setScore(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := f.clock
+	poll := func(n int) {
+		for range n {
+			f.clock = f.clock.Add(hbPollEvery)
+			age := f.clock.Sub(t0) % (800 * time.Millisecond)
+			d.pollHeartbeat(ctx, raftengine.Contact{Follower: true, LeaderID: "n2", Term: 1, LastContact: f.clock.Add(-age)})
+		}
+	}
+	setThreshold(time.Second)
+	poll(3 * hbMinSamples)
+	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); len(got) != 0 {
+		t.Fatalf("accusations %v under a 1 s bound", got)
+	}
+	setThreshold(500 * time.Millisecond)
+	poll(1)
+	if got := accusationsBy(d, evidence.MetricHeartbeatLatencyP99); !slices.Equal(got, []string{"n1>n2"}) {
+		t.Fatalf("accusations %v under a 500 ms bound, want n1>n2", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
-	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/detector/score"
 )
@@ -68,24 +67,43 @@ const (
 	divergeAccuseEvery = 30 * time.Second
 )
 
-// observation is one report of the engine.
+// observation is one report of the engine. Votes, by far the most
+// frequent, are kept inline; every other kind is one small value of its
+// own type in other.
 type observation struct {
-	at time.Time
-	// sigFrom is set for a signature failure (of a message of sigKind).
-	sigFrom types.NodeID
-	sigKind types.MsgType
-	vote    hsengine.VoteObservation
-	// omit is set (Leader not empty) for an omission.
-	omit hsengine.OmissionObservation
-	// diverge is set (Signer not empty) for a state divergence.
-	diverge divergence
-	// wait is set (Leader not empty) for a leader's proposal wait.
-	wait hsengine.ProposalWaitObservation
-	// peer is set (Kind not 0) for what the Raft RPC inspector saw, and
-	// conflict (Proposer not empty) for a proposal forking off below the
-	// committed block (detector_cftconflict.go).
-	peer     raftengine.PeerObservation
-	conflict hsengine.ConflictObservation
+	at   time.Time
+	vote hsengine.VoteObservation // unless other is set
+	// other is set for every kind but a vote.
+	other observed
+}
+
+// observed is an observation of another kind than a vote: it applies its
+// rule on the run goroutine.
+type observed interface {
+	observe(ctx context.Context, d *detector, now time.Time)
+}
+
+// The kinds of observed.
+type (
+	// sigFailure: a message of kind from whose own signature failed.
+	sigFailure struct {
+		from types.NodeID
+		kind types.MsgType
+	}
+	// omission: commands a leader left out of proposals with room.
+	omission hsengine.OmissionObservation
+)
+
+func (o sigFailure) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observeSignature(ctx, evidence.NodeID(o.from), o.kind, now)
+}
+
+func (o omission) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observeOmission(ctx, hsengine.OmissionObservation(o), now)
+}
+
+func (o divergence) observe(ctx context.Context, d *detector, now time.Time) {
+	d.observeDivergence(ctx, o, now)
 }
 
 // divergence is a member's signed checkpoint at an index where a quorum
@@ -104,25 +122,34 @@ type latencySample struct {
 	missing bool
 }
 
+// accuseLimit is when a member was last accused of one kind (zero:
+// never): it allows one accusation per interval.
+type accuseLimit struct{ at time.Time }
+
+// allows reports whether an accusation at now is at least every after
+// the last one.
+func (l accuseLimit) allows(now time.Time, every time.Duration) bool {
+	return l.at.IsZero() || now.Sub(l.at) >= every
+}
+
 // sigState is what the detector remembers of one sender's bad signatures.
 type sigState struct {
-	count   int64 // failures since the last accusation
-	kinds   map[types.MsgType]int64
-	accused time.Time
+	countState
+	kinds map[types.MsgType]int64
 }
 
 // latState is what the detector remembers of one member's vote latencies.
 type latState struct {
-	samples []latencySample // oldest first
-	accused time.Time
+	samples latWindow
+	accused accuseLimit
 }
 
-// countState is what the detector remembers of one member's omissions or
-// divergences since its last accusation.
+// countState is what the detector remembers of one member's omissions,
+// divergences or bad signatures since its last accusation.
 type countState struct {
 	count   int64
 	last    uint64 // divergences: the highest index counted
-	accused time.Time
+	accused accuseLimit
 }
 
 // observer is the detector's observation state, used by the run goroutine
@@ -157,7 +184,7 @@ func (d *detector) observeEngine(cfg *hsengine.Config) {
 // onOmission is the engine's Config.OnOmission: it runs on the engine's
 // loop and must not block.
 func (d *detector) onOmission(o hsengine.OmissionObservation) {
-	d.enqueueObservation(observation{at: d.clock(), omit: o})
+	d.enqueueObservation(observation{at: d.clock(), other: omission(o)})
 }
 
 // onDivergence reports a member's checkpoint vote for another state than
@@ -167,13 +194,13 @@ func (d *detector) onDivergence(dv divergence) {
 	if d == nil {
 		return
 	}
-	d.enqueueObservation(observation{at: d.clock(), diverge: dv})
+	d.enqueueObservation(observation{at: d.clock(), other: dv})
 }
 
 // onSignatureFailure is the engine's Config.OnSignatureFailure: it runs on
 // the engine's loop and must not block.
 func (d *detector) onSignatureFailure(from types.NodeID, kind types.MsgType) {
-	d.enqueueObservation(observation{at: d.clock(), sigFrom: from, sigKind: kind})
+	d.enqueueObservation(observation{at: d.clock(), other: sigFailure{from: from, kind: kind}})
 }
 
 // onVote is the engine's Config.OnVote: it runs on the engine's loop and
@@ -192,22 +219,11 @@ func (d *detector) enqueueObservation(o observation) {
 
 // observe turns one observation into an accusation when its rule says so.
 func (d *detector) observe(ctx context.Context, o observation) {
-	switch {
-	case o.sigFrom != "":
-		d.observeSignature(ctx, evidence.NodeID(o.sigFrom), o.sigKind, o.at)
-	case o.omit.Leader != "":
-		d.observeOmission(ctx, o.omit, o.at)
-	case o.diverge.Signer != "":
-		d.observeDivergence(ctx, o.diverge, o.at)
-	case o.wait.Leader != "":
-		d.observeProposalWait(ctx, o.wait, o.at)
-	case o.peer.Kind != 0:
-		d.observePeerRPC(ctx, o.peer, o.at)
-	case o.conflict.Proposer != "":
-		d.observeConflict(ctx, o.conflict, o.at)
-	default:
-		d.observeVote(ctx, o.vote, o.at)
+	if o.other != nil {
+		o.other.observe(ctx, d, o.at)
+		return
 	}
+	d.observeVote(ctx, o.vote, o.at)
 }
 
 // accusable reports whether id is a member this node may accuse: another
@@ -228,17 +244,14 @@ func (d *detector) observeSignature(ctx context.Context, from evidence.NodeID, k
 		s = &sigState{kinds: map[types.MsgType]int64{}}
 		d.obs.sig[from] = s
 	}
-	s.count++
 	s.kinds[kind]++
-	if !s.accused.IsZero() && now.Sub(s.accused) < sigAccuseEvery {
-		return
-	}
-	detail := "hotstuff messages from the sender whose own signature failed:"
-	for _, k := range slices.Sorted(maps.Keys(s.kinds)) {
-		detail += fmt.Sprintf(" %s=%d", k, s.kinds[k])
-	}
-	if d.accuse(ctx, from, evidence.MetricSignatureFailure, s.count, detail, now) {
-		s.accused, s.count = now, 0
+	if d.accuseCount(ctx, &s.countState, from, 1, sigAccuseEvery, evidence.MetricSignatureFailure, func(int64) string {
+		detail := "hotstuff messages from the sender whose own signature failed:"
+		for _, k := range slices.Sorted(maps.Keys(s.kinds)) {
+			detail += fmt.Sprintf(" %s=%d", k, s.kinds[k])
+		}
+		return detail
+	}, now) {
 		clear(s.kinds)
 	}
 }
@@ -273,8 +286,8 @@ func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]
 		s = &latState{}
 		book[id] = s
 	}
-	s.add(now, smp, latencyWindow, latencyMaxSamples)
-	if len(s.samples) < latencyMinSamples || (!s.accused.IsZero() && now.Sub(s.accused) < latencyAccuseEvery) {
+	s.samples.add(now, smp, latencyWindow, latencyMaxSamples)
+	if len(s.samples) < latencyMinSamples || !s.accused.allows(now, latencyAccuseEvery) {
 		return
 	}
 	p99, missing := latencyP99(s.samples)
@@ -283,7 +296,7 @@ func (d *detector) observeLatency(ctx context.Context, book map[evidence.NodeID]
 		return
 	}
 	if d.accuse(ctx, id, metric, int64(p99), detail(p99, len(s.samples), missing), now) {
-		s.accused = now
+		s.accused = accuseLimit{now}
 	}
 }
 
@@ -309,20 +322,10 @@ func (d *detector) observeOmission(ctx context.Context, o hsengine.OmissionObser
 	if !d.accusable(id) || o.Commands <= 0 {
 		return
 	}
-	s := d.obs.omit[id]
-	if s == nil {
-		s = &countState{}
-		d.obs.omit[id] = s
-	}
-	s.count += int64(o.Commands)
-	if !s.accused.IsZero() && now.Sub(s.accused) < omitAccuseEvery {
-		return
-	}
-	detail := fmt.Sprintf("%d client requests this node forwarded to the leader were left out of its hotstuff proposals with room for them, made after the requests reached it (latest view %d)",
-		s.count, o.View)
-	if d.accuse(ctx, id, evidence.MetricSelectiveOmission, s.count, detail, now) {
-		s.accused, s.count = now, 0
-	}
+	d.accuseCount(ctx, countIn(d.obs.omit, id), id, int64(o.Commands), omitAccuseEvery, evidence.MetricSelectiveOmission, func(n int64) string {
+		return fmt.Sprintf("%d client requests this node forwarded to the leader were left out of its hotstuff proposals with room for them, made after the requests reached it (latest view %d)",
+			n, o.View)
+	}, now)
 }
 
 // observeDivergence counts the checkpoint indexes at which a member signed
@@ -334,23 +337,43 @@ func (d *detector) observeDivergence(ctx context.Context, dv divergence, now tim
 	if !d.accusable(id) {
 		return
 	}
-	s := d.obs.diverge[id]
+	s := countIn(d.obs.diverge, id)
+	var add int64
+	if dv.Index > s.last {
+		s.last, add = dv.Index, 1
+	}
+	d.accuseCount(ctx, s, id, add, divergeAccuseEvery, evidence.MetricStateDivergence, func(n int64) string {
+		return fmt.Sprintf("%d checkpoint indexes at which the member signed another state than a quorum certified (latest: epoch %d index %d, signed %x, certified %x by %d members)",
+			n, dv.Epoch, dv.Index, dv.Signed[:8], dv.Quorum[:8], dv.QuorumSignatures)
+	}, now)
+}
+
+// countIn returns id's count in book, created empty when missing.
+func countIn(book map[evidence.NodeID]*countState, id evidence.NodeID) *countState {
+	s := book[id]
 	if s == nil {
 		s = &countState{}
-		d.obs.diverge[id] = s
+		book[id] = s
 	}
-	if dv.Index > s.last {
-		s.last = dv.Index
-		s.count++
+	return s
+}
+
+// accuseCount adds add to s, the count of id's offences of metric since
+// its last accusation, and accuses id with that count unless it is 0 or
+// id was accused within every; the count starts again after an
+// accusation. detail describes the count. It reports whether id was
+// accused.
+func (d *detector) accuseCount(ctx context.Context, s *countState, id evidence.NodeID, add int64, every time.Duration,
+	metric evidence.Metric, detail func(count int64) string, now time.Time) bool {
+	s.count += add
+	if s.count == 0 || !s.accused.allows(now, every) {
+		return false
 	}
-	if s.count == 0 || (!s.accused.IsZero() && now.Sub(s.accused) < divergeAccuseEvery) {
-		return
+	if !d.accuse(ctx, id, metric, s.count, detail(s.count), now) {
+		return false
 	}
-	detail := fmt.Sprintf("%d checkpoint indexes at which the member signed another state than a quorum certified (latest: epoch %d index %d, signed %x, certified %x by %d members)",
-		s.count, dv.Epoch, dv.Index, dv.Signed[:8], dv.Quorum[:8], dv.QuorumSignatures)
-	if d.accuse(ctx, id, evidence.MetricStateDivergence, s.count, detail, now) {
-		s.accused, s.count = now, 0
-	}
+	s.accused, s.count = accuseLimit{now}, 0
+	return true
 }
 
 // latencyP99 returns the nearest-rank 99th percentile of the samples'

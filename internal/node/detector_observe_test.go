@@ -59,10 +59,10 @@ func TestSignatureFailuresAccuseAndQuarantineWithFPlusOne(t *testing.T) {
 	ctx := context.Background()
 
 	for range 5 {
-		d.observe(ctx, observation{at: f.clock, sigFrom: "n4", sigKind: types.MsgVote})
+		d.observe(ctx, observation{at: f.clock, other: sigFailure{from: "n4", kind: types.MsgVote}})
 	}
-	d.observe(ctx, observation{at: f.clock, sigFrom: "n1", sigKind: types.MsgVote})     // self: never
-	d.observe(ctx, observation{at: f.clock, sigFrom: "nobody", sigKind: types.MsgVote}) // not a member
+	d.observe(ctx, observation{at: f.clock, other: sigFailure{from: "n1", kind: types.MsgVote}})     // self: never
+	d.observe(ctx, observation{at: f.clock, other: sigFailure{from: "nobody", kind: types.MsgVote}}) // not a member
 	if got := accusationsBy(d, evidence.MetricSignatureFailure); !slices.Equal(got, []string{"n1>n4"}) {
 		t.Fatalf("accusations %v, want one by n1 of n4", got)
 	}
@@ -102,7 +102,7 @@ func TestSignatureFailuresAccuseAndQuarantineWithFPlusOne(t *testing.T) {
 	}
 	// A quarantined member is not accused again.
 	f.clock = f.clock.Add(time.Hour)
-	d.observe(ctx, observation{at: f.clock, sigFrom: "n4", sigKind: types.MsgVote})
+	d.observe(ctx, observation{at: f.clock, other: sigFailure{from: "n4", kind: types.MsgVote}})
 	if got := accusationsBy(d, evidence.MetricSignatureFailure); len(got) != 3 {
 		t.Fatalf("accusations after the quarantine %v", got)
 	}
@@ -116,10 +116,10 @@ func TestSignatureFailureRateLimit(t *testing.T) {
 	ctx := context.Background()
 	t0 := f.clock
 	for i := range 4 {
-		d.observe(ctx, observation{at: t0.Add(time.Duration(i) * time.Second), sigFrom: "n3", sigKind: types.MsgTimeout})
+		d.observe(ctx, observation{at: t0.Add(time.Duration(i) * time.Second), other: sigFailure{from: "n3", kind: types.MsgTimeout}})
 	}
 	f.clock = t0.Add(sigAccuseEvery)
-	d.observe(ctx, observation{at: f.clock, sigFrom: "n3", sigKind: types.MsgProposal})
+	d.observe(ctx, observation{at: f.clock, other: sigFailure{from: "n3", kind: types.MsgProposal}})
 	values := accusationValues(d)
 	if !slices.Equal(values, []int64{1, 4}) {
 		t.Fatalf("accusation values %v, want [1 4] (the first failure, then the four since)", values)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
-	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 )
 
@@ -37,15 +36,15 @@ func TestOmissionAccusesAndEscalatesWithFPlusOne(t *testing.T) {
 	ctx := context.Background()
 	t0 := f.clock
 
-	d.observe(ctx, observation{at: t0, omit: hsengine.OmissionObservation{Leader: "n4", Commands: 2, View: 7}})
-	d.observe(ctx, observation{at: t0, omit: hsengine.OmissionObservation{Leader: "n1", Commands: 1, View: 8}})     // self
-	d.observe(ctx, observation{at: t0, omit: hsengine.OmissionObservation{Leader: "nobody", Commands: 1, View: 8}}) // not a member
-	d.observe(ctx, observation{at: t0.Add(time.Second), omit: hsengine.OmissionObservation{Leader: "n4", Commands: 3, View: 11}})
+	d.observe(ctx, observation{at: t0, other: omission{Leader: "n4", Commands: 2, View: 7}})
+	d.observe(ctx, observation{at: t0, other: omission{Leader: "n1", Commands: 1, View: 8}})     // self
+	d.observe(ctx, observation{at: t0, other: omission{Leader: "nobody", Commands: 1, View: 8}}) // not a member
+	d.observe(ctx, observation{at: t0.Add(time.Second), other: omission{Leader: "n4", Commands: 3, View: 11}})
 	if got := accusationsBy(d, evidence.MetricSelectiveOmission); !slices.Equal(got, []string{"n1>n4"}) {
 		t.Fatalf("accusations %v, want one by n1 of n4", got)
 	}
 	f.clock = t0.Add(omitAccuseEvery)
-	d.observe(ctx, observation{at: f.clock, omit: hsengine.OmissionObservation{Leader: "n4", Commands: 1, View: 15}})
+	d.observe(ctx, observation{at: f.clock, other: omission{Leader: "n4", Commands: 1, View: 15}})
 	values := accusationValues(d)
 	if !slices.Equal(values, []int64{2, 4}) {
 		t.Fatalf("accusation values %v, want [2 4] (the first report, then the commands since)", values)
@@ -81,7 +80,7 @@ func TestDivergenceAccusesOncePerIndex(t *testing.T) {
 	ctx := context.Background()
 	t0 := f.clock
 	dv := func(signer string, index uint64) observation {
-		return observation{at: f.clock, diverge: divergence{Signer: signer, Epoch: 1, Index: index, Signed: [32]byte{1}, Quorum: [32]byte{2}, QuorumSignatures: 3}}
+		return observation{at: f.clock, other: divergence{Signer: signer, Epoch: 1, Index: index, Signed: [32]byte{1}, Quorum: [32]byte{2}, QuorumSignatures: 3}}
 	}
 	d.observe(ctx, dv("n4", 100))
 	d.observe(ctx, dv("n4", 100)) // the same index again
@@ -115,8 +114,8 @@ func drainDivergences(d *detector) []string {
 	for {
 		select {
 		case o := <-d.obs.ch:
-			if o.diverge.Signer != "" {
-				out = append(out, o.diverge.Signer+"@"+itoa(o.diverge.Index))
+			if dv, ok := o.other.(divergence); ok {
+				out = append(out, dv.Signer+"@"+itoa(dv.Index))
 			}
 		default:
 			slices.Sort(out)
