@@ -8,11 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,18 +84,7 @@ func NewBatcher(cfg BatcherConfig) *Batcher {
 	if cfg.HTTPClient != nil {
 		b.http = cfg.HTTPClient
 	} else {
-		var tlsCfg *tls.Config
-		if cfg.TLS != nil {
-			tlsCfg = cfg.TLS.Clone()
-		}
-		b.own = &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     tlsCfg,
-			TLSHandshakeTimeout: cfg.RequestTimeout,
-			MaxIdleConnsPerHost: cfg.MaxInflight * 2,
-			IdleConnTimeout:     90 * time.Second,
-		}
+		b.own = newTransport(cfg.TLS, cfg.RequestTimeout, cfg.MaxInflight*2)
 		b.http = &http.Client{Transport: b.own}
 	}
 	return b
@@ -150,20 +135,7 @@ type batchDone struct {
 // returns its answer as the response of its own request. wrote is set
 // once the write left in a batch.
 func (b *Batcher) submit(ctx context.Context, ep string, c *call, wrote *atomic.Bool) (*http.Response, error) {
-	item := wire.SubmitBatchItem{Envelope: c.body}
-	if _, q, ok := strings.Cut(c.path, "?"); ok {
-		vals, err := url.ParseQuery(q)
-		if err != nil {
-			return nil, fmt.Errorf("batch: query %q: %w", q, err)
-		}
-		if v := vals.Get(wire.SubmitQueryPropose); v != "" {
-			p, err := strconv.ParseBool(v)
-			if err != nil {
-				return nil, fmt.Errorf("batch: %s=%q: %w", wire.SubmitQueryPropose, v, err)
-			}
-			item.Propose = &p
-		}
-	}
+	item := wire.SubmitBatchItem{Envelope: c.body, Propose: c.propose}
 	j := &batchJob{item: item, wrote: wrote, done: make(chan batchDone, 1)}
 	b.mu.Lock()
 	if b.unsupported[ep] {
@@ -231,8 +203,13 @@ func (b *Batcher) flush(ep string, lane *batchLane) {
 			b.mu.Unlock()
 			return
 		}
+		// jobs is capped at n, and lane.queue from n on: neither's
+		// appends or removals reach the other's elements. A drained
+		// queue drops the array, so that it keeps no sent envelope.
 		jobs := lane.queue[:n:n]
-		lane.queue = append([]*batchJob(nil), lane.queue[n:]...)
+		if lane.queue = lane.queue[n:]; len(lane.queue) == 0 {
+			lane.queue = nil
+		}
 		for _, j := range jobs {
 			j.taken = true
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ type batchServer struct {
 	items    int
 	singles  int
 	notFound int
+	proposes []*bool // the propose field of every batch item
 }
 
 func (s *batchServer) result(body []byte) (int, any) {
@@ -66,6 +68,9 @@ func (s *batchServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var out wire.SubmitBatchResponse
 		for _, it := range req.Items {
+			s.mu.Lock()
+			s.proposes = append(s.proposes, it.Propose)
+			s.mu.Unlock()
 			status, v := s.result(it.Envelope)
 			b, _ := json.Marshal(v)
 			out.Items = append(out.Items, wire.SubmitBatchAnswer{Status: status, Body: b})
@@ -235,5 +240,40 @@ func TestBatcherSendsSinglyWhatANodeRefusesWhole(t *testing.T) {
 	defer srv.mu.Unlock()
 	if srv.batches != 2 || srv.singles != 2 || len(srv.seen) != 2 {
 		t.Fatalf("%d batches refused, %d single writes, %d handled; want 2, 2, 2", srv.batches, srv.singles, len(srv.seen))
+	}
+}
+
+// TestBatcherCarriesTheProposeFlag: a write's propose flag travels as its
+// batch item's propose field, and a write without one leaves it out.
+func TestBatcherCarriesTheProposeFlag(t *testing.T) {
+	srv := &batchServer{}
+	url := newBatchServer(t, srv)
+	b := NewBatcher(BatcherConfig{MaxInflight: 1})
+	t.Cleanup(func() { _ = b.Close() })
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	for seq, propose := range []*bool{nil, &no} {
+		env, err := smr.Sign(key, uint64(seq+1), smr.Command{Op: smr.OpSetConfig, Key: "k", Value: "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(env)
+		var wrote atomic.Bool
+		resp, err := b.submit(ctxT(t), url, &call{method: http.MethodPost, path: "/v1/submit", body: body, batch: true, propose: propose}, &wrote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !wrote.Load() {
+			t.Fatalf("write %d: status %d, sent %v", seq+1, resp.StatusCode, wrote.Load())
+		}
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.proposes) != 2 || srv.proposes[0] != nil || srv.proposes[1] == nil || *srv.proposes[1] {
+		t.Fatalf("batch items carried propose %v, want [nil false]", srv.proposes)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -250,17 +251,16 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 				break
 			}
 		}
+		unlink()
 		if res != nil {
 			if round == 1 && held != nil {
 				// Decided by the first replicas asked, before the hedge.
 				b.noteLatency(time.Since(started), write)
 			}
-			unlink()
 			c.drainLate(op, ch, pending, res, cancel)
 			res.sent = sent || len(signed) > 0
 			return *res, nil
 		}
-		unlink()
 		cancel()
 		keys := map[string]bool{}
 		for _, a := range signed {
@@ -481,12 +481,13 @@ func (c *Client) sendBFT(ctx context.Context, env *smr.Envelope, body []byte, na
 		propose := round > 1 || i == primary
 		var resp wire.SubmitResponse
 		cl := &call{
-			op:     name,
-			method: http.MethodPost,
-			path:   "/v1/submit?" + wire.SubmitQueryPropose + "=" + fmt.Sprint(propose),
-			body:   body,
-			batch:  true,
-			handle: decodeJSON(&resp),
+			op:      name,
+			method:  http.MethodPost,
+			path:    "/v1/submit?" + wire.SubmitQueryPropose + "=" + strconv.FormatBool(propose),
+			body:    body,
+			batch:   true,
+			propose: &propose,
+			handle:  decodeJSON(&resp),
 		}
 		a := bftAnswer{i: i, o: c.attempt(ctx, r.Endpoint, cl)}
 		var reply *wire.SubmitReply

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -90,27 +91,33 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		c.http = cfg.HTTPClient
 	} else {
-		var tlsCfg = cfg.TLS
-		if tlsCfg != nil {
-			tlsCfg = tlsCfg.Clone()
-		}
-		c.own = &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     tlsCfg,
-			TLSHandshakeTimeout: cfg.RequestTimeout,
-			// HTTP/1.1: one request at a time per pooled connection, without
-			// HTTP/2's framing and flow control on the nodes; measured
-			// side by side it was no slower (docs/benchmarks.md).
-			ForceAttemptHTTP2:     false,
-			MaxIdleConns:          100,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		}
+		c.own = newTransport(cfg.TLS, cfg.RequestTimeout, 64)
 		c.http = &http.Client{Transport: c.own}
 	}
 	return c, nil
+}
+
+// newTransport is the HTTP transport of a Client or Batcher that brings
+// its own: tlsCfg (cloned) for the cluster, timeout for the dial and the
+// TLS handshake, and up to idlePerHost idle connections kept per node.
+func newTransport(tlsCfg *tls.Config, timeout time.Duration, idlePerHost int) *http.Transport {
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+	}
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: timeout,
+		// HTTP/1.1: one request at a time per pooled connection, without
+		// HTTP/2's framing and flow control on the nodes; measured
+		// side by side it was no slower (docs/benchmarks.md).
+		ForceAttemptHTTP2:     false,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   idlePerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
 }
 
 // Close ends the requests still running for calls that were already

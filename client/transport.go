@@ -55,6 +55,9 @@ type call struct {
 	stream bool
 	// batch: a POST /v1/submit that may travel in a Config.Batcher batch.
 	batch bool
+	// propose: the propose flag of a bft write (in path as its query
+	// parameter, and in the batch item); nil for none.
+	propose *bool
 	// handle consumes a 2xx response; nil means discard the body.
 	handle func(resp *http.Response, endpoint string) error
 	// onError sees every definitive *APIError before it is returned.

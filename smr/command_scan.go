@@ -21,13 +21,8 @@ func scanValidObject(b []byte) ([]json.RawMessage, field, error) {
 	}
 	raws := make([]json.RawMessage, fieldIndex(fieldEnd))
 	var present field
-	i = skipSpace(b, i+1)
-	for b[i] != '}' {
-		end := stringEnd(b, i)
-		key, err := unquoteKey(b[i:end])
-		if err != nil {
-			return nil, 0, Errorf(CodeMalformed, "command is not valid JSON")
-		}
+	for i = skipSpace(b, i+1); b[i] != '}'; {
+		key, raw, next := nextMember(b, i)
 		f, ok := fieldByName(key)
 		if !ok {
 			return nil, 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
@@ -35,9 +30,6 @@ func scanValidObject(b []byte) ([]json.RawMessage, field, error) {
 		if present&f != 0 {
 			return nil, 0, Errorf(CodeMalformed, "field %s appears more than once", key)
 		}
-		i = skipSpace(b, skipSpace(b, end)+1) // past the ':'
-		vend := valueEnd(b, i)
-		raw := json.RawMessage(b[i:vend:vend])
 		if string(raw) == "null" {
 			return nil, 0, Errorf(CodeMalformed, "field %s is null", key)
 		}
@@ -48,10 +40,7 @@ func scanValidObject(b []byte) ([]json.RawMessage, field, error) {
 		}
 		raws[fieldIndex(f)] = raw
 		present |= f
-		i = skipSpace(b, vend)
-		if b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
+		i = next
 	}
 	return raws, present, nil
 }
@@ -63,21 +52,30 @@ func uniqueKeysValid(raw []byte) error {
 	}
 	var seen []string // metadata holds few keys
 	for i := skipSpace(raw, 1); raw[i] != '}'; {
-		end := stringEnd(raw, i)
-		k, err := unquoteKey(raw[i:end])
-		if err != nil {
-			return nil
-		}
+		k, _, next := nextMember(raw, i)
 		if slices.Contains(seen, k) {
 			return Errorf(CodeMalformed, "metadata key %s appears more than once", quote(k))
 		}
 		seen = append(seen, k)
-		i = skipSpace(raw, valueEnd(raw, skipSpace(raw, skipSpace(raw, end)+1)))
-		if raw[i] == ',' {
-			i = skipSpace(raw, i+1)
-		}
+		i = next
 	}
 	return nil
+}
+
+// nextMember reads the member of a valid JSON object whose key starts at
+// b[i]: its key, its raw value (a sub-slice of b, capped) and the index of
+// the next member's key or of the closing '}'.
+func nextMember(b []byte, i int) (key string, raw json.RawMessage, next int) {
+	end := stringEnd(b, i)
+	key = unquoteKey(b[i:end])
+	i = skipSpace(b, skipSpace(b, end)+1) // past the ':'
+	vend := valueEnd(b, i)
+	raw = b[i:vend:vend]
+	next = skipSpace(b, vend)
+	if b[next] == ',' {
+		next = skipSpace(b, next+1)
+	}
+	return key, raw, next
 }
 
 // skipSpace returns the index of the first byte at or after i that is not
@@ -129,13 +127,15 @@ func valueEnd(b []byte, i int) int {
 	}
 }
 
-// unquoteKey returns the text of a JSON string; it decodes only when the
-// string has escapes or bytes that are not UTF-8.
-func unquoteKey(q []byte) (string, error) {
+// unquoteKey returns the text of a valid JSON string literal; it decodes
+// only when the string has escapes or bytes that are not UTF-8. Decoding a
+// valid literal cannot fail (invalid UTF-8 and lone surrogates become
+// U+FFFD).
+func unquoteKey(q []byte) string {
 	if bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q) {
-		return string(q[1 : len(q)-1]), nil
+		return string(q[1 : len(q)-1])
 	}
 	var s string
-	err := json.Unmarshal(q, &s)
-	return s, err
+	_ = json.Unmarshal(q, &s)
+	return s
 }

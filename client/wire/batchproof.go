@@ -73,8 +73,7 @@ func SignSubmitBatch(key ed25519.PrivateKey, replies []*SubmitReply) {
 	}
 	level := make([][32]byte, len(replies))
 	for i, r := range replies {
-		r.Batch = nil
-		level[i] = leafHash(r.SignBytes())
+		level[i] = leafHash(r.SignBytes()) // SignBytes leaves Batch out
 		r.Batch = &BatchProof{Leaves: len(replies), Position: i}
 	}
 	pos := make([]int, len(replies)) // each reply's node on the current level

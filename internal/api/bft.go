@@ -31,35 +31,50 @@ type BFTBackend interface {
 	SubmitBFT(ctx context.Context, env *smr.Envelope, propose bool) (smr.Result, error)
 }
 
-// replyKey returns the signing identity when the backend signs replies.
-func (s *Server) replyKey() (string, ed25519.PrivateKey, BFTBackend, bool) {
+// replier is the identity that signs a node's replies in bft mode.
+type replier struct {
+	id  string
+	key ed25519.PrivateKey
+	b   BFTBackend
+}
+
+// replyKey returns the signing identity when the backend signs replies,
+// else nil. A request reads it once, so that all of its replies are
+// signed, or none.
+func (s *Server) replyKey() *replier {
 	b, ok := s.cfg.Backend.(BFTBackend)
 	if !ok {
-		return "", nil, nil, false
+		return nil
 	}
 	id, key, ok := b.ReplyKey()
-	return id, key, b, ok
+	if !ok {
+		return nil
+	}
+	return &replier{id: id, key: key, b: b}
+}
+
+// parsePropose reads the propose query parameter of POST /v1/submit
+// (absent means true).
+func parsePropose(q url.Values) (bool, error) {
+	v := q.Get(wire.SubmitQueryPropose)
+	if v == "" {
+		return true, nil
+	}
+	p, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, smr.Errorf(smr.CodeMalformed, "%s: %q is not a boolean", wire.SubmitQueryPropose, v)
+	}
+	return p, nil
 }
 
 // submitBFT runs a write in bft mode and returns its Result with the
-// signed reply.
-func (s *Server) submitBFT(ctx context.Context, q url.Values, env *smr.Envelope, id string, key ed25519.PrivateKey, b BFTBackend, sign bool) (smr.Result, *wire.SubmitReply, error) {
-	propose := true
-	if v := q.Get(wire.SubmitQueryPropose); v != "" {
-		p, err := strconv.ParseBool(v)
-		if err != nil {
-			return smr.Result{}, nil, smr.Errorf(smr.CodeMalformed, "%s: %q is not a boolean", wire.SubmitQueryPropose, v)
-		}
-		propose = p
-	}
-	res, err := b.SubmitBFT(ctx, env, propose)
+// reply, unsigned: the caller signs the replies of its request.
+func (rk *replier) submitBFT(ctx context.Context, env *smr.Envelope, propose bool) (smr.Result, *wire.SubmitReply, error) {
+	res, err := rk.b.SubmitBFT(ctx, env, propose)
 	if err != nil {
 		return smr.Result{}, nil, err
 	}
-	r := wire.NewSubmitReply(id, env.Client, res)
-	if sign {
-		r.Sign(key)
-	}
+	r := wire.NewSubmitReply(rk.id, env.Client, res)
 	return res, &r, nil
 }
 

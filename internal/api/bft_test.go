@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,5 +164,47 @@ func TestBFTBatchRepliesAreSignedOnce(t *testing.T) {
 	}
 	if len(b.propose) != 3 || falses != 1 {
 		t.Fatalf("propose flags %v, want three with one false", b.propose)
+	}
+}
+
+// leavingBackend is a bftBackend that leaves bft mode after its reply key
+// was read once.
+type leavingBackend struct {
+	*bftBackend
+	reads atomic.Int32
+}
+
+func (b *leavingBackend) ReplyKey() (string, ed25519.PrivateKey, bool) {
+	if b.reads.Add(1) > 1 {
+		return "", nil, false
+	}
+	return b.bftBackend.ReplyKey()
+}
+
+// TestBFTBatchSignedWithTheKeyItStartedWith: a batch reads the reply key
+// once, so a node that leaves bft mode while the batch runs still answers
+// every item of it in bft mode, with signed replies.
+func TestBFTBatchSignedWithTheKeyItStartedWith(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	b := &leavingBackend{bftBackend: &bftBackend{fakeBackend: &fakeBackend{}, key: key}}
+	s := mustServer(t, b)
+	req := wire.SubmitBatchRequest{Items: []wire.SubmitBatchItem{{Envelope: signedEnvelope(t, 1)}, {Envelope: signedEnvelope(t, 2)}}}
+	body, _ := json.Marshal(req)
+	resp, out := serve(s, httptest.NewRequest(http.MethodPost, wire.PathSubmitBatch, bytes.NewReader(body)))
+	var got wire.SubmitBatchResponse
+	if err := json.Unmarshal(out, &got); err != nil || resp.StatusCode != http.StatusOK || len(got.Items) != 2 {
+		t.Fatalf("batch answered %d %s (%v)", resp.StatusCode, out, err)
+	}
+	for i, a := range got.Items {
+		var sr wire.SubmitResponse
+		if err := json.Unmarshal(a.Body, &sr); err != nil || a.Status != http.StatusOK || sr.Reply == nil {
+			t.Fatalf("item %d: %d %s (%v)", i, a.Status, a.Body, err)
+		}
+		if err := sr.Reply.Verify(pub); err != nil {
+			t.Fatalf("item %d reply %+v: %v", i, sr.Reply, err)
+		}
+	}
+	if n := b.reads.Load(); n != 1 {
+		t.Fatalf("reply key read %d times for one batch, want 1", n)
 	}
 }

@@ -64,12 +64,21 @@ var ErrEpochSwitching = fmt.Errorf("an epoch switch is under way: %w", ErrUnavai
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	if b, ok := v.(ErrorBody); status == http.StatusServiceUnavailable && (!ok || b.RetryAfterMillis == 0) {
-		w.Header().Set("Retry-After", "1")
+	if ra := retryAfter(status, v); ra != "" {
+		w.Header().Set("Retry-After", ra)
 	}
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+// retryAfter is the Retry-After header of an answer with status and body
+// v: one second for a 503 whose body names no retry_after_ms, else none.
+func retryAfter(status int, v any) string {
+	if b, ok := v.(ErrorBody); status == http.StatusServiceUnavailable && (!ok || b.RetryAfterMillis == 0) {
+		return "1"
+	}
+	return ""
 }
 
 func writeError(w http.ResponseWriter, err error) smr.Code {

@@ -277,12 +277,28 @@ func (s *Server) count(endpoint string, code smr.Code) {
 type SubmitResponse = wire.SubmitResponse
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, body []byte) smr.Code {
-	return s.submitOne(r, body, true).write(w)
+	var env smr.Envelope
+	if err := decodeEnvelope(body, &env); err != nil {
+		return writeError(w, err)
+	}
+	rk := s.replyKey()
+	propose := true
+	if rk != nil {
+		var err error
+		if propose, err = parsePropose(r.URL.Query()); err != nil {
+			return writeError(w, err)
+		}
+	}
+	o := s.submitEnvelope(r.Context(), &env, propose, rk)
+	if o.reply != nil {
+		o.reply.Sign(rk.key)
+	}
+	return o.write(w)
 }
 
 // submitOutcome is what one submitted envelope came to: its result and,
-// in bft mode, its reply (signed unless the caller signs it), or an error;
-// leader is the node a cft write was forwarded to.
+// in bft mode, its reply (signed by the caller), or an error; leader is
+// the node a cft write was forwarded to.
 type submitOutcome struct {
 	res    smr.Result
 	reply  *wire.SubmitReply
@@ -290,32 +306,24 @@ type submitOutcome struct {
 	err    error
 }
 
-// submitOne decodes and submits one envelope (the body of POST
-// /v1/submit). sign says whether a bft reply is signed here.
-func (s *Server) submitOne(r *http.Request, body []byte, sign bool) submitOutcome {
-	env, err := decodeEnvelope(body)
-	if err != nil {
-		return submitOutcome{err: err}
+// decodeEnvelope decodes a submitted envelope into env, or says why it
+// cannot.
+func decodeEnvelope(body []byte, env *smr.Envelope) error {
+	if err := decodeStrict(body, env); err != nil {
+		return smr.Errorf(smr.CodeMalformed, "envelope: %v", err)
 	}
-	return s.submitEnvelope(r, env, sign)
+	return nil
 }
 
-// decodeEnvelope decodes a submitted envelope, or says why it cannot.
-func decodeEnvelope(body []byte) (*smr.Envelope, error) {
-	var env smr.Envelope
-	if err := decodeStrict(body, &env); err != nil {
-		return nil, smr.Errorf(smr.CodeMalformed, "envelope: %v", err)
-	}
-	return &env, nil
-}
-
-// submitEnvelope is submitOne for an envelope already decoded.
-func (s *Server) submitEnvelope(r *http.Request, env *smr.Envelope, sign bool) submitOutcome {
-	if id, key, b, ok := s.replyKey(); ok {
-		res, reply, err := s.submitBFT(r.Context(), r.URL.Query(), env, id, key, b, sign)
+// submitEnvelope submits a decoded envelope: in bft mode (rk, the
+// signing identity, not nil) as a write this replica is asked to propose
+// or not, otherwise through the backend's Submit.
+func (s *Server) submitEnvelope(ctx context.Context, env *smr.Envelope, propose bool, rk *replier) submitOutcome {
+	if rk != nil {
+		res, reply, err := rk.submitBFT(ctx, env, propose)
 		return submitOutcome{res: res, reply: reply, err: err}
 	}
-	ctx, note := withLeaderNote(r.Context())
+	ctx, note := withLeaderNote(ctx)
 	res, err := s.cfg.Backend.Submit(ctx, env)
 	o := submitOutcome{res: res, err: err}
 	if err == nil {
@@ -324,15 +332,28 @@ func (s *Server) submitEnvelope(r *http.Request, env *smr.Envelope, sign bool) s
 	return o
 }
 
+// answer is what POST /v1/submit answers for the outcome: the status,
+// the body (an ErrorBody or a SubmitResponse) and the code it counts as.
+func (o submitOutcome) answer() (int, any, smr.Code) {
+	switch {
+	case o.err != nil:
+		b := ErrorBodyFor(o.err)
+		return StatusFor(b.Code), b, b.Code
+	case o.res.Code != smr.CodeOK:
+		res := o.res
+		return StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res, Reply: o.reply}, res.Code
+	}
+	return http.StatusOK, SubmitResponse{Result: o.res, Reply: o.reply}, smr.CodeOK
+}
+
 // write answers with the outcome as POST /v1/submit does.
 func (o submitOutcome) write(w http.ResponseWriter) smr.Code {
 	if o.leader != "" {
 		w.Header().Set(wire.HeaderLeader, o.leader)
 	}
-	if o.err != nil {
-		return writeError(w, o.err)
-	}
-	return writeResult(w, o.res, o.reply)
+	status, body, code := o.answer()
+	writeJSON(w, status, body)
+	return code
 }
 
 // leaderNote is where a backend notes the leader it forwarded a write to
@@ -370,12 +391,7 @@ func NoteForwardedTo(ctx context.Context, id string) {
 // status of its code with it as the error's result. reply is the signed
 // reply of bft mode (nil otherwise).
 func writeResult(w http.ResponseWriter, res smr.Result, reply *wire.SubmitReply) smr.Code {
-	if res.Code != smr.CodeOK {
-		writeJSON(w, StatusFor(res.Code), ErrorBody{Code: res.Code, Message: res.Message, Result: &res, Reply: reply})
-		return res.Code
-	}
-	writeJSON(w, http.StatusOK, SubmitResponse{Result: res, Reply: reply})
-	return smr.CodeOK
+	return submitOutcome{res: res, reply: reply}.write(w)
 }
 
 // QueryResponse is the body of a successful GET /v1/query.
@@ -412,8 +428,8 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, _ []byte) s
 		return writeError(w, err)
 	}
 	resp := QueryResponse{Index: idx, Value: val}
-	if id, key, _, ok := s.replyKey(); ok {
-		resp.Reply = signQuery(id, key, query, nonce, stale, idx, val)
+	if rk := s.replyKey(); rk != nil {
+		resp.Reply = signQuery(rk.id, rk.key, query, nonce, stale, idx, val)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return smr.CodeOK
