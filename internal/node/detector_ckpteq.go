@@ -3,13 +3,11 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"sync"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/detector/evidence"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Checkpoint equivocation (DESIGN invariants 2, 7 and 8): the state at an
@@ -120,18 +118,8 @@ func (c *checkpointer) runDissentRelay(ctx context.Context) {
 // serveDissent takes a dissenting vote a member relays and counts it like
 // a peer's own vote: a conflict with a vote this node holds is a proof.
 func (c *checkpointer) serveDissent(w http.ResponseWriter, r *http.Request) {
-	if !c.n.fromMember(r) {
-		writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "checkpoint votes are taken only from members"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxVoteBytes))
-	if err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "dissenting checkpoint vote: %v", err))
-		return
-	}
-	var v checkpoint.Vote
-	if err := v.UnmarshalBinary(body); err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "dissenting checkpoint vote: %v", err))
+	v, ok := c.readPeerVote(w, r, "dissenting checkpoint vote")
+	if !ok {
 		return
 	}
 	if _, err := c.addVote(r.Context(), v); err != nil {
