@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ type Collector struct {
 	quarantined map[string]bool          // committee members whose votes do not count
 	bySlot      map[slot]map[string]Vote // slot -> signer -> the vote counted
 	stmts       map[[32]byte]*tally      // statement digest -> support
+	floor       uint64                   // the highest index Forget was given
 }
 
 // NewCollector returns a collector that counts votes of com's members.
@@ -70,15 +72,19 @@ func (c *Collector) SetQuarantined(ids []string) {
 // Add verifies v and keeps it. It returns the quorum certificate the first
 // time v's statement reaches a quorum of distinct signers that are not
 // quarantined, and nil otherwise (a repeated vote is accepted and changes
-// nothing). An invalid vote returns the verification error. If v's signer
+// nothing; one with the signature bytes of the vote held is not verified
+// again). An invalid vote returns the verification error. If v's signer
 // already signed a different statement for the same (Kind, Epoch, Index),
 // Add returns a *ConflictError holding both votes and does not count v.
 func (c *Collector) Add(v Vote) (*Certificate, error) {
+	sl := slotOf(v.Statement)
+	if c.holds(sl, v) {
+		return nil, nil // verified when it was added
+	}
 	if err := v.Verify(c.com); err != nil {
 		return nil, fmt.Errorf("checkpoint collector: %w", err)
 	}
-	v = Vote{Statement: v.Statement.clone(), Signer: v.Signer, Sig: slices.Clone(v.Sig)}
-	sl := slot{v.Statement.Kind, v.Statement.Epoch, v.Statement.Index}
+	v = v.Clone()
 	d := v.Statement.Digest()
 
 	c.mu.Lock()
@@ -106,6 +112,18 @@ func (c *Collector) Add(v Vote) (*Certificate, error) {
 	}
 	t.certDue = true
 	return c.certLocked(t, FormQuorum), nil
+}
+
+// slotOf is the slot a vote for s takes.
+func slotOf(s Statement) slot { return slot{s.Kind, s.Epoch, s.Index} }
+
+// holds reports whether the collector holds v itself: the same signer,
+// statement and signature bytes.
+func (c *Collector) holds(sl slot, v Vote) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev, ok := c.bySlot[sl][v.Signer]
+	return ok && bytes.Equal(prev.Sig, v.Sig) && prev.Statement.Equal(v.Statement)
 }
 
 // countedLocked is the number of t's signers that are not quarantined.
@@ -179,32 +197,26 @@ func (c *Collector) Certify(kind Kind, epoch uint64, fallback bool) (*Certificat
 	return nil, nil
 }
 
-// Dissent returns, for the (kind, epoch, index) slot, the statement a
-// quorum of members that are not quarantined signed, with the votes held
-// there of every member that signed another statement (the signed
-// evidence of a divergence from the quorum), ordered by signer. ok is
-// false when no statement at the slot has a quorum. The returned votes are
-// copies.
-func (c *Collector) Dissent(kind Kind, epoch, index uint64) (quorum *Certificate, dissent []Vote, ok bool) {
+// Slot returns the votes held at the (kind, epoch, index) slot, ordered
+// by signer, and the quorum certificate of the statement a quorum of
+// members that are not quarantined signed there, or nil while none has.
+// The returned votes are copies.
+func (c *Collector) Slot(kind Kind, epoch, index uint64) (votes []Vote, quorum *Certificate) {
+	sl := slot{kind, epoch, index}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var found *tally
+	signers := c.bySlot[sl]
+	for _, id := range slices.Sorted(maps.Keys(signers)) {
+		votes = append(votes, signers[id].Clone())
+	}
 	for _, t := range c.stmts {
-		if t.st.Kind == kind && t.st.Epoch == epoch && t.st.Index == index && c.countedLocked(t) >= c.com.Quorum() {
-			found = t
-			break // two statements with a quorum at one slot would need two votes of one member, which Add refuses
+		if slotOf(t.st) == sl && c.countedLocked(t) >= c.com.Quorum() {
+			// Two statements with a quorum at one slot would need two
+			// votes of one member, which Add refuses.
+			return votes, c.certLocked(t, FormQuorum)
 		}
 	}
-	if found == nil {
-		return nil, nil, false
-	}
-	for _, id := range slices.Sorted(maps.Keys(c.bySlot[slot{kind, epoch, index}])) {
-		v := c.bySlot[slot{kind, epoch, index}][id]
-		if !v.Statement.Equal(found.st) {
-			dissent = append(dissent, Vote{Statement: v.Statement.clone(), Signer: v.Signer, Sig: slices.Clone(v.Sig)})
-		}
-	}
-	return c.certLocked(found, FormQuorum), dissent, true
+	return votes, nil
 }
 
 // Support returns the number of distinct members that are not quarantined
@@ -230,7 +242,7 @@ func (c *Collector) Votes(kind Kind, epoch uint64) []Vote {
 			continue
 		}
 		for _, v := range signers {
-			out = append(out, Vote{Statement: v.Statement.clone(), Signer: v.Signer, Sig: slices.Clone(v.Sig)})
+			out = append(out, v.Clone())
 		}
 	}
 	c.mu.Unlock()
@@ -246,6 +258,7 @@ func (c *Collector) Votes(kind Kind, epoch uint64) []Vote {
 func (c *Collector) Forget(below uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.floor = max(c.floor, below)
 	for sl := range c.bySlot {
 		if sl.index < below {
 			delete(c.bySlot, sl)
@@ -256,4 +269,12 @@ func (c *Collector) Forget(below uint64) {
 			delete(c.stmts, d)
 		}
 	}
+}
+
+// Forgotten returns the highest index Forget was given: the votes below
+// it that the collector held are gone.
+func (c *Collector) Forgotten() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.floor
 }

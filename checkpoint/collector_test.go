@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -23,6 +24,13 @@ func TestCollectorFormsCertificateOnce(t *testing.T) {
 	}
 	if got := col.Support(s); got != 2 {
 		t.Fatalf("Support = %d after a repeat, want 2", got)
+	}
+	// A held statement under other signature bytes is verified: a
+	// tampered signature is refused, not taken for the vote held.
+	forged := mustSign(t, 3, s)
+	forged.Sig[0] ^= 1
+	if _, err := col.Add(forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("repeat with a tampered signature: %v, want ErrBadSignature", err)
 	}
 	cert, err := col.Add(mustSign(t, 4, s))
 	if err != nil || cert == nil {
@@ -132,7 +140,14 @@ func TestCollectorForget(t *testing.T) {
 	col.Add(mustSign(t, 1, old))
 	col.Add(mustSign(t, 2, old))
 	col.Add(mustSign(t, 1, cur))
+	if got := col.Forgotten(); got != 0 {
+		t.Fatalf("Forgotten = %d before any Forget", got)
+	}
 	col.Forget(200)
+	col.Forget(150) // lower: drops nothing more, keeps the floor
+	if got := col.Forgotten(); got != 200 {
+		t.Fatalf("Forgotten = %d, want 200", got)
+	}
 	if col.Support(old) != 0 || col.Support(cur) != 1 {
 		t.Fatalf("after Forget: old=%d cur=%d", col.Support(old), col.Support(cur))
 	}
@@ -181,10 +196,11 @@ func TestCollectorConcurrent(t *testing.T) {
 	}
 }
 
-// TestCollectorDissent: once a statement has a quorum at a slot, Dissent
-// returns it with the votes of the members that signed another statement
-// there (and only there); before, it reports no quorum.
-func TestCollectorDissent(t *testing.T) {
+// TestCollectorSlot: Slot returns every vote held at a slot, ordered by
+// signer, and once a statement has a quorum there its certificate, from
+// which the votes of the members that signed another statement there (and
+// only there) dissent; before, it reports no quorum.
+func TestCollectorSlot(t *testing.T) {
 	com := testCommittee(t, 4)
 	col := NewCollector(com)
 	a, b := ckptStatement(1, 100, "a"), ckptStatement(1, 100, "b")
@@ -194,25 +210,41 @@ func TestCollectorDissent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if q, d, ok := col.Dissent(KindCheckpoint, 1, 100); ok || q != nil || d != nil {
-		t.Fatalf("Dissent without a quorum = %v %v %v", q, d, ok)
+	if vs, q := col.Slot(KindCheckpoint, 1, 100); q != nil || len(vs) != 3 {
+		t.Fatalf("Slot without a quorum = %d votes, %v", len(vs), q)
 	}
 	if _, err := col.Add(mustSign(t, 3, a)); err != nil {
 		t.Fatal(err)
 	}
-	q, d, ok := col.Dissent(KindCheckpoint, 1, 100)
-	if !ok || !q.Statement.Equal(a) || q.Verify(com, nil) != nil {
-		t.Fatalf("quorum %v, %v", q, ok)
+	vs, q := col.Slot(KindCheckpoint, 1, 100)
+	if q == nil || !q.Statement.Equal(a) || q.Verify(com, nil) != nil {
+		t.Fatalf("quorum %v", q)
+	}
+	var signers []string
+	var d []Vote
+	for _, v := range vs {
+		signers = append(signers, v.Signer)
+		if !v.Statement.Equal(q.Statement) {
+			d = append(d, v)
+		}
+	}
+	if !slices.Equal(signers, []string{"n1", "n2", "n3", "n4"}) {
+		t.Fatalf("votes of %v, want n1..n4 in order", signers)
 	}
 	if len(d) != 1 || d[0].Signer != "n4" || !d[0].Statement.Equal(b) || d[0].Verify(com) != nil {
 		t.Fatalf("dissent %+v, want n4's vote for b", d)
 	}
-	if _, _, ok := col.Dissent(KindCheckpoint, 1, 105); ok {
+	// The votes are copies.
+	vs[0].Sig[0] ^= 1
+	if again, _ := col.Slot(KindCheckpoint, 1, 100); again[0].Verify(com) != nil {
+		t.Fatal("Slot returned the collector's own signature bytes")
+	}
+	if _, q := col.Slot(KindCheckpoint, 1, 105); q != nil {
 		t.Fatal("a quorum at index 105")
 	}
 	// A quarantined member does not count toward the quorum.
 	col.SetQuarantined([]string{"n3"})
-	if _, _, ok := col.Dissent(KindCheckpoint, 1, 100); ok {
+	if _, q := col.Slot(KindCheckpoint, 1, 100); q != nil {
 		t.Fatal("a quorum counting a quarantined member")
 	}
 }

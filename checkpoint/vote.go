@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/tandem-consensus/tandem/internal/sigverify"
 )
@@ -34,6 +35,11 @@ func Sign(key ed25519.PrivateKey, signer string, s Statement) (Vote, error) {
 	}
 	s = s.clone()
 	return Vote{Statement: s, Signer: signer, Sig: ed25519.Sign(key, s.SignBytes())}, nil
+}
+
+// Clone returns a copy of v that shares no memory with it.
+func (v Vote) Clone() Vote {
+	return Vote{Statement: v.Statement.clone(), Signer: v.Signer, Sig: slices.Clone(v.Sig)}
 }
 
 // Verify checks that the statement is valid, the signer is a member of c

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -275,9 +274,7 @@ func (c *Config) validateConsensus(p *problems) {
 	if !c.RequireSignatures {
 		p.add("require_signatures", "require_signatures: false is not allowed: signatures cannot be turned off (every write is a signed envelope); remove the key or set it to true")
 	}
-	if !slices.Contains(commitRules, c.BFTCommitRule) {
-		p.add("bft_commit_rule", "bft_commit_rule: %q is not one of %s", c.BFTCommitRule, strings.Join(commitRules, ", "))
-	}
+	oneOf(p, "bft_commit_rule", c.BFTCommitRule, commitRules)
 	if c.SignatureAlgorithm != SignatureEd25519 {
 		p.add("signature_algorithm", "signature_algorithm: %q is not supported; the only allowed value is %q", c.SignatureAlgorithm, SignatureEd25519)
 	}

@@ -2,9 +2,9 @@ package evidence
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
 )
@@ -22,12 +22,12 @@ import (
 // state hash first). It checks only what the encoding needs (both votes
 // encode, and their hashes differ); Verify checks the rest.
 func NewCheckpointEquivocation(a, b checkpoint.Vote) (*Evidence, error) {
-	x, y := cloneVote(a), cloneVote(b)
-	if bytes.Compare(y.Statement.StateHash[:], x.Statement.StateHash[:]) < 0 {
+	x, y := a.Clone(), b.Clone()
+	if compareStateHash(&x, &y) > 0 {
 		x, y = y, x
 	}
 	return checked(&Evidence{Kind: KindCheckpointEquivocation, Offender: NodeID(x.Signer), Epoch: x.Statement.Epoch,
-		Checkpoints: [2]*checkpoint.Vote{x, y}})
+		Checkpoints: [2]*checkpoint.Vote{&x, &y}})
 }
 
 // FromCheckpointConflict returns KindCheckpointEquivocation evidence from
@@ -40,39 +40,25 @@ func FromCheckpointConflict(ce *checkpoint.ConflictError) (*Evidence, error) {
 	return NewCheckpointEquivocation(ce.First, ce.Second)
 }
 
-// cloneVote returns a copy of v that shares no memory with it.
-func cloneVote(v checkpoint.Vote) *checkpoint.Vote {
-	st := v.Statement
-	st.Members = slices.Clone(st.Members)
-	return &checkpoint.Vote{Statement: st, Signer: v.Signer, Sig: slices.Clone(v.Sig)}
+// compareStateHash orders two checkpoint votes by their state hashes, the
+// canonical order of a checkpoint-equivocation proof.
+func compareStateHash(a, b *checkpoint.Vote) int {
+	return bytes.Compare(a.Statement.StateHash[:], b.Statement.StateHash[:])
 }
 
-func (e *encoder) checkpointVote(v *checkpoint.Vote) error {
-	b, err := v.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	e.bytes32(b)
-	return nil
-}
-
-func (d *decoder) checkpointVote(field string) *checkpoint.Vote {
-	raw := d.bytes32(field)
-	if d.Err() != nil {
-		return nil
-	}
+// unmarshalVote decodes a checkpoint.Vote's binary form.
+func unmarshalVote(b []byte) (*checkpoint.Vote, error) {
 	var v checkpoint.Vote
-	if err := v.UnmarshalBinary(raw); err != nil {
-		d.Fail(field, "%v", err)
-		return nil
+	if err := v.UnmarshalBinary(b); err != nil {
+		return nil, err
 	}
-	return &v
+	return &v, nil
 }
 
 // verifyCheckpointEquivocation makes the checks of Verify's
 // CheckpointEquivocation bullets; e has the shape of its kind and its
 // offender is a member whose key is key.
-func verifyCheckpointEquivocation(e *Evidence, m *Members, fail func(Check, error, string, ...any) error) error {
+func verifyCheckpointEquivocation(e *Evidence, key ed25519.PublicKey, fail func(Check, error, string, ...any) error) error {
 	a, b := e.Checkpoints[0], e.Checkpoints[1]
 	sa, sb := a.Statement, b.Statement
 	if NodeID(a.Signer) != e.Offender || NodeID(b.Signer) != e.Offender {
@@ -87,14 +73,14 @@ func verifyCheckpointEquivocation(e *Evidence, m *Members, fail func(Check, erro
 	if sa.Kind != sb.Kind || sa.Index != sb.Index {
 		return fail(CheckSameSlot, nil, "%s index %d and %s index %d", sa.Kind, sa.Index, sb.Kind, sb.Index)
 	}
-	switch c := bytes.Compare(sa.StateHash[:], sb.StateHash[:]); {
+	switch c := compareStateHash(a, b); {
 	case c == 0:
 		return fail(CheckConflict, nil, "both votes sign state %x at %s index %d: no equivocation", sa.StateHash[:6], sa.Kind, sa.Index)
 	case c > 0:
 		return fail(CheckCanonical, nil, "state hashes %x and %x are not increasing", sa.StateHash[:6], sb.StateHash[:6])
 	}
 	for i, v := range []*checkpoint.Vote{a, b} {
-		if !m.verifyBy(e.Offender, v.Statement.SignBytes(), v.Sig) {
+		if !verifySig(key, v.Statement.SignBytes(), v.Sig) {
 			return fail(CheckSignature, nil, "vote %d (%s) is not signed by %q's key", i, v.Statement, e.Offender)
 		}
 	}

@@ -131,7 +131,7 @@ func TestCheckpointEquivocationEncodingRejects(t *testing.T) {
 	var enc encoder
 	enc.raw(raw[:head])
 	for range 2 {
-		if err := enc.checkpointVote(same); err != nil {
+		if err := encodeNested(&enc, "checkpoint vote", same); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -94,6 +94,45 @@ func (d *decoder) bytes32(field string) []byte {
 	return d.Take(field, int(n))
 }
 
+// marshaler is a pointer to a value of another package that has a binary
+// form of its own.
+type marshaler[T any] interface {
+	*T
+	MarshalBinary() ([]byte, error)
+}
+
+// encodeNested writes each of vs in its package's binary form, u32-length
+// prefixed. what names the values in the error for a nil one.
+func encodeNested[T any, P marshaler[T]](e *encoder, what string, vs ...P) error {
+	for _, v := range vs {
+		if v == nil {
+			return fmt.Errorf("%w: nil %s", ErrMalformed, what)
+		}
+		b, err := v.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		e.bytes32(b)
+	}
+	return nil
+}
+
+// decodeNested reads a u32-length-prefixed encoding of another package and
+// decodes it with parse; parse's error fails field.
+func decodeNested[T any](d *decoder, field string, parse func([]byte) (T, error)) T {
+	var zero T
+	raw := d.bytes32(field)
+	if d.Err() != nil {
+		return zero
+	}
+	v, err := parse(raw)
+	if err != nil {
+		d.Fail(field, "%v", err)
+		return zero
+	}
+	return v
+}
+
 func (d *decoder) finish() error {
 	if d.Err() == nil && d.Remaining() != 0 {
 		d.Fail("end", "%d trailing bytes", d.Remaining())

@@ -1,7 +1,6 @@
 package evidence
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
@@ -137,10 +136,10 @@ func Marshal(e *Evidence) ([]byte, error) {
 		if e.Fork.A.ID().Compare(e.Fork.B.ID()) >= 0 {
 			return nil, fmt.Errorf("evidence: marshal: %w: fork proof messages %s and %s not in increasing id order", ErrMalformed, e.Fork.A.ID().Short(), e.Fork.B.ID().Short())
 		}
-		err = enc.messages(e.Fork.A, e.Fork.B)
+		err = encodeNested(&enc, bftlogMessage, e.Fork.A, e.Fork.B)
 	case KindInvalidMessage:
 		p := e.Invalid
-		if err = enc.messages(p.Message); err != nil {
+		if err = encodeNested(&enc, bftlogMessage, p.Message); err != nil {
 			break
 		}
 		if p.Reason < 0 || p.Reason > 255 {
@@ -155,7 +154,7 @@ func Marshal(e *Evidence) ([]byte, error) {
 			return nil, fmt.Errorf("evidence: marshal: %w: %d witness messages, at most %d allowed", ErrMalformed, len(p.Witness), maxWitness)
 		}
 		enc.u16(uint16(len(p.Witness)))
-		err = enc.messages(p.Witness...)
+		err = encodeNested(&enc, bftlogMessage, p.Witness...)
 	case KindLeaderEquivocation:
 		a, b := e.Proposals[0], e.Proposals[1]
 		if a.PayloadHash.Compare(b.PayloadHash) >= 0 {
@@ -179,12 +178,10 @@ func Marshal(e *Evidence) ([]byte, error) {
 		enc.bytes8(a.Sig)
 	case KindCheckpointEquivocation:
 		a, b := e.Checkpoints[0], e.Checkpoints[1]
-		if bytes.Compare(a.Statement.StateHash[:], b.Statement.StateHash[:]) >= 0 {
+		if compareStateHash(a, b) >= 0 {
 			return nil, fmt.Errorf("evidence: marshal: %w: checkpoint votes not in increasing state-hash order", ErrMalformed)
 		}
-		if err = enc.checkpointVote(a); err == nil {
-			err = enc.checkpointVote(b)
-		}
+		err = encodeNested(&enc, "checkpoint vote", a, b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("evidence: marshal %s: %w", e.Kind, err)
@@ -217,19 +214,8 @@ func (e *encoder) attestation(a *ProposalAttestation) error {
 	return nil
 }
 
-func (e *encoder) messages(ms ...*bftlog.Message) error {
-	for _, m := range ms {
-		if m == nil {
-			return fmt.Errorf("%w: nil 2P-BFT-Log message", ErrMalformed)
-		}
-		b, err := m.MarshalBinary()
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
-		e.bytes32(b)
-	}
-	return nil
-}
+// bftlogMessage names a 2P-BFT-Log message in encoding errors.
+const bftlogMessage = "2P-BFT-Log message"
 
 // Unmarshal decodes Marshal's output. It accepts only the canonical
 // encoding: unknown versions or kinds, truncated or trailing bytes, lengths
@@ -256,12 +242,12 @@ func Unmarshal(b []byte) (*Evidence, error) {
 	}
 	switch e.Kind {
 	case KindEquivocatingProposals, KindDoubleVote:
-		e.HotStuff = d.hotstuff()
+		e.HotStuff = decodeNested(d, "hotstuff evidence", types.UnmarshalEvidence)
 	case KindInvalidClientSignature:
 		switch form := d.U8("form"); {
 		case d.Err() != nil:
 		case form == formHotStuff:
-			e.HotStuff = d.hotstuff()
+			e.HotStuff = decodeNested(d, "hotstuff evidence", types.UnmarshalEvidence)
 		case form == formRaft:
 			a := d.attestation("attestation")
 			payload := d.bytes32("payload")
@@ -270,13 +256,13 @@ func Unmarshal(b []byte) (*Evidence, error) {
 			d.Fail("form", "unknown form %d", form)
 		}
 	case KindLogFork:
-		a, b := d.message("fork message A"), d.message("fork message B")
+		a, b := decodeNested(d, "fork message A", bftlog.DecodeMessage), decodeNested(d, "fork message B", bftlog.DecodeMessage)
 		if d.Err() == nil && a.ID().Compare(b.ID()) >= 0 {
 			d.Fail("fork proof", "messages %s and %s not in increasing id order", a.ID().Short(), b.ID().Short())
 		}
 		e.Fork = &bftlog.ForkProof{A: a, B: b}
 	case KindInvalidMessage:
-		p := &bftlog.InvalidProof{Message: d.message("invalid message")}
+		p := &bftlog.InvalidProof{Message: decodeNested(d, "invalid message", bftlog.DecodeMessage)}
 		p.Reason = bftlog.InvalidReason(d.U8("reason"))
 		p.Detail = d.str16("detail", maxProofDetail)
 		n := int(d.U16("witness count"))
@@ -284,7 +270,7 @@ func Unmarshal(b []byte) (*Evidence, error) {
 			d.Fail("witness count", "%d witness messages, at most %d allowed", n, maxWitness)
 		}
 		for i := 0; i < n && d.Err() == nil; i++ {
-			p.Witness = append(p.Witness, d.message(fmt.Sprintf("witness %d", i)))
+			p.Witness = append(p.Witness, decodeNested(d, fmt.Sprintf("witness %d", i), bftlog.DecodeMessage))
 		}
 		e.Invalid = p
 	case KindLeaderEquivocation:
@@ -303,8 +289,8 @@ func Unmarshal(b []byte) (*Evidence, error) {
 		a.Sig = d.bytes8("signature")
 		e.Accusation = a
 	case KindCheckpointEquivocation:
-		a, b := d.checkpointVote("checkpoint vote A"), d.checkpointVote("checkpoint vote B")
-		if d.Err() == nil && bytes.Compare(a.Statement.StateHash[:], b.Statement.StateHash[:]) >= 0 {
+		a, b := decodeNested(d, "checkpoint vote A", unmarshalVote), decodeNested(d, "checkpoint vote B", unmarshalVote)
+		if d.Err() == nil && compareStateHash(a, b) >= 0 {
 			d.Fail("checkpoint votes", "not in increasing state-hash order")
 		}
 		e.Checkpoints = [2]*checkpoint.Vote{a, b}
@@ -315,19 +301,6 @@ func Unmarshal(b []byte) (*Evidence, error) {
 	return e, nil
 }
 
-func (d *decoder) hotstuff() *types.Evidence {
-	raw := d.bytes32("hotstuff evidence")
-	if d.Err() != nil {
-		return nil
-	}
-	ev, err := types.UnmarshalEvidence(raw)
-	if err != nil {
-		d.Fail("hotstuff evidence", "%v", err)
-		return nil
-	}
-	return ev
-}
-
 func (d *decoder) attestation(field string) *ProposalAttestation {
 	a := &ProposalAttestation{Leader: d.id(field + " leader")}
 	a.Epoch = d.U64(field + " epoch")
@@ -336,17 +309,4 @@ func (d *decoder) attestation(field string) *ProposalAttestation {
 	a.PayloadHash = d.hash(field + " payload hash")
 	a.Sig = d.bytes8(field + " signature")
 	return a
-}
-
-func (d *decoder) message(field string) *bftlog.Message {
-	raw := d.bytes32(field)
-	if d.Err() != nil {
-		return nil
-	}
-	m, err := bftlog.DecodeMessage(raw)
-	if err != nil {
-		d.Fail(field, "%v", err)
-		return nil
-	}
-	return m
 }

@@ -174,7 +174,7 @@ func Verify(e *Evidence, m *Members) error {
 		return nil
 
 	case e.Checkpoints[0] != nil:
-		return verifyCheckpointEquivocation(e, m, fail)
+		return verifyCheckpointEquivocation(e, key, fail)
 
 	default: // Accusation; shapeError guarantees it is set.
 		a := e.Accusation

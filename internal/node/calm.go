@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -340,18 +339,13 @@ func (s *selector) takeCalm(c smr.CalmStatement) error {
 // (an empty list when it is not calm).
 func (n *Node) registerCalmRPC(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathCalm, func(w http.ResponseWriter, r *http.Request) {
-		if !n.fromMember(r) {
-			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "calm statements are taken only from members that are not quarantined"))
+		body, ok := n.memberBody(w, r, 4<<10, "calm statements are taken only from members that are not quarantined", "calm statement")
+		if !ok {
 			return
 		}
 		epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
 		if err != nil {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "calm: epoch query parameter: %v", err))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
-		if err != nil {
-			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "calm statement: %v", err))
 			return
 		}
 		if len(body) > 0 {

@@ -85,10 +85,7 @@ type checkpointer struct {
 	applied atomic.Uint64
 	iv      atomic.Uint64 // checkpoint_interval in effect
 	stable  atomic.Pointer[checkpoint.Certificate]
-	// forgotBelow is the lowest index whose votes the collector may
-	// still hold: above the previous stable checkpoint.
-	forgotBelow atomic.Uint64
-	kick        chan struct{} // something new for the loop; capacity 1
+	kick    chan struct{} // something new for the loop; capacity 1
 
 	mu       sync.Mutex
 	captures map[uint64]capture                 // own checkpoints not yet stable, by index
@@ -149,7 +146,7 @@ func (n *Node) newCheckpointer(key ed25519.PrivateKey) (*checkpointer, error) {
 		log.Warn("no intact stable checkpoint on disk", "err", err)
 	default:
 		c.stable.Store(cert)
-		c.forgotBelow.Store(cert.Statement.Index) // no vote held before the restart
+		c.collector.Forget(cert.Statement.Index) // no vote held before the restart
 		m.stableIndex.Set(float64(cert.Statement.Index))
 		log.Info("last stable checkpoint", "statement", cert.Statement.String(), "signers", cert.Signers())
 	}
@@ -301,9 +298,8 @@ func (c *checkpointer) newestPending() (checkpoint.Vote, bool) {
 }
 
 // addVote counts a vote (own, a peer's, or a dissenting vote a peer
-// relayed) under the current quarantine. A vote that conflicts with
-// another vote of its signer for the index becomes checkpoint-equivocation
-// evidence (detector_ckpteq.go).
+// relayed) under the current quarantine; a vote at or below the stable
+// checkpoint's index is a late vote.
 func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpoint.Certificate, error) {
 	if v.Statement.Kind != checkpoint.KindCheckpoint {
 		return nil, fmt.Errorf("a %s vote is not a checkpoint vote", v.Statement.Kind)
@@ -315,60 +311,85 @@ func (c *checkpointer) addVote(ctx context.Context, v checkpoint.Vote) (*checkpo
 	if limit := c.applied.Load() + voteWindowIntervals*max(c.interval(), 1); v.Statement.Index > limit {
 		return nil, fmt.Errorf("checkpoint vote for index %d, beyond this node's window (applied %d + %d intervals)", v.Statement.Index, c.applied.Load(), voteWindowIntervals)
 	}
-	c.collector.SetQuarantined(c.n.quarantinedMembers())
-	cert, err := c.collector.Add(v)
-	var ce *checkpoint.ConflictError
-	if errors.As(err, &ce) {
-		c.equivocated(ctx, ce)
-	}
-	if err == nil || ce != nil {
-		c.reportDissent(v.Statement, ce)
-	}
-	if err == nil {
-		c.relayAgainstOwn(v.Statement)
-	}
+	cert, _, err := c.count(ctx, v)
 	return cert, err
 }
 
-// reportDissent hands the detector every member whose signed checkpoint
-// at st's index differs from the statement a quorum signed there (state
-// divergence, DESIGN invariant 8), once a quorum has, and relays those
-// votes to the peers, so that a peer holding another vote of the same
-// member for the index can prove an equivocation. The member of a
-// conflict (ce: two signed states for the index) is proven already and is
-// neither reported nor relayed.
-func (c *checkpointer) reportDissent(st checkpoint.Statement, ce *checkpoint.ConflictError) {
+// count adds v to the collector under the current quarantine (add) and,
+// once it is held or has proven a conflict, compares the votes at its
+// slot (compareSlot). quorum reports whether a statement at the slot has
+// a quorum.
+func (c *checkpointer) count(ctx context.Context, v checkpoint.Vote) (cert *checkpoint.Certificate, quorum bool, err error) {
+	c.collector.SetQuarantined(c.n.quarantinedMembers())
+	cert, ce, err := c.add(ctx, v)
+	if err != nil && ce == nil {
+		return nil, false, err
+	}
+	return cert, c.compareSlot(v.Statement, ce), err
+}
+
+// add adds v to the collector. A vote that conflicts with another vote of
+// its signer for the index becomes checkpoint-equivocation evidence
+// (equivocated) and is returned as ce, with the collector's error.
+func (c *checkpointer) add(ctx context.Context, v checkpoint.Vote) (cert *checkpoint.Certificate, ce *checkpoint.ConflictError, err error) {
+	cert, err = c.collector.Add(v)
+	if errors.As(err, &ce) {
+		c.equivocated(ctx, ce)
+	}
+	return cert, ce, err
+}
+
+// compareSlot compares, in one pass, the votes the collector holds at
+// st's slot with the statement a quorum signed there and with this node's
+// own vote there. A vote for another state than the quorum's is a state
+// divergence (DESIGN invariant 8): it is reported to the detector and
+// relayed to the peers, so that a peer holding another vote of the same
+// member for the index can prove an equivocation. A vote for another
+// state than this node's own is relayed too: a member that sent this node
+// one state may have sent the others another, and a quorum to compare
+// with may never form here (a peer whose own vote completes a certificate
+// does not send it). The member of a conflict (ce: two signed states for
+// the index) is proven already and is neither reported nor relayed.
+// compareSlot reports whether a statement at the slot has a quorum.
+func (c *checkpointer) compareSlot(st checkpoint.Statement, ce *checkpoint.ConflictError) (quorum bool) {
 	if c.n.det == nil {
-		return
+		return false
 	}
-	quorum, dissent, ok := c.collector.Dissent(st.Kind, st.Epoch, st.Index)
-	if !ok {
-		return
+	votes, q := c.collector.Slot(st.Kind, st.Epoch, st.Index)
+	var own *checkpoint.Statement
+	for _, v := range votes {
+		if v.Signer == c.self {
+			own = &v.Statement
+		}
 	}
-	for _, v := range dissent {
+	for _, v := range votes {
 		if ce != nil && v.Signer == ce.First.Signer {
 			continue
 		}
-		c.n.det.onDivergence(divergenceOf(v, quorum))
-		c.relayDissent(v)
+		againstQuorum := q != nil && !v.Statement.Equal(q.Statement)
+		if againstQuorum {
+			c.n.det.onDivergence(divergenceOf(v, q))
+		}
+		if againstQuorum || (own != nil && !v.Statement.Equal(*own)) {
+			c.relayDissent(v)
+		}
 	}
+	return q != nil
 }
 
-// lateVote checks a verified copy of v, a vote at or below the index of
-// the stable checkpoint s, for what it still proves; it counts toward no
+// lateVote checks v, a vote at or below the index of the stable
+// checkpoint s, for what it still proves; it counts toward no
 // certificate. The collector keeps the votes above the previous stable
-// checkpoint (forgotBelow), so a late vote there is added to it: a
-// conflict with the vote its signer gave before is an equivocation, and
-// a vote against the quorum is a divergence, as before the index became
-// stable. At the stable index itself v is also compared with s, the
-// quorum's word: another state there is a divergence, or, if s carries
-// its signer's signature, an equivocation.
+// checkpoint (Forgotten), so a late vote there is counted as before the
+// index became stable: a conflict with the vote its signer gave before is
+// an equivocation, and a vote against the quorum or this node's own vote
+// is a divergence. At the stable index itself v is also compared with s,
+// the quorum's word: if s carries its signer's signature, another state
+// there is an equivocation; otherwise, when the collector holds no quorum
+// there to compare with, a divergence.
 func (c *checkpointer) lateVote(ctx context.Context, v checkpoint.Vote, s *checkpoint.Certificate) {
-	if c.n.det == nil || v.Statement.Index < c.forgotBelow.Load() {
+	if c.n.det == nil || v.Statement.Index < c.collector.Forgotten() {
 		return
-	}
-	if err := v.Verify(c.committee); err != nil {
-		return // only a member's own signature is evidence
 	}
 	st := v.Statement
 	dissents := st.Index == s.Statement.Index && st.Kind == s.Statement.Kind && st.Epoch == s.Statement.Epoch && !st.Equal(s.Statement)
@@ -378,21 +399,12 @@ func (c *checkpointer) lateVote(ctx context.Context, v checkpoint.Vote, s *check
 			return
 		}
 	}
-	c.collector.SetQuarantined(c.n.quarantinedMembers())
-	_, err := c.collector.Add(v)
-	var ce *checkpoint.ConflictError
-	if errors.As(err, &ce) {
-		c.equivocated(ctx, ce)
-	}
-	if err != nil {
+	// The collector verifies v: only a member's own signature is evidence.
+	if _, quorum, err := c.count(ctx, v); err != nil || quorum || !dissents {
 		return
 	}
-	c.reportDissent(st, nil)
-	c.relayAgainstOwn(st)
-	if dissents {
-		c.n.det.onDivergence(divergenceOf(v, s))
-		c.relayDissent(v)
-	}
+	c.n.det.onDivergence(divergenceOf(v, s))
+	c.relayDissent(v)
 }
 
 // divergenceOf is the detector's report of v against the quorum's
@@ -499,7 +511,6 @@ func (c *checkpointer) settle(ctx context.Context, cert *checkpoint.Certificate,
 	// The store keeps the previous checkpoint: forget only the votes
 	// below it.
 	if prev != nil {
-		c.forgotBelow.Store(prev.Statement.Index + 1)
 		c.collector.Forget(prev.Statement.Index + 1)
 	}
 	c.compact(ctx, prev, cert)

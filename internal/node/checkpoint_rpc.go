@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"io"
 	"net/http"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
@@ -42,18 +41,8 @@ func (n *Node) withCheckpointRPC(next http.Handler) http.Handler {
 // serveVote takes a member's own vote and answers with the newest stable
 // certificate when it settles the vote's index.
 func (c *checkpointer) serveVote(w http.ResponseWriter, r *http.Request) {
-	if !c.n.fromMember(r) {
-		writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "checkpoint votes are taken only from members"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxVoteBytes))
-	if err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "checkpoint vote: %v", err))
-		return
-	}
-	var v checkpoint.Vote
-	if err := v.UnmarshalBinary(body); err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "checkpoint vote: %v", err))
+	v, ok := c.readPeerVote(w, r, "checkpoint vote")
+	if !ok {
 		return
 	}
 	if from := transport.PeerIDFromContext(r.Context()); v.Signer != from {
@@ -79,6 +68,20 @@ func (c *checkpointer) serveVote(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(b)
+}
+
+// readPeerVote reads the checkpoint vote a member posts (what names it
+// in the malformed answer). ok is false when the error was written.
+func (c *checkpointer) readPeerVote(w http.ResponseWriter, r *http.Request, what string) (v checkpoint.Vote, ok bool) {
+	body, ok := c.n.memberBody(w, r, maxVoteBytes, "checkpoint votes are taken only from members", what)
+	if !ok {
+		return v, false
+	}
+	if err := v.UnmarshalBinary(body); err != nil {
+		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "%s: %v", what, err))
+		return v, false
+	}
+	return v, true
 }
 
 // broadcast sends v to every peer and keeps the certificates they answer

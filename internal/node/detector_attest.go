@@ -138,17 +138,12 @@ func (n *Node) deliverAttestations(ctx context.Context, addr string, body []byte
 // is compared; one that does not verify fails the whole batch.
 func (n *Node) registerAttestationRPC(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathAttestations, func(w http.ResponseWriter, r *http.Request) {
-		if !n.fromMember(r) {
-			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "attestations are accepted only from current members"))
+		body, ok := n.memberBody(w, r, maxAttestationBody, "attestations are accepted only from current members", "attestations")
+		if !ok {
 			return
 		}
 		if n.det == nil || n.det.slots == nil {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "this node checks no leader attestations"))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAttestationBody))
-		if err != nil {
-			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "attestations: %v", err))
 			return
 		}
 		as, err := decodeAttestations(body)

@@ -3,13 +3,11 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"sync"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/detector/evidence"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Checkpoint equivocation (DESIGN invariants 2, 7 and 8): the state at an
@@ -94,37 +92,6 @@ func (c *checkpointer) relayDissent(v checkpoint.Vote) {
 	c.log.Info("relaying a checkpoint vote for another state", "signer", v.Signer, "statement", v.Statement.String())
 }
 
-// relayAgainstOwn relays, once each, the votes the collector holds at
-// st's slot that sign another state than this node's own vote there: a
-// member that sent this node one state may have sent the others another,
-// and a quorum to compare with may never form here (a peer whose own
-// vote completes a certificate does not send it). Nothing is relayed
-// while this node's own vote for the slot is not held.
-func (c *checkpointer) relayAgainstOwn(st checkpoint.Statement) {
-	if c.n.det == nil {
-		return
-	}
-	var own *checkpoint.Vote
-	var others []checkpoint.Vote
-	for _, v := range c.collector.Votes(st.Kind, st.Epoch) {
-		switch {
-		case v.Statement.Index != st.Index:
-		case v.Signer == c.self:
-			own = &v
-		default:
-			others = append(others, v)
-		}
-	}
-	if own == nil {
-		return
-	}
-	for _, v := range others {
-		if !v.Statement.Equal(own.Statement) {
-			c.relayDissent(v)
-		}
-	}
-}
-
 // runDissentRelay sends the queued dissenting votes to every other member
 // that is not quarantined (and not the vote's signer) until ctx ends.
 func (c *checkpointer) runDissentRelay(ctx context.Context) {
@@ -151,18 +118,8 @@ func (c *checkpointer) runDissentRelay(ctx context.Context) {
 // serveDissent takes a dissenting vote a member relays and counts it like
 // a peer's own vote: a conflict with a vote this node holds is a proof.
 func (c *checkpointer) serveDissent(w http.ResponseWriter, r *http.Request) {
-	if !c.n.fromMember(r) {
-		writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "checkpoint votes are taken only from members"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxVoteBytes))
-	if err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "dissenting checkpoint vote: %v", err))
-		return
-	}
-	var v checkpoint.Vote
-	if err := v.UnmarshalBinary(body); err != nil {
-		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "dissenting checkpoint vote: %v", err))
+	v, ok := c.readPeerVote(w, r, "dissenting checkpoint vote")
+	if !ok {
 		return
 	}
 	if _, err := c.addVote(r.Context(), v); err != nil {
@@ -174,16 +131,16 @@ func (c *checkpointer) serveDissent(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// conflictWithCertificate returns the conflict between v, a verified vote
-// for another state at the index of cert, and the signature of v's signer
-// in cert, if cert carries one that verifies.
+// conflictWithCertificate returns the conflict between v, a vote for
+// another state at the index of cert, and the signature of v's signer in
+// cert, if cert carries one and both verify (v is verified only then).
 func conflictWithCertificate(v checkpoint.Vote, cert *checkpoint.Certificate, com *checkpoint.Committee) *checkpoint.ConflictError {
 	for _, sig := range cert.Sigs {
 		if sig.Signer != v.Signer {
 			continue
 		}
 		other := checkpoint.Vote{Statement: cert.Statement, Signer: sig.Signer, Sig: sig.Sig}
-		if other.Verify(com) == nil {
+		if other.Verify(com) == nil && v.Verify(com) == nil {
 			return &checkpoint.ConflictError{First: other, Second: v}
 		}
 	}
@@ -196,15 +153,12 @@ func conflictWithCertificate(v checkpoint.Vote, cert *checkpoint.Certificate, co
 // certificate are votes like any other; a member that sent this node one
 // state and the peer another is caught here.)
 func (c *checkpointer) checkCertificate(ctx context.Context, cert *checkpoint.Certificate) {
-	if c.n.det == nil || cert.Statement.Index < c.forgotBelow.Load() {
+	if c.n.det == nil || cert.Statement.Index < c.collector.Forgotten() {
 		return
 	}
 	for _, sig := range cert.Sigs {
-		_, err := c.collector.Add(checkpoint.Vote{Statement: cert.Statement, Signer: sig.Signer, Sig: sig.Sig})
-		var ce *checkpoint.ConflictError
-		if errors.As(err, &ce) {
-			c.equivocated(ctx, ce)
-		}
+		// A signature the collector holds already is not verified again.
+		c.add(ctx, checkpoint.Vote{Statement: cert.Statement, Signer: sig.Signer, Sig: sig.Sig})
 	}
 }
 

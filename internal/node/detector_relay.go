@@ -196,17 +196,12 @@ func (n *Node) deliverEvidence(ctx context.Context, addr string, body []byte) er
 func (n *Node) registerDetectorRPC(mux *http.ServeMux) {
 	n.registerAttestationRPC(mux)
 	mux.HandleFunc("POST "+pathEvidence, func(w http.ResponseWriter, r *http.Request) {
-		if !n.fromMember(r) {
-			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "evidence is accepted only from current members"))
+		body, ok := n.memberBody(w, r, evidence.MaxEncodedSize, "evidence is accepted only from current members", "evidence")
+		if !ok {
 			return
 		}
 		if n.det == nil {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "this node runs no detector (consensus_mode %s)", n.cfg.ConsensusMode))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, evidence.MaxEncodedSize))
-		if err != nil {
-			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "evidence: %v", err))
 			return
 		}
 		e, err := evidence.Unmarshal(body)

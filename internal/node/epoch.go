@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -579,18 +578,13 @@ func (n *Node) registerEpochRPC(mux *http.ServeMux) {
 		return
 	}
 	mux.HandleFunc("POST "+pathHandoffVote, func(w http.ResponseWriter, r *http.Request) {
-		if !n.fromMember(r) {
-			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "hand-over votes are taken only from members"))
+		body, ok := n.memberBody(w, r, 64<<10, "hand-over votes are taken only from members", "hand-over vote")
+		if !ok {
 			return
 		}
 		epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
 		if err != nil {
 			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over: epoch query parameter: %v", err))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-		if err != nil {
-			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "hand-over vote: %v", err))
 			return
 		}
 		if len(body) > 0 {

@@ -37,13 +37,8 @@ type readIndexResponse struct {
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+pathPropose, func(w http.ResponseWriter, r *http.Request) {
-		if !n.fromMember(r) {
-			writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "forwarding is accepted only from current members"))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.Limits.MaxRequestBytes))
-		if err != nil {
-			writeRPCError(w, smr.Errorf(smr.CodeMalformed, "forwarded envelope: %v", err))
+		body, ok := n.memberBody(w, r, n.cfg.Limits.MaxRequestBytes, "forwarding is accepted only from current members", "forwarded envelope")
+		if !ok {
 			return
 		}
 		var env smr.Envelope
@@ -100,6 +95,23 @@ func (n *Node) fromMember(r *http.Request) bool {
 		n.refreshPeers(r.Context()) // a member that joined since the last refresh
 	}
 	return n.peers.member(id)
+}
+
+// memberBody is the prologue of a peer request that carries a body: the
+// caller must be a member (fromMember; otherwise permission_denied with
+// deny), and the body is read whole, at most limit bytes (otherwise
+// malformed, "what: reason"). ok is false when the error was written.
+func (n *Node) memberBody(w http.ResponseWriter, r *http.Request, limit int64, deny, what string) (body []byte, ok bool) {
+	if !n.fromMember(r) {
+		writeRPCError(w, smr.Errorf(smr.CodePermissionDenied, "%s", deny))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		writeRPCError(w, smr.Errorf(smr.CodeMalformed, "%s: %v", what, err))
+		return nil, false
+	}
+	return body, true
 }
 
 func writeRPCError(w http.ResponseWriter, err error) {
