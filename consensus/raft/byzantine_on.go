@@ -45,41 +45,30 @@ const EnvByzantine = "TANDEM_BYZANTINE"
 const EnvByzantineTarget = "TANDEM_BYZANTINE_TARGET"
 
 var (
-	byzEquivocate = slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), "equivocate")
-	byzDisrupt    = slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), "disrupt-elections")
+	byzEquivocate = ByzantineBehaviour("equivocate")
+	byzDisrupt    = ByzantineBehaviour("disrupt-elections")
 )
+
+// ByzantineBehaviour reports whether EnvByzantine selects the behaviour
+// name. Only a byzantine build has it: the node's own behaviours use it
+// too.
+func ByzantineBehaviour(name string) bool {
+	return slices.Contains(strings.Split(os.Getenv(EnvByzantine), ","), name)
+}
 
 // misbehaveTransport wraps t with the chosen behaviours.
 func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport {
 	if byzEquivocate && e.cfg.Signer != nil {
 		e.logger.Warn("byzantine build: this leader equivocates to one follower", "target", os.Getenv(EnvByzantineTarget))
-		eq := &equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}
-		if pv, ok := t.(raft.WithPreVote); ok {
-			t = preVotingEquivocator{eq, pv}
-		} else {
-			t = eq
-		}
+		// The equivocator keeps the pre-vote RPC: campaigning without it
+		// is not the misbehaviour under test (keepPreVote).
+		t = keepPreVote(&equivocatingTransport{Transport: t, e: e, target: raft.ServerID(os.Getenv(EnvByzantineTarget))}, t)
 	}
 	if byzDisrupt {
 		e.logger.Warn("byzantine build: this node campaigns without pre-vote and starts elections while a leader is alive")
 		t = withoutPreVote{t}
 	}
 	return t
-}
-
-// preVotingEquivocator keeps the pre-vote RPC of the wrapped transport.
-// Raft runs pre-vote elections only when its transport offers that RPC;
-// hiding it would make this node alone campaign without pre-votes, so
-// that each heartbeat it missed would depose the leader and, on a loaded
-// machine, keep the correct nodes from ever electing one. That is not the
-// misbehaviour under test.
-type preVotingEquivocator struct {
-	*equivocatingTransport
-	pv raft.WithPreVote
-}
-
-func (p preVotingEquivocator) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	return p.pv.RequestPreVote(id, target, args, resp)
 }
 
 // equivocatingTransport rewrites the AppendEntries to one follower.
@@ -160,9 +149,4 @@ func (t *equivocatingTransport) twin(l *raft.Log) *raft.Log {
 }
 
 // Close closes the wrapped transport, which Raft's shutdown expects to do.
-func (t *equivocatingTransport) Close() error {
-	if c, ok := t.Transport.(raft.WithClose); ok {
-		return c.Close()
-	}
-	return nil
-}
+func (t *equivocatingTransport) Close() error { return closeTransport(t.Transport) }

@@ -13,12 +13,7 @@ import (
 type withoutPreVote struct{ raft.Transport }
 
 // Close closes the wrapped transport, which Raft's shutdown expects to do.
-func (t withoutPreVote) Close() error {
-	if c, ok := t.Transport.(raft.WithClose); ok {
-		return c.Close()
-	}
-	return nil
-}
+func (t withoutPreVote) Close() error { return closeTransport(t.Transport) }
 
 // misbehave starts the behaviours that run beside Raft.
 func (e *Engine) misbehave() {

@@ -123,9 +123,7 @@ func New(cfg Config) (*Engine, error) {
 		if e.inspector != nil {
 			_ = e.inspector.close() // closes e.transport too
 		} else if e.transport != nil {
-			if c, ok := e.transport.(raft.WithClose); ok {
-				c.Close()
-			}
+			_ = closeTransport(e.transport)
 		}
 		bolt.Close()
 		return nil, fmt.Errorf("raft engine: %w", err)
@@ -316,6 +314,8 @@ type Contact struct {
 	// Follower: this node is a follower (not leader, candidate or
 	// shut down).
 	Follower bool
+	// Leader: this node is the leader.
+	Leader   bool
 	LeaderID string
 	Term     uint64
 	// AppliedIndex and LastIndex are Raft's (every entry kind counts).
@@ -329,8 +329,10 @@ type Contact struct {
 // Contact returns what this node knows of its leader now.
 func (e *Engine) Contact() Contact {
 	_, id := e.raft.LeaderWithID()
+	state := e.raft.State()
 	return Contact{
-		Follower:     e.raft.State() == raft.Follower && !e.stopped.Load(),
+		Follower:     state == raft.Follower && !e.stopped.Load(),
+		Leader:       state == raft.Leader,
 		LeaderID:     string(id),
 		Term:         e.raft.CurrentTerm(),
 		AppliedIndex: e.raft.AppliedIndex(),

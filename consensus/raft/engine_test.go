@@ -57,6 +57,12 @@ func TestClusterReplicatesThroughLeader(t *testing.T) {
 		if st.Role != "follower" || st.LeaderID != l.id || st.Mode != "cft" || st.NodeID != n.id {
 			t.Errorf("follower status = %+v", st)
 		}
+		if rc := n.e.Contact(); !rc.Follower || rc.Leader || rc.LeaderID != l.id {
+			t.Errorf("follower contact = %+v", rc)
+		}
+	}
+	if rc := l.e.Contact(); rc.Follower || !rc.Leader || rc.LeaderID != l.id {
+		t.Errorf("leader contact = %+v", rc)
 	}
 
 	// Bootstrapping again is a no-op on nodes with state.

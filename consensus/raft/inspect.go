@@ -116,7 +116,8 @@ type inspector struct {
 
 // newInspector starts forwarding t's RPCs. Raft must be given the
 // transport returned by transport(); close stops the goroutine and closes
-// t.
+// t. Once attached, the inspector hands report every observation (report
+// may be nil only for an inspector that is never attached).
 func newInspector(t raft.Transport, self string, logs raft.LogStore, report func(PeerObservation), clock func() time.Time) *inspector {
 	in := &inspector{
 		in:     t.Consumer(),
@@ -185,9 +186,7 @@ func emptyResponse(cmd any) any {
 // stops the goroutine. It is idempotent.
 func (in *inspector) close() error {
 	in.stopOnce.Do(func() {
-		if c, ok := in.inner.(raft.WithClose); ok {
-			in.closeErr = c.Close()
-		}
+		in.closeErr = closeTransport(in.inner)
 		close(in.stop)
 		<-in.done
 	})
@@ -197,7 +196,7 @@ func (in *inspector) close() error {
 // inspect reports what rpc shows. It never modifies rpc.
 func (in *inspector) inspect(rpc raft.RPC) {
 	vp := in.view.Load()
-	if vp == nil || in.report == nil {
+	if vp == nil {
 		return
 	}
 	v := *vp
@@ -296,24 +295,8 @@ func (t *inspectingTransport) Consumer() <-chan raft.RPC { return t.in.out }
 // shutdown calls it.
 func (t *inspectingTransport) Close() error { return t.in.close() }
 
-// inspectingPreVote keeps the wrapped transport's pre-vote RPC. Raft runs
-// pre-vote elections only when its transport offers it: hiding it would
-// make this node campaign without pre-votes.
-type inspectingPreVote struct {
-	*inspectingTransport
-	pv raft.WithPreVote
-}
-
-func (p inspectingPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	return p.pv.RequestPreVote(id, target, args, resp)
-}
-
 // transport returns the transport Raft is to use: it offers the pre-vote
 // RPC exactly when the wrapped transport does, and always Close.
 func (in *inspector) transport() raft.Transport {
-	it := &inspectingTransport{Transport: in.inner, in: in}
-	if pv, ok := in.inner.(raft.WithPreVote); ok {
-		return inspectingPreVote{it, pv}
-	}
-	return it
+	return keepPreVote(&inspectingTransport{Transport: in.inner, in: in}, in.inner)
 }

@@ -129,10 +129,8 @@ func (e *Engine) propose() {
 				batch = append(batch, p)
 				size += len(p.env.Command)
 			case <-e.stopCh:
-				for _, p := range batch {
-					if p.state.CompareAndSwap(proposalQueued, proposalTaken) {
-						p.done <- proposalResult{err: consensus.ErrStopped}
-					}
+				for _, p := range claim(batch) {
+					p.done <- proposalResult{err: consensus.ErrStopped}
 				}
 				e.failQueued()
 				return
@@ -169,15 +167,23 @@ func (e *Engine) failQueued() {
 	}
 }
 
-// proposeBatch hands the proposals of batch that are still wanted to Raft
-// as one entry, and answers each once it is applied.
-func (e *Engine) proposeBatch(batch []*proposal) {
+// claim takes the proposals of batch that are still wanted (queued, not
+// given up by their caller) and returns them in a new slice: each is owed
+// exactly one answer on its done channel.
+func claim(batch []*proposal) []*proposal {
 	ps := batch[:0:0]
 	for _, p := range batch {
 		if p.state.CompareAndSwap(proposalQueued, proposalTaken) {
 			ps = append(ps, p)
 		}
 	}
+	return ps
+}
+
+// proposeBatch hands the proposals of batch that are still wanted to Raft
+// as one entry, and answers each once it is applied.
+func (e *Engine) proposeBatch(batch []*proposal) {
+	ps := claim(batch)
 	if len(ps) == 0 {
 		e.release()
 		return

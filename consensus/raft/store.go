@@ -56,9 +56,14 @@ func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
 	}
 }
 
-// prepareDir creates DataDir/raft with mode 0700 and returns its path.
+// StorageDir is the directory under dataDir (Config.DataDir) that holds
+// the engine's storage: its log store and snapshots.
+func StorageDir(dataDir string) string { return filepath.Join(dataDir, raftDirName) }
+
+// prepareDir creates StorageDir(dataDir) with mode 0700 and returns its
+// path.
 func prepareDir(dataDir string) (string, error) {
-	dir := filepath.Join(dataDir, raftDirName)
+	dir := StorageDir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create raft directory: %w", err)
 	}

@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
@@ -32,8 +29,8 @@ import (
 //     node3 get the real one, node2 the other). Every correct node must
 //     end up with both votes as evidence and quarantine it.
 var (
-	byzTamperCheckpoint     = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "tamper-checkpoint")
-	byzEquivocateCheckpoint = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "equivocate-checkpoint")
+	byzTamperCheckpoint     = raftengine.ByzantineBehaviour("tamper-checkpoint")
+	byzEquivocateCheckpoint = raftengine.ByzantineBehaviour("equivocate-checkpoint")
 	// byzCheckpointLogged is the last index equivocate-checkpoint logged.
 	byzCheckpointLogged atomic.Uint64
 )

@@ -8,7 +8,6 @@ import (
 	"github.com/tandem-consensus/tandem/checkpoint"
 	"github.com/tandem-consensus/tandem/consensus"
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // compact shortens the log behind a stable checkpoint (DESIGN invariant
@@ -91,23 +90,7 @@ func (c *checkpointer) hotstuffStateTransfer(ctx context.Context, minIndex uint6
 	if cert, snap, err := c.store.Latest(); err == nil && cert.Statement.Index >= minIndex {
 		return &hsengine.Transferred{Index: cert.Statement.Index, Snapshot: snap}, nil
 	}
-	timeout := c.n.Effective().StateTransferTimeout
-	peers := make([]checkpoint.Peer, 0, len(c.peers))
-	for _, m := range c.peers {
-		peers = append(peers, checkpoint.Peer{ID: m.ID, URL: "http://" + m.Addr + pathCheckpointState})
-	}
-	cert, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-		Peers: peers, Client: c.n.rpc, Committee: c.committee, Quarantined: c.n.quarantinedMembers(),
-		Info: smr.SnapshotInfo, MinIndex: minIndex, Timeout: timeout, MaxBytes: maxStateBytes,
-	})
-	for _, r := range rejected {
-		switch r.Reason {
-		case checkpoint.ReasonNotFound, checkpoint.ReasonUnreachable, checkpoint.ReasonTimeout, checkpoint.ReasonStale:
-		default:
-			c.metrics.rejected.WithLabelValues(r.Reason).Inc()
-			c.log.Warn("state transfer: refused the checkpoint a peer served", "peer", r.Peer, "reason", r.Reason, "err", r.Err)
-		}
-	}
+	cert, snap, _, err := c.fetchVerified(ctx, minIndex, nil)
 	if err != nil {
 		return nil, fmt.Errorf("no verified stable checkpoint at index %d or above: %w", minIndex, err)
 	}

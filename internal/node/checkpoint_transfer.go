@@ -44,34 +44,8 @@ func (c *checkpointer) fetchLatest(ctx context.Context) {
 	}
 	timeout := c.n.Effective().StateTransferTimeout
 	deadline := time.Now().Add(timeout)
-	peers := make([]checkpoint.Peer, 0, len(c.peers))
-	for _, m := range c.peers {
-		peers = append(peers, checkpoint.Peer{ID: m.ID, URL: "http://" + m.Addr + pathCheckpointState})
-	}
 	for {
-		cert, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-			Peers: peers, Client: c.n.rpc, Committee: c.committee, Quarantined: c.n.quarantinedMembers(),
-			Info: smr.SnapshotInfo, MinIndex: 1, Timeout: timeout, MaxBytes: maxStateBytes,
-			Want: func(cert *checkpoint.Certificate) error {
-				if cert.Statement.Kind != checkpoint.KindCheckpoint {
-					return errors.New("not a periodic checkpoint")
-				}
-				return nil
-			},
-		})
-		missing := 0
-		for _, r := range rejected {
-			switch r.Reason {
-			case checkpoint.ReasonNotFound:
-				missing++
-			case checkpoint.ReasonUnreachable, checkpoint.ReasonTimeout:
-				c.log.Debug("state transfer: peer not reached", "peer", r.Peer, "err", r.Err)
-			default:
-				c.metrics.rejected.WithLabelValues(r.Reason).Inc()
-				c.log.Warn("state transfer: refused the checkpoint a peer served; trying the next peer",
-					"peer", r.Peer, "reason", r.Reason, "err", r.Err)
-			}
-		}
+		cert, snap, missing, err := c.fetchVerified(ctx, 1, periodicCheckpoint)
 		if err == nil {
 			c.install(cert, snap)
 			return
@@ -79,7 +53,7 @@ func (c *checkpointer) fetchLatest(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if missing == len(peers) {
+		if missing == len(c.peers) {
 			c.log.Debug("state transfer: no peer holds a stable checkpoint yet")
 			return
 		}
@@ -95,6 +69,56 @@ func (c *checkpointer) fetchLatest(ctx context.Context) {
 		case <-time.After(transferRetryEvery):
 		}
 	}
+}
+
+// statePeers are the members this node asks for state, in the order of
+// initial_members.
+func (c *checkpointer) statePeers() []checkpoint.Peer {
+	peers := make([]checkpoint.Peer, 0, len(c.peers))
+	for _, m := range c.peers {
+		peers = append(peers, checkpoint.Peer{ID: m.ID, URL: "http://" + m.Addr + pathCheckpointState})
+	}
+	return peers
+}
+
+// periodicCheckpoint is a FetchConfig.Want that takes periodic checkpoints
+// only.
+func periodicCheckpoint(cert *checkpoint.Certificate) error {
+	if cert.Statement.Kind != checkpoint.KindCheckpoint {
+		return errors.New("not a periodic checkpoint")
+	}
+	return nil
+}
+
+// fetchVerified asks the peers in turn (statePeers) for their newest
+// stable checkpoint at minIndex or above that want (if set) accepts, and
+// returns the first one checkpoint.Fetch verified: its certificate
+// against the committee and this node's quarantine list, its snapshot
+// against the certificate. Each peer gets state_transfer_timeout. A peer
+// that served a checkpoint this node refused is logged with the reason
+// and counted in tandem_checkpoint_transfer_rejected_total; missing is
+// the number of peers that hold no such checkpoint.
+func (c *checkpointer) fetchVerified(ctx context.Context, minIndex uint64, want func(*checkpoint.Certificate) error) (cert *checkpoint.Certificate, snap []byte, missing int, err error) {
+	cert, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
+		Peers: c.statePeers(), Client: c.n.rpc, Committee: c.committee, Quarantined: c.n.quarantinedMembers(),
+		Info: smr.SnapshotInfo, MinIndex: minIndex, Timeout: c.n.Effective().StateTransferTimeout, MaxBytes: maxStateBytes,
+		Want: want,
+	})
+	for _, r := range rejected {
+		switch r.Reason {
+		case checkpoint.ReasonNotFound:
+			missing++
+		case checkpoint.ReasonUnreachable, checkpoint.ReasonTimeout:
+			c.log.Debug("state transfer: peer not reached", "peer", r.Peer, "err", r.Err)
+		case checkpoint.ReasonStale:
+			c.log.Debug("state transfer: a peer's checkpoint is below the index asked for", "peer", r.Peer, "min_index", minIndex, "err", r.Err)
+		default:
+			c.metrics.rejected.WithLabelValues(r.Reason).Inc()
+			c.log.Warn("state transfer: refused the checkpoint a peer served; trying the next peer",
+				"peer", r.Peer, "reason", r.Reason, "min_index", minIndex, "err", r.Err)
+		}
+	}
+	return cert, snap, missing, err
 }
 
 // install makes a fetched, verified checkpoint this node's stable one.

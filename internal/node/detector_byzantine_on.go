@@ -5,8 +5,6 @@ package node
 import (
 	"context"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
@@ -23,7 +21,7 @@ import (
 //     and relays it like any record. Each correct node verifies it (the
 //     signature is genuine) and keeps it, but one accuser is below the
 //     f+1 any action on accusations needs.
-var byzFalseAccuse = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "false-accuse")
+var byzFalseAccuse = raftengine.ByzantineBehaviour("false-accuse")
 
 // falseAccuseEvery is the interval of the false-accuse behaviour.
 const falseAccuseEvery = 500 * time.Millisecond

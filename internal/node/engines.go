@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -69,33 +71,17 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 			return fmt.Errorf("install the base state of epoch %d: %w", rec.Epoch, err)
 		}
 	}
-	dir := n.epochDir(rec.Epoch)
 	switch rec.Mode {
 	case smr.ModeCFT:
-		rc := raftengine.Config{
-			NodeID:    n.cfg.NodeID,
-			DataDir:   dir,
-			Advertise: n.cfg.PeerAdvertiseAddr(),
-			Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
-			FSM:       n.fsm,
-			IndexBase: rec.BaseIndex,
-			Raft:      n.Effective().Raft,
-			Logger:    n.log.With("epoch", rec.Epoch),
-			Signer:    n.signKey,
-			Epoch:     rec.Epoch,
-		}
-		n.det.raftChecks(&rc)
-		r, err := raftengine.New(rc)
-		if err != nil {
+		if _, err := n.startRaft(n.epochRaftConfig(rec)); err != nil {
 			return fmt.Errorf("raft engine of epoch %d: %w", rec.Epoch, err)
 		}
-		n.swapEngine(nil, r)
 	case smr.ModeBFT:
 		var hb *hsengine.Base
 		if rec.Cert != nil {
 			hb = &hsengine.Base{Index: rec.BaseIndex, Snapshot: base, Digest: rec.Cert.Statement.Digest()}
 		}
-		b, err := n.newBFTEngineAt(n.signKey, n.log.With("epoch", rec.Epoch), rec.Epoch, dir, hb)
+		b, err := n.newBFTEngineAt(n.signKey, n.log.With("epoch", rec.Epoch), rec.Epoch, n.epochDir(rec.Epoch), hb)
 		if err != nil {
 			return fmt.Errorf("hotstuff engine of epoch %d: %w", rec.Epoch, err)
 		}
@@ -104,6 +90,75 @@ func (n *Node) startEpoch(rec epochRecord, base []byte) error {
 		return fmt.Errorf("epoch %d: unknown mode %q", rec.Epoch, rec.Mode)
 	}
 	return nil
+}
+
+// epochBase is the certified base state epoch rec starts from, read from
+// the epoch's directory; nil for epoch 1, which starts empty.
+func (n *Node) epochBase(rec epochRecord) ([]byte, error) {
+	if rec.Epoch <= 1 {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(n.epochDir(rec.Epoch), baseSnapshotName))
+	if err != nil {
+		return nil, fmt.Errorf("base state of epoch %d: %w", rec.Epoch, err)
+	}
+	return b, nil
+}
+
+// cftRaftConfig is the Raft engine configuration of consensus_mode cft.
+func (n *Node) cftRaftConfig() raftengine.Config {
+	rc := raftengine.Config{
+		NodeID:    n.cfg.NodeID,
+		DataDir:   n.cfg.DataDir,
+		Advertise: n.cfg.PeerAdvertiseAddr(),
+		Stream:    n.mux.RaftLayer(),
+		FSM:       n.fsm,
+		Raft:      n.Effective().Raft,
+		Logger:    n.log,
+	}
+	// The leader signs what it proposes; with every member's key (a
+	// detector) the replicas check it.
+	rc.Signer, rc.Epoch = n.signKey, cftEpoch
+	if n.det != nil {
+		n.det.raftChecks(&rc)
+	}
+	return rc
+}
+
+// epochRaftConfig is the Raft engine configuration of the cft epoch rec.
+func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
+	rc := raftengine.Config{
+		NodeID:    n.cfg.NodeID,
+		DataDir:   n.epochDir(rec.Epoch),
+		Advertise: n.cfg.PeerAdvertiseAddr(),
+		Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
+		FSM:       n.fsm,
+		IndexBase: rec.BaseIndex,
+		Raft:      n.Effective().Raft,
+		Logger:    n.log.With("epoch", rec.Epoch),
+		Signer:    n.signKey,
+		Epoch:     rec.Epoch,
+	}
+	n.det.raftChecks(&rc)
+	return rc
+}
+
+// startRaft starts a Raft engine with rc and makes it the running engine.
+func (n *Node) startRaft(rc raftengine.Config) (*raftengine.Engine, error) {
+	e, err := raftengine.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	n.swapEngine(nil, e)
+	return e, nil
+}
+
+// attachRaft hands the detector, if there is one, the Raft engine e to
+// apply the quarantine list to.
+func (n *Node) attachRaft(e *raftengine.Engine) {
+	if n.det != nil {
+		n.det.attach(cftQuarantine{e: e, self: n.cfg.NodeID, log: n.det.log})
+	}
 }
 
 // swapEngine makes the HotStuff engine b or (b nil) the Raft engine r the
@@ -142,7 +197,7 @@ func (n *Node) runEpochTasks(ctx context.Context) error {
 			g.Go(func() error { n.watchGenesis(gctx); return nil })
 		}
 	} else {
-		n.det.attach(cftQuarantine{e: n.raftEng(), self: n.cfg.NodeID, log: n.det.log})
+		n.attachRaft(n.raftEng())
 		g.Go(func() error { return n.bootstrapEpoch(rec) })
 		g.Go(func() error { n.ensureGenesis(gctx); return nil })
 	}

@@ -4,9 +4,6 @@ package node
 
 import (
 	"context"
-	"os"
-	"slices"
-	"strings"
 
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 )
@@ -24,7 +21,7 @@ import (
 //     nor answered while the leader commits other entries, and their
 //     selective-omission accusations, f+1 of them, make this node's score
 //     escalate.
-var byzOmitForwarded = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "omit-requests")
+var byzOmitForwarded = raftengine.ByzantineBehaviour("omit-requests")
 
 // dropForwarded reports whether the omit-requests behaviour drops a write
 // forwarded to this node; it then holds it until ctx ends.

@@ -192,10 +192,8 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		}
 		rec := n.sel.record()
 		var base []byte
-		if rec.Epoch > 1 {
-			if base, err = os.ReadFile(filepath.Join(n.epochDir(rec.Epoch), baseSnapshotName)); err != nil {
-				return nil, fmt.Errorf("base state of epoch %d: %w", rec.Epoch, err)
-			}
+		if base, err = n.epochBase(rec); err != nil {
+			return nil, err
 		}
 		if err := n.startEpoch(rec, base); err != nil {
 			return nil, err
@@ -216,16 +214,11 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		if n.det, err = n.newCFTDetector(key, logger); err != nil { // nil without member keys
 			return nil, err
 		}
-		// The leader signs what it proposes; with every member's key
-		// (a detector) the replicas check it.
-		r, err := raftengine.New(n.cftRaftConfig())
+		r, err := n.startRaft(n.cftRaftConfig())
 		if err != nil {
 			return nil, fmt.Errorf("raft engine: %w", err)
 		}
-		n.swapEngine(nil, r)
-		if n.det != nil {
-			n.det.attach(cftQuarantine{e: r, self: cfg.NodeID, log: n.det.log})
-		}
+		n.attachRaft(r)
 		closers = append(closers, func() { _ = r.Stop() })
 
 		hasState, err := r.HasState()

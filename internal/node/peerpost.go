@@ -38,31 +38,48 @@ func postEach(ctx context.Context, n *Node, members []config.Member, path string
 	wg.Wait()
 }
 
-// postOne is one POST of postEach.
+// postOne is one POST of postEach: the body of a 200 answer, nil for any
+// other status, or the error that prevented one.
 func postOne(ctx context.Context, n *Node, addr, path string, body []byte, limit int64) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, peerPostTimeout)
+	status, b, err := postPeer(ctx, n, addr, path, body, limit, peerPostTimeout)
+	if err != nil || status != http.StatusOK {
+		return nil, err
+	}
+	return b, nil
+}
+
+// peerErrorTextLimit bounds what is read of a peer's answer that is not a
+// 200.
+const peerErrorTextLimit = 4 << 10
+
+// postPeer POSTs body to path (with its query) on the peer port of the
+// member at addr within timeout, and returns the answer's status and
+// body: of a 200 answer at most limit bytes (a larger one is an error), of
+// any other the start of its text (at most peerErrorTextLimit bytes).
+func postPeer(ctx context.Context, n *Node, addr, path string, body []byte, limit int64, timeout time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := n.rpc.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, nil
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, peerErrorTextLimit))
+		return resp.StatusCode, b, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, err
+		return resp.StatusCode, nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("answer of %s is larger than %d bytes", addr, limit)
+		return resp.StatusCode, nil, fmt.Errorf("answer of %s is larger than %d bytes", addr, limit)
 	}
-	return b, nil
+	return resp.StatusCode, b, nil
 }
 
 // postToPeers is postEach for peers that answer with a JSON array of T;

@@ -21,7 +21,6 @@ import (
 	"github.com/tandem-consensus/tandem/detector/score"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/internal/fsutil"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Re-sync of a replica whose own state diverged (DESIGN invariant 8:
@@ -113,10 +112,9 @@ type resyncGuard struct {
 	self   string
 	window time.Duration
 	phase  resyncPhase
-	// done counts completed re-syncs; lastDone is when the last one
-	// completed and doneIndex the applied index this node rejoined at
-	// (reports at or below it are about the state before the re-sync).
-	done      int
+	// lastDone is when the last re-sync completed (zero: none did) and
+	// doneIndex the applied index this node rejoined at (reports at or
+	// below it are about the state before the re-sync).
 	lastDone  time.Time
 	doneIndex uint64
 }
@@ -130,9 +128,9 @@ func (g *resyncGuard) decide(r resyncReport, now time.Time) (resyncVerdict, stri
 		return verdictIgnore, "a re-sync is under way"
 	case g.phase == resyncOut:
 		return verdictIgnore, "this node stays out after diverging again"
-	case g.done > 0 && r.Index <= g.doneIndex:
+	case !g.lastDone.IsZero() && r.Index <= g.doneIndex:
 		return verdictIgnore, "the certificate is about the state before the last re-sync"
-	case g.done > 0 && now.Sub(g.lastDone) < g.window:
+	case !g.lastDone.IsZero() && now.Sub(g.lastDone) < g.window:
 		return verdictStayOut, fmt.Sprintf("diverged again %s after a completed re-sync (less than %s)", now.Sub(g.lastDone).Round(time.Second), g.window)
 	}
 	return verdictStart, ""
@@ -379,7 +377,6 @@ func (r *resyncer) finish(ctx context.Context, rep resyncReport, err error) {
 	applied := r.n.fsm.AppliedIndex()
 	r.mu.Lock()
 	r.guard.phase = resyncIdle
-	r.guard.done++
 	r.guard.lastDone = time.Now()
 	r.guard.doneIndex = applied
 	r.confirm, r.divergedAt = applied, rep.At
@@ -419,23 +416,9 @@ func (r *resyncer) checkConfirmed() {
 // a divergence if they differ.
 func (r *resyncer) lookForCertificate(ctx context.Context) {
 	c := r.n.ckpt
-	timeout := r.n.Effective().StateTransferTimeout
-	peers := make([]checkpoint.Peer, 0, len(c.peers))
-	for _, m := range c.peers {
-		peers = append(peers, checkpoint.Peer{ID: m.ID, URL: "http://" + m.Addr + pathCheckpointState})
-	}
-	fctx, cancel := context.WithTimeout(ctx, timeout)
+	fctx, cancel := context.WithTimeout(ctx, r.n.Effective().StateTransferTimeout)
 	defer cancel()
-	cert, _, _, err := checkpoint.Fetch(fctx, checkpoint.FetchConfig{
-		Peers: peers, Client: r.n.rpc, Committee: c.committee, Quarantined: r.n.quarantinedMembers(),
-		Info: smr.SnapshotInfo, MinIndex: 1, Timeout: timeout, MaxBytes: maxStateBytes,
-		Want: func(cert *checkpoint.Certificate) error {
-			if cert.Statement.Kind != checkpoint.KindCheckpoint {
-				return errors.New("not a periodic checkpoint")
-			}
-			return nil
-		},
-	})
+	cert, _, _, err := c.fetchVerified(fctx, 1, periodicCheckpoint)
 	if err != nil {
 		r.log.Warn("accused of state divergence, but no peer served a verified stable checkpoint to compare with; no re-sync", "err", err)
 		return

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/tandem-consensus/tandem/config"
 	"github.com/tandem-consensus/tandem/consensus"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/internal/fsutil"
 	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -58,6 +58,9 @@ import (
 // join or promote).
 const pathResync = "/internal/resync"
 
+// resyncStepTimeout bounds one re-sync step asked of the leader.
+const resyncStepTimeout = 10 * time.Second
+
 // resyncAnswer is the leader's answer to a re-sync step.
 type resyncAnswer struct {
 	// CommitIndex is the leader's Raft commit index when it took the
@@ -92,27 +95,39 @@ func (r *resyncer) resyncCFT(ctx context.Context, rep resyncReport) error {
 	// this node may have signed for the diverged state are never signed
 	// again.
 	epoch := n.ckpt.epoch()
-	rec := resyncRecord{Epoch: epoch, SignedUpTo: max(n.ckpt.applied.Load(), rep.Index), Rejoining: true, Index: rep.Index,
+	rr := resyncRecord{Epoch: epoch, SignedUpTo: max(n.ckpt.applied.Load(), rep.Index), Rejoining: true, Index: rep.Index,
 		Certified: hex.EncodeToString(rep.Certified[:]), Own: hex.EncodeToString(rep.Own[:]), Since: rep.At}
-	if err := r.saveRecord(rec); err != nil {
+	if err := r.saveRecord(rr); err != nil {
 		return err
 	}
 	if err := n.raftEng().Stop(); err != nil {
 		r.log.Warn("re-sync: stopping the Raft engine", "err", err)
 	}
-	dir := r.raftDataDir()
-	if err := moveAside(filepath.Join(dir, "raft"), filepath.Join(dir, "raft.diverged")); err != nil {
+	// The fresh engine's configuration is built once the old engine has
+	// stopped: the peer transport hands out a new Raft stream layer only
+	// after the old one was closed.
+	rc, rec, err := r.freshRaftConfig()
+	if err != nil {
+		return err
+	}
+	dir := raftengine.StorageDir(rc.DataDir)
+	if err := moveAside(dir, dir+".diverged"); err != nil {
 		return fmt.Errorf("move the diverged raft storage aside: %w", err)
 	}
-	base, err := r.baseState()
+	base, err := r.baseState(rec)
 	if err != nil {
 		return err
 	}
 	if err := n.fsm.Restore(base); err != nil {
 		return fmt.Errorf("reset the state machine: %w", err)
 	}
-	if err := r.startRaft(ctx); err != nil {
-		return err
+	e, err := n.startRaft(rc)
+	if err != nil {
+		return fmt.Errorf("restart the raft engine: %w", err)
+	}
+	if n.det != nil {
+		n.attachRaft(e)
+		n.det.pushQuarantine(ctx)
 	}
 	// 4–5.
 	return r.rejoinCFT(ctx)
@@ -169,12 +184,12 @@ func (r *resyncer) catchUp(ctx context.Context, index uint64) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if st := r.n.raftEng().Status(); st.AppliedIndex >= index && r.n.fsm.Initialized() {
+		if r.n.raftEng().Contact().AppliedIndex >= index && r.n.fsm.Initialized() {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("applied %d of the leader's %d: %w", r.n.raftEng().Status().AppliedIndex, index, ctx.Err())
+			return fmt.Errorf("applied %d of the leader's %d: %w", r.n.raftEng().Contact().AppliedIndex, index, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -186,9 +201,12 @@ func (r *resyncer) step(ctx context.Context, op, addr string) (resyncAnswer, err
 	if addr == "" {
 		return ans, errors.New("no leader known")
 	}
-	b, err := postOneStatus(ctx, r.n, addr, pathResync+"?op="+op)
+	status, b, err := postPeer(ctx, r.n, addr, pathResync+"?op="+op, nil, 4<<10, resyncStepTimeout)
 	if err != nil {
 		return ans, err
+	}
+	if status != http.StatusOK {
+		return ans, fmt.Errorf("%s answered %d: %s", addr, status, b)
 	}
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return ans, fmt.Errorf("leader's answer to %s: %w", op, err)
@@ -215,117 +233,30 @@ func (r *resyncer) stepAny(ctx context.Context, op string) (resyncAnswer, error)
 	return resyncAnswer{}, errors.Join(errs...)
 }
 
-// postOneStatus POSTs an empty body to path on the peer at addr and
-// returns the body of a 200 answer, or an error with the answer's text.
-func postOneStatus(ctx context.Context, n *Node, addr, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, http.NoBody)
-	if err != nil {
-		return nil, err
+// freshRaftConfig is the configuration of the fresh Raft engine of the
+// running epoch, and the epoch's record in auto mode (nil in cft mode).
+func (r *resyncer) freshRaftConfig() (raftengine.Config, *epochRecord, error) {
+	n := r.n
+	if n.sel == nil {
+		return n.cftRaftConfig(), nil, nil
 	}
-	resp, err := n.rpc.Do(req)
-	if err != nil {
-		return nil, err
+	rec := n.sel.record()
+	if rec.Mode != smr.ModeCFT {
+		return raftengine.Config{}, nil, fmt.Errorf("epoch %d runs %s, not Raft", rec.Epoch, rec.Mode)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %d: %s", addr, resp.StatusCode, b)
-	}
-	return b, nil
+	return n.epochRaftConfig(rec), &rec, nil
 }
 
-// raftDataDir is the directory the Raft engine keeps its storage under
-// (its "raft" subdirectory).
-func (r *resyncer) raftDataDir() string {
-	if r.n.sel != nil {
-		return r.n.epochDir(r.n.sel.record().Epoch)
-	}
-	return r.n.cfg.DataDir
-}
-
-// baseState is the state a fresh Raft log of the running epoch starts
-// from: empty in a plain cft cluster and in epoch 1, the certified base
-// state of a later epoch.
-func (r *resyncer) baseState() ([]byte, error) {
-	if r.n.sel != nil {
-		if e := r.n.sel.record().Epoch; e > 1 {
-			b, err := os.ReadFile(filepath.Join(r.n.epochDir(e), baseSnapshotName))
-			if err != nil {
-				return nil, fmt.Errorf("base state of epoch %d: %w", e, err)
-			}
-			return b, nil
+// baseState is the state a fresh Raft log of the running epoch (rec; nil
+// in cft mode) starts from: empty in a plain cft cluster and in epoch 1,
+// the certified base state of a later epoch.
+func (r *resyncer) baseState(rec *epochRecord) ([]byte, error) {
+	if rec != nil {
+		if b, err := r.n.epochBase(*rec); err != nil || b != nil {
+			return b, err
 		}
 	}
 	return smr.NewUninitialized().Snapshot()
-}
-
-// startRaft starts a fresh Raft engine of the running epoch and makes it
-// the node's engine.
-func (r *resyncer) startRaft(ctx context.Context) error {
-	n := r.n
-	var rc raftengine.Config
-	if n.sel != nil {
-		rec := n.sel.record()
-		if rec.Mode != smr.ModeCFT {
-			return fmt.Errorf("epoch %d runs %s, not Raft", rec.Epoch, rec.Mode)
-		}
-		rc = n.epochRaftConfig(rec)
-	} else {
-		rc = n.cftRaftConfig()
-	}
-	e, err := raftengine.New(rc)
-	if err != nil {
-		return fmt.Errorf("restart the raft engine: %w", err)
-	}
-	n.swapEngine(nil, e)
-	if n.det != nil {
-		n.det.attach(cftQuarantine{e: e, self: n.cfg.NodeID, log: n.det.log})
-		n.det.pushQuarantine(ctx)
-	}
-	return nil
-}
-
-// cftRaftConfig is the Raft engine configuration of consensus_mode cft.
-func (n *Node) cftRaftConfig() raftengine.Config {
-	rc := raftengine.Config{
-		NodeID:    n.cfg.NodeID,
-		DataDir:   n.cfg.DataDir,
-		Advertise: n.cfg.PeerAdvertiseAddr(),
-		Stream:    n.mux.RaftLayer(),
-		FSM:       n.fsm,
-		Raft:      n.Effective().Raft,
-		Logger:    n.log,
-	}
-	// The leader signs what it proposes; with every member's key (a
-	// detector) the replicas check it.
-	rc.Signer, rc.Epoch = n.signKey, cftEpoch
-	if n.det != nil {
-		n.det.raftChecks(&rc)
-	}
-	return rc
-}
-
-// epochRaftConfig is the Raft engine configuration of the cft epoch rec.
-func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
-	rc := raftengine.Config{
-		NodeID:    n.cfg.NodeID,
-		DataDir:   n.epochDir(rec.Epoch),
-		Advertise: n.cfg.PeerAdvertiseAddr(),
-		Stream:    n.mux.RaftLayerEpoch(rec.Epoch),
-		FSM:       n.fsm,
-		IndexBase: rec.BaseIndex,
-		Raft:      n.Effective().Raft,
-		Logger:    n.log.With("epoch", rec.Epoch),
-		Signer:    n.signKey,
-		Epoch:     rec.Epoch,
-	}
-	n.det.raftChecks(&rc)
-	return rc
 }
 
 // moveAside renames dir to to, deleting what was at to; a missing dir is
@@ -340,12 +271,7 @@ func moveAside(dir, to string) error {
 	if err := os.Rename(dir, to); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(dir))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.SyncDir(filepath.Dir(dir))
 }
 
 // registerResyncRPC serves the leader's side of the re-sync steps.
@@ -367,18 +293,14 @@ func (n *Node) registerResyncRPC(mux *http.ServeMux) {
 		defer cancel()
 		switch op {
 		case "leave":
-			err = eng.RemoveMember(ctx, id)
+			err = n.RemoveMember(ctx, id)
 		case "join":
-			err = eng.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: false})
+			err = n.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: false})
 		case "promote":
-			err = eng.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: true})
+			err = n.AddMember(ctx, consensus.Member{ID: id, Address: addr, Voter: true})
 		}
 		if err != nil {
-			var nl *consensus.NotLeaderError
-			if errors.As(err, &nl) {
-				err = fmt.Errorf("re-sync %s: not the leader (leader %q): %w", op, nl.LeaderID, consensus.ErrUnavailable)
-			}
-			writeRPCError(w, err)
+			writeRPCError(w, fmt.Errorf("re-sync %s: %w", op, err))
 			return
 		}
 		n.log.Warn("re-sync step taken for a member whose state diverged", "member", id, "op", op)

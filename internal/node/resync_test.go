@@ -42,7 +42,7 @@ func TestResyncGuard(t *testing.T) {
 		t.Fatalf("while re-syncing: %v, want ignore", v)
 	}
 	// The re-sync completed at applied index 45.
-	g.phase, g.done, g.lastDone, g.doneIndex = resyncIdle, 1, t0.Add(time.Second), 45
+	g.phase, g.lastDone, g.doneIndex = resyncIdle, t0.Add(time.Second), 45
 	if v, _ := g.decide(report(40, 1, 2, others...), t0.Add(2*time.Second)); v != verdictIgnore {
 		t.Fatalf("a late report of the old state: %v, want ignore", v)
 	}

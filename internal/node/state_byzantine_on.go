@@ -5,9 +5,7 @@ package node
 import (
 	"bytes"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/smr"
@@ -26,7 +24,7 @@ import (
 //     no other member has. With TANDEM_BYZANTINE_CORRUPT_REPEAT=1 it
 //     corrupts its state again whenever its engine was replaced (after a
 //     re-sync), so the divergence persists.
-var byzCorruptState = slices.Contains(strings.Split(os.Getenv(raftengine.EnvByzantine), ","), "corrupt-state")
+var byzCorruptState = raftengine.ByzantineBehaviour("corrupt-state")
 
 // corruptState returns the state machine's tamper hook of the chosen
 // behaviour, or nil. The hook runs on the apply goroutine.
@@ -46,7 +44,7 @@ func (n *Node) corruptState() func(index uint64, p *smr.Prepared) *smr.Prepared 
 		if done && repeat && doneBy != any(n.eng()) {
 			done = false // a new engine after a re-sync
 		}
-		if done || index < at || len(p.Envelopes()) == 0 || n.eng().Status().Role == "leader" {
+		if done || index < at || len(p.Envelopes()) == 0 || n.leads() {
 			return p
 		}
 		var ent smr.Entry
@@ -70,4 +68,15 @@ func (n *Node) corruptState() func(index uint64, p *smr.Prepared) *smr.Prepared 
 		n.log.Warn("byzantine: corrupt-state", "index", index, "client_seq", env.Seq)
 		return n.fsm.Prepare(b)
 	}
+}
+
+// leads reports whether this node leads, without waiting on the engine:
+// the tamper hook runs on Raft's apply goroutine, and Raft's Status reads
+// the configuration through Raft's main loop, which may be waiting for
+// this very apply.
+func (n *Node) leads() bool {
+	if r, ok := n.eng().(*raftengine.Engine); ok {
+		return r.Contact().Leader
+	}
+	return n.eng().Status().Role == "leader"
 }
