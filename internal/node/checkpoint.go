@@ -572,7 +572,7 @@ func newCheckpointMetrics(r prometheus.Registerer) (*checkpointMetrics, error) {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_checkpoint_transfer_rejected_total",
-			Help: "State transfers from a peer that were refused, by reason (a forged certificate, a tampered snapshot, unreachable, ...).",
+			Help: "Checkpoints a peer served that were refused, by reason (a forged certificate, a tampered snapshot, a malformed answer, ...); unreachable peers and peers without one are not counted.",
 		}, []string{"reason"}),
 	}
 	if err := registerAll(r, "checkpoint metrics", m.stableIndex, m.divergence, m.rejected); err != nil {
