@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/internal/linearize"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 var longRun = flag.Duration("tandem.long", 0,
@@ -121,14 +119,7 @@ func (c *cluster) linzClients(ctx context.Context, n int, newSDK func(i int, key
 	admin := c.newClient(c.admin)
 	out := make([]*client.Client, n)
 	for i := range out {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			c.t.Fatal(err)
-		}
-		out[i] = newSDK(i, k)
+		out[i] = newSDK(i, c.allowedKey(ctx, admin))
 	}
 	return out
 }
