@@ -43,10 +43,7 @@ func TestLinearizableCFT(t *testing.T) {
 	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
 		// Each client starts at a different node; followers forward. The
 		// odd ones send their writes in shared batches.
-		cfg := client.DefaultConfig()
-		cfg.Endpoints = append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
-		cfg.Key = key
-		cfg.Retry.MaxAttempts = 20
+		cfg := c.clientConfig(key, append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)...)
 		if i%2 == 1 {
 			cfg.Batcher = batcher
 		}
@@ -82,9 +79,8 @@ func TestLinearizableBFT(t *testing.T) {
 	}
 	batcher := c.batcher()
 	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
-		cfg := client.DefaultConfig()
+		cfg := c.clientConfig(key)
 		cfg.Committee = committee
-		cfg.Key = key
 		cfg.Retry.MaxAttempts = 10
 		if i%2 == 1 {
 			// The odd clients' writes travel in shared batches, whose
