@@ -37,17 +37,10 @@ func TestAutoEscalatesOnEquivocation(t *testing.T) {
 	s := newByzantineSetup(t, byzBinary, "auto", map[string]any{"raft": fastRaft, "view_change_timeout": "400ms", "vote_timeout": "120ms"},
 		"equivocate", equivocating)
 	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
-	s.startCorrect(t)
-	s.startByzantine(t)
-	c.waitReady(30 * time.Second)
-
+	b := s.launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cl := c.newClient(c.admin, s.endpoints()...)
-	defer cl.Close()
-	members := memberKeys(t, layout)
-	adm := s.admin()
-	defer adm.http.CloseIdleConnections()
+	cl, members, adm := b.cl, b.members, b.adm
 
 	// Make node4 lead (it may already).
 	if c.waitLeader(nil, 30*time.Second) != byzantineNode && watch.first().IsZero() {

@@ -117,22 +117,14 @@ func TestBFTSignedClientProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	bftClient := func(members []client.CommitteeMember) *client.Client {
-		cfg := client.DefaultConfig()
+		cfg := c.clientConfig(c.admin)
 		cfg.Committee = members
 		// Every request goes to every member at once, so that each
 		// member's reply is checked whichever members the client's key
 		// makes it ask first.
 		cfg.HedgeDelay = -1
-		cfg.Key = c.admin
-		cfg.TLS = c.tls
-		cfg.RequestTimeout = 3 * time.Second
 		cfg.Retry.MaxAttempts = 5
-		cl, err := client.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cl.Close() })
-		return cl
+		return c.clientWith(cfg)
 	}
 	cl := bftClient(committee)
 	for i := range 5 {

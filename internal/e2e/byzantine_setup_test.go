@@ -67,6 +67,19 @@ func (s *byzantineSetup) startByzantine(t *testing.T) {
 	}
 }
 
+// launch starts the correct nodes, then node4, waits until every node is
+// ready and returns the handles to check the cluster with; the admin
+// HTTP client's idle connections are closed at cleanup.
+func (s *byzantineSetup) launch(t *testing.T) *byzantineRun {
+	t.Helper()
+	s.startCorrect(t)
+	s.startByzantine(t)
+	s.c.waitReady(30 * time.Second)
+	b := s.run(t)
+	t.Cleanup(b.adm.http.CloseIdleConnections)
+	return b
+}
+
 // endpoints returns the correct nodes' API endpoints.
 func (s *byzantineSetup) endpoints() []string {
 	var eps []string

@@ -3,19 +3,13 @@ package e2e
 import (
 	"cmp"
 	"context"
-	"crypto/ed25519"
-	"encoding/json"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
-	"github.com/tandem-consensus/tandem/internal/identity"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // byzantineCase is one behaviour of the byzantine build and the verdict
@@ -73,49 +67,55 @@ func (s *byzantineSetup) run(t *testing.T) *byzantineRun {
 }
 
 // requireEscalated checks node id's verdict on node4: escalate (score in
-// [0.7, 0.9) and threat level at least 0.7) on accusations of metric by
-// at least f+1 = 2 distinct correct members, every record verifying
-// against the member keys. Accusations of other metrics are logged (the
-// load of a case can make a correct node's votes or heartbeats late,
-// which stays a warning).
+// [0.7, 0.9) and threat level at least 0.7, no member quarantined) on
+// accusations of metric by at least f+1 = 2 distinct correct members,
+// every record verifying against the member keys. Accusations of other
+// metrics are logged (the load of a case can make a correct node's votes
+// or heartbeats late, which stays a warning).
 func (b *byzantineRun) requireEscalated(ctx context.Context, t *testing.T, id string, metric evidence.Metric) {
 	t.Helper()
+	if q := metricFloat(t, b, id, "tandem_quarantined_members"); q != 0 {
+		t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, q)
+	}
 	score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`)
 	if threat := metricFloat(t, b, id, "tandem_detector_threat_level"); score < 0.7 || score >= 0.9 || threat < 0.7 {
 		t.Fatalf("%s: node4's score %v, threat level %v; want escalate in [0.7, 0.9)", id, score, threat)
 	}
-	var list api.EvidenceListView
-	if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
-		t.Fatal(err)
-	}
-	accusers := map[evidence.NodeID]bool{}
-	for _, s := range list.Evidence {
-		var raw json.RawMessage
-		if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
-			t.Fatal(err)
-		}
-		var e evidence.Evidence
-		if err := json.Unmarshal(raw, &e); err != nil {
-			t.Fatalf("%s evidence %s: %v", id, s.ID, err)
-		}
-		if err := evidence.Verify(&e, b.members); err != nil {
-			t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
-		}
-		if e.Kind != evidence.KindAccusation {
-			t.Fatalf("%s keeps unexpected evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
-		}
-		if e.Accusation.Metric != metric {
-			t.Logf("%s also keeps %s", id, e.Summary())
-			continue
-		}
-		if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
-			t.Fatalf("%s keeps a false %s accusation: %s", id, metric, e.Summary())
-		}
-		accusers[e.Accusation.Accuser] = true
-	}
-	if len(accusers) < 2 {
+	if accusers := accusersOf(ctx, t, b, id, metric, true); len(accusers) < 2 {
 		t.Fatalf("%s: node4's score rests on the accusations of %v: fewer than f+1 = 2", id, accusers)
 	}
+}
+
+// waitEscalated polls every correct node every 50 ms until node4's score
+// there reaches the escalate level (0.7), calling each (when set) before
+// every round. A quarantine anywhere (the verdict on what) fails the test
+// at once, and so do 60 s without every correct node there, with
+// progress() in the message. It returns when each correct node got there.
+func (b *byzantineRun) waitEscalated(t *testing.T, what string, each func(), progress func() string) map[string]time.Time {
+	t.Helper()
+	at := map[string]time.Time{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(at) < len(b.correct) {
+		if each != nil {
+			each()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("within 60 s only %v reached the verdict (%s)", at, progress())
+		}
+		for _, id := range b.correct {
+			if _, done := at[id]; done {
+				continue
+			}
+			if q := metricFloat(t, b, id, "tandem_quarantined_members"); q > 0 {
+				t.Fatalf("%s quarantined %v members on %s", id, q, what)
+			}
+			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score >= 0.7 {
+				at[id] = time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return at
 }
 
 // TestBFTByzantineBehaviours: for each behaviour of the byzantine build,
@@ -189,14 +189,9 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 	s := newByzantineSetup(t, byzBinary, "bft", map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"},
 		tc.behaviour, "byzantine: "+tc.behaviour, "TANDEM_BYZANTINE_TARGET=node1")
 	c, correct, watch := s.c, s.correct, s.watch
-	s.startCorrect(t)
-	s.startByzantine(t)
-	c.waitReady(30 * time.Second)
-
+	b := s.launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b := s.run(t)
-	defer b.adm.http.CloseIdleConnections()
 
 	writes := 0
 	write := func() {
@@ -210,38 +205,14 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 	// Concurrent writers, when the case has them: an omission shows only
 	// when requests reach the replicas while views go on (one write at a
 	// time is ordered by the next correct leader before the omitting one
-	// leads again).
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var load sync.WaitGroup
-	var loadWrites atomic.Int64
+	// leads again). Each has a key of its own (one client key has one
+	// sequence) and writes through one correct node.
+	var writers []*client.Client
 	for w := range tc.writers {
-		// A key of its own (one client key has one sequence), allowed to
-		// write config.
-		k, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.cl.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			t.Fatalf("allowing writer %d: %v", w, err)
-		}
-		cl := c.newClient(k, s.endpoints()[w%len(correct)])
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for i := 0; loadCtx.Err() == nil; i++ {
-				wctx, wcancel := context.WithTimeout(loadCtx, 2*time.Second)
-				if _, err := cl.SetConfig(wctx, "load-"+strconv.Itoa(w)+"-"+strconv.Itoa(i), "v"); err == nil {
-					loadWrites.Add(1)
-				}
-				wcancel()
-			}
-		}()
+		writers = append(writers, c.allowWriter(ctx, b.cl, s.endpoints()[w%len(correct)]))
 	}
-	stopLoadOnce := func() {
-		stopLoad()
-		load.Wait()
-	}
-	defer stopLoadOnce()
+	load := startWriters(ctx, writers, "load-", 2*time.Second, 0)
+	defer load.stop()
 
 	// Poll every correct node until each reached its verdict, writing
 	// meanwhile; a quarantine anywhere that the case does not expect
@@ -288,9 +259,9 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 	case tc.escalate:
 		verdict = "escalate"
 	}
-	stopLoadOnce()
+	load.stop()
 	t.Logf("%s: detection latency %s from node4's first act (%s) to %s on the last correct node; per node: %v; %d writes meanwhile (%d by %d concurrent writers)",
-		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes+int(loadWrites.Load()), loadWrites.Load(), tc.writers)
+		tc.behaviour, last.Sub(first).Round(time.Millisecond), first.Format(time.RFC3339Nano), verdict, at, writes+int(load.ok.Load()), load.ok.Load(), tc.writers)
 
 	// The verdict itself, on every correct node.
 	for _, id := range correct {
@@ -326,14 +297,14 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 			}
 			continue
 		}
-		if got := metricFloat(t, b, id, "tandem_quarantined_members"); got != 0 {
-			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, got)
-		}
-		threat := metricFloat(t, b, id, "tandem_detector_threat_level")
 		if tc.escalate {
 			b.requireEscalated(ctx, t, id, tc.accused)
 			continue
 		}
+		if got := metricFloat(t, b, id, "tandem_quarantined_members"); got != 0 {
+			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, got)
+		}
+		threat := metricFloat(t, b, id, "tandem_detector_threat_level")
 		if tc.warn {
 			// A warning: positive, below the anomaly threshold (0.7).
 			if score := metricFloat(t, b, id, `tandem_detector_score{member="node4"}`); score <= 0 || score >= 0.7 || threat >= 0.7 {
@@ -365,12 +336,7 @@ func runByzantineCase(t *testing.T, byzBinary string, tc byzantineCase) {
 	}
 
 	// Writes keep committing through every correct node.
-	for i := range 10 {
-		if _, err := b.cl.SetConfig(ctx, "after-"+strconv.Itoa(i), "v"); err != nil {
-			t.Fatalf("write %d after the verdict: %v", i, err)
-		}
-	}
-	c.waitConverged(correct, 20*time.Second)
+	b.requireWritesCommit(ctx, t, 10, 20*time.Second)
 }
 
 // metricFloat returns the value of the metric line name on correct node

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,18 +42,11 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	byzBinary := buildByzantine(t)
 
 	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft}, "equivocate", equivocating)
-	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
-	s.startCorrect(t)
-	s.startByzantine(t)
-	c.waitReady(30 * time.Second)
-
+	c, correct, watch := s.c, s.correct, s.watch
+	b := s.launch(t)
+	cl := b.cl
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	endpoints := s.endpoints()
-	cl := c.newClient(c.admin, endpoints...)
-	members := memberKeys(t, layout)
-	adm := s.admin()
-	defer adm.http.CloseIdleConnections()
 
 	// Make node4 lead (it may already).
 	if c.waitLeader(nil, 30*time.Second) != byzantineNode && watch.first().IsZero() {
@@ -64,32 +56,19 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 
 	// Every correct node must quarantine node4, and only node4.
-	waitQuarantined(ctx, t, c, adm, correct, watch, func(i int) bool {
-		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-		defer wcancel()
-		_, err := cl.SetConfig(wctx, "before-"+strconv.Itoa(i), "v")
-		return err == nil
-	}, 50*time.Millisecond)
+	waitQuarantined(ctx, t, c, b.adm, correct, watch, b.writer(ctx, "before-"), 50*time.Millisecond)
 
 	// On every correct node: the evidence is stored, verifies against the
 	// member keys alone and proves node4's equivocation; the metric says
 	// node4 is quarantined.
 	for _, id := range correct {
-		evs := quarantineEvidence(ctx, t, c, adm, id, members)
+		b.requireQuarantined(ctx, t, id, evidence.KindLeaderEquivocation)
 		var list api.EvidenceListView
-		if err := adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
+		if err := b.adm.get(ctx, c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
 			t.Fatal(err)
 		}
 		if len(list.Evidence) == 0 {
 			t.Fatalf("%s stores no evidence", id)
-		}
-		for _, e := range evs {
-			if !e.Irrefutable() || e.Offender != byzantineNode || e.Kind != evidence.KindLeaderEquivocation {
-				t.Fatalf("%s evidence %s: %s %s", id, e.ID(), e.Kind, e.Summary())
-			}
-		}
-		if got := metricLine(t, adm.http, c.endpoint(id), `tandem_quarantined{member="`+byzantineNode+`"}`); got != "1" {
-			t.Fatalf("%s: tandem_quarantined for %s is %q, want 1", id, byzantineNode, got)
 		}
 	}
 
@@ -107,12 +86,7 @@ func TestCFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	}
 
 	// Writes keep committing without node4.
-	for i := range 20 {
-		if _, err := cl.SetConfig(ctx, "after-"+strconv.Itoa(i), "v"); err != nil {
-			t.Fatalf("write %d after the quarantine: %v", i, err)
-		}
-	}
-	c.waitConverged(correct, 20*time.Second)
+	b.requireWritesCommit(ctx, t, 20, 20*time.Second)
 }
 
 // listMemberKeys rewrites every node's config of a cft layout so that the

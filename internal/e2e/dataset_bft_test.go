@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/tandem-consensus/tandem/client"
 )
@@ -13,11 +12,12 @@ import (
 // on a 4-node bft cluster of real processes, every client speaking the
 // signed BFT protocol: each write goes to every member and each sync's
 // verdicts, and each read of the dataset, are accepted on f+1 = 2 matching
-// signed replies. Agent i asks node i to propose its syncs; one node (f =
-// 1) is stopped while the agents keep syncing, then restarted. Attacks
-// are rejected with their reasons; at the end every agent's replica and the
-// dataset read through every node are equal, the four state hashes too,
-// and no member sent a reply the clients had to ignore.
+// signed replies. Agent i's client asks node i to propose its syncs; one
+// node (f = 1), agent 1's proposer, is stopped while the agents keep
+// syncing, then restarted. Attacks are rejected with their reasons; at
+// the end every agent's replica and the dataset read through every node
+// are equal, the four state hashes too, and no member sent a reply the
+// clients had to ignore.
 func TestDatasetThroughBFT(t *testing.T) {
 	c := startBFTCluster(t)
 	committee, err := c.layout.Committee()
@@ -28,12 +28,12 @@ func TestDatasetThroughBFT(t *testing.T) {
 	datasetScenario{
 		c: c,
 		connect: func(key ed25519.PrivateKey, prefer int) *client.Client {
-			members := committee
+			cfg := c.clientConfig(key)
+			cfg.Committee = committee
 			if prefer >= 0 {
-				// The first member is the one asked to propose.
-				members = append(slices.Clone(committee[prefer:]), committee[:prefer]...)
+				cfg.Committee = proposingFirst(committee, key, prefer)
 			}
-			cl := c.newBFTClient(key, members)
+			cl := c.clientWith(cfg)
 			clients = append(clients, cl)
 			return cl
 		},
@@ -51,20 +51,15 @@ func TestDatasetThroughBFT(t *testing.T) {
 	}
 }
 
-// newBFTClient returns a client of the committee members signing with
-// key; members[0] is asked to propose its writes first.
-func (c *cluster) newBFTClient(key ed25519.PrivateKey, members []client.CommitteeMember) *client.Client {
-	c.t.Helper()
-	cfg := client.DefaultConfig()
-	cfg.Committee = members
-	cfg.Key = key
-	cfg.TLS = c.tls
-	cfg.RequestTimeout = 3 * time.Second
-	cfg.Retry.MaxAttempts = 20
-	cl, err := client.New(cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { _ = cl.Close() })
-	return cl
+// proposingFirst returns the committee in an order that makes a client
+// signing with key ask member proposer (an index into committee) to
+// propose its writes first. The SDK picks that member from the key: the
+// one at the index of the key's first two bytes (big endian) modulo the
+// committee size (client.New).
+func proposingFirst(committee []client.CommitteeMember, key ed25519.PrivateKey, proposer int) []client.CommitteeMember {
+	n := len(committee)
+	pub := key.Public().(ed25519.PublicKey)
+	at := int((uint16(pub[0])<<8 | uint16(pub[1])) % uint16(n))
+	k := ((proposer-at)%n + n) % n
+	return append(slices.Clone(committee[k:]), committee[:k]...)
 }

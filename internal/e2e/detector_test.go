@@ -47,18 +47,12 @@ func TestBFTEquivocatingLeaderIsQuarantined(t *testing.T) {
 	// node4's log is scanned for its first equivocation.
 	s := newByzantineSetup(t, byzBinary, "bft", map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms"}, "equivocate", equivocating)
 	c, correct, watch, layout := s.c, s.correct, s.watch, s.layout
-	s.startCorrect(t)
-	s.startByzantine(t)
-	c.waitReady(30 * time.Second)
-
+	b := s.launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Writes through the correct nodes while node4 misbehaves.
 	endpoints := s.endpoints()
-	cl := c.newClient(c.admin, endpoints...)
-	members := memberKeys(t, layout)
-	adm := s.admin()
-	defer adm.http.CloseIdleConnections()
+	cl, members, adm := b.cl, b.members, b.adm
 
 	// Every correct node must quarantine node4, and only node4.
 	since := waitQuarantined(ctx, t, c, adm, correct, watch, func(i int) bool {

@@ -152,25 +152,36 @@ func (c *cluster) waitReady(timeout time.Duration) {
 	}
 }
 
+// requestTimeout is the request timeout of the tests' SDK clients and
+// batchers.
+const requestTimeout = 3 * time.Second
+
 // newClient returns an SDK client for the given endpoints (all when nil).
 func (c *cluster) newClient(key ed25519.PrivateKey, endpoints ...string) *client.Client {
 	c.t.Helper()
 	if len(endpoints) == 0 {
 		endpoints = c.layout.Endpoints()
 	}
+	return c.clientWith(c.clientConfig(key, endpoints...))
+}
+
+// clientConfig returns the default SDK config signing with key, over
+// endpoints (none: the caller sets Endpoints or Committee), with up to 20
+// attempts per call.
+func (c *cluster) clientConfig(key ed25519.PrivateKey, endpoints ...string) client.Config {
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = endpoints
 	cfg.Key = key
 	cfg.Retry.MaxAttempts = 20
-	return c.clientWith(cfg)
+	return cfg
 }
 
-// clientWith returns an SDK client of cfg with the cluster's TLS and a 3 s
-// request timeout, closed when the test ends.
+// clientWith returns an SDK client of cfg with the cluster's TLS and
+// requestTimeout, closed when the test ends.
 func (c *cluster) clientWith(cfg client.Config) *client.Client {
 	c.t.Helper()
 	cfg.TLS = c.tls
-	cfg.RequestTimeout = 3 * time.Second
+	cfg.RequestTimeout = requestTimeout
 	cl, err := client.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -182,7 +193,7 @@ func (c *cluster) clientWith(cfg client.Config) *client.Client {
 // batcher returns an SDK Batcher for the cluster, closed when the test
 // ends (after the clients that use it, which close first).
 func (c *cluster) batcher() *client.Batcher {
-	b := client.NewBatcher(client.BatcherConfig{TLS: c.tls, RequestTimeout: 3 * time.Second})
+	b := client.NewBatcher(client.BatcherConfig{TLS: c.tls, RequestTimeout: requestTimeout})
 	c.t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -230,53 +241,55 @@ func (c *cluster) statusClient() *client.Client {
 func (c *cluster) waitLeader(ids []string, timeout time.Duration) string {
 	c.t.Helper()
 	if ids == nil {
-		for _, n := range c.layout.Nodes {
-			ids = append(ids, n.ID)
-		}
+		ids = c.ids()
 	}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		leader, agreed := "", true
-		var lo, hi uint64
-		bft := true
-		for i, id := range ids {
-			st, err := c.status(id)
-			if err != nil || st.LeaderID == "" {
-				agreed = false
-				last = fmt.Sprintf("%s: %+v %v", id, st, err)
-				break
-			}
-			bft = bft && st.Mode == "bft"
-			if i == 0 || st.View < lo {
-				lo = st.View
-			}
-			if i == 0 || st.View >= hi {
-				hi = st.View
-				if bft {
-					leader = st.LeaderID
-				}
-			}
-			if !bft && leader != "" && st.LeaderID != leader {
-				agreed = false
-				last = fmt.Sprintf("%s: %+v %v", id, st, err)
-				break
-			}
-			if !bft {
-				leader = st.LeaderID
-			}
-		}
-		if agreed && bft && hi-lo > bftViewSpread {
-			agreed = false
-			last = fmt.Sprintf("views %d..%d", lo, hi)
-		}
-		if agreed {
+		leader, why := c.agreedLeader(ids)
+		if why == "" {
 			return leader
 		}
+		last = why
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatalf("no agreed leader among %v within %s (last: %s)", ids, timeout, last)
 	return ""
+}
+
+// agreedLeader polls the nodes in ids once and returns the leader they
+// agree on as waitLeader means it, or why there is none.
+func (c *cluster) agreedLeader(ids []string) (leader, why string) {
+	sts := make([]*client.NodeStatus, len(ids))
+	bft := true
+	for i, id := range ids {
+		st, err := c.status(id)
+		if err != nil || st.LeaderID == "" {
+			return "", fmt.Sprintf("%s: %+v %v", id, st, err)
+		}
+		sts[i] = st
+		bft = bft && st.Mode == "bft"
+	}
+	if bft {
+		lo, hi := sts[0].View, sts[0].View
+		leader = sts[0].LeaderID
+		for _, st := range sts[1:] {
+			lo = min(lo, st.View)
+			if st.View >= hi {
+				hi, leader = st.View, st.LeaderID
+			}
+		}
+		if hi-lo > bftViewSpread {
+			return "", fmt.Sprintf("views %d..%d", lo, hi)
+		}
+		return leader, ""
+	}
+	for i, st := range sts {
+		if st.LeaderID != sts[0].LeaderID {
+			return "", fmt.Sprintf("%s: %+v", ids[i], st)
+		}
+	}
+	return sts[0].LeaderID, ""
 }
 
 // waitConverged waits until the nodes report the same applied index and

@@ -23,18 +23,9 @@ func TestHotStuffPruningAndStartFromCheckpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	layout, err := devcluster.Prepare(devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
+	c := launch(t, devcluster.Options{Dir: t.TempDir(), Nodes: 4, Mode: "bft",
 		Extra: map[string]any{"view_change_timeout": "300ms", "vote_timeout": "100ms",
 			"checkpoint_interval": ckptInterval, "log_retention": 2 * ckptInterval}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newCluster(t, layout, processLog())
-	for _, id := range c.ids() {
-		if err := c.Start(id); err != nil {
-			t.Fatal(err)
-		}
-	}
 	c.waitReady(30 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()

@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
-	"github.com/tandem-consensus/tandem/internal/identity"
 	"github.com/tandem-consensus/tandem/internal/linearize"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 var longRun = flag.Duration("tandem.long", 0,
@@ -45,10 +43,7 @@ func TestLinearizableCFT(t *testing.T) {
 	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
 		// Each client starts at a different node; followers forward. The
 		// odd ones send their writes in shared batches.
-		cfg := client.DefaultConfig()
-		cfg.Endpoints = append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)
-		cfg.Key = key
-		cfg.Retry.MaxAttempts = 20
+		cfg := c.clientConfig(key, append(slices.Clone(eps[i%len(eps):]), eps[:i%len(eps)]...)...)
 		if i%2 == 1 {
 			cfg.Batcher = batcher
 		}
@@ -84,9 +79,8 @@ func TestLinearizableBFT(t *testing.T) {
 	}
 	batcher := c.batcher()
 	sdks := c.linzClients(ctx, 7, func(i int, key ed25519.PrivateKey) *client.Client {
-		cfg := client.DefaultConfig()
+		cfg := c.clientConfig(key)
 		cfg.Committee = committee
-		cfg.Key = key
 		cfg.Retry.MaxAttempts = 10
 		if i%2 == 1 {
 			// The odd clients' writes travel in shared batches, whose
@@ -121,14 +115,7 @@ func (c *cluster) linzClients(ctx context.Context, n int, newSDK func(i int, key
 	admin := c.newClient(c.admin)
 	out := make([]*client.Client, n)
 	for i := range out {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			c.t.Fatal(err)
-		}
-		out[i] = newSDK(i, k)
+		out[i] = newSDK(i, c.allowedKey(ctx, admin))
 	}
 	return out
 }

@@ -27,20 +27,80 @@ func (c *cluster) inviteWriters(ctx context.Context, n int, rotate bool) []*clie
 	admin := c.newClient(c.admin)
 	clients := make([]*client.Client, n)
 	for i := range clients {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if _, err := admin.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			c.t.Fatal(err)
-		}
 		eps := c.layout.Endpoints()
 		if rotate {
 			eps = append(append([]string(nil), eps[i%len(eps):]...), eps[:i%len(eps)]...)
 		}
-		clients[i] = c.newClient(k, eps...)
+		clients[i] = c.allowWriter(ctx, admin, eps...)
 	}
 	return clients
+}
+
+// allowWriter has grant allow a fresh key config.write and returns a
+// client of that key for eps (every endpoint when none).
+func (c *cluster) allowWriter(ctx context.Context, grant *client.Client, eps ...string) *client.Client {
+	c.t.Helper()
+	return c.newClient(c.allowedKey(ctx, grant), eps...)
+}
+
+// allowedKey has grant allow a fresh key config.write and returns the key.
+func (c *cluster) allowedKey(ctx context.Context, grant *client.Client) ed25519.PrivateKey {
+	c.t.Helper()
+	k, err := identity.GenerateKey()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := grant.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
+		c.t.Fatalf("allowing a writer: %v", err)
+	}
+	return k
+}
+
+// bgWriters is one goroutine per client writing config keys back to back
+// until stop.
+type bgWriters struct {
+	ok, failed atomic.Int64
+	lastOK     atomic.Int64 // unix nanoseconds of the last acknowledged write
+	lastErr    atomic.Value // string: the last failure's error
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startWriters starts one writer per client: client i writes the keys
+// prefix<i>-<j>, each write within timeout, pausing pause after each.
+// Failures after stop are not counted.
+func startWriters(ctx context.Context, clients []*client.Client, prefix string, timeout, pause time.Duration) *bgWriters {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &bgWriters{cancel: cancel}
+	for i, cl := range clients {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for j := 0; ctx.Err() == nil; j++ {
+				wctx, wcancel := context.WithTimeout(ctx, timeout)
+				_, err := cl.SetConfig(wctx, fmt.Sprintf("%s%d-%d", prefix, i, j), "v")
+				wcancel()
+				if err == nil {
+					w.ok.Add(1)
+					w.lastOK.Store(time.Now().UnixNano())
+				} else if ctx.Err() == nil {
+					w.failed.Add(1)
+					w.lastErr.Store(err.Error())
+				}
+				if pause > 0 {
+					time.Sleep(pause)
+				}
+			}
+		}()
+	}
+	return w
+}
+
+// stop ends the writers and waits for them; it may be called again.
+func (w *bgWriters) stop() {
+	w.cancel()
+	w.wg.Wait()
 }
 
 // writeLoad runs one goroutine per client writing unique keys back to back

@@ -2,19 +2,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/json"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/detector/evidence"
-	"github.com/tandem-consensus/tandem/internal/api"
-	"github.com/tandem-consensus/tandem/internal/identity"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // corrupting is the log text of node4's corruption of its own state.
@@ -45,14 +38,9 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft, "checkpoint_interval": resyncInterval},
 		"corrupt-state", corrupting)
 	c, correct, watch := s.c, s.correct, s.watch
-	s.startCorrect(t)
-	s.startByzantine(t)
-	c.waitReady(30 * time.Second)
-
+	b := s.launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	b := s.run(t)
-	defer b.adm.http.CloseIdleConnections()
 
 	// node4 corrupts only as a follower.
 	if c.waitLeader(nil, 30*time.Second) == byzantineNode {
@@ -64,39 +52,10 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 	// Writers through the correct nodes, back to back, until the end.
 	var writers []*client.Client
 	for _, id := range correct {
-		k, err := identity.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.cl.UpdateACL(ctx, smr.FormatKey(k.Public().(ed25519.PublicKey)), smr.PermConfigWrite, smr.EffectAllow); err != nil {
-			t.Fatalf("allowing a writer: %v", err)
-		}
-		writers = append(writers, c.newClient(k, c.endpoint(id)))
+		writers = append(writers, c.allowWriter(ctx, b.cl, c.endpoint(id)))
 	}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var load sync.WaitGroup
-	var okWrites, failed atomic.Int64
-	var lastOK atomic.Int64 // unix nanos of the last acknowledged write
-	for i, w := range writers {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for j := 0; loadCtx.Err() == nil; j++ {
-				wctx, wcancel := context.WithTimeout(loadCtx, 3*time.Second)
-				_, err := w.SetConfig(wctx, "w"+strconv.Itoa(i)+"-"+strconv.Itoa(j), strconv.Itoa(j))
-				wcancel()
-				if err == nil {
-					okWrites.Add(1)
-					lastOK.Store(time.Now().UnixNano())
-				} else if loadCtx.Err() == nil {
-					failed.Add(1)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
-	stopLoadOnce := sync.OnceFunc(func() { stopLoad(); load.Wait() })
-	defer stopLoadOnce()
+	load := startWriters(ctx, writers, "w", 3*time.Second, 10*time.Millisecond)
+	defer load.stop()
 
 	// node4 re-syncs: started, rejoined and confirmed by a later stable
 	// checkpoint of its own state. A quarantine anywhere fails at once.
@@ -106,7 +65,7 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 	for confirmed.IsZero() {
 		if time.Now().After(deadline) {
 			t.Fatalf("node4 did not complete a confirmed re-sync within 90 s (corrupted: %v, started %v, rejoined %v; %d writes ok)",
-				!watch.first().IsZero(), started, rejoined, okWrites.Load())
+				!watch.first().IsZero(), started, rejoined, load.ok.Load())
 		}
 		for _, id := range c.ids() {
 			if q := metricFloat(t, b, id, "tandem_quarantined_members"); q > 0 {
@@ -142,7 +101,7 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 	var accusers map[evidence.NodeID]bool
 	waitUntilTrue(t, "f+1 state-divergence accusers of node4 on every correct node", 30*time.Second, func() bool {
 		for _, id := range correct {
-			if accusers = divergenceAccusers(ctx, t, b, id); len(accusers) < 2 {
+			if accusers = accusersOf(ctx, t, b, id, evidence.MetricStateDivergence, false); len(accusers) < 2 {
 				return false
 			}
 		}
@@ -152,18 +111,18 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 
 	// Writes went on, and node4 reaches the others' state hash at a later
 	// stable checkpoint.
-	if okWrites.Load() == 0 || time.Since(time.Unix(0, lastOK.Load())) > 5*time.Second {
-		t.Fatalf("writes stopped committing: %d ok, last %v ago", okWrites.Load(), time.Since(time.Unix(0, lastOK.Load())))
+	if load.ok.Load() == 0 || time.Since(time.Unix(0, load.lastOK.Load())) > 5*time.Second {
+		t.Fatalf("writes stopped committing: %d ok, last %v ago", load.ok.Load(), time.Since(time.Unix(0, load.lastOK.Load())))
 	}
 	cp := c.waitSameCheckpoint(b.adm.http, c.ids(), 0, 30*time.Second)
 	st, err := c.checkpointOf(b.adm.http, byzantineNode)
 	if err != nil || st == nil {
 		t.Fatalf("node4's checkpoint: %+v, %v", st, err)
 	}
-	stopLoadOnce()
+	load.stop()
 	t.Logf("cft corrupt-state: corrupted at %s; re-sync started after %s, rejoined after %s, state hash restored (stable checkpoint %d/%.12s on node4) after %s; %d writes ok, %d failed during the run",
 		corruptedAt.Format(time.RFC3339Nano), started.Sub(corruptedAt).Round(time.Millisecond), rejoined.Sub(corruptedAt).Round(time.Millisecond),
-		cp.Index, cp.StateHash, confirmed.Sub(corruptedAt).Round(time.Millisecond), okWrites.Load(), failed.Load())
+		cp.Index, cp.StateHash, confirmed.Sub(corruptedAt).Round(time.Millisecond), load.ok.Load(), load.failed.Load())
 
 	// node4 serves again: writes through every node commit, the nodes
 	// converge, and nobody is quarantined.
@@ -181,38 +140,4 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 			t.Fatalf("%s: tandem_quarantined_members is %v, want 0", id, q)
 		}
 	}
-}
-
-// divergenceAccusers returns the accusers of node4's state-divergence
-// accusations that node id keeps, each verified against the member keys;
-// an accusation of anyone else fails the test.
-func divergenceAccusers(ctx context.Context, t *testing.T, b *byzantineRun, id string) map[evidence.NodeID]bool {
-	t.Helper()
-	var list api.EvidenceListView
-	if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence", &list); err != nil {
-		t.Fatal(err)
-	}
-	accusers := map[evidence.NodeID]bool{}
-	for _, s := range list.Evidence {
-		var raw json.RawMessage
-		if err := b.adm.get(ctx, b.c.endpoint(id), "/v1/admin/evidence/"+s.ID, &raw); err != nil {
-			t.Fatal(err)
-		}
-		var e evidence.Evidence
-		if err := json.Unmarshal(raw, &e); err != nil {
-			t.Fatalf("%s evidence %s: %v", id, s.ID, err)
-		}
-		if err := evidence.Verify(&e, b.members); err != nil {
-			t.Fatalf("%s evidence %s does not verify: %v", id, s.ID, err)
-		}
-		if e.Kind != evidence.KindAccusation || e.Accusation.Metric != evidence.MetricStateDivergence {
-			t.Logf("%s also keeps %s", id, e.Summary())
-			continue
-		}
-		if e.Offender != byzantineNode || e.Accusation.Accuser == byzantineNode {
-			t.Fatalf("%s keeps a false state-divergence accusation: %s", id, e.Summary())
-		}
-		accusers[e.Accusation.Accuser] = true
-	}
-	return accusers
 }

@@ -188,18 +188,10 @@ func (s *soak) client(key ed25519.PrivateKey, i int) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := client.DefaultConfig()
+	cfg := c.clientConfig(key)
 	cfg.Committee = committee
-	cfg.Key = key
-	cfg.TLS = c.tls
-	cfg.RequestTimeout = 3 * time.Second
 	cfg.Retry.MaxAttempts = 10
-	cl, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
-	return cl
+	return c.clientWith(cfg)
 }
 
 // at is the time since the run began, for the fault log.
