@@ -85,7 +85,7 @@ func New(cfg Config) (*Client, error) {
 			// Clients spread the proposing (and the precheck and HTTP
 			// work that goes with it) over the committee: each starts at
 			// the member its key points to.
-			bft.primary.Store(int64(binary.BigEndian.Uint16(c.pub) % uint16(len(bft.members))))
+			bft.primary.Store(int64(PrimaryIndex(c.pub, len(bft.members))))
 		}
 	}
 	if cfg.HTTPClient != nil {
@@ -368,4 +368,11 @@ func (c *Client) resyncSeq(code smr.Code) {
 	}
 	c.next = 0
 	c.mu.Unlock()
+}
+
+// PrimaryIndex is the index into Config.Committee of the member a bft
+// client signing with pub first asks to propose its writes (its primary):
+// the key's first two bytes, big endian, modulo the committee size n.
+func PrimaryIndex(pub ed25519.PublicKey, n int) int {
+	return int(binary.BigEndian.Uint16(pub) % uint16(n))
 }

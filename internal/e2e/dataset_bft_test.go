@@ -53,13 +53,11 @@ func TestDatasetThroughBFT(t *testing.T) {
 
 // proposingFirst returns the committee in an order that makes a client
 // signing with key ask member proposer (an index into committee) to
-// propose its writes first. The SDK picks that member from the key: the
-// one at the index of the key's first two bytes (big endian) modulo the
-// committee size (client.New).
+// propose its writes first (the SDK picks it from the key:
+// client.PrimaryIndex).
 func proposingFirst(committee []client.CommitteeMember, key ed25519.PrivateKey, proposer int) []client.CommitteeMember {
 	n := len(committee)
-	pub := key.Public().(ed25519.PublicKey)
-	at := int((uint16(pub[0])<<8 | uint16(pub[1])) % uint16(n))
+	at := client.PrimaryIndex(key.Public().(ed25519.PublicKey), n)
 	k := ((proposer-at)%n + n) % n
 	return append(slices.Clone(committee[k:]), committee[:k]...)
 }
