@@ -110,6 +110,7 @@ type Engine struct {
 	served      map[types.NodeID]*rateWindow // block requests served per peer
 	inflight    map[types.Hash]*inflightCmd
 	outCmds     [][]byte     // handed over this iteration, to forward to the leaders
+	outKeys     []types.Hash // their command keys
 	lazy        []types.Hash // handed over, in order, to forward to every peer later
 	lastView    types.View
 	obs         observer         // vote observation (observe.go)
@@ -423,7 +424,7 @@ func (e *Engine) rebuild(st state) error {
 		if ce.first != idx+1 {
 			return fmt.Errorf("committed block at height %d starts at log index %d, want %d", ce.height, ce.first, idx+1)
 		}
-		idx = e.applyCommands(b, ce.first, 0, false)
+		idx = e.applyCommands(b, ce.first, 0, applyReplay)
 		if idx != ce.last {
 			return fmt.Errorf("committed block at height %d ends at log index %d, the record says %d", ce.height, idx, ce.last)
 		}
@@ -520,12 +521,13 @@ func (e *Engine) run() {
 func (e *Engine) handleInbound(in inbound) {
 	switch in.f.kind {
 	case frameMessage:
+		var keys []types.Hash // a proposal's command keys, once needed
 		switch m := in.f.msg.(type) {
 		case *types.BlockRequest:
 			e.serveBlocks(in.from, m)
 			return
 		case *types.Proposal:
-			e.noteProposed(m)
+			e.noteProposed(m, &keys)
 		}
 		err := e.core.Step(in.from, in.f.msg)
 		if err != nil {
@@ -539,7 +541,7 @@ func (e *Engine) handleInbound(in inbound) {
 			if m.Block != nil {
 				e.noteProposalSeen(m.Block.View)
 			}
-			e.noteLeaderProposal(in.from, m)
+			e.noteLeaderProposal(in.from, m, &keys)
 			e.noteWaitProposal(in.from, m)
 			e.noteConflict(m)
 		case *types.Vote:
@@ -622,12 +624,13 @@ func (e *Engine) handlePropose(p proposal) {
 		e.lazy = append(e.lazy, h)
 	}
 	e.outCmds = append(e.outCmds, p.cmd)
+	e.outKeys = append(e.outKeys, h)
 }
 
 // forwardToLeaders sends commands handed over on this node to the leaders
 // of the current and the next view (but itself), who will order them; the
-// other peers get them lazily (forwardLazy).
-func (e *Engine) forwardToLeaders(cmds [][]byte) {
+// other peers get them lazily (forwardLazy). keys are their command keys.
+func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
 	v := e.core.View()
 	var to []types.NodeID
 	for _, id := range []types.NodeID{e.core.Leader(v), e.core.Leader(v + 1)} {
@@ -635,7 +638,7 @@ func (e *Engine) forwardToLeaders(cmds [][]byte) {
 			to = append(to, id)
 		}
 	}
-	e.noteForwarded(cmds, to)
+	e.noteForwarded(cmds, keys, to)
 	for _, f := range e.commandFrames(cmds) {
 		for _, id := range to {
 			e.net.send(id, f)
@@ -649,6 +652,7 @@ func (e *Engine) forwardToLeaders(cmds [][]byte) {
 func (e *Engine) forwardLazy() {
 	n := 0
 	var cmds [][]byte
+	var keys []types.Hash
 	for _, h := range e.lazy {
 		c, ok := e.inflight[h]
 		if ok && e.ticks-c.born < lazyForwardTicks {
@@ -658,31 +662,46 @@ func (e *Engine) forwardLazy() {
 		if ok && !c.proposed {
 			c.sent = e.ticks
 			cmds = append(cmds, c.cmd)
+			keys = append(keys, h)
 		}
 	}
 	e.lazy = e.lazy[n:]
 	if len(cmds) > 0 {
-		e.forward(cmds)
+		e.forward(cmds, keys)
 	}
 }
 
+// payloadKeys returns the command keys of b's payload, computed into
+// *keys on the first call for b (the callers pass one cache per proposal).
+func payloadKeys(b *types.Block, keys *[]types.Hash) []types.Hash {
+	if *keys == nil {
+		ks := make([]types.Hash, len(b.Payload))
+		for i, cmd := range b.Payload {
+			ks[i] = commandKey(cmd)
+		}
+		*keys = ks
+	}
+	return *keys
+}
+
 // noteProposed marks the handed-over commands a proposal carries: they no
-// longer need a lazy forward.
-func (e *Engine) noteProposed(p *types.Proposal) {
+// longer need a lazy forward. keys caches its payload's command keys
+// (payloadKeys).
+func (e *Engine) noteProposed(p *types.Proposal, keys *[]types.Hash) {
 	if p.Block == nil || len(e.inflight) == 0 {
 		return
 	}
-	for _, cmd := range p.Block.Payload {
-		if c, ok := e.inflight[commandKey(cmd)]; ok {
+	for _, k := range payloadKeys(p.Block, keys) {
+		if c, ok := e.inflight[k]; ok {
 			c.proposed = true
 		}
 	}
 }
 
-// forward sends commands to every peer, so that whichever replica leads
-// the next views can order them.
-func (e *Engine) forward(cmds [][]byte) {
-	e.noteForwarded(cmds, nil)
+// forward sends commands, of command keys keys, to every peer, so that
+// whichever replica leads the next views can order them.
+func (e *Engine) forward(cmds [][]byte, keys []types.Hash) {
+	e.noteForwarded(cmds, keys, nil)
 	for _, f := range e.commandFrames(cmds) {
 		e.net.broadcast(f)
 	}
@@ -710,6 +729,7 @@ func (e *Engine) commandFrames(cmds [][]byte) [][]byte {
 // waited ten times as long.
 func (e *Engine) reforward(every uint64) {
 	var again [][]byte
+	var keys []types.Hash
 	for h, c := range e.inflight {
 		switch {
 		case e.ticks-c.born >= 10*every:
@@ -717,11 +737,12 @@ func (e *Engine) reforward(every uint64) {
 		case e.ticks-c.sent >= every:
 			c.sent = e.ticks
 			again = append(again, c.cmd)
+			keys = append(keys, h)
 		}
 	}
 	if len(again) > 0 {
 		e.stats.reforwarded.Add(uint64(len(again)))
-		e.forward(again)
+		e.forward(again, keys)
 	}
 }
 
@@ -729,8 +750,8 @@ func (e *Engine) reforward(every uint64) {
 // persist, send, apply, events, Advance.
 func (e *Engine) processReady() error {
 	if len(e.outCmds) > 0 {
-		e.forwardToLeaders(e.outCmds)
-		e.outCmds = nil
+		e.forwardToLeaders(e.outCmds, e.outKeys)
+		e.outCmds, e.outKeys = nil, nil
 	}
 	if !e.core.HasReady() {
 		return nil
@@ -738,11 +759,12 @@ func (e *Engine) processReady() error {
 	rd := e.core.Ready()
 	for _, m := range rd.Messages {
 		if p, ok := m.Msg.(*types.Proposal); ok {
-			e.noteProposed(p) // this replica's own
+			var keys []types.Hash
+			e.noteProposed(p, &keys) // this replica's own
 			if p.Block != nil {
 				e.noteProposalSeen(p.Block.View)
 			}
-			e.noteLeaderProposal(e.cfg.ID, p)
+			e.noteLeaderProposal(e.cfg.ID, p, &keys)
 		}
 	}
 
@@ -791,8 +813,7 @@ func (e *Engine) processReady() error {
 
 	// 3. Apply.
 	for _, c := range committed {
-		e.applyCommands(c.block, c.entry.first, 0, true)
-		e.noteCommittedBlock(c.block)
+		e.applyCommands(c.block, c.entry.first, 0, applyCommit)
 		e.lastIndex, e.height = c.entry.last, c.entry.height
 		e.stats.blocksCommitted.Add(1)
 	}
@@ -838,11 +859,24 @@ func countEntries(b *types.Block) uint64 {
 	return n
 }
 
+// applyMode is what applyCommands does besides applying.
+type applyMode int
+
+const (
+	// applyReplay: the replay at start-up, the state machine only.
+	applyReplay applyMode = iota
+	// applyInstall: a transferred anchor block; completes waiters and
+	// forgets in-flight commands.
+	applyInstall
+	// applyCommit: a block committed here; as applyInstall, and the
+	// omission observation learns the commands it carries.
+	applyCommit
+)
+
 // applyCommands applies b's entries from log index first on, but those at
 // or below skip (the state machine holds them already), and returns the
-// last index used (first−1 when none). live completes waiters and forgets
-// in-flight commands; replay at start-up does not.
-func (e *Engine) applyCommands(b *types.Block, first, skip uint64, live bool) uint64 {
+// last index used (first−1 when none); mode says what else it does.
+func (e *Engine) applyCommands(b *types.Block, first, skip uint64, mode applyMode) uint64 {
 	idx := first - 1
 	for _, cmd := range b.Payload {
 		var res smr.Result
@@ -854,10 +888,13 @@ func (e *Engine) applyCommands(b *types.Block, first, skip uint64, live bool) ui
 			res = e.fsm.Apply(idx, cmd)
 			e.stats.entriesApplied.Add(1)
 		}
-		if live {
+		if mode != applyReplay {
 			h := commandKey(cmd)
 			delete(e.inflight, h)
 			e.complete(h, res)
+			if mode == applyCommit {
+				e.noteCommittedCommand(b, h)
+			}
 		}
 	}
 	return idx

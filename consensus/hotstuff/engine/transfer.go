@@ -240,7 +240,7 @@ func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
 		e.loopErr = fmt.Errorf("state transfer: the restored snapshot reports index %d, the checkpoint %d", got, x.index)
 		return
 	}
-	if last := e.applyCommands(a.block, a.first, x.index, true); last != a.last {
+	if last := e.applyCommands(a.block, a.first, x.index, applyInstall); last != a.last {
 		e.loopErr = fmt.Errorf("state transfer: the anchor block ends at log index %d, its record says %d", last, a.last)
 		return
 	}
