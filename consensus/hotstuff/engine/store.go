@@ -191,11 +191,17 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 
 // saveSnapshot replaces the stored state machine snapshot.
 func (s *blockStore) saveSnapshot(snap storedSnapshot) error {
+	v := encodeSnapshot(snap)
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySnapshot, v) })
+}
+
+// encodeSnapshot is the stored record of snap: height u64 | index u64 |
+// data.
+func encodeSnapshot(snap storedSnapshot) []byte {
 	v := make([]byte, 0, 16+len(snap.data))
 	v = binary.BigEndian.AppendUint64(v, snap.height)
 	v = binary.BigEndian.AppendUint64(v, snap.index)
-	v = append(v, snap.data...)
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySnapshot, v) })
+	return append(v, snap.data...)
 }
 
 // snapshot returns the stored snapshot, or nil.
@@ -505,11 +511,7 @@ func (s *blockStore) rebase(b *types.Block, e chainEntry, qc types.QC, snap stor
 		if err := meta.Put(keyRootQC, types.MarshalQC(qc)); err != nil {
 			return err
 		}
-		v := make([]byte, 0, 16+len(snap.data))
-		v = binary.BigEndian.AppendUint64(v, snap.height)
-		v = binary.BigEndian.AppendUint64(v, snap.index)
-		v = append(v, snap.data...)
-		if err := meta.Put(keySnapshot, v); err != nil {
+		if err := meta.Put(keySnapshot, encodeSnapshot(snap)); err != nil {
 			return err
 		}
 		return meta.Put(keyPruned, heightKey(e.height))
