@@ -293,10 +293,11 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err := e.installBase(); err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
-	if e.horizon, err = e.store.horizon(); err != nil {
+	horizon, err := e.store.horizon()
+	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
-	e.stats.horizon.Store(e.horizon)
+	e.setHorizon(horizon)
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)

@@ -261,8 +261,8 @@ func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
 	}
 	e.core = c
 	e.height, e.lastIndex = a.height, a.last
-	e.snapIndex, e.snapHeight, e.horizon = a.last, a.height, a.height
-	e.stats.horizon.Store(a.height)
+	e.snapIndex, e.snapHeight = a.last, a.height
+	e.setHorizon(horizonOf(a.height)) // the store's chain begins at the anchor
 	e.stats.transfers.Add(1)
 	e.log.Info("started from a transferred checkpoint", "checkpoint_index", x.index, "anchor_height", a.height,
 		"anchor_indexes", fmt.Sprintf("%d..%d", a.first, a.last), "members_agreeing", agreed, "log_index", e.lastIndex)
