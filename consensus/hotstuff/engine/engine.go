@@ -1289,7 +1289,7 @@ func (e *Engine) TransferLeadership(ctx context.Context, id string) error {
 		e.stats.forcedViewChanges.Add(1)
 		e.log.Info("forced view change requested", "view", from)
 		e.viewReqs[e.cfg.ID] = from
-		e.net.broadcast(encodeViewChangeFrame(from))
+		e.net.broadcast(encodeU64Frame(frameViewChange, uint64(from)))
 		e.maybeForceViewChange(from)
 	}
 	select {

@@ -124,7 +124,7 @@ func (e *Engine) askAnchor(x *transfer) {
 	x.tries++
 	x.askedAt = e.ticks
 	e.log.Info("asking the peers for the committed block holding the checkpoint's index", "index", x.index, "try", x.tries)
-	e.net.broadcast(encodeAnchorRequestFrame(x.index))
+	e.net.broadcast(encodeU64Frame(frameAnchorReq, x.index))
 }
 
 // transferTick sends the anchor request again, or gives up.
