@@ -93,14 +93,13 @@ type Engine struct {
 
 	// Owned by the loop.
 	core        *core.Core
-	lastIndex   uint64      // log index of the last committed entry
-	height      uint64      // height of the last committed block
-	snapIndex   uint64      // log index of the stored snapshot
-	snapHeight  uint64      // committed height of the stored snapshot
-	horizon     uint64      // lowest committed height still stored (0: nothing pruned)
-	xfer        *transfer   // a state transfer in progress (transfer.go), or nil
-	coreCfg     core.Config // how the core was built, to rebuild it (transfer.go)
-	verifier    types.CertVerifier
+	lastIndex   uint64         // log index of the last committed entry
+	height      uint64         // height of the last committed block
+	snapIndex   uint64         // log index of the stored snapshot
+	snapHeight  uint64         // committed height of the stored snapshot
+	horizon     uint64         // lowest committed height still stored (0: nothing pruned)
+	xfer        *transfer      // a state transfer in progress (transfer.go), or nil
+	coreCfg     core.Config    // how the core was built, to rebuild it (transfer.go)
 	quarantined []types.NodeID // the last SetQuarantined set
 	xferAfter   uint64         // no state transfer starts before this tick
 	loopErr     error          // set on the loop when it must halt
@@ -224,8 +223,8 @@ func New(cfg Config) (_ *Engine, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	pm, idle, err := cfg.pacemakerConfig()
-	if err != nil {
+	// Checked before anything is opened; newCore maps them for the core.
+	if _, _, err := cfg.pacemakerConfig(); err != nil {
 		return nil, err
 	}
 	if n := cfg.FSM.AppliedIndex(); n != 0 && (cfg.Base == nil || n != cfg.Base.Index) {
@@ -307,7 +306,6 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 
 	verifier := types.NewQCCache(e.committee, 4096)
-	e.verifier = verifier
 	safetyPath := filepath.Join(dir, "safety")
 	e.safeStore = &deferredSafety{file: safety.NewFileStore(safetyPath)}
 	rules, err := core.NewSafety(e.safeStore, types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
@@ -327,10 +325,8 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Variant = cfg.Variant
 	cc.Validator = e.validator
 	cc.CommandKey = commandKey
-	cc.Pacemaker = pm
 	cc.MaxBatch = cfg.MaxBatch
 	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
-	cc.IdlePropose = idle
 	cc.RetainCommitted = recentCommitted
 	cc.MaxOrphans = maxOrphans
 	cc.Logger = log

@@ -206,7 +206,7 @@ func (e *Engine) onAnchor(from types.NodeID, a *anchorInfo) {
 		e.log.Warn("a peer's anchor block does not match its claim", "peer", string(from), "index", a.index, "height", a.height)
 		return
 	}
-	if err := e.verifier.VerifyQC(a.qc); err != nil {
+	if err := e.coreCfg.Verifier.VerifyQC(a.qc); err != nil {
 		e.log.Warn("a peer's anchor QC does not verify", "peer", string(from), "index", a.index, "err", err)
 		return
 	}
