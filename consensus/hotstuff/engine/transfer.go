@@ -5,7 +5,6 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Starting from a transferred checkpoint (DESIGN invariant 12).
@@ -110,9 +109,8 @@ func (e *Engine) transferred(x *transfer, t *Transferred, err error) {
 		e.abandon(x, "the checkpoint is not past this replica's log", "log_index", e.lastIndex)
 		return
 	}
-	idx, _, err := smr.SnapshotInfo(t.Snapshot)
-	if err != nil || idx != t.Index {
-		e.abandon(x, "the checkpoint's snapshot does not match its index", "index", t.Index, "snapshot_index", idx, "err", err)
+	if err := checkSnapshotIndex(t.Snapshot, t.Index); err != nil {
+		e.abandon(x, "the checkpoint's snapshot does not match its index", "index", t.Index, "err", err)
 		return
 	}
 	x.asking, x.index, x.snap = false, t.Index, t.Snapshot
