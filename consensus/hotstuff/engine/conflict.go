@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"crypto/ed25519"
-
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 )
@@ -71,8 +69,7 @@ func (e *Engine) noteConflict(p *types.Proposal) {
 	if !forksBelowCommitted(b, snap.core) {
 		return
 	}
-	key := ed25519.PublicKey(e.committee.PublicKey(b.Proposer))
-	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, types.ProposalSignBytes(e.committee.Epoch(), b.View, b.Hash()), b.Sig) {
+	if e.committee.VerifyBlockSig(b, b.Hash()) != nil {
 		return
 	}
 	e.cfg.OnConflict(ConflictObservation{Proposer: b.Proposer, View: b.View, Height: b.Height,

@@ -93,14 +93,13 @@ type Engine struct {
 
 	// Owned by the loop.
 	core        *core.Core
-	lastIndex   uint64      // log index of the last committed entry
-	height      uint64      // height of the last committed block
-	snapIndex   uint64      // log index of the stored snapshot
-	snapHeight  uint64      // committed height of the stored snapshot
-	horizon     uint64      // lowest committed height still stored (0: nothing pruned)
-	xfer        *transfer   // a state transfer in progress (transfer.go), or nil
-	coreCfg     core.Config // how the core was built, to rebuild it (transfer.go)
-	verifier    types.CertVerifier
+	lastIndex   uint64         // log index of the last committed entry
+	height      uint64         // height of the last committed block
+	snapIndex   uint64         // log index of the stored snapshot
+	snapHeight  uint64         // committed height of the stored snapshot
+	horizon     uint64         // lowest committed height still stored (0: nothing pruned)
+	xfer        *transfer      // a state transfer in progress (transfer.go), or nil
+	coreCfg     core.Config    // how the core was built, to rebuild it (transfer.go)
 	quarantined []types.NodeID // the last SetQuarantined set
 	xferAfter   uint64         // no state transfer starts before this tick
 	loopErr     error          // set on the loop when it must halt
@@ -110,6 +109,7 @@ type Engine struct {
 	served      map[types.NodeID]*rateWindow // block requests served per peer
 	inflight    map[types.Hash]*inflightCmd
 	outCmds     [][]byte     // handed over this iteration, to forward to the leaders
+	outKeys     []types.Hash // their command keys
 	lazy        []types.Hash // handed over, in order, to forward to every peer later
 	lastView    types.View
 	obs         observer         // vote observation (observe.go)
@@ -223,8 +223,8 @@ func New(cfg Config) (_ *Engine, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	pm, idle, err := cfg.pacemakerConfig()
-	if err != nil {
+	// Checked before anything is opened; newCore maps them for the core.
+	if _, _, err := cfg.pacemakerConfig(); err != nil {
 		return nil, err
 	}
 	if n := cfg.FSM.AppliedIndex(); n != 0 && (cfg.Base == nil || n != cfg.Base.Index) {
@@ -292,10 +292,11 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err := e.installBase(); err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
-	if e.horizon, err = e.store.horizon(); err != nil {
+	horizon, err := e.store.horizon()
+	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
-	e.stats.horizon.Store(e.horizon)
+	e.setHorizon(horizon)
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
@@ -305,7 +306,6 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 
 	verifier := types.NewQCCache(e.committee, 4096)
-	e.verifier = verifier
 	safetyPath := filepath.Join(dir, "safety")
 	e.safeStore = &deferredSafety{file: safety.NewFileStore(safetyPath)}
 	rules, err := core.NewSafety(e.safeStore, types.NewEd25519Signer(cfg.ID, cfg.Key), e.committee, verifier, cfg.Variant)
@@ -325,10 +325,8 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Variant = cfg.Variant
 	cc.Validator = e.validator
 	cc.CommandKey = commandKey
-	cc.Pacemaker = pm
 	cc.MaxBatch = cfg.MaxBatch
 	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
-	cc.IdlePropose = idle
 	cc.RetainCommitted = recentCommitted
 	cc.MaxOrphans = maxOrphans
 	cc.Logger = log
@@ -423,7 +421,7 @@ func (e *Engine) rebuild(st state) error {
 		if ce.first != idx+1 {
 			return fmt.Errorf("committed block at height %d starts at log index %d, want %d", ce.height, ce.first, idx+1)
 		}
-		idx = e.applyCommands(b, ce.first, 0, false)
+		idx = e.applyCommands(b, ce.first, 0, applyReplay)
 		if idx != ce.last {
 			return fmt.Errorf("committed block at height %d ends at log index %d, the record says %d", ce.height, idx, ce.last)
 		}
@@ -520,12 +518,13 @@ func (e *Engine) run() {
 func (e *Engine) handleInbound(in inbound) {
 	switch in.f.kind {
 	case frameMessage:
+		var keys []types.Hash // a proposal's command keys, once needed
 		switch m := in.f.msg.(type) {
 		case *types.BlockRequest:
 			e.serveBlocks(in.from, m)
 			return
 		case *types.Proposal:
-			e.noteProposed(m)
+			e.noteProposed(m, &keys)
 		}
 		err := e.core.Step(in.from, in.f.msg)
 		if err != nil {
@@ -539,7 +538,7 @@ func (e *Engine) handleInbound(in inbound) {
 			if m.Block != nil {
 				e.noteProposalSeen(m.Block.View)
 			}
-			e.noteLeaderProposal(in.from, m)
+			e.noteLeaderProposal(in.from, m, &keys)
 			e.noteWaitProposal(in.from, m)
 			e.noteConflict(m)
 		case *types.Vote:
@@ -622,12 +621,13 @@ func (e *Engine) handlePropose(p proposal) {
 		e.lazy = append(e.lazy, h)
 	}
 	e.outCmds = append(e.outCmds, p.cmd)
+	e.outKeys = append(e.outKeys, h)
 }
 
 // forwardToLeaders sends commands handed over on this node to the leaders
 // of the current and the next view (but itself), who will order them; the
-// other peers get them lazily (forwardLazy).
-func (e *Engine) forwardToLeaders(cmds [][]byte) {
+// other peers get them lazily (forwardLazy). keys are their command keys.
+func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
 	v := e.core.View()
 	var to []types.NodeID
 	for _, id := range []types.NodeID{e.core.Leader(v), e.core.Leader(v + 1)} {
@@ -635,7 +635,7 @@ func (e *Engine) forwardToLeaders(cmds [][]byte) {
 			to = append(to, id)
 		}
 	}
-	e.noteForwarded(cmds, to)
+	e.noteForwarded(cmds, keys, to)
 	for _, f := range e.commandFrames(cmds) {
 		for _, id := range to {
 			e.net.send(id, f)
@@ -649,6 +649,7 @@ func (e *Engine) forwardToLeaders(cmds [][]byte) {
 func (e *Engine) forwardLazy() {
 	n := 0
 	var cmds [][]byte
+	var keys []types.Hash
 	for _, h := range e.lazy {
 		c, ok := e.inflight[h]
 		if ok && e.ticks-c.born < lazyForwardTicks {
@@ -658,31 +659,46 @@ func (e *Engine) forwardLazy() {
 		if ok && !c.proposed {
 			c.sent = e.ticks
 			cmds = append(cmds, c.cmd)
+			keys = append(keys, h)
 		}
 	}
 	e.lazy = e.lazy[n:]
 	if len(cmds) > 0 {
-		e.forward(cmds)
+		e.forward(cmds, keys)
 	}
 }
 
+// payloadKeys returns the command keys of b's payload, computed into
+// *keys on the first call for b (the callers pass one cache per proposal).
+func payloadKeys(b *types.Block, keys *[]types.Hash) []types.Hash {
+	if *keys == nil {
+		ks := make([]types.Hash, len(b.Payload))
+		for i, cmd := range b.Payload {
+			ks[i] = commandKey(cmd)
+		}
+		*keys = ks
+	}
+	return *keys
+}
+
 // noteProposed marks the handed-over commands a proposal carries: they no
-// longer need a lazy forward.
-func (e *Engine) noteProposed(p *types.Proposal) {
+// longer need a lazy forward. keys caches its payload's command keys
+// (payloadKeys).
+func (e *Engine) noteProposed(p *types.Proposal, keys *[]types.Hash) {
 	if p.Block == nil || len(e.inflight) == 0 {
 		return
 	}
-	for _, cmd := range p.Block.Payload {
-		if c, ok := e.inflight[commandKey(cmd)]; ok {
+	for _, k := range payloadKeys(p.Block, keys) {
+		if c, ok := e.inflight[k]; ok {
 			c.proposed = true
 		}
 	}
 }
 
-// forward sends commands to every peer, so that whichever replica leads
-// the next views can order them.
-func (e *Engine) forward(cmds [][]byte) {
-	e.noteForwarded(cmds, nil)
+// forward sends commands, of command keys keys, to every peer, so that
+// whichever replica leads the next views can order them.
+func (e *Engine) forward(cmds [][]byte, keys []types.Hash) {
+	e.noteForwarded(cmds, keys, nil)
 	for _, f := range e.commandFrames(cmds) {
 		e.net.broadcast(f)
 	}
@@ -710,6 +726,7 @@ func (e *Engine) commandFrames(cmds [][]byte) [][]byte {
 // waited ten times as long.
 func (e *Engine) reforward(every uint64) {
 	var again [][]byte
+	var keys []types.Hash
 	for h, c := range e.inflight {
 		switch {
 		case e.ticks-c.born >= 10*every:
@@ -717,11 +734,12 @@ func (e *Engine) reforward(every uint64) {
 		case e.ticks-c.sent >= every:
 			c.sent = e.ticks
 			again = append(again, c.cmd)
+			keys = append(keys, h)
 		}
 	}
 	if len(again) > 0 {
 		e.stats.reforwarded.Add(uint64(len(again)))
-		e.forward(again)
+		e.forward(again, keys)
 	}
 }
 
@@ -729,8 +747,8 @@ func (e *Engine) reforward(every uint64) {
 // persist, send, apply, events, Advance.
 func (e *Engine) processReady() error {
 	if len(e.outCmds) > 0 {
-		e.forwardToLeaders(e.outCmds)
-		e.outCmds = nil
+		e.forwardToLeaders(e.outCmds, e.outKeys)
+		e.outCmds, e.outKeys = nil, nil
 	}
 	if !e.core.HasReady() {
 		return nil
@@ -738,11 +756,12 @@ func (e *Engine) processReady() error {
 	rd := e.core.Ready()
 	for _, m := range rd.Messages {
 		if p, ok := m.Msg.(*types.Proposal); ok {
-			e.noteProposed(p) // this replica's own
+			var keys []types.Hash
+			e.noteProposed(p, &keys) // this replica's own
 			if p.Block != nil {
 				e.noteProposalSeen(p.Block.View)
 			}
-			e.noteLeaderProposal(e.cfg.ID, p)
+			e.noteLeaderProposal(e.cfg.ID, p, &keys)
 		}
 	}
 
@@ -791,8 +810,7 @@ func (e *Engine) processReady() error {
 
 	// 3. Apply.
 	for _, c := range committed {
-		e.applyCommands(c.block, c.entry.first, 0, true)
-		e.noteCommittedBlock(c.block)
+		e.applyCommands(c.block, c.entry.first, 0, applyCommit)
 		e.lastIndex, e.height = c.entry.last, c.entry.height
 		e.stats.blocksCommitted.Add(1)
 	}
@@ -838,11 +856,24 @@ func countEntries(b *types.Block) uint64 {
 	return n
 }
 
+// applyMode is what applyCommands does besides applying.
+type applyMode int
+
+const (
+	// applyReplay: the replay at start-up, the state machine only.
+	applyReplay applyMode = iota
+	// applyInstall: a transferred anchor block; completes waiters and
+	// forgets in-flight commands.
+	applyInstall
+	// applyCommit: a block committed here; as applyInstall, and the
+	// omission observation learns the commands it carries.
+	applyCommit
+)
+
 // applyCommands applies b's entries from log index first on, but those at
 // or below skip (the state machine holds them already), and returns the
-// last index used (first−1 when none). live completes waiters and forgets
-// in-flight commands; replay at start-up does not.
-func (e *Engine) applyCommands(b *types.Block, first, skip uint64, live bool) uint64 {
+// last index used (first−1 when none); mode says what else it does.
+func (e *Engine) applyCommands(b *types.Block, first, skip uint64, mode applyMode) uint64 {
 	idx := first - 1
 	for _, cmd := range b.Payload {
 		var res smr.Result
@@ -854,10 +885,13 @@ func (e *Engine) applyCommands(b *types.Block, first, skip uint64, live bool) ui
 			res = e.fsm.Apply(idx, cmd)
 			e.stats.entriesApplied.Add(1)
 		}
-		if live {
+		if mode != applyReplay {
 			h := commandKey(cmd)
 			delete(e.inflight, h)
 			e.complete(h, res)
+			if mode == applyCommit {
+				e.noteCommittedCommand(b, h)
+			}
 		}
 	}
 	return idx
@@ -1251,7 +1285,7 @@ func (e *Engine) TransferLeadership(ctx context.Context, id string) error {
 		e.stats.forcedViewChanges.Add(1)
 		e.log.Info("forced view change requested", "view", from)
 		e.viewReqs[e.cfg.ID] = from
-		e.net.broadcast(encodeViewChangeFrame(from))
+		e.net.broadcast(encodeU64Frame(frameViewChange, uint64(from)))
 		e.maybeForceViewChange(from)
 	}
 	select {

@@ -24,15 +24,24 @@ func (e *Engine) installBase() error {
 	if snap != nil {
 		return nil
 	}
-	idx, _, err := smr.SnapshotInfo(b.Snapshot)
-	if err != nil {
+	if err := checkSnapshotIndex(b.Snapshot, b.Index); err != nil {
 		return fmt.Errorf("base state: %w", err)
-	}
-	if idx != b.Index {
-		return fmt.Errorf("base state: the snapshot is at index %d, the base says %d", idx, b.Index)
 	}
 	if err := e.store.saveSnapshot(storedSnapshot{height: 0, index: b.Index, data: b.Snapshot}); err != nil {
 		return fmt.Errorf("store the base state: %w", err)
+	}
+	return nil
+}
+
+// checkSnapshotIndex checks that snap is a state machine snapshot taken at
+// log index idx (a handed-over base state or a transferred checkpoint).
+func checkSnapshotIndex(snap []byte, idx uint64) error {
+	got, _, err := smr.SnapshotInfo(snap)
+	if err != nil {
+		return err
+	}
+	if got != idx {
+		return fmt.Errorf("the snapshot is at index %d, not %d", got, idx)
 	}
 	return nil
 }

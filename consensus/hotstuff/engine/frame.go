@@ -146,9 +146,11 @@ func encodeCommandsFrame(cmds [][]byte) []byte {
 	return encodeFrame(frameCommands, p)
 }
 
-// encodeViewChangeFrame frames a forced view change of view v.
-func encodeViewChangeFrame(v types.View) []byte {
-	return encodeFrame(frameViewChange, binary.BigEndian.AppendUint64(nil, uint64(v)))
+// encodeU64Frame frames a frame of kind whose payload is v: a forced view
+// change (frameViewChange, the view) or an anchor request (frameAnchorReq,
+// the log index).
+func encodeU64Frame(kind byte, v uint64) []byte {
+	return encodeFrame(kind, binary.BigEndian.AppendUint64(nil, v))
 }
 
 // encodePrunedFrame frames the answer to a request for block h the sender
@@ -156,11 +158,6 @@ func encodeViewChangeFrame(v types.View) []byte {
 func encodePrunedFrame(h types.Hash, horizon uint64) []byte {
 	p := append([]byte(nil), h[:]...)
 	return encodeFrame(framePruned, binary.BigEndian.AppendUint64(p, horizon))
-}
-
-// encodeAnchorRequestFrame asks for the committed block holding index.
-func encodeAnchorRequestFrame(index uint64) []byte {
-	return encodeFrame(frameAnchorReq, binary.BigEndian.AppendUint64(nil, index))
 }
 
 // encodeAnchorFrame frames a.
@@ -176,6 +173,19 @@ func encodeAnchorFrame(a *anchorInfo) []byte {
 	return encodeFrame(frameAnchor, append(p, b...))
 }
 
+// cutPrefixed splits a field of u32 length and that many bytes off the
+// front of p, returning the field and what follows.
+func cutPrefixed(p []byte) (field, rest []byte, err error) {
+	if len(p) < 4 {
+		return nil, nil, errors.New("length field truncated")
+	}
+	n := binary.BigEndian.Uint32(p)
+	if uint64(n) > uint64(len(p)-4) {
+		return nil, nil, fmt.Errorf("length %d, %d bytes left", n, len(p)-4)
+	}
+	return p[4 : 4+n], p[4+n:], nil
+}
+
 func decodeAnchor(payload []byte) (*anchorInfo, error) {
 	if len(payload) < 32+4 {
 		return nil, fmt.Errorf("%w: anchor frame of %d bytes", ErrMalformedFrame, len(payload))
@@ -184,26 +194,13 @@ func decodeAnchor(payload []byte) (*anchorInfo, error) {
 		index: binary.BigEndian.Uint64(payload), height: binary.BigEndian.Uint64(payload[8:]),
 		first: binary.BigEndian.Uint64(payload[16:]), last: binary.BigEndian.Uint64(payload[24:]),
 	}
-	rest := payload[32:]
-	part := func(what string) ([]byte, error) {
-		if len(rest) < 4 {
-			return nil, fmt.Errorf("%w: anchor frame: %s length truncated", ErrMalformedFrame, what)
-		}
-		n := binary.BigEndian.Uint32(rest)
-		if uint64(n) > uint64(len(rest)-4) {
-			return nil, fmt.Errorf("%w: anchor frame: %s of %d bytes, %d left", ErrMalformedFrame, what, n, len(rest)-4)
-		}
-		p := rest[4 : 4+n]
-		rest = rest[4+n:]
-		return p, nil
-	}
-	qc, err := part("qc")
+	qc, rest, err := cutPrefixed(payload[32:])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: anchor frame: qc: %w", ErrMalformedFrame, err)
 	}
-	b, err := part("block")
+	b, rest, err := cutPrefixed(rest)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: anchor frame: block: %w", ErrMalformedFrame, err)
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the anchor block", ErrMalformedFrame, len(rest))
@@ -219,6 +216,9 @@ func decodeAnchor(payload []byte) (*anchorInfo, error) {
 	}
 	return a, nil
 }
+
+// u64FrameName names the frames whose payload is one u64, for errors.
+var u64FrameName = map[byte]string{frameViewChange: "view-change", frameAnchorReq: "anchor request"}
 
 // decodeFrame decodes the payload of a frame of kind. Errors wrap
 // ErrUnknownFrame or ErrMalformedFrame. The result does not alias payload
@@ -245,31 +245,34 @@ func decodeFrame(kind byte, payload []byte) (frame, error) {
 			return frame{}, fmt.Errorf("%w: commands frame claims %d commands in %d bytes", ErrMalformedFrame, n, rest)
 		}
 		cmds := make([][]byte, 0, n)
-		off := 2
+		rest := payload[2:]
 		for i := range n {
-			if len(payload)-off < 4 {
-				return frame{}, fmt.Errorf("%w: command %d: length field truncated", ErrMalformedFrame, i)
+			c, r, err := cutPrefixed(rest)
+			if err != nil {
+				return frame{}, fmt.Errorf("%w: command %d: %w", ErrMalformedFrame, i, err)
 			}
-			l := binary.BigEndian.Uint32(payload[off:])
-			off += 4
-			if uint64(l) > types.MaxCommandBytes || uint64(l) > uint64(len(payload)-off) {
-				return frame{}, fmt.Errorf("%w: command %d: length %d, %d bytes left, limit %d", ErrMalformedFrame, i, l, len(payload)-off, types.MaxCommandBytes)
+			if uint64(len(c)) > types.MaxCommandBytes {
+				return frame{}, fmt.Errorf("%w: command %d of %d bytes, limit %d", ErrMalformedFrame, i, len(c), types.MaxCommandBytes)
 			}
-			if l == 0 {
+			if len(c) == 0 {
 				return frame{}, fmt.Errorf("%w: command %d is empty", ErrMalformedFrame, i)
 			}
-			cmds = append(cmds, append([]byte(nil), payload[off:off+int(l)]...))
-			off += int(l)
+			cmds = append(cmds, append([]byte(nil), c...))
+			rest = r
 		}
-		if off != len(payload) {
-			return frame{}, fmt.Errorf("%w: %d bytes after the last command", ErrMalformedFrame, len(payload)-off)
+		if len(rest) != 0 {
+			return frame{}, fmt.Errorf("%w: %d bytes after the last command", ErrMalformedFrame, len(rest))
 		}
 		return frame{kind: kind, cmds: cmds}, nil
-	case frameViewChange:
+	case frameViewChange, frameAnchorReq:
 		if len(payload) != 8 {
-			return frame{}, fmt.Errorf("%w: view-change frame of %d bytes, want 8", ErrMalformedFrame, len(payload))
+			return frame{}, fmt.Errorf("%w: %s frame of %d bytes, want 8", ErrMalformedFrame, u64FrameName[kind], len(payload))
 		}
-		return frame{kind: kind, view: types.View(binary.BigEndian.Uint64(payload))}, nil
+		v := binary.BigEndian.Uint64(payload)
+		if kind == frameViewChange {
+			return frame{kind: kind, view: types.View(v)}, nil
+		}
+		return frame{kind: kind, index: v}, nil
 	case framePruned:
 		if len(payload) != 40 {
 			return frame{}, fmt.Errorf("%w: pruned frame of %d bytes, want 40", ErrMalformedFrame, len(payload))
@@ -277,11 +280,6 @@ func decodeFrame(kind byte, payload []byte) (frame, error) {
 		f := frame{kind: kind, prunedHorizon: binary.BigEndian.Uint64(payload[32:])}
 		copy(f.prunedHash[:], payload[:32])
 		return f, nil
-	case frameAnchorReq:
-		if len(payload) != 8 {
-			return frame{}, fmt.Errorf("%w: anchor request frame of %d bytes, want 8", ErrMalformedFrame, len(payload))
-		}
-		return frame{kind: kind, index: binary.BigEndian.Uint64(payload)}, nil
 	case frameAnchor:
 		a, err := decodeAnchor(payload)
 		if err != nil {

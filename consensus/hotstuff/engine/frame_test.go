@@ -20,7 +20,7 @@ func frameStream(frames ...[]byte) []byte { return slices.Concat(frames...) }
 func TestFrameRoundTrip(t *testing.T) {
 	vote := &types.Vote{View: 7, Block: types.Hash{1, 2, 3}, Voter: "node-1", Sig: bytes.Repeat([]byte{9}, 64)}
 	cmds := [][]byte{[]byte("a"), bytes.Repeat([]byte("b"), 1000), newReadMarker("node-2", 42)}
-	stream := frameStream(encodeMessageFrame(vote), encodeCommandsFrame(cmds), encodeViewChangeFrame(99))
+	stream := frameStream(encodeMessageFrame(vote), encodeCommandsFrame(cmds), encodeU64Frame(frameViewChange, 99))
 	r := bufio.NewReader(bytes.NewReader(stream))
 	var got []frame
 	for {
@@ -107,12 +107,12 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(encodeMessageFrame(vote))
 	f.Add(encodeMessageFrame(&types.BlockRequest{Hash: types.Hash{1}, Count: 4}))
 	f.Add(encodeCommandsFrame([][]byte{[]byte("x"), newReadMarker("n2", 1)}))
-	f.Add(encodeViewChangeFrame(12))
-	f.Add(frameStream(encodeViewChangeFrame(1), encodeCommandsFrame([][]byte{{1, 2, 3}})))
+	f.Add(encodeU64Frame(frameViewChange, 12))
+	f.Add(frameStream(encodeU64Frame(frameViewChange, 1), encodeCommandsFrame([][]byte{{1, 2, 3}})))
 	f.Add([]byte{0, 0, 0, 5, 9, 1, 2, 3, 4})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Add(encodePrunedFrame(types.Hash{3}, 9))
-	f.Add(encodeAnchorRequestFrame(4))
+	f.Add(encodeU64Frame(frameAnchorReq, 4))
 	const limit = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
@@ -137,7 +137,7 @@ func FuzzReadFrame(f *testing.F) {
 					t.Fatalf("commands frame re-encodes to %x, was %x", got, payload)
 				}
 			case frameViewChange:
-				if got := encodeViewChangeFrame(fr.view); !bytes.Equal(got[frameHeader+1:], payload) {
+				if got := encodeU64Frame(frameViewChange, uint64(fr.view)); !bytes.Equal(got[frameHeader+1:], payload) {
 					t.Fatalf("view-change frame re-encodes to %x, was %x", got, payload)
 				}
 			case frameMessage:
@@ -157,7 +157,7 @@ func TestPruningFrames(t *testing.T) {
 	if got, want := hex.EncodeToString(encodePrunedFrame(h, 0x0102)), "0000002904abcd"+strings.Repeat("00", 30)+"0000000000000102"; got != want {
 		t.Errorf("pruned frame %s, want %s", got, want)
 	}
-	if got, want := hex.EncodeToString(encodeAnchorRequestFrame(7)), "00000009050000000000000007"; got != want {
+	if got, want := hex.EncodeToString(encodeU64Frame(frameAnchorReq, 7)), "00000009050000000000000007"; got != want {
 		t.Errorf("anchor request frame %s, want %s", got, want)
 	}
 	parent := types.NewGenesis([]byte("g"))
@@ -165,7 +165,7 @@ func TestPruningFrames(t *testing.T) {
 		Justify: types.GenesisQC(parent.Hash())}
 	qc := types.QC{View: 3, Block: b.Hash()}
 	a := &anchorInfo{index: 8, height: 1, first: 7, last: 8, qc: qc, block: b}
-	stream := frameStream(encodePrunedFrame(h, 5), encodeAnchorRequestFrame(9), encodeAnchorFrame(a))
+	stream := frameStream(encodePrunedFrame(h, 5), encodeU64Frame(frameAnchorReq, 9), encodeAnchorFrame(a))
 	r := bufio.NewReader(bytes.NewReader(stream))
 	var got []frame
 	for {

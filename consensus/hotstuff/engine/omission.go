@@ -89,12 +89,12 @@ type omitCmd struct {
 }
 
 // omitCandidate is a proposal that left a command out, waiting for its
-// parent to commit.
+// parent (of view view−1: proposal takes only proposals justified by the
+// view just before) to commit.
 type omitCandidate struct {
 	leader types.NodeID
 	key    types.Hash
 	view   types.View // the proposal's
-	parent types.View // its QC's
 	at     time.Time
 }
 
@@ -107,14 +107,26 @@ type omissionTracker struct {
 	maxBytes int
 	grace    time.Duration
 	cmds     map[types.Hash]*omitCmd
-	voteTo   map[types.NodeID]types.View   // highest view of an own vote sent to each peer
-	votes    map[types.NodeID][]types.View // the views of the last own votes sent to each peer
-	cands    []omitCandidate
+	// votes holds the views of the last own votes sent to each peer, in
+	// the order sent. Own votes go out in views that never decrease (a
+	// vote is of a view above every earlier one, a resend is of the
+	// latest), so the last is the highest.
+	votes map[types.NodeID][]types.View
+	cands []omitCandidate
 }
 
 func newOmissionTracker(self types.NodeID, maxBatch int, grace time.Duration) *omissionTracker {
 	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace,
-		cmds: map[types.Hash]*omitCmd{}, voteTo: map[types.NodeID]types.View{}, votes: map[types.NodeID][]types.View{}}
+		cmds: map[types.Hash]*omitCmd{}, votes: map[types.NodeID][]types.View{}}
+}
+
+// voteTo is the highest view of an own vote sent to to, 0 when none was.
+func (t *omissionTracker) voteTo(to types.NodeID) types.View {
+	vs := t.votes[to]
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1]
 }
 
 // sent records that the command key (of size bytes) went to each of to,
@@ -134,16 +146,13 @@ func (t *omissionTracker) sent(key types.Hash, size int, to []types.NodeID, drop
 			continue
 		}
 		if l, ok := c.legs[id]; !ok || l.drops != drops {
-			c.legs[id] = omitLeg{floor: t.voteTo[id], drops: drops}
+			c.legs[id] = omitLeg{floor: t.voteTo(id), drops: drops}
 		}
 	}
 }
 
 // voted records an own vote of view v sent to to.
 func (t *omissionTracker) voted(to types.NodeID, v types.View) {
-	if v > t.voteTo[to] {
-		t.voteTo[to] = v
-	}
 	vs := append(t.votes[to], v)
 	if len(vs) > recentVotes {
 		vs = slices.Delete(vs, 0, len(vs)-recentVotes)
@@ -152,22 +161,16 @@ func (t *omissionTracker) voted(to types.NodeID, v types.View) {
 }
 
 // proposal records a proposal the core accepted from from (or this
-// replica's own), when the transport had dropped drops frames in all, and
-// keeps the commands it left out as candidates.
-func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, drops uint64, now time.Time, key func([]byte) types.Hash) {
-	if p == nil || p.Block == nil {
+// replica's own), whose payload's command keys are keys, when the
+// transport had dropped drops frames in all, and keeps the commands it
+// left out as candidates.
+func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, keys []types.Hash, drops uint64, now time.Time) {
+	if p == nil || p.Block == nil || len(t.cmds) == 0 {
 		return
 	}
 	b := p.Block
-	in := make(map[types.Hash]bool, len(b.Payload))
-	bytes := 0
-	for _, cmd := range b.Payload {
-		k := key(cmd)
-		in[k] = true
-		bytes += len(cmd)
-		if c := t.cmds[k]; c != nil && (c.minView == 0 || b.View < c.minView) {
-			c.minView = b.View
-		}
+	for _, k := range keys {
+		t.carried(k, b.View)
 	}
 	leader := b.Proposer
 	if leader != from || leader == t.self || p.TC != nil || b.Justify.View+1 != b.View ||
@@ -178,6 +181,14 @@ func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, drops u
 	if !slices.Contains(t.votes[leader], floor) {
 		return // not sent to the leader since this tracker started
 	}
+	in := make(map[types.Hash]bool, len(keys))
+	for _, k := range keys {
+		in[k] = true
+	}
+	bytes := 0
+	for _, cmd := range b.Payload {
+		bytes += len(cmd)
+	}
 	for k, c := range t.cmds {
 		l, ok := c.legs[leader]
 		if !ok || in[k] || floor <= l.floor || l.drops != drops || bytes+c.size > t.maxBytes ||
@@ -185,17 +196,16 @@ func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, drops u
 			continue
 		}
 		delete(c.legs, leader)
-		t.cands = append(t.cands, omitCandidate{leader: leader, key: k, view: b.View, parent: b.Justify.View, at: now})
+		t.cands = append(t.cands, omitCandidate{leader: leader, key: k, view: b.View, at: now})
 	}
 }
 
-// committed records a committed block: the commands it carries were
-// carried in its view, whether or not this replica saw it proposed.
-func (t *omissionTracker) committed(b *types.Block, key func([]byte) types.Hash) {
-	for _, cmd := range b.Payload {
-		if c := t.cmds[key(cmd)]; c != nil && (c.minView == 0 || b.View < c.minView) {
-			c.minView = b.View
-		}
+// carried records that an accepted block of view v carries the command
+// key k: one this replica saw proposed, or committed (whether or not it
+// saw it proposed).
+func (t *omissionTracker) carried(k types.Hash, v types.View) {
+	if c := t.cmds[k]; c != nil && (c.minView == 0 || v < c.minView) {
+		c.minView = v
 	}
 }
 
@@ -214,7 +224,7 @@ func (t *omissionTracker) sweep(now time.Time, committed types.View, inflight fu
 		switch {
 		case c == nil, c.minView != 0 && c.minView < cd.view:
 			// A block of a lower view carries it: not an omission.
-		case committed < cd.parent:
+		case committed < cd.view-1: // the parent is not committed
 			if now.Sub(cd.at) <= t.grace {
 				keep = append(keep, cd)
 				waiting[cd.key] = true
@@ -250,9 +260,10 @@ func (e *Engine) netDrops() uint64 {
 	return e.stats.net.droppedQueue.Load() + e.stats.net.droppedWrite.Load()
 }
 
-// noteForwarded records commands sent to to (every peer when nil) for the
-// omission observation; only commands handed over here are tracked.
-func (e *Engine) noteForwarded(cmds [][]byte, to []types.NodeID) {
+// noteForwarded records commands, of command keys keys, sent to to (every
+// peer when nil) for the omission observation; only commands handed over
+// here are tracked.
+func (e *Engine) noteForwarded(cmds [][]byte, keys []types.Hash, to []types.NodeID) {
 	if e.omit == nil {
 		return
 	}
@@ -263,10 +274,9 @@ func (e *Engine) noteForwarded(cmds [][]byte, to []types.NodeID) {
 		}
 	}
 	drops := e.netDrops()
-	for _, cmd := range cmds {
-		k := commandKey(cmd)
+	for i, k := range keys {
 		if _, ok := e.inflight[k]; ok {
-			e.omit.sent(k, len(cmd), to, drops)
+			e.omit.sent(k, len(cmds[i]), to, drops)
 		}
 	}
 }
@@ -287,20 +297,21 @@ func (e *Engine) noteOwnVote(m core.Outbound) {
 }
 
 // noteLeaderProposal records a proposal the core accepted from from, or
-// this replica's own (from = its ID).
-func (e *Engine) noteLeaderProposal(from types.NodeID, p *types.Proposal) {
-	if e.omit == nil {
+// this replica's own (from = its ID); keys caches its payload's command
+// keys (payloadKeys).
+func (e *Engine) noteLeaderProposal(from types.NodeID, p *types.Proposal, keys *[]types.Hash) {
+	if e.omit == nil || len(e.omit.cmds) == 0 || p.Block == nil {
 		return
 	}
-	e.omit.proposal(from, p, e.netDrops(), e.cfg.Clock(), commandKey)
+	e.omit.proposal(from, p, payloadKeys(p.Block, keys), e.netDrops(), e.cfg.Clock())
 }
 
-// noteCommittedBlock records a block this replica committed.
-func (e *Engine) noteCommittedBlock(b *types.Block) {
-	if e.omit == nil || len(e.omit.cmds) == 0 {
-		return
+// noteCommittedCommand records that the committed block b carries the
+// command key k.
+func (e *Engine) noteCommittedCommand(b *types.Block, k types.Hash) {
+	if e.omit != nil && len(e.omit.cmds) > 0 {
+		e.omit.carried(k, b.View)
 	}
-	e.omit.committed(b, commandKey)
 }
 
 // sweepOmissions reports the omissions whose proposals are decided.

@@ -41,6 +41,16 @@ func omitProposal(view, justify types.View, proposer types.NodeID, signers []typ
 	return &types.Proposal{Block: &types.Block{View: view, Justify: qc, Proposer: proposer, Payload: payload}}
 }
 
+// omitPropose hands tr the proposal p from from, its payload keyed by
+// types.CommandHash.
+func omitPropose(tr *omissionTracker, from types.NodeID, p *types.Proposal, drops uint64, now time.Time) {
+	keys := make([]types.Hash, len(p.Block.Payload))
+	for i, cmd := range p.Block.Payload {
+		keys[i] = types.CommandHash(cmd)
+	}
+	tr.proposal(from, p, keys, drops, now)
+}
+
 func runOmitScenario(sc omitScenario) string {
 	t0 := time.Unix(1000, 0)
 	tr := newOmissionTracker("n1", 4, time.Second)
@@ -68,7 +78,7 @@ func runOmitScenario(sc omitScenario) string {
 	if sc.proposal != nil {
 		from = sc.proposal(p)
 	}
-	tr.proposal(from, p, sc.drops, t0, types.CommandHash)
+	omitPropose(tr, from, p, sc.drops, t0)
 	if sc.after != nil {
 		sc.after(tr)
 	}
@@ -101,18 +111,18 @@ func TestOmissionRule(t *testing.T) {
 		}, want: "[]"},
 		{name: "a lower view carried it before", between: func(tr *omissionTracker) {
 			tr.voted("n4", 6)
-			tr.proposal("n2", omitProposal(6, 5, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0), types.CommandHash)
+			omitPropose(tr, "n2", omitProposal(6, 5, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0))
 		}, want: "[]"},
 		{name: "a lower view carrying it seen after the proposal", after: func(tr *omissionTracker) {
-			tr.proposal("n2", omitProposal(6, 5, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0), types.CommandHash)
+			omitPropose(tr, "n2", omitProposal(6, 5, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0))
 		}, want: "[]"},
 		{name: "a higher view carried it, committed", inflight: &no, after: func(tr *omissionTracker) {
-			tr.proposal("n2", omitProposal(8, 7, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0), types.CommandHash)
+			omitPropose(tr, "n2", omitProposal(8, 7, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0))
 		}, want: reported},
 		{name: "committed in a block not seen proposed", inflight: &no, want: "[]"},
 		{name: "committed in a lower view not seen proposed, a copy proposed in a higher view", inflight: &no, after: func(tr *omissionTracker) {
-			tr.proposal("n2", omitProposal(8, 7, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0), types.CommandHash)
-			tr.committed(&types.Block{View: 6, Payload: [][]byte{omitCmdBytes}}, types.CommandHash)
+			omitPropose(tr, "n2", omitProposal(8, 7, "n2", []types.NodeID{"n1", "n3", "n4"}, omitCmdBytes), 0, time.Unix(1000, 0))
+			tr.carried(types.CommandHash(omitCmdBytes), 6) // committed in view 6
 		}, want: "[]"},
 		{name: "relayed by another member", proposal: func(*types.Proposal) types.NodeID { return "n2" }, want: "[]"},
 		{name: "did not lead: another member's proposal", proposal: func(p *types.Proposal) types.NodeID {
@@ -168,7 +178,7 @@ func TestOmissionWaitsForParent(t *testing.T) {
 			tr := newOmissionTracker("n1", 4, time.Second)
 			tr.sent(key, len(omitCmdBytes), []types.NodeID{"n4"}, 0)
 			tr.voted("n4", 6)
-			tr.proposal("n4", omitProposal(7, 6, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0, types.CommandHash)
+			omitPropose(tr, "n4", omitProposal(7, 6, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0)
 			if got := fmt.Sprint(tr.sweep(t0.Add(tc.waitFor/2), 5, inflight)); got != "[]" {
 				t.Fatalf("decided before the parent committed: %s", got)
 			}
@@ -196,16 +206,16 @@ func TestOmissionOncePerForward(t *testing.T) {
 	tr.sent(types.CommandHash(a), 1, []types.NodeID{"n4"}, 0)
 	tr.sent(types.CommandHash(b), 1, []types.NodeID{"n4"}, 0)
 	tr.voted("n4", 6)
-	tr.proposal("n4", omitProposal(7, 6, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0, types.CommandHash)
+	omitPropose(tr, "n4", omitProposal(7, 6, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0)
 	tr.voted("n4", 7)
-	tr.proposal("n4", omitProposal(8, 7, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0, types.CommandHash)
+	omitPropose(tr, "n4", omitProposal(8, 7, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0)
 	if got := fmt.Sprint(tr.sweep(t0, 7, inflight)); got != "[{n4 2 7}]" {
 		t.Fatalf("got %s", got)
 	}
 	// Forwarded again (a resend after a drop starts a new leg).
 	tr.sent(types.CommandHash(a), 1, []types.NodeID{"n4"}, 1)
 	tr.voted("n4", 8)
-	tr.proposal("n4", omitProposal(9, 8, "n4", []types.NodeID{"n1", "n2", "n4"}), 1, t0, types.CommandHash)
+	omitPropose(tr, "n4", omitProposal(9, 8, "n4", []types.NodeID{"n1", "n2", "n4"}), 1, t0)
 	if got := fmt.Sprint(tr.sweep(t0, 8, inflight)); got != "[{n4 1 9}]" {
 		t.Fatalf("got %s", got)
 	}

@@ -62,6 +62,12 @@ func (e *Engine) pruneLimit(keepFrom uint64) (uint64, error) {
 	return limit, nil
 }
 
+// setHorizon records h as the horizon, for the engine and its metrics.
+func (e *Engine) setHorizon(h uint64) {
+	e.horizon = h
+	e.stats.horizon.Store(h)
+}
+
 func (e *Engine) compact(keepFrom uint64) (uint64, error) {
 	limit, err := e.pruneLimit(keepFrom)
 	if err != nil {
@@ -74,9 +80,8 @@ func (e *Engine) compact(keepFrom uint64) (uint64, error) {
 	if err != nil {
 		return e.horizon, fmt.Errorf("hotstuff engine: prune the committed blocks below height %d: %w", limit, err)
 	}
-	e.horizon = limit
+	e.setHorizon(limit)
 	e.stats.blocksPruned.Add(uint64(n))
-	e.stats.horizon.Store(limit)
 	e.log.Info("committed blocks pruned", "pruned", n, "below_height", limit, "keep_from_index", keepFrom,
 		"snapshot_height", e.snapHeight, "snapshot_index", e.snapIndex, "committed_height", e.height)
 	return limit, nil

@@ -28,10 +28,10 @@ var _ safety.Store = (*deferredSafety)(nil)
 
 func (s *deferredSafety) Load() (safety.SafetyData, error) { return s.file.Load() }
 
-// Save keeps a copy of d for the next flush.
+// Save keeps d for the next flush (Rules does not change it afterwards:
+// safety.Store).
 func (s *deferredSafety) Save(d safety.SafetyData) error {
-	cp := d.Clone()
-	s.pending = &cp
+	s.pending = &d
 	return nil
 }
 

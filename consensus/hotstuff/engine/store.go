@@ -18,16 +18,16 @@ import (
 //	         "root_qc"  -> types.MarshalQC of the QC certifying the last
 //	                       committed block
 //	         "snapshot" -> height u64 | index u64 | state machine snapshot
-//	         "pruned"   -> height u64: the lowest committed height still
-//	                       stored; the chain records and blocks below it
-//	                       were pruned (absent: nothing was pruned)
+//	         ("pruned", a height written by earlier versions, is no longer
+//	         read: the chain's first record is the horizon)
 //	blocks   hash       -> types.MarshalBlock (every block the core accepted
 //	                       that is committed or may still commit)
 //	pending  hash       -> height u64 (accepted, not committed yet)
 //	chain    height u64 -> hash | first index u64 | last index u64 (the
 //	                       committed chain; the indexes are the log indexes
 //	                       of the block's state machine entries, first >
-//	                       last when it has none)
+//	                       last when it has none; from the horizon, the
+//	                       lowest height still stored, to the root)
 //
 // Every write is one bolt transaction, fsynced before it returns.
 var (
@@ -39,7 +39,6 @@ var (
 	keyGenesis  = []byte("genesis")
 	keyRootQC   = []byte("root_qc")
 	keySnapshot = []byte("snapshot")
-	keyPruned   = []byte("pruned")
 )
 
 // ErrWrongCommittee is returned by openStore when the store belongs to
@@ -191,11 +190,17 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 
 // saveSnapshot replaces the stored state machine snapshot.
 func (s *blockStore) saveSnapshot(snap storedSnapshot) error {
+	v := encodeSnapshot(snap)
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySnapshot, v) })
+}
+
+// encodeSnapshot is the stored record of snap: height u64 | index u64 |
+// data.
+func encodeSnapshot(snap storedSnapshot) []byte {
 	v := make([]byte, 0, 16+len(snap.data))
 	v = binary.BigEndian.AppendUint64(v, snap.height)
 	v = binary.BigEndian.AppendUint64(v, snap.index)
-	v = append(v, snap.data...)
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySnapshot, v) })
+	return append(v, snap.data...)
 }
 
 // snapshot returns the stored snapshot, or nil.
@@ -372,21 +377,32 @@ func (s *blockStore) replay(from uint64, fn func(e chainEntry, b *types.Block) e
 }
 
 // horizon returns the lowest committed height whose chain record and block
-// are still stored: 0 when nothing was pruned.
+// are still stored, the chain's first record: 0 when nothing was pruned
+// (horizonOf).
 func (s *blockStore) horizon() (uint64, error) {
 	var h uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMeta).Get(keyPruned)
-		if v == nil {
+		k, _ := tx.Bucket(bucketChain).Cursor().First()
+		if k == nil {
 			return nil
 		}
-		if len(v) != 8 {
-			return fmt.Errorf("pruned height record has %d bytes, want 8", len(v))
+		if len(k) != 8 {
+			return fmt.Errorf("chain record key has %d bytes, want 8", len(k))
 		}
-		h = binary.BigEndian.Uint64(v)
+		h = horizonOf(binary.BigEndian.Uint64(k))
 		return nil
 	})
 	return h, err
+}
+
+// horizonOf is the horizon of a committed chain whose lowest stored height
+// is first: first, or 0 when the chain starts at height 1 (nothing below
+// it is missing).
+func horizonOf(first uint64) uint64 {
+	if first <= 1 {
+		return 0
+	}
+	return first
 }
 
 // chainAt returns the chain record at height, if stored.
@@ -443,12 +459,13 @@ func (s *blockStore) holding(idx, lo, hi uint64) (chainEntry, bool, error) {
 }
 
 // prune deletes the chain records and the blocks of the committed heights
-// below `below`, never the last committed block (the root), and records the
-// new horizon. It returns how many committed blocks it deleted.
+// below `below`, never the last committed block (the root): the chain's
+// first record is the new horizon. It returns how many committed blocks it
+// deleted.
 func (s *blockStore) prune(below uint64) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta, blocks, chain := tx.Bucket(bucketMeta), tx.Bucket(bucketBlocks), tx.Bucket(bucketChain)
+		blocks, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketChain)
 		k, _ := chain.Cursor().Last()
 		if k == nil {
 			return nil
@@ -472,10 +489,7 @@ func (s *blockStore) prune(below uint64) (int, error) {
 			}
 		}
 		n = len(heights)
-		if old := meta.Get(keyPruned); len(old) == 8 && binary.BigEndian.Uint64(old) >= below {
-			return nil
-		}
-		return meta.Put(keyPruned, heightKey(below))
+		return nil
 	})
 	return n, err
 }
@@ -505,14 +519,7 @@ func (s *blockStore) rebase(b *types.Block, e chainEntry, qc types.QC, snap stor
 		if err := meta.Put(keyRootQC, types.MarshalQC(qc)); err != nil {
 			return err
 		}
-		v := make([]byte, 0, 16+len(snap.data))
-		v = binary.BigEndian.AppendUint64(v, snap.height)
-		v = binary.BigEndian.AppendUint64(v, snap.index)
-		v = append(v, snap.data...)
-		if err := meta.Put(keySnapshot, v); err != nil {
-			return err
-		}
-		return meta.Put(keyPruned, heightKey(e.height))
+		return meta.Put(keySnapshot, encodeSnapshot(snap))
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
-	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Starting from a transferred checkpoint (DESIGN invariant 12).
@@ -110,9 +109,8 @@ func (e *Engine) transferred(x *transfer, t *Transferred, err error) {
 		e.abandon(x, "the checkpoint is not past this replica's log", "log_index", e.lastIndex)
 		return
 	}
-	idx, _, err := smr.SnapshotInfo(t.Snapshot)
-	if err != nil || idx != t.Index {
-		e.abandon(x, "the checkpoint's snapshot does not match its index", "index", t.Index, "snapshot_index", idx, "err", err)
+	if err := checkSnapshotIndex(t.Snapshot, t.Index); err != nil {
+		e.abandon(x, "the checkpoint's snapshot does not match its index", "index", t.Index, "err", err)
 		return
 	}
 	x.asking, x.index, x.snap = false, t.Index, t.Snapshot
@@ -124,7 +122,7 @@ func (e *Engine) askAnchor(x *transfer) {
 	x.tries++
 	x.askedAt = e.ticks
 	e.log.Info("asking the peers for the committed block holding the checkpoint's index", "index", x.index, "try", x.tries)
-	e.net.broadcast(encodeAnchorRequestFrame(x.index))
+	e.net.broadcast(encodeU64Frame(frameAnchorReq, x.index))
 }
 
 // transferTick sends the anchor request again, or gives up.
@@ -206,7 +204,7 @@ func (e *Engine) onAnchor(from types.NodeID, a *anchorInfo) {
 		e.log.Warn("a peer's anchor block does not match its claim", "peer", string(from), "index", a.index, "height", a.height)
 		return
 	}
-	if err := e.verifier.VerifyQC(a.qc); err != nil {
+	if err := e.coreCfg.Verifier.VerifyQC(a.qc); err != nil {
 		e.log.Warn("a peer's anchor QC does not verify", "peer", string(from), "index", a.index, "err", err)
 		return
 	}
@@ -240,7 +238,7 @@ func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
 		e.loopErr = fmt.Errorf("state transfer: the restored snapshot reports index %d, the checkpoint %d", got, x.index)
 		return
 	}
-	if last := e.applyCommands(a.block, a.first, x.index, true); last != a.last {
+	if last := e.applyCommands(a.block, a.first, x.index, applyInstall); last != a.last {
 		e.loopErr = fmt.Errorf("state transfer: the anchor block ends at log index %d, its record says %d", last, a.last)
 		return
 	}
@@ -261,8 +259,8 @@ func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
 	}
 	e.core = c
 	e.height, e.lastIndex = a.height, a.last
-	e.snapIndex, e.snapHeight, e.horizon = a.last, a.height, a.height
-	e.stats.horizon.Store(a.height)
+	e.snapIndex, e.snapHeight = a.last, a.height
+	e.setHorizon(horizonOf(a.height)) // the store's chain begins at the anchor
 	e.stats.transfers.Add(1)
 	e.log.Info("started from a transferred checkpoint", "checkpoint_index", x.index, "anchor_height", a.height,
 		"anchor_indexes", fmt.Sprintf("%d..%d", a.first, a.last), "members_agreeing", agreed, "log_index", e.lastIndex)

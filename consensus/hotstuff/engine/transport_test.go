@@ -41,7 +41,7 @@ func TestTransportDropsBadFrames(t *testing.T) {
 	}
 	write(encodeFrame(42, []byte("what is this")))
 	write(encodeFrame(frameMessage, []byte{1, 99, 0}))
-	write(encodeViewChangeFrame(0)) // valid, ignored (not the current view)
+	write(encodeU64Frame(frameViewChange, 0)) // valid, ignored (not the current view)
 	waitFor(t, 5*time.Second, "bad frames counted", func() (bool, string) {
 		s := target.e.Stats()
 		return s.UnknownKind > before.UnknownKind && s.Malformed > before.Malformed && s.FramesIn >= before.FramesIn+3,

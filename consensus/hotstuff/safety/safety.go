@@ -232,7 +232,7 @@ func (r *Rules) SignTimeout(view types.View, highQC types.QC, lastTC *types.TC) 
 // the same block again gets the stored signature. b.Proposer must be this
 // replica and b.Justify must verify.
 func (r *Rules) SignProposal(b *types.Block) ([]byte, error) {
-	sig, d, err := r.proposal(b)
+	sig, d, err := r.proposal(b, b.Hash())
 	if err != nil || d == nil {
 		return sig, err
 	}
@@ -249,7 +249,10 @@ func (r *Rules) SignProposal(b *types.Block) ([]byte, error) {
 // the vote rule refuses the block (vote is nil then, with a nil error),
 // only the proposal is signed and saved.
 func (r *Rules) ProposeAndVote(c Candidate) (sig []byte, vote *types.Vote, err error) {
-	sig, d, err := r.proposal(c.Block)
+	if c.Hash.IsZero() && c.Block != nil {
+		c.Hash = c.Block.Hash()
+	}
+	sig, d, err := r.proposal(c.Block, c.Hash)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,9 +279,9 @@ func (r *Rules) ProposeAndVote(c Candidate) (sig []byte, vote *types.Vote, err e
 	return sig, vote, nil
 }
 
-// proposal checks b and returns its signature and the safety data to
-// save before it leaves; nil data when b was signed already.
-func (r *Rules) proposal(b *types.Block) ([]byte, *SafetyData, error) {
+// proposal checks b, of hash h, and returns its signature and the safety
+// data to save before it leaves; nil data when b was signed already.
+func (r *Rules) proposal(b *types.Block, h types.Hash) ([]byte, *SafetyData, error) {
 	if b.Proposer != r.signer.ID() {
 		return nil, nil, fmt.Errorf("safety: proposal view %d names proposer %q, this replica is %q: %w", b.View, b.Proposer, r.signer.ID(), ErrInvalidCandidate)
 	}
@@ -288,7 +291,6 @@ func (r *Rules) proposal(b *types.Block) ([]byte, *SafetyData, error) {
 	if err := r.verifier.VerifyQC(b.Justify); err != nil {
 		return nil, nil, fmt.Errorf("safety: proposal view %d: justify: %w", b.View, err)
 	}
-	h := b.Hash()
 	if p := r.data.LastProposal; p != nil {
 		if p.View == b.View && p.Block == h {
 			return append([]byte(nil), p.Sig...), nil, nil

@@ -531,3 +531,71 @@ func (s *countingStore) Save(d SafetyData) error {
 	s.saves++
 	return s.Store.Save(d)
 }
+
+// keepingStore keeps every SafetyData handed to Save, uncopied, with its
+// encoding at the time.
+type keepingStore struct {
+	Store
+	kept []SafetyData
+	enc  [][]byte
+}
+
+func (s *keepingStore) Save(d SafetyData) error {
+	s.kept = append(s.kept, d)
+	s.enc = append(s.enc, MarshalSafetyData(d))
+	return s.Store.Save(d)
+}
+
+// TestSavedDataNeverChanged: what Rules hands to Save stays as it was
+// through later signing and callers setting the fields of the votes and
+// timeouts they get, or the bytes of proposal signatures (Store's
+// contract: a Store may keep d uncopied).
+func TestSavedDataNeverChanged(t *testing.T) {
+	fx := newFixture(t)
+	chain(fx)
+	fx.add("d", "c", 4)
+	fx.add("e", "d", 5)
+	store := &keepingStore{Store: NewMemStore()}
+	r := fx.rules(store, ThreeChain{})
+	scribble := func(v *types.Vote, to *types.Timeout, sig []byte) {
+		if v != nil {
+			v.View, v.Block, v.Sig = 99, types.Hash{9}, nil
+		}
+		if to != nil {
+			to.View, to.HighQC, to.LastTC, to.Sig = 99, types.QC{}, &types.TC{View: 98}, nil
+		}
+		if sig != nil {
+			sig[0] ^= 0xFF
+		}
+	}
+	sig, err := r.SignProposal(fx.blocks["c"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	scribble(nil, nil, sig)
+	v, err := r.Vote(fx.cand("c", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scribble(v, nil, nil)
+	for _, qc := range []string{"b", "c"} {
+		to, err := r.SignTimeout(4, fx.qcFor(qc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scribble(nil, to, nil)
+	}
+	sig, v, err = r.ProposeAndVote(fx.cand("e", nil))
+	if err != nil || v == nil {
+		t.Fatalf("propose and vote: %v, vote %v", err, v)
+	}
+	scribble(v, nil, sig)
+	if len(store.kept) != 5 {
+		t.Fatalf("%d saves, want 5", len(store.kept))
+	}
+	for i, d := range store.kept {
+		if !bytes.Equal(MarshalSafetyData(d), store.enc[i]) {
+			t.Fatalf("save %d changed after it was handed over", i)
+		}
+	}
+}

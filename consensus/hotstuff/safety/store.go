@@ -30,7 +30,9 @@ type Store interface {
 	// a *CorruptionError; the caller must not start voting then.
 	Load() (SafetyData, error)
 	// Save makes d durable (or hands it to a deferred write, see above),
-	// replacing what was stored.
+	// replacing what was stored. Rules never changes d, nor what it points
+	// to, after handing it over (it clones its data before every change),
+	// so a Store may keep d without a copy.
 	Save(d SafetyData) error
 }
 
