@@ -54,6 +54,14 @@ type Config struct {
 	// BFTCommitRule is the HotStuff commit rule: chained-hotstuff (3-chain)
 	// or two-chain-hotstuff. Every member must use the same one.
 	BFTCommitRule string `mapstructure:"bft_commit_rule" yaml:"bft_commit_rule"`
+	// BFTMaxBatch is the most client commands in one HotStuff block; the
+	// same on every member (the omission analyzer judges a block's room
+	// by it).
+	BFTMaxBatch int `mapstructure:"bft_max_batch" yaml:"bft_max_batch"` // [1, MaxBFTBatch]
+	// BFTMaxBatchDelay is how long a HotStuff leader holding some
+	// commands, but fewer than bft_max_batch, may wait for more before
+	// it proposes (0: at once).
+	BFTMaxBatchDelay time.Duration `mapstructure:"bft_max_batch_delay" yaml:"bft_max_batch_delay"` // [0, view_change_timeout/2)
 	// AutoDeescalateAfter is the calm period after which an auto cluster
 	// that escalated to bft switches back to cft (0 disables it).
 	AutoDeescalateAfter time.Duration `mapstructure:"auto_deescalate_after" yaml:"auto_deescalate_after"` // >= 0

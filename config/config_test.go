@@ -106,6 +106,7 @@ func TestDefaultSeedValues(t *testing.T) {
 		{"require_mtls", "true"}, {"require_signatures", "true"}, {"signature_algorithm", "ed25519"},
 		{"auto_recovery", "true"}, {"max_view_change_retries", "10"}, {"enable_debug", "false"},
 		{"auto_deescalate_after", "10m0s"}, {"bft_commit_rule", "chained-hotstuff"}, {"disruptive_elections_per_hour", "10"},
+		{"bft_max_batch", "256"}, {"bft_max_batch_delay", "0s"},
 		{"data_dir", "./tandem-data"}, {"api_addr", "127.0.0.1:7001"}, {"peer_addr", "127.0.0.1:7002"},
 		{"gossip_addr", "127.0.0.1:7003"}, {"raft.heartbeat_timeout", "1s"}, {"raft.election_timeout", "1s"},
 		{"raft.leader_lease_timeout", "500ms"}, {"raft.commit_timeout", "50ms"}, {"raft.snapshot_interval", "2m0s"},
@@ -191,6 +192,10 @@ func TestValidateBadValues(t *testing.T) {
 		{"retention < checkpoint", func(c *Config) { c.LogRetention = 10 }, "log_retention", []string{"log_retention (10) must be >= checkpoint_interval (10000)"}},
 		{"retries", func(c *Config) { c.MaxViewChangeRetries = 0 }, "max_view_change_retries", []string{"max_view_change_retries: 0 must be >= 1"}},
 		{"commit rule", func(c *Config) { c.BFTCommitRule = "4chain" }, "bft_commit_rule", []string{`bft_commit_rule: "4chain" is not one of chained-hotstuff, two-chain-hotstuff`}},
+		{"zero batch", func(c *Config) { c.BFTMaxBatch = 0 }, "bft_max_batch", []string{"bft_max_batch: 0 must be in [1, 65536]"}},
+		{"huge batch", func(c *Config) { c.BFTMaxBatch = 1 << 17 }, "bft_max_batch", []string{"bft_max_batch: 131072 must be in [1, 65536]"}},
+		{"negative batch delay", func(c *Config) { c.BFTMaxBatchDelay = -time.Millisecond }, "bft_max_batch_delay", []string{"bft_max_batch_delay: -1ms must be >= 0 and less than half of view_change_timeout (5s)"}},
+		{"batch delay >= half the view timeout", func(c *Config) { c.BFTMaxBatchDelay = 2500 * time.Millisecond }, "bft_max_batch_delay", []string{"bft_max_batch_delay: 2.5s must be >= 0 and less than half of view_change_timeout (5s)"}},
 		{"too few disruptive elections", func(c *Config) { c.DisruptiveElectionsPerHour = 2 }, "disruptive_elections_per_hour", []string{"disruptive_elections_per_hour: 2 must be at least 3"}},
 		{"negative calm period", func(c *Config) { c.AutoDeescalateAfter = -time.Second }, "auto_deescalate_after", []string{"auto_deescalate_after: -1s must be >= 0"}},
 		{"lease > heartbeat", func(c *Config) { c.Raft.LeaderLeaseTimeout = 2 * time.Second }, "raft.leader_lease_timeout", []string{"raft.leader_lease_timeout (2s) must not exceed raft.heartbeat_timeout (1s)"}},
@@ -285,7 +290,7 @@ func TestKeysCoverStruct(t *testing.T) {
 			t.Errorf("description for unknown key %s", name)
 		}
 	}
-	if len(keys) != 49 {
+	if len(keys) != 51 {
 		t.Errorf("Keys() has %d keys; update this test if a field was added on purpose", len(keys))
 	}
 }

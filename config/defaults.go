@@ -36,6 +36,7 @@ func Default() Config {
 		AutoRecovery:         true,
 		MaxViewChangeRetries: 10,
 		BFTCommitRule:        CommitRuleThreeChain,
+		BFTMaxBatch:          256,
 		AutoDeescalateAfter:  10 * time.Minute,
 
 		// A correct member with pre-vote starts no election while a

@@ -60,6 +60,8 @@ var descriptions = map[string]string{
 	"auto_recovery":             "Re-sync a diverged or lagging replica automatically from a certified checkpoint.",
 	"max_view_change_retries":   "View changes with exponential backoff before giving up and alerting.",
 	"bft_commit_rule":           "HotStuff commit rule (bft epochs): chained-hotstuff (3-chain, the default) or two-chain-hotstuff (commits one view sooner); the same on every member.",
+	"bft_max_batch":             "Most client commands in one HotStuff block (bft epochs); the same on every member.",
+	"bft_max_batch_delay":       "How long a HotStuff leader with fewer than bft_max_batch commands may wait for more before proposing; 0 proposes at once; < view_change_timeout/2.",
 	"enable_debug":              "Serve Go profiles (net/http/pprof) under /debug/pprof/ on the API listener; off by default.",
 	"raft.heartbeat_timeout":    "Raft follower timeout without leader contact before an election.",
 	"raft.election_timeout":     "Raft candidate timeout without a leader; >= raft.heartbeat_timeout.",

@@ -62,6 +62,8 @@ var restartOnly = map[string]bool{
 	"require_signatures":        true,
 	"signature_algorithm":       true,
 	"bft_commit_rule":           true,
+	"bft_max_batch":             true,
+	"bft_max_batch_delay":       true,
 	"auto_recovery":             true,
 	"enable_debug":              true,
 	"raft.leader_lease_timeout": true,

@@ -34,6 +34,10 @@ var (
 	commitRules    = []string{CommitRuleThreeChain, CommitRuleTwoChain}
 )
 
+// MaxBFTBatch is the largest bft_max_batch: the most commands a HotStuff
+// block may carry (consensus/hotstuff/types.MaxCommands).
+const MaxBFTBatch = 1 << 16
+
 // Values of bft_commit_rule.
 const (
 	CommitRuleThreeChain = "chained-hotstuff"
@@ -275,6 +279,12 @@ func (c *Config) validateConsensus(p *problems) {
 		p.add("require_signatures", "require_signatures: false is not allowed: signatures cannot be turned off (every write is a signed envelope); remove the key or set it to true")
 	}
 	oneOf(p, "bft_commit_rule", c.BFTCommitRule, commitRules)
+	if c.BFTMaxBatch < 1 || c.BFTMaxBatch > MaxBFTBatch {
+		p.add("bft_max_batch", "bft_max_batch: %d must be in [1, %d] (client commands per HotStuff block)", c.BFTMaxBatch, MaxBFTBatch)
+	}
+	if c.BFTMaxBatchDelay < 0 || (c.ViewChangeTimeout > 0 && c.BFTMaxBatchDelay >= c.ViewChangeTimeout/2) {
+		p.add("bft_max_batch_delay", "bft_max_batch_delay: %s must be >= 0 and less than half of view_change_timeout (%s); 0 proposes at once", c.BFTMaxBatchDelay, c.ViewChangeTimeout)
+	}
 	if c.SignatureAlgorithm != SignatureEd25519 {
 		p.add("signature_algorithm", "signature_algorithm: %q is not supported; the only allowed value is %q", c.SignatureAlgorithm, SignatureEd25519)
 	}

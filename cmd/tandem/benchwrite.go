@@ -32,6 +32,8 @@ type benchWriteOptions struct {
 	baseline bool
 	// commitRule is the --local cluster's bft_commit_rule ("" = default).
 	commitRule string
+	// batchDelay is the --local cluster's bft_max_batch_delay (0 = default).
+	batchDelay time.Duration
 	// batch: the clients share one client.Batcher.
 	batch bool
 }
@@ -171,6 +173,7 @@ one core per replica can commit.`,
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
 	f.BoolVar(&o.batch, "batch", false, "the clients share one SDK Batcher: their writes travel to each node in batches (POST /v1/submit/batch), as from a gateway writing for many clients")
 	f.StringVar(&o.commitRule, "commit-rule", "", "bft_commit_rule of the --local cluster: chained-hotstuff or two-chain-hotstuff (default: the configuration default)")
+	f.DurationVar(&o.batchDelay, "max-batch-delay", 0, "bft_max_batch_delay of the --local cluster (default: the configuration default, 0)")
 	f.BoolVar(&o.baseline, "baseline", false, "then run raw hashicorp/raft (same stores, transport and Raft settings, trivial FSM, unsigned 128-byte commands) with the same clients and duration, and print the ratio")
 	return cmd
 }
@@ -181,6 +184,9 @@ func (o *benchWriteOptions) validate() error {
 	}
 	if o.commitRule != "" && o.local == 0 {
 		return fmt.Errorf("--commit-rule sets up a --local cluster; a running cluster keeps its own bft_commit_rule")
+	}
+	if o.batchDelay != 0 && o.local == 0 {
+		return fmt.Errorf("--max-batch-delay sets up a --local cluster; a running cluster keeps its own bft_max_batch_delay")
 	}
 	return nil
 }
@@ -216,9 +222,12 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	var cfg client.Config
 	var lc *localCluster
 	if o.local > 0 {
-		var extra map[string]any
+		extra := map[string]any{}
 		if o.commitRule != "" {
-			extra = map[string]any{"bft_commit_rule": o.commitRule}
+			extra["bft_commit_rule"] = o.commitRule
+		}
+		if o.batchDelay != 0 {
+			extra["bft_max_batch_delay"] = o.batchDelay.String()
 		}
 		started, err := startLocalCluster(o.local, o.mode, o.basePort, extra, cmd.ErrOrStderr(), io.Discard)
 		if err != nil {

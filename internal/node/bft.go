@@ -76,6 +76,8 @@ func (n *Node) newBFTEngineAt(key ed25519.PrivateKey, logger *slog.Logger, epoch
 		MaxViewChangeRetries: live.MaxViewChangeRetries,
 		MaxClockSkew:         max(hsengine.DefaultMaxClockSkew, live.ViewChangeTimeout),
 		SnapshotInterval:     live.CheckpointInterval,
+		MaxBatch:             n.cfg.BFTMaxBatch,
+		MaxBatchDelay:        n.cfg.BFTMaxBatchDelay,
 		Logger:               logger,
 		OnEvidence:           n.det.onEngineEvidence,
 	}

@@ -83,6 +83,12 @@ type Config struct {
 	// producing blocks back to back. 0 proposes at once; must be below
 	// Pacemaker.ViewTimeout.
 	IdlePropose int
+	// BatchDelay is how many ticks a leader holding some commands, but
+	// fewer than MaxBatch, may wait in its view for more before it
+	// proposes (bft_max_batch_delay): larger blocks for a little latency.
+	// 0 proposes at once. At most half the view timeout is ever waited,
+	// so a reloaded shorter timeout never turns the wait into a timeout.
+	BatchDelay int
 	// SyncBatch is how many blocks one BlockRequest asks for.
 	SyncBatch int
 	// RetainCommitted is how many committed blocks are kept to serve
@@ -150,6 +156,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("core: max pending %d is below max batch %d", c.MaxPending, c.MaxBatch)
 	case c.IdlePropose < 0 || c.IdlePropose >= c.Pacemaker.ViewTimeout:
 		return fmt.Errorf("core: idle propose delay %d ticks must be in [0, view timeout %d)", c.IdlePropose, c.Pacemaker.ViewTimeout)
+	case c.BatchDelay < 0:
+		return fmt.Errorf("core: batch delay is %d ticks, must not be negative", c.BatchDelay)
 	case c.SyncBatch < 1 || c.SyncBatch > types.MaxBlocksPerResponse:
 		return fmt.Errorf("core: sync batch %d outside [1, %d]", c.SyncBatch, types.MaxBlocksPerResponse)
 	case c.RetainCommitted < 0:

@@ -569,3 +569,89 @@ func TestDedupByCommandKey(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchDelay: a leader holding fewer than MaxBatch commands waits up to
+// BatchDelay ticks into its view for more, so two writes a tick apart share
+// one block; without the delay the first is proposed alone at once; a
+// leader holding MaxBatch commands proposes at once whatever the delay.
+func TestBatchDelay(t *testing.T) {
+	// blockWith returns the first stored block holding cmd on any replica.
+	blockWith := func(c *cluster, cmd string) []string {
+		for _, id := range c.ids {
+			for _, b := range c.stored[id] {
+				var p []string
+				for _, x := range b.Payload {
+					p = append(p, string(x))
+				}
+				if slices.Contains(p, cmd) {
+					return p
+				}
+			}
+		}
+		return nil
+	}
+	// freshView starts a cluster, lets it go idle and returns right after
+	// a view began, so its leader has waited nothing in it yet.
+	freshView := func(delay, maxBatch int) *cluster {
+		c := newCluster(t, 4, core.ThreeChain, func(cfg *core.Config) {
+			cfg.Pacemaker = pacemaker.Config{ViewTimeout: 60, ResendInterval: 10, MaxRetries: 2}
+			cfg.IdlePropose = 30
+			cfg.BatchDelay = delay
+			cfg.MaxBatch = maxBatch
+		})
+		for range 100 {
+			c.tick()
+		}
+		v := c.cores[c.ids[0]].View()
+		for range 100 {
+			c.tick()
+			if c.cores[c.ids[0]].View() != v {
+				return c
+			}
+		}
+		t.Fatal("no view change while idle")
+		return nil
+	}
+	t.Run("no delay", func(t *testing.T) {
+		c := freshView(0, 256)
+		c.propose("a")
+		c.deliver(100000)
+		c.tick()
+		c.propose("b")
+		for range 60 {
+			c.tick()
+		}
+		if got := blockWith(c, "a"); !slices.Equal(got, []string{"a"}) {
+			t.Fatalf("without a batch delay the first write was proposed in %v, want alone", got)
+		}
+	})
+	t.Run("delay gathers", func(t *testing.T) {
+		c := freshView(10, 256)
+		c.propose("a")
+		c.deliver(100000)
+		if got := blockWith(c, "a"); got != nil {
+			t.Fatalf("proposed %v at once despite a 10-tick batch delay", got)
+		}
+		c.tick()
+		c.propose("b")
+		for range 60 {
+			c.tick()
+		}
+		if got := blockWith(c, "a"); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("with a batch delay the writes went into %v, want one block [a b]", got)
+		}
+		for _, id := range c.ids {
+			if got := c.commands(id); !slices.Equal(got, []string{"a", "b"}) {
+				t.Fatalf("%s committed %v", id, got)
+			}
+		}
+	})
+	t.Run("full batch at once", func(t *testing.T) {
+		c := freshView(10, 2)
+		c.propose("a", "b")
+		c.deliver(100000)
+		if got := blockWith(c, "a"); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("a full batch was not proposed at once: %v", got)
+		}
+	})
+}

@@ -778,6 +778,9 @@ func (c *Core) tryPropose() {
 	if len(cmds) == 0 && c.cfg.IdlePropose > 0 && c.pm.Elapsed() < c.cfg.IdlePropose && !c.pendingPayload(c.highQC.Block) {
 		return // nothing to order yet: wait a little (Tick retries)
 	}
+	if n := len(cmds); n > 0 && n < c.cfg.MaxBatch && c.pm.Elapsed() < min(c.cfg.BatchDelay, c.cfg.Pacemaker.ViewTimeout/2) {
+		return // room for more: gather until the batch delay (Tick retries)
+	}
 	b := &types.Block{
 		Parent:   c.highQC.Block,
 		View:     c.view,

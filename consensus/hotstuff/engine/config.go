@@ -137,6 +137,11 @@ type Config struct {
 	// MaxBatch is the most commands in one block (default
 	// DefaultMaxBatch).
 	MaxBatch int
+	// MaxBatchDelay is how long a leader with some commands, but fewer
+	// than MaxBatch, may wait in its view for more before it proposes
+	// (bft_max_batch_delay; default 0: at once). At most half the view
+	// timeout is waited.
+	MaxBatchDelay time.Duration
 	// MaxPending bounds the commands queued for ordering (default
 	// DefaultMaxPending).
 	MaxPending int
@@ -263,7 +268,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"Tick", c.Tick}, {"ViewChangeTimeout", c.ViewChangeTimeout}, {"VoteTimeout", c.VoteTimeout}, {"IdlePropose", c.IdlePropose}, {"MaxClockSkew", c.MaxClockSkew}} {
+	}{{"Tick", c.Tick}, {"ViewChangeTimeout", c.ViewChangeTimeout}, {"VoteTimeout", c.VoteTimeout}, {"IdlePropose", c.IdlePropose}, {"MaxBatchDelay", c.MaxBatchDelay}, {"MaxClockSkew", c.MaxClockSkew}} {
 		if d.v < 0 {
 			add("%s is negative (%s)", d.name, d.v)
 		}

@@ -326,6 +326,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	cc.Validator = e.validator
 	cc.CommandKey = commandKey
 	cc.MaxBatch = cfg.MaxBatch
+	cc.BatchDelay = int(cfg.MaxBatchDelay / cfg.Tick)
 	cc.MaxPending = max(cfg.MaxPending, cfg.MaxBatch)
 	cc.RetainCommitted = recentCommitted
 	cc.MaxOrphans = maxOrphans

@@ -26,7 +26,9 @@ import (
 // TC without its proposal is reported with the time waited (at least the
 // view timeout), TimedOut set. A leader with nothing to order may wait
 // IdlePropose before it proposes an empty block, so an empty block's wait
-// is counted less that allowance.
+// is counted less that allowance; likewise a block with room for more
+// commands is counted less MaxBatchDelay, which its leader may have
+// waited for them.
 
 // ProposalWaitObservation is how long this replica waited for one view's
 // proposal from the view's leader.
@@ -133,9 +135,7 @@ func (e *Engine) noteWaitProposal(from types.NodeID, p *types.Proposal) {
 	if !ok {
 		return
 	}
-	if len(p.Block.Payload) == 0 {
-		wait = max(wait-e.cfg.IdlePropose, 0)
-	}
+	wait = max(wait-e.cfg.proposeAllowance(len(p.Block.Payload)), 0)
 	e.cfg.OnProposalWait(ProposalWaitObservation{Leader: from, View: p.Block.View, Wait: wait})
 }
 
@@ -157,4 +157,18 @@ func (e *Engine) noteWaitView(v types.View, byTC bool) {
 	if leader := e.core.Leader(v - 1); leader != e.cfg.ID {
 		e.cfg.OnProposalWait(ProposalWaitObservation{Leader: leader, View: v - 1, Wait: waited, TimedOut: true})
 	}
+}
+
+// proposeAllowance is how long a correct leader may hold back a block of n
+// commands on purpose: the idle delay for an empty block, the batch delay
+// (at most half the view timeout, as the core waits) for one with room
+// left, nothing for a full one.
+func (c *Config) proposeAllowance(n int) time.Duration {
+	switch {
+	case n == 0:
+		return c.IdlePropose
+	case n < c.MaxBatch:
+		return min(c.MaxBatchDelay, c.ViewChangeTimeout/2)
+	}
+	return 0
 }

@@ -161,3 +161,23 @@ func TestProposalWaitObservations(t *testing.T) {
 		}
 	}
 }
+
+// TestProposeAllowance: the proposal wait is counted less what a correct
+// leader may hold a block back: the idle delay when empty, the batch delay
+// (capped at half the view timeout) while the block has room, nothing when
+// it is full.
+func TestProposeAllowance(t *testing.T) {
+	c := Config{IdlePropose: 200 * time.Millisecond, MaxBatch: 4, MaxBatchDelay: 30 * time.Millisecond, ViewChangeTimeout: time.Second}
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{0, 200 * time.Millisecond}, {1, 30 * time.Millisecond}, {3, 30 * time.Millisecond}, {4, 0}} {
+		if got := c.proposeAllowance(tc.n); got != tc.want {
+			t.Errorf("%d commands: allowance %s, want %s", tc.n, got, tc.want)
+		}
+	}
+	c.MaxBatchDelay = 2 * time.Second
+	if got := c.proposeAllowance(1); got != 500*time.Millisecond {
+		t.Errorf("batch delay above half the view timeout: allowance %s, want 500ms", got)
+	}
+}
