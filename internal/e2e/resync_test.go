@@ -31,28 +31,45 @@ const resyncInterval = 20
 // quarantined. The time from the corruption to the restored hash is
 // logged.
 func TestCFTCorruptedStateResyncs(t *testing.T) {
+	testCorruptedStateResyncs(t, "cft", map[string]any{"raft": fastRaft, "checkpoint_interval": resyncInterval})
+}
+
+// TestBFTCorruptedStateResyncs: the same in bft mode. node4, a HotStuff
+// replica, re-syncs by stopping its engine, moving its block store aside
+// (its safety file stays), resetting its state machine and rebuilding the
+// state from the committed chain its peers serve.
+func TestBFTCorruptedStateResyncs(t *testing.T) {
+	testCorruptedStateResyncs(t, "bft", map[string]any{"view_change_timeout": "400ms", "vote_timeout": "120ms", "checkpoint_interval": resyncInterval})
+}
+
+func testCorruptedStateResyncs(t *testing.T, mode string, extra map[string]any) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	byzBinary := buildByzantine(t)
-	s := newByzantineSetup(t, byzBinary, "cft", map[string]any{"raft": fastRaft, "checkpoint_interval": resyncInterval},
-		"corrupt-state", corrupting)
+	s := newByzantineSetup(t, byzBinary, mode, extra, "corrupt-state", corrupting)
 	c, correct, watch := s.c, s.correct, s.watch
 	b := s.launch(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
-	// node4 corrupts only as a follower.
-	if c.waitLeader(nil, 30*time.Second) == byzantineNode {
-		if err := c.newClient(c.admin, c.endpoint(byzantineNode)).TransferLeader(ctx, correct[0]); err != nil {
-			t.Fatalf("transfer leadership away from %s: %v", byzantineNode, err)
-		}
-	}
-
 	// Writers through the correct nodes, back to back, until the end.
 	var writers []*client.Client
-	for _, id := range correct {
-		writers = append(writers, c.allowWriter(ctx, b.cl, c.endpoint(id)))
+	if mode == "cft" {
+		// node4 corrupts only as a follower.
+		if c.waitLeader(nil, 30*time.Second) == byzantineNode {
+			if err := c.newClient(c.admin, c.endpoint(byzantineNode)).TransferLeader(ctx, correct[0]); err != nil {
+				t.Fatalf("transfer leadership away from %s: %v", byzantineNode, err)
+			}
+		}
+		for _, id := range correct {
+			writers = append(writers, c.allowWriter(ctx, b.cl, c.endpoint(id)))
+		}
+	} else {
+		// A bft client writes through the f+1 replicas it needs.
+		for range correct {
+			writers = append(writers, c.allowWriter(ctx, b.cl, s.endpoints()...))
+		}
 	}
 	load := startWriters(ctx, writers, "w", 3*time.Second, 10*time.Millisecond)
 	defer load.stop()
@@ -120,13 +137,16 @@ func TestCFTCorruptedStateResyncs(t *testing.T) {
 		t.Fatalf("node4's checkpoint: %+v, %v", st, err)
 	}
 	load.stop()
-	t.Logf("cft corrupt-state: corrupted at %s; re-sync started after %s, rejoined after %s, state hash restored (stable checkpoint %d/%.12s on node4) after %s; %d writes ok, %d failed during the run",
-		corruptedAt.Format(time.RFC3339Nano), started.Sub(corruptedAt).Round(time.Millisecond), rejoined.Sub(corruptedAt).Round(time.Millisecond),
+	t.Logf("%s corrupt-state: corrupted at %s; re-sync started after %s, rejoined after %s, state hash restored (stable checkpoint %d/%.12s on node4) after %s; %d writes ok, %d failed during the run",
+		mode, corruptedAt.Format(time.RFC3339Nano), started.Sub(corruptedAt).Round(time.Millisecond), rejoined.Sub(corruptedAt).Round(time.Millisecond),
 		cp.Index, cp.StateHash, confirmed.Sub(corruptedAt).Round(time.Millisecond), load.ok.Load(), load.failed.Load())
 
 	// node4 serves again: writes through every node commit, the nodes
 	// converge, and nobody is quarantined.
 	all := c.newClient(c.admin, c.endpoint(byzantineNode))
+	if mode == "bft" {
+		all = c.newClient(c.admin) // a bft client needs f+1 replicas
+	}
 	for i := range 5 {
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 		if _, err := all.SetConfig(wctx, "after-"+strconv.Itoa(i), "v"); err != nil {

@@ -209,7 +209,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
 		}
 		n.swapEngine(b, nil)
 		n.det.attach(b)
-		closers = append(closers, func() { _ = b.Stop() })
+		closers = append(closers, func() { _ = n.eng().Stop() }) // a re-sync may replace b
 	} else {
 		if n.det, err = n.newCFTDetector(key, logger); err != nil { // nil without member keys
 			return nil, err

@@ -430,7 +430,7 @@ func (r *resyncer) lookForCertificate(ctx context.Context) {
 // resync rebuilds this node's state from the cluster.
 func (r *resyncer) resync(ctx context.Context, rep resyncReport) error {
 	if r.n.bftMode() {
-		return errors.New("re-sync of a diverged replica is not available in bft mode (its HotStuff votes must stay on record); the node stays out")
+		return r.resyncBFT(ctx, rep)
 	}
 	return r.resyncCFT(ctx, rep)
 }

@@ -210,6 +210,12 @@ func genesisState(epoch uint64, ms []Member, base *Base, v core.Variant) []byte 
 	return h.Sum(nil)
 }
 
+// BlockStoreName is the block store's file under DataDir/hotstuff: the
+// blocks, the committed chain and the state machine snapshot. The safety
+// file beside it ("safety") is kept apart: a replica may lose its blocks
+// and fetch them again, never its safety data.
+const BlockStoreName = "blocks.db"
+
 // New opens the engine's storage under DataDir/hotstuff, rebuilds the state
 // machine from the stored snapshot and committed chain, restores the core,
 // and starts the transport and the loop. A fresh replica starts from the
@@ -280,7 +286,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
-	e.store, err = openStore(filepath.Join(dir, "blocks.db"), genesisBlock.Hash())
+	e.store, err = openStore(filepath.Join(dir, BlockStoreName), genesisBlock.Hash())
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
