@@ -32,7 +32,7 @@ func TestEveryKeyIsClassifiedOnce(t *testing.T) {
 
 func TestReloadableKeys(t *testing.T) {
 	for _, k := range []string{"anomaly_threshold", "quarantine_threshold", "view_change_timeout", "vote_timeout",
-		"max_view_change_retries", "state_transfer_timeout", "checkpoint_interval", "log.level", "auto_deescalate_after", "disruptive_elections_per_hour",
+		"max_view_change_retries", "state_transfer_timeout", "checkpoint_interval", "log_size_limit", "log.level", "auto_deescalate_after", "disruptive_elections_per_hour",
 		"raft.heartbeat_timeout", "raft.election_timeout", "raft.snapshot_interval", "raft.snapshot_threshold",
 		"raft.trailing_logs"} {
 		if !Reloadable(k) {
