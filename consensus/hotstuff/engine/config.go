@@ -165,6 +165,13 @@ type Config struct {
 	// machine snapshots, which bound the replay at restart (default
 	// DefaultSnapshotInterval).
 	SnapshotInterval uint64
+	// LogLimits, when set, bounds the committed blocks the engine stores
+	// (log_size_limit, log_retention; see prune.go). The engine calls it
+	// on its loop after every commit, so a changed value takes effect at
+	// the next one; it must be cheap and safe for concurrent use.
+	// SetLogLimits replaces it while the engine runs. Without it, blocks
+	// are pruned only by Compact.
+	LogLimits func() LogLimits
 	// Logger receives the engine's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Clock is the source of entry times and of the time bound. Default:
