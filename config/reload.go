@@ -12,10 +12,6 @@ import (
 // and what the genesis entry fixes for the whole cluster. A change to one of
 // those is reported by key name and ignored until the node restarts.
 //
-// log_size_limit is read by the engines at every check, so a new value
-// takes effect at the next commit; log_retention stays fixed (it bounds
-// what peers may still fetch).
-//
 // The quarantine webhook is set up with the detector when the node starts.
 // Raft's leader lease, commit timeout, append batch size and apply timeout
 // are fixed when Raft starts (hashicorp/raft reloads only the heartbeat and
@@ -29,7 +25,6 @@ var reloadable = map[string]bool{
 	"auto_deescalate_after":   true,
 	"state_transfer_timeout":  true,
 	"checkpoint_interval":     true,
-	"log_size_limit":          true,
 	"raft.heartbeat_timeout":  true,
 	"raft.election_timeout":   true,
 	"raft.snapshot_interval":  true,
@@ -63,6 +58,7 @@ var restartOnly = map[string]bool{
 	"quarantine_webhook_url":    true,
 	"bft_fault_threshold":       true,
 	"log_retention":             true,
+	"log_size_limit":            true,
 	"require_mtls":              true,
 	"require_signatures":        true,
 	"signature_algorithm":       true,

@@ -68,10 +68,10 @@ type Engine struct {
 	// the engine's goroutines, so no barrier starts after that wait.
 	barrierStopped bool
 
-	// limits is the source of the log limits (SetLogLimits; nil: no
-	// size trigger); sizeCh wakes the size goroutine and sizeSnaps counts
+	// limits are the log limits in effect (Config.LogLimits, replaced by
+	// SetLogLimits); sizeCh wakes the size goroutine and sizeSnaps counts
 	// its snapshots (size.go).
-	limits    atomic.Pointer[func() LogLimits]
+	limits    atomic.Pointer[LogLimits]
 	sizeCh    chan struct{}
 	sizeSnaps atomic.Uint64
 
@@ -122,10 +122,8 @@ func New(cfg Config) (*Engine, error) {
 		inflight: make(chan struct{}, maxInflightEntries),
 		sizeCh:   make(chan struct{}, 1),
 	}
+	e.SetLogLimits(cfg.LogLimits)
 	e.fsm.onApplied = e.onApplied
-	if cfg.LogLimits != nil {
-		e.SetLogLimits(cfg.LogLimits)
-	}
 	if cfg.Members != nil {
 		e.fsm.checker = &checker{epoch: cfg.Epoch, members: cfg.Members, current: e.currentLeader, leaders: map[uint64]string{}}
 	} else {

@@ -40,23 +40,13 @@ type LogLimits struct {
 // snapshot before it tries again.
 const sizeRetryDelay = time.Second
 
-// SetLogLimits makes fn the engine's source of log limits (see
-// Config.LogLimits); nil turns the size trigger off.
-func (e *Engine) SetLogLimits(fn func() LogLimits) {
-	if fn == nil {
-		e.limits.Store(nil)
-		return
-	}
-	e.limits.Store(&fn)
-}
+// SetLogLimits replaces the engine's log limits (Config.LogLimits); the
+// next applied batch is checked against them. It is safe for concurrent
+// use.
+func (e *Engine) SetLogLimits(l LogLimits) { e.limits.Store(&l) }
 
-// logLimits returns the limits in effect (zero without a source).
-func (e *Engine) logLimits() LogLimits {
-	if fn := e.limits.Load(); fn != nil {
-		return (*fn)()
-	}
-	return LogLimits{}
-}
+// logLimits returns the limits in effect.
+func (e *Engine) logLimits() LogLimits { return *e.limits.Load() }
 
 // onApplied is the FSM's hook after each batch: bytes is the count since
 // the last snapshot. It runs on the FSM goroutine, so it only signals the

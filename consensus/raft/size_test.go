@@ -1,9 +1,6 @@
 package raftengine
 
-import (
-	"sync/atomic"
-	"testing"
-)
+import "testing"
 
 // TestSnapshotOnLogSize: with Raft's own entry-count trigger out of reach
 // and no stable checkpoint, nodes whose applied entries pass the log size
@@ -14,9 +11,8 @@ func TestSnapshotOnLogSize(t *testing.T) {
 	rc := fastRaft()
 	rc.SnapshotThreshold = 1 << 40 // Raft's own trigger never fires
 	rc.TrailingLogs = 4
-	const retention = 8 // above trailing_logs: Raft keeps this many
-	var limit atomic.Uint64
-	limits := func() LogLimits { return LogLimits{SizeBytes: limit.Load(), Retention: retention} }
+	const retention = 8                       // above trailing_logs: Raft keeps this many
+	limits := LogLimits{Retention: retention} // no size limit yet
 	c := newCluster(t, 3, rc)
 	for _, n := range c.nodes {
 		n.e.SetLogLimits(limits)
@@ -32,7 +28,10 @@ func TestSnapshotOnLogSize(t *testing.T) {
 	}
 	before := l.e.fsm.bytes.Load()
 	lim := before / 3
-	limit.Store(lim)
+	limits.SizeBytes = lim
+	for _, n := range c.nodes {
+		n.e.SetLogLimits(limits)
+	}
 	c.propose(60)
 	c.converged(c.leader())
 	for _, n := range c.nodes {

@@ -165,13 +165,11 @@ type Config struct {
 	// machine snapshots, which bound the replay at restart (default
 	// DefaultSnapshotInterval).
 	SnapshotInterval uint64
-	// LogLimits, when set, bounds the committed blocks the engine stores
-	// (log_size_limit, log_retention; see prune.go). The engine calls it
-	// on its loop after every commit, so a changed value takes effect at
-	// the next one; it must be cheap and safe for concurrent use.
-	// SetLogLimits replaces it while the engine runs. Without it, blocks
-	// are pruned only by Compact.
-	LogLimits func() LogLimits
+	// LogLimits bound the committed blocks the engine stores
+	// (log_size_limit, log_retention; see prune.go); SetLogLimits
+	// replaces them while the engine runs. The zero value has no size
+	// limit: blocks are pruned by Compact only.
+	LogLimits LogLimits
 	// Logger receives the engine's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Clock is the source of entry times and of the time bound. Default:

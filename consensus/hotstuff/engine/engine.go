@@ -90,7 +90,7 @@ type Engine struct {
 	ln        net.Listener
 	fsm       StateMachine
 	stats     *counters
-	limits    atomic.Pointer[func() LogLimits] // SetLogLimits; nil: no size trigger
+	limits    atomic.Pointer[LogLimits] // Config.LogLimits, replaced by SetLogLimits
 
 	// Owned by the loop.
 	core        *core.Core
@@ -307,9 +307,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
 	e.setLogBytes(logBytes)
-	if cfg.LogLimits != nil {
-		e.SetLogLimits(cfg.LogLimits)
-	}
+	e.SetLogLimits(cfg.LogLimits)
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)

@@ -33,7 +33,7 @@ import (
 // blocks it stores (logBytes: added when a block joins the committed
 // chain, subtracted when it is pruned, kept in the store's log_bytes
 // record so that a restart reads it back). After every commit it reads
-// its LogLimits; once logBytes reaches LogLimits.SizeBytes it prunes at
+// its LogLimits (SetLogLimits may change them); once logBytes reaches LogLimits.SizeBytes it prunes at
 // once, without waiting for a stable checkpoint: when its own snapshot is
 // what holds the horizon down, it first snapshots the state machine at the
 // current block (as the SnapshotInterval snapshots do), then prunes what
@@ -58,15 +58,9 @@ type LogLimits struct {
 	Retention uint64
 }
 
-// SetLogLimits makes fn the engine's source of log limits (see
-// Config.LogLimits); nil turns the size trigger off.
-func (e *Engine) SetLogLimits(fn func() LogLimits) {
-	if fn == nil {
-		e.limits.Store(nil)
-		return
-	}
-	e.limits.Store(&fn)
-}
+// SetLogLimits replaces the engine's log limits (Config.LogLimits); the
+// loop uses them from the next commit on. It is safe for concurrent use.
+func (e *Engine) SetLogLimits(l LogLimits) { e.limits.Store(&l) }
 
 // Compact prunes the committed blocks that lie wholly below what must be
 // kept (see above) and returns the new horizon: the lowest committed
@@ -147,11 +141,7 @@ func (e *Engine) compact(keepFrom uint64) (uint64, error) {
 // checkLogSize prunes the committed chain when the stored blocks reached
 // the log size limit (see above). It runs on the loop after a commit.
 func (e *Engine) checkLogSize() error {
-	fn := e.limits.Load()
-	if fn == nil {
-		return nil
-	}
-	lim := (*fn)()
+	lim := *e.limits.Load()
 	if lim.SizeBytes == 0 || e.logBytes < lim.SizeBytes {
 		e.sizeFloor, e.sizeWarned = 0, false
 		return nil

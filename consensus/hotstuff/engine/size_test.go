@@ -15,13 +15,6 @@ import (
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
 )
 
-// sizeLimits is a LogLimits source tests change while the engines run.
-type sizeLimits struct{ size, retention atomic.Uint64 }
-
-func (l *sizeLimits) get() LogLimits {
-	return LogLimits{SizeBytes: l.size.Load(), Retention: l.retention.Load()}
-}
-
 // storeSize is e's log size figure and a fresh scan of its store, read on
 // its loop.
 func storeSize(t *testing.T, e *Engine) (figure, scanned uint64) {
@@ -70,11 +63,10 @@ func (h warnCounter) WithGroup(name string) slog.Handler {
 // and reads the figure back, also from a store that has no record of it.
 func TestSizeLimitPrunesWithoutCheckpoint(t *testing.T) {
 	withKeepRecent(t, 3)
-	lim := &sizeLimits{}
-	lim.retention.Store(5)
+	lim := LogLimits{Retention: 5} // no size limit yet
 	c := newCluster(t, 4, func(cfg *Config) {
 		cfg.SnapshotInterval = 1 << 40 // no interval snapshot: the size trigger takes its own
-		cfg.LogLimits = lim.get
+		cfg.LogLimits = lim
 	})
 	writer := c.nodes[0]
 	for i := range 30 {
@@ -92,7 +84,10 @@ func TestSizeLimitPrunesWithoutCheckpoint(t *testing.T) {
 	}
 	fig, _ := storeSize(t, writer.e)
 	limit := max(fig/2, 4096)
-	lim.size.Store(limit)
+	lim.SizeBytes = limit
+	for _, nd := range c.nodes {
+		nd.e.SetLogLimits(lim)
+	}
 	for i := range 30 {
 		c.mustWrite(writer, fmt.Sprintf("m%d", i), strings.Repeat("w", 200))
 	}
@@ -114,7 +109,7 @@ func TestSizeLimitPrunesWithoutCheckpoint(t *testing.T) {
 			if e.height+1-e.horizon < keepRecent {
 				t.Errorf("%s: %d blocks kept, want at least %d", nd.id, e.height+1-e.horizon, keepRecent)
 			}
-			keep := e.lastIndex + 1 - lim.retention.Load()
+			keep := e.lastIndex + 1 - lim.Retention
 			ce, ok, err := e.store.holding(keep, max(e.horizon, 1), e.height)
 			if err != nil || !ok || ce.height < e.horizon {
 				t.Errorf("%s: the block holding index %d (retained) is not stored: %v %v %+v, horizon %d", nd.id, keep, ok, err, ce, e.horizon)
@@ -164,16 +159,14 @@ func TestSizeLimitPrunesWithoutCheckpoint(t *testing.T) {
 // retention is lowered, the same limit prunes, and the replicas converge.
 func TestSizeLimitRetentionWins(t *testing.T) {
 	withKeepRecent(t, 3)
-	lim := &sizeLimits{}
-	lim.size.Store(4096)
-	lim.retention.Store(1_000_000)
+	lim := LogLimits{SizeBytes: 4096, Retention: 1_000_000}
 	warnings := map[types.NodeID]*atomic.Int32{}
 	for i := range 4 {
 		warnings[types.NodeID(fmt.Sprintf("node-%d", i+1))] = &atomic.Int32{}
 	}
 	c := newCluster(t, 4, func(cfg *Config) {
 		cfg.SnapshotInterval = 10
-		cfg.LogLimits = lim.get
+		cfg.LogLimits = lim
 		cfg.Logger = slog.New(warnCounter{Handler: cfg.Logger.Handler(), substr: "retention wins", n: warnings[cfg.ID]})
 	})
 	writer := c.nodes[0]
@@ -186,7 +179,7 @@ func TestSizeLimitRetentionWins(t *testing.T) {
 		// of the limit): still nothing pruned, one warning.
 		waitFor(t, 10*time.Second, string(nd.id)+" stores three times the limit", func() (bool, string) {
 			st := nd.e.Stats()
-			return st.LogBytes > 3*lim.size.Load(), fmt.Sprintf("%+v", st)
+			return st.LogBytes > 3*lim.SizeBytes, fmt.Sprintf("%+v", st)
 		})
 		if st := nd.e.Stats(); st.SizeCompactions != 0 || st.PrunedBelow != 0 || st.BlocksPruned != 0 {
 			t.Fatalf("%s pruned although log_retention keeps every entry: %+v", nd.id, st)
@@ -195,7 +188,10 @@ func TestSizeLimitRetentionWins(t *testing.T) {
 			t.Fatalf("%s warned %d times that retention wins, want once", nd.id, n)
 		}
 	}
-	lim.retention.Store(5)
+	lim.Retention = 5
+	for _, nd := range c.nodes {
+		nd.e.SetLogLimits(lim)
+	}
 	for i := range 5 {
 		c.mustWrite(writer, fmt.Sprintf("m%d", i), "w")
 	}
