@@ -182,9 +182,10 @@ func (n *Node) attachRaft(e *raftengine.Engine) {
 // swapEngine makes the HotStuff engine b or (b nil) the Raft engine r the
 // running engine, and its metrics the registered ones. A HotStuff engine
 // gets its log limits here (the Raft engine's come with its
-// configuration).
+// configuration), and only with periodic checkpoints: a replica that
+// falls behind its peers' pruned horizon needs one to start from.
 func (n *Node) swapEngine(b *hsengine.Engine, r *raftengine.Engine) {
-	if b != nil {
+	if b != nil && n.ckpt != nil {
 		b.SetLogLimits(n.hotstuffLogLimits())
 	}
 	n.engMu.Lock()
