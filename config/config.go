@@ -46,11 +46,16 @@ type Config struct {
 	StateTransferTimeout time.Duration `mapstructure:"state_transfer_timeout" yaml:"state_transfer_timeout"` // > 0
 	CheckpointInterval   uint64        `mapstructure:"checkpoint_interval" yaml:"checkpoint_interval"`       // entries, > 0
 	LogRetention         uint64        `mapstructure:"log_retention" yaml:"log_retention"`                   // entries, >= checkpoint_interval
-	RequireMTLS          bool          `mapstructure:"require_mtls" yaml:"require_mtls"`
-	RequireSignatures    bool          `mapstructure:"require_signatures" yaml:"require_signatures"`   // must be true
-	SignatureAlgorithm   string        `mapstructure:"signature_algorithm" yaml:"signature_algorithm"` // ed25519
-	AutoRecovery         bool          `mapstructure:"auto_recovery" yaml:"auto_recovery"`
-	MaxViewChangeRetries int           `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
+	// LogSizeLimit: once the log an engine stores passes this many bytes
+	// (HotStuff: the committed blocks above its horizon; Raft: the entries
+	// applied since its last snapshot), it compacts without waiting for
+	// the next stable checkpoint. log_retention still wins.
+	LogSizeLimit         uint64 `mapstructure:"log_size_limit" yaml:"log_size_limit"` // bytes, >= MinLogSizeLimit
+	RequireMTLS          bool   `mapstructure:"require_mtls" yaml:"require_mtls"`
+	RequireSignatures    bool   `mapstructure:"require_signatures" yaml:"require_signatures"`   // must be true
+	SignatureAlgorithm   string `mapstructure:"signature_algorithm" yaml:"signature_algorithm"` // ed25519
+	AutoRecovery         bool   `mapstructure:"auto_recovery" yaml:"auto_recovery"`
+	MaxViewChangeRetries int    `mapstructure:"max_view_change_retries" yaml:"max_view_change_retries"` // >= 1
 	// BFTCommitRule is the HotStuff commit rule: chained-hotstuff (3-chain)
 	// or two-chain-hotstuff. Every member must use the same one.
 	BFTCommitRule string `mapstructure:"bft_commit_rule" yaml:"bft_commit_rule"`

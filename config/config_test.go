@@ -103,6 +103,7 @@ func TestDefaultSeedValues(t *testing.T) {
 		{"consensus_mode", "cft"}, {"bft_fault_threshold", "0.33"}, {"anomaly_threshold", "0.7"},
 		{"quarantine_threshold", "0.9"}, {"view_change_timeout", "5s"}, {"vote_timeout", "2s"},
 		{"state_transfer_timeout", "30s"}, {"checkpoint_interval", "10000"}, {"log_retention", "100000"},
+		{"log_size_limit", "268435456"},
 		{"require_mtls", "true"}, {"require_signatures", "true"}, {"signature_algorithm", "ed25519"},
 		{"auto_recovery", "true"}, {"max_view_change_retries", "10"}, {"enable_debug", "false"},
 		{"auto_deescalate_after", "10m0s"}, {"bft_commit_rule", "chained-hotstuff"}, {"disruptive_elections_per_hour", "10"},
@@ -190,6 +191,8 @@ func TestValidateBadValues(t *testing.T) {
 		{"zero state transfer", func(c *Config) { c.StateTransferTimeout = -time.Second }, "state_transfer_timeout", []string{"state_transfer_timeout: -1s must be > 0"}},
 		{"zero checkpoint", func(c *Config) { c.CheckpointInterval = 0 }, "checkpoint_interval", []string{"checkpoint_interval: 0 must be > 0"}},
 		{"retention < checkpoint", func(c *Config) { c.LogRetention = 10 }, "log_retention", []string{"log_retention (10) must be >= checkpoint_interval (10000)"}},
+		{"log size limit below minimum", func(c *Config) { c.LogSizeLimit = 4096 }, "log_size_limit", []string{"log_size_limit: 4096 must be >= 1048576"}},
+		{"zero log size limit", func(c *Config) { c.LogSizeLimit = 0 }, "log_size_limit", []string{"log_size_limit: 0 must be >= 1048576"}},
 		{"retries", func(c *Config) { c.MaxViewChangeRetries = 0 }, "max_view_change_retries", []string{"max_view_change_retries: 0 must be >= 1"}},
 		{"commit rule", func(c *Config) { c.BFTCommitRule = "4chain" }, "bft_commit_rule", []string{`bft_commit_rule: "4chain" is not one of chained-hotstuff, two-chain-hotstuff`}},
 		{"zero batch", func(c *Config) { c.BFTMaxBatch = 0 }, "bft_max_batch", []string{"bft_max_batch: 0 must be in [1, 65536]"}},
@@ -290,7 +293,7 @@ func TestKeysCoverStruct(t *testing.T) {
 			t.Errorf("description for unknown key %s", name)
 		}
 	}
-	if len(keys) != 51 {
+	if len(keys) != 52 {
 		t.Errorf("Keys() has %d keys; update this test if a field was added on purpose", len(keys))
 	}
 }
@@ -384,5 +387,20 @@ func TestAdminKeysMatchACLParser(t *testing.T) {
 	c.BootstrapAdminKeys = []string{key, key}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "duplicate of bootstrap_admin_keys[0]") {
 		t.Errorf("duplicate key: %v", err)
+	}
+}
+
+// TestLogSizeLimitMinimum: log_size_limit accepts its documented minimum
+// and refuses one byte less, naming the key, the value and the minimum.
+func TestLogSizeLimitMinimum(t *testing.T) {
+	c := valid(t)
+	c.LogSizeLimit = MinLogSizeLimit
+	if err := c.Validate(); err != nil {
+		t.Fatalf("log_size_limit %d (the minimum): %v", c.LogSizeLimit, err)
+	}
+	c.LogSizeLimit = MinLogSizeLimit - 1
+	ps := Problems(c.Validate())
+	if len(ps) != 1 || ps[0].Key != "log_size_limit" || !strings.Contains(ps[0].Msg, "1048575 must be >= 1048576") {
+		t.Fatalf("log_size_limit %d: problems %v, want one naming the key, the value and the minimum", c.LogSizeLimit, ps)
 	}
 }

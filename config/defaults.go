@@ -10,6 +10,14 @@ const (
 	DefaultGossipAddr = "127.0.0.1:7003"
 )
 
+// DefaultLogSizeLimit is log_size_limit's default: 256 MiB.
+const DefaultLogSizeLimit = 256 << 20
+
+// MinLogSizeLimit is the smallest log_size_limit: 1 MiB. A smaller log
+// would be compacted every few blocks, and one HotStuff block alone may
+// carry MaxBatch commands of up to limits.max_command_bytes each.
+const MinLogSizeLimit = 1 << 20
+
 // Default returns a configuration with every key at its default. It does not
 // validate: NodeID, the TLS files and BootstrapAdminKeys have no usable
 // default and must be set before Validate passes.
@@ -30,6 +38,7 @@ func Default() Config {
 		StateTransferTimeout: 30 * time.Second,
 		CheckpointInterval:   10000,
 		LogRetention:         100000,
+		LogSizeLimit:         DefaultLogSizeLimit,
 		RequireMTLS:          true,
 		RequireSignatures:    true,
 		SignatureAlgorithm:   SignatureEd25519,

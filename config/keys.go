@@ -54,6 +54,7 @@ var descriptions = map[string]string{
 	"state_transfer_timeout":    "Deadline of one state transfer (snapshot + certificate) from a peer.",
 	"checkpoint_interval":       "Commands between signed checkpoints.",
 	"log_retention":             "Entries kept after a checkpoint for lagging peers; >= checkpoint_interval.",
+	"log_size_limit":            "Bytes of stored log (HotStuff: committed blocks; Raft: entries since the last snapshot) past which the node compacts without waiting for a stable checkpoint; >= 1048576 (1 MiB). log_retention wins over it.",
 	"require_mtls":              "Require mutual TLS on the peer port (and client certificates on the API).",
 	"require_signatures":        "Client request signatures; must be true (every write is a signed envelope).",
 	"signature_algorithm":       "Signature algorithm of nodes and clients; only ed25519.",

@@ -58,6 +58,7 @@ var restartOnly = map[string]bool{
 	"quarantine_webhook_url":    true,
 	"bft_fault_threshold":       true,
 	"log_retention":             true,
+	"log_size_limit":            true,
 	"require_mtls":              true,
 	"require_signatures":        true,
 	"signature_algorithm":       true,

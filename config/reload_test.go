@@ -40,7 +40,7 @@ func TestReloadableKeys(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"node_id", "data_dir", "api_addr", "peer_addr", "tls.cert_file", "consensus_mode",
-		"initial_members", "bootstrap_admin_keys", "limits.result_window", "limits.max_command_bytes", "no_such_key", ""} {
+		"initial_members", "bootstrap_admin_keys", "limits.result_window", "limits.max_command_bytes", "log_retention", "log_size_limit", "no_such_key", ""} {
 		if Reloadable(k) {
 			t.Errorf("Reloadable(%q) = true, want false", k)
 		}

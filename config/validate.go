@@ -275,6 +275,9 @@ func (c *Config) validateConsensus(p *problems) {
 	} else if c.LogRetention < c.CheckpointInterval {
 		p.add("log_retention", "log_retention (%d) must be >= checkpoint_interval (%d): the entries since the previous checkpoint must be kept", c.LogRetention, c.CheckpointInterval)
 	}
+	if c.LogSizeLimit < MinLogSizeLimit {
+		p.add("log_size_limit", "log_size_limit: %d must be >= %d (1 MiB): bytes of stored log past which the node compacts", c.LogSizeLimit, MinLogSizeLimit)
+	}
 	if !c.RequireSignatures {
 		p.add("require_signatures", "require_signatures: false is not allowed: signatures cannot be turned off (every write is a signed envelope); remove the key or set it to true")
 	}

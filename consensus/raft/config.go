@@ -64,6 +64,11 @@ type Config struct {
 	// Raft tunes hashicorp/raft; zero fields keep raft.DefaultConfig values
 	// (and DefaultApplyTimeout, DefaultSnapshotRetain).
 	Raft config.RaftConfig
+	// LogLimits are the log size limit and the retention
+	// (log_size_limit, log_retention; see size.go); SetLogLimits replaces
+	// them while the engine runs. The zero value has no size limit: the
+	// log is compacted by Raft's snapshot_threshold and by Compact only.
+	LogLimits LogLimits
 	// Logger receives the engine's and hashicorp/raft's logs. Default:
 	// slog.Default().
 	Logger *slog.Logger

@@ -68,6 +68,13 @@ type Engine struct {
 	// the engine's goroutines, so no barrier starts after that wait.
 	barrierStopped bool
 
+	// limits are the log limits in effect (Config.LogLimits, replaced by
+	// SetLogLimits); sizeCh wakes the size goroutine and sizeSnaps counts
+	// its snapshots (size.go).
+	limits    atomic.Pointer[LogLimits]
+	sizeCh    chan struct{}
+	sizeSnaps atomic.Uint64
+
 	// propCh queues Propose calls for the proposer goroutine (propose.go).
 	propCh chan *proposal
 	// inflight holds one token per batch entry handed to Raft and not yet
@@ -113,7 +120,10 @@ func New(cfg Config) (*Engine, error) {
 		stopCh:   make(chan struct{}),
 		propCh:   make(chan *proposal, maxBatchEnvelopes),
 		inflight: make(chan struct{}, maxInflightEntries),
+		sizeCh:   make(chan struct{}, 1),
 	}
+	e.SetLogLimits(cfg.LogLimits)
+	e.fsm.onApplied = e.onApplied
 	if cfg.Members != nil {
 		e.fsm.checker = &checker{epoch: cfg.Epoch, members: cfg.Members, current: e.currentLeader, leaders: map[uint64]string{}}
 	} else {
@@ -161,9 +171,10 @@ func New(cfg Config) (*Engine, error) {
 		return ok
 	})
 	r.RegisterObserver(e.observer)
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.observe()
 	go e.propose()
+	go e.sizeSnapshots()
 	e.misbehave()
 	logger.Info("raft engine started", "advertise", cfg.Advertise, "data_dir", cfg.DataDir)
 	return e, nil

@@ -21,6 +21,11 @@ type fsm struct {
 	checker *checker
 	onCheck func(AttestationCheck)
 	base    uint64 // Config.IndexBase
+	// bytes and entries count the entries applied since the last
+	// snapshot or restore (their data and extensions); onApplied, when
+	// set, gets bytes after each batch (size.go).
+	bytes, entries atomic.Uint64
+	onApplied      func(bytes uint64)
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -55,6 +60,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	pre := make([]prepared, len(logs))
 	pr, _ := f.sm.(Preparer)
 	f.prepare(logs, pre, pr)
+	var size uint64
+	for _, l := range logs {
+		size += uint64(len(l.Data) + len(l.Extensions))
+	}
+	f.entries.Add(uint64(len(logs)))
+	bytes := f.bytes.Add(size)
+	if f.onApplied != nil {
+		defer f.onApplied(bytes)
+	}
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -119,6 +133,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state machine snapshot: %w", err)
 	}
+	// Raft calls Snapshot and ApplyBatch on one goroutine: the count
+	// covers exactly the entries this snapshot holds.
+	f.bytes.Store(0)
+	f.entries.Store(0)
 	return fsmSnapshot(b), nil
 }
 
@@ -132,6 +150,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.sm.Restore(b); err != nil {
 		return fmt.Errorf("restore state machine: %w", err)
 	}
+	f.bytes.Store(0)
+	f.entries.Store(0)
 	return nil
 }
 

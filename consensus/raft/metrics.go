@@ -40,8 +40,9 @@ func SetupMetrics(reg prometheus.Registerer) error {
 }
 
 // Collector returns a Prometheus collector of this engine's gauges (term,
-// commit, applied and last index, last snapshot index, leadership, barriers
-// issued), read from Status at scrape time. Register it for the engine's
+// commit, applied and last index, last snapshot index, leadership, bytes
+// applied since the last snapshot) and counters (barriers issued,
+// snapshots taken on the log size limit), read at scrape time. Register it for the engine's
 // lifetime and unregister it after Stop (a later epoch's engine brings its
 // own).
 func (e *Engine) Collector() prometheus.Collector {
@@ -49,24 +50,27 @@ func (e *Engine) Collector() prometheus.Collector {
 		return prometheus.NewDesc("tandem_raft_engine_"+name, help, nil, nil)
 	}
 	return &engineCollector{
-		e:        e,
-		term:     d("term", "Current Raft term of this node."),
-		commit:   d("commit_index", "Highest log index known to be committed."),
-		applied:  d("applied_index", "Highest log index applied to the state machine."),
-		last:     d("last_index", "Last index in the local log."),
-		snapshot: d("last_snapshot_index", "Index of the newest local snapshot."),
-		leader:   d("is_leader", "1 if this node is the Raft leader, else 0."),
-		barriers: d("read_barriers_total", "Raft barriers issued for linearizable reads."),
+		e:         e,
+		term:      d("term", "Current Raft term of this node."),
+		commit:    d("commit_index", "Highest log index known to be committed."),
+		applied:   d("applied_index", "Highest log index applied to the state machine."),
+		last:      d("last_index", "Last index in the local log."),
+		snapshot:  d("last_snapshot_index", "Index of the newest local snapshot."),
+		leader:    d("is_leader", "1 if this node is the Raft leader, else 0."),
+		barriers:  d("read_barriers_total", "Raft barriers issued for linearizable reads."),
+		logBytes:  d("log_bytes", "Bytes of the log entries applied since the last snapshot (what log_size_limit bounds)."),
+		sizeSnaps: d("size_snapshots_total", "Snapshots taken because the entries applied since the last one passed log_size_limit."),
 	}
 }
 
 type engineCollector struct {
 	e                                                       *Engine
 	term, commit, applied, last, snapshot, leader, barriers *prometheus.Desc
+	logBytes, sizeSnaps                                     *prometheus.Desc
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.term, c.commit, c.applied, c.last, c.snapshot, c.leader, c.barriers} {
+	for _, d := range []*prometheus.Desc{c.term, c.commit, c.applied, c.last, c.snapshot, c.leader, c.barriers, c.logBytes, c.sizeSnaps} {
 		ch <- d
 	}
 }
@@ -86,5 +90,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.last, float64(st.LastIndex))
 	gauge(c.snapshot, float64(st.LastSnapshotIndex))
 	gauge(c.leader, leader)
+	gauge(c.logBytes, float64(c.e.fsm.bytes.Load()))
 	ch <- prometheus.MustNewConstMetric(c.barriers, prometheus.CounterValue, float64(c.e.barriers.Load()))
+	ch <- prometheus.MustNewConstMetric(c.sizeSnaps, prometheus.CounterValue, float64(c.e.sizeSnaps.Load()))
 }

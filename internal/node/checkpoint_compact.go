@@ -28,6 +28,16 @@ import (
 //     that needs blocks below its peers' horizon (its storage was lost, or
 //     it was away for longer than log_retention) starts from the newest
 //     stable checkpoint instead: the engine asks hotstuffStateTransfer.
+//
+// Both engines also compact on their own when their log passes
+// log_size_limit, without waiting for the next stable checkpoint
+// (swapEngine and the Raft configurations hand them the limit and
+// log_retention): HotStuff prunes its committed blocks by the rules above
+// with keepFrom the last log_retention entries, snapshotting first when
+// its own snapshot holds the horizon down; Raft takes a snapshot after
+// which it keeps max(raft.trailing_logs, log_retention) entries. The
+// checkpoint store keeps this checkpoint and the previous one whatever
+// the engines pruned. log_retention wins over the limit.
 func (c *checkpointer) compact(ctx context.Context, prev, cert *checkpoint.Certificate) {
 	retain := c.n.Effective().LogRetention
 	if c.n.bftMode() {

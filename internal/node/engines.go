@@ -114,6 +114,7 @@ func (n *Node) cftRaftConfig() raftengine.Config {
 		Stream:    n.mux.RaftLayer(),
 		FSM:       n.fsm,
 		Raft:      n.Effective().Raft,
+		LogLimits: n.raftLogLimits(),
 		Logger:    n.log,
 	}
 	// The leader signs what it proposes; with every member's key (a
@@ -135,12 +136,29 @@ func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
 		FSM:       n.fsm,
 		IndexBase: rec.BaseIndex,
 		Raft:      n.Effective().Raft,
+		LogLimits: n.raftLogLimits(),
 		Logger:    n.log.With("epoch", rec.Epoch),
 		Signer:    n.signKey,
 		Epoch:     rec.Epoch,
 	}
 	n.det.raftChecks(&rc)
 	return rc
+}
+
+// raftLogLimits are log_size_limit and log_retention for a Raft engine:
+// past the limit it snapshots without waiting for a stable checkpoint.
+// Both keys are read at start-up only.
+func (n *Node) raftLogLimits() raftengine.LogLimits {
+	c := n.Effective()
+	return raftengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention}
+}
+
+// hotstuffLogLimits are log_size_limit and log_retention for a HotStuff
+// engine: past the limit it prunes committed blocks without waiting for a
+// stable checkpoint.
+func (n *Node) hotstuffLogLimits() hsengine.LogLimits {
+	c := n.Effective()
+	return hsengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention}
 }
 
 // startRaft starts a Raft engine with rc and makes it the running engine.
@@ -162,8 +180,14 @@ func (n *Node) attachRaft(e *raftengine.Engine) {
 }
 
 // swapEngine makes the HotStuff engine b or (b nil) the Raft engine r the
-// running engine, and its metrics the registered ones.
+// running engine, and its metrics the registered ones. A HotStuff engine
+// gets its log limits here (the Raft engine's come with its
+// configuration), and only with periodic checkpoints: a replica that
+// falls behind its peers' pruned horizon needs one to start from.
 func (n *Node) swapEngine(b *hsengine.Engine, r *raftengine.Engine) {
+	if b != nil && n.ckpt != nil {
+		b.SetLogLimits(n.hotstuffLogLimits())
+	}
 	n.engMu.Lock()
 	if b != nil {
 		n.engine, n.mode, n.bft = b, config.ModeBFT, b

@@ -170,6 +170,11 @@ type Config struct {
 	// machine snapshots, which bound the replay at restart (default
 	// DefaultSnapshotInterval).
 	SnapshotInterval uint64
+	// LogLimits bound the committed blocks the engine stores
+	// (log_size_limit, log_retention; see prune.go); SetLogLimits
+	// replaces them while the engine runs. The zero value has no size
+	// limit: blocks are pruned by Compact only.
+	LogLimits LogLimits
 	// Logger receives the engine's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Clock is the source of entry times and of the time bound. Default:

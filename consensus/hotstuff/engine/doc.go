@@ -26,7 +26,8 @@
 //	           does not start when neither is valid
 //	blocks.db  bolt: every accepted block, the committed chain by height
 //	           with each block's log index range from the pruned horizon
-//	           on, the root QC, and a state machine snapshot every
+//	           on, the root QC, the encoded size of the committed
+//	           blocks it holds, and a state machine snapshot every
 //	           SnapshotInterval entries
 //
 // A restarted replica restores the snapshot, replays the committed blocks
@@ -36,8 +37,10 @@
 // which answer block requests from their block stores, so any gap above
 // their pruned horizon can be fetched (up to the core's orphan limit, 16384
 // blocks, per catch-up). Compact prunes the committed chain behind a stable
-// checkpoint (prune.go); a replica that misses blocks its peers pruned
-// starts from a transferred checkpoint (transfer.go).
+// checkpoint, and the engine prunes it on its own once the committed
+// blocks pass Config.LogLimits.SizeBytes (prune.go); a replica that
+// misses blocks its peers pruned starts from a transferred checkpoint
+// (transfer.go).
 //
 // # Log entries
 //

@@ -90,6 +90,7 @@ type Engine struct {
 	ln        net.Listener
 	fsm       StateMachine
 	stats     *counters
+	limits    atomic.Pointer[LogLimits] // Config.LogLimits, replaced by SetLogLimits
 
 	// Owned by the loop.
 	core        *core.Core
@@ -98,6 +99,9 @@ type Engine struct {
 	snapIndex   uint64         // log index of the stored snapshot
 	snapHeight  uint64         // committed height of the stored snapshot
 	horizon     uint64         // lowest committed height still stored (0: nothing pruned)
+	logBytes    uint64         // encoded size of the committed blocks stored (prune.go)
+	sizeFloor   uint64         // logBytes after a size compaction that left it above the limit (prune.go)
+	sizeWarned  bool           // the warning that log_retention beats log_size_limit was logged
 	xfer        *transfer      // a state transfer in progress (transfer.go), or nil
 	coreCfg     core.Config    // how the core was built, to rebuild it (transfer.go)
 	quarantined []types.NodeID // the last SetQuarantined set
@@ -175,6 +179,7 @@ type counters struct {
 	blockRequestsServed, reforwarded    atomic.Uint64
 	blockRequestsRefused                atomic.Uint64
 	blocksPruned, horizon               atomic.Uint64
+	logBytes, sizeCompactions           atomic.Uint64
 	prunedAnswers, transfers            atomic.Uint64
 	signatureFailures                   atomic.Uint64
 }
@@ -303,6 +308,12 @@ func New(cfg Config) (_ *Engine, err error) {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
 	}
 	e.setHorizon(horizon)
+	logBytes, err := e.store.logBytes()
+	if err != nil {
+		return nil, fmt.Errorf("hotstuff engine: %w", err)
+	}
+	e.setLogBytes(logBytes)
+	e.SetLogLimits(cfg.LogLimits)
 	st, err := e.store.load(recentCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("hotstuff engine: %w", err)
@@ -792,12 +803,15 @@ func (e *Engine) processReady() error {
 		safetyDone = make(chan error, 1)
 		go func() { safetyDone <- e.safeStore.flush() }()
 	}
-	err := e.store.save(rd.Blocks, committed, rd.CommitQC)
+	added, err := e.store.save(rd.Blocks, committed, rd.CommitQC)
 	if safetyDone != nil {
 		err = errors.Join(err, <-safetyDone)
 	}
 	if err != nil {
 		return err
+	}
+	if added > 0 {
+		e.setLogBytes(e.logBytes + added)
 	}
 
 	// 2. Send.
@@ -823,6 +837,11 @@ func (e *Engine) processReady() error {
 	}
 	if len(committed) > 0 && e.lastIndex >= e.snapIndex+e.cfg.SnapshotInterval {
 		e.snapshot()
+	}
+	if len(committed) > 0 {
+		if err := e.checkLogSize(); err != nil {
+			e.log.Warn("committed blocks not pruned on the log size limit", "err", err)
+		}
 	}
 
 	// 4. Events.

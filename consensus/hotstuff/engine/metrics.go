@@ -9,8 +9,8 @@ import (
 // Collector returns a Prometheus collector of the engine's gauges and
 // counters, read at scrape time: view, high QC view, committed height and
 // log index, the view change alert, view changes by cause, timeouts forced
-// by operators, evidence seen, frames sent, received and dropped (by
-// reason), and peers refused. All names start with tandem_hotstuff_.
+// by operators, evidence seen, the block store's size and pruning, frames
+// sent, received and dropped (by reason), and peers refused. All names start with tandem_hotstuff_.
 // Register it for the engine's lifetime.
 func (e *Engine) Collector() prometheus.Collector {
 	return &collector{e: e}
@@ -45,8 +45,10 @@ var metricDefs = []metricDef{
 	{"commands_reforwarded_total", "Commands forwarded again because they were not committed in time.", prometheus.CounterValue, nil},
 	{"block_requests_served_total", "Block requests answered from the block store.", prometheus.CounterValue, nil},
 	{"block_requests_refused_total", "Block requests not answered because the peer exceeded its rate.", prometheus.CounterValue, nil},
-	{"blocks_pruned_total", "Committed blocks deleted from the block store behind stable checkpoints.", prometheus.CounterValue, nil},
+	{"blocks_pruned_total", "Committed blocks deleted from the block store, behind stable checkpoints or on the log size limit.", prometheus.CounterValue, nil},
 	{"pruned_height", "Lowest committed height still in the block store (0: nothing pruned).", prometheus.GaugeValue, nil},
+	{"log_bytes", "Encoded size in bytes of the committed blocks in the block store (what log_size_limit bounds).", prometheus.GaugeValue, nil},
+	{"size_compactions_total", "Times the committed blocks were pruned because they passed log_size_limit, without a stable checkpoint.", prometheus.CounterValue, nil},
 	{"pruned_answers_total", "Block requests answered with this node's pruned horizon.", prometheus.CounterValue, nil},
 	{"state_transfers_total", "Times this replica started from a transferred checkpoint because its peers had pruned the blocks it missed.", prometheus.CounterValue, nil},
 	{"frames_received_total", "Frames received on BFT connections.", prometheus.CounterValue, nil},
@@ -105,6 +107,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		"block_requests_refused_total": {{u(&st.blockRequestsRefused), nil}},
 		"blocks_pruned_total":          {{u(&st.blocksPruned), nil}},
 		"pruned_height":                {{u(&st.horizon), nil}},
+		"log_bytes":                    {{u(&st.logBytes), nil}},
+		"size_compactions_total":       {{u(&st.sizeCompactions), nil}},
 		"pruned_answers_total":         {{u(&st.prunedAnswers), nil}},
 		"state_transfers_total":        {{u(&st.transfers), nil}},
 		"frames_received_total":        {{u(&st.net.framesIn), nil}},
@@ -141,6 +145,9 @@ type Stats struct {
 	BlockRequestsServed       uint64
 	BlocksPruned, PrunedBelow uint64
 	StateTransfers            uint64
+	// LogBytes is the encoded size of the stored committed blocks;
+	// SizeCompactions counts the prunings log_size_limit triggered.
+	LogBytes, SizeCompactions uint64
 }
 
 // Stats returns the engine's counters.
@@ -154,5 +161,6 @@ func (e *Engine) Stats() Stats {
 		StepErrors: st.stepErrors.Load(), InvalidForwarded: st.invalidForwarded.Load(),
 		BlocksCommitted: st.blocksCommitted.Load(), BlockRequestsServed: st.blockRequestsServed.Load(),
 		BlocksPruned: st.blocksPruned.Load(), PrunedBelow: st.horizon.Load(), StateTransfers: st.transfers.Load(),
+		LogBytes: st.logBytes.Load(), SizeCompactions: st.sizeCompactions.Load(),
 	}
 }

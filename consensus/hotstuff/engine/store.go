@@ -18,6 +18,10 @@ import (
 //	         "root_qc"  -> types.MarshalQC of the QC certifying the last
 //	                       committed block
 //	         "snapshot" -> height u64 | index u64 | state machine snapshot
+//	         "log_bytes" -> u64: the encoded size of the committed blocks
+//	                       the chain records name (written with every
+//	                       change of the chain; a store without it, from
+//	                       an earlier version, is scanned once at open)
 //	         ("pruned", a height written by earlier versions, is no longer
 //	         read: the chain's first record is the horizon)
 //	blocks   hash       -> types.MarshalBlock (every block the core accepted
@@ -39,6 +43,7 @@ var (
 	keyGenesis  = []byte("genesis")
 	keyRootQC   = []byte("root_qc")
 	keySnapshot = []byte("snapshot")
+	keyLogBytes = []byte("log_bytes")
 )
 
 // ErrWrongCommittee is returned by openStore when the store belongs to
@@ -130,12 +135,20 @@ func heightKey(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h) }
 // save records blocks the core accepted and blocks it committed (with the
 // QC that certifies the last of them) in one durable transaction. A
 // committed block is normally among the accepted ones of this or an earlier
-// call; it is stored again if not.
-func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, commitQC types.QC) error {
+// call; it is stored again if not. It returns the encoded size of the
+// blocks it added to the committed chain, which the stored log_bytes grew
+// by.
+func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, commitQC types.QC) (uint64, error) {
 	if len(accepted) == 0 && len(committed) == 0 {
-		return nil
+		return 0, nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	var added uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		added = 0
+		before, err := storedLogBytes(tx) // read before the chain changes
+		if err != nil {
+			return err
+		}
 		blocks, pending, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketPending), tx.Bucket(bucketChain)
 		for _, b := range accepted {
 			h := b.Hash()
@@ -151,19 +164,29 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 		}
 		for _, c := range committed {
 			h := c.entry.hash
-			if blocks.Get(h[:]) == nil {
-				if err := blocks.Put(h[:], types.MarshalBlock(c.block)); err != nil {
+			v := blocks.Get(h[:])
+			if v == nil {
+				v = types.MarshalBlock(c.block)
+				if err := blocks.Put(h[:], v); err != nil {
 					return err
 				}
 			}
-			if err := chain.Put(heightKey(c.entry.height), encodeChainEntry(c.entry)); err != nil {
+			hk := heightKey(c.entry.height)
+			if chain.Get(hk) == nil {
+				added += uint64(len(v))
+			}
+			if err := chain.Put(hk, encodeChainEntry(c.entry)); err != nil {
 				return err
 			}
 			if err := pending.Delete(h[:]); err != nil {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketMeta).Put(keyRootQC, types.MarshalQC(commitQC)); err != nil {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyRootQC, types.MarshalQC(commitQC)); err != nil {
+			return err
+		}
+		if err := putLogBytes(tx, before+added); err != nil {
 			return err
 		}
 		// Forget blocks of forks that can no longer commit: pending blocks at
@@ -186,6 +209,71 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return added, nil
+}
+
+// putLogBytes writes the log_bytes record in tx.
+func putLogBytes(tx *bolt.Tx, n uint64) error {
+	return tx.Bucket(bucketMeta).Put(keyLogBytes, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// storedLogBytes returns the log_bytes record of tx, or the size of the
+// committed blocks the chain names when there is none (a store written
+// by an earlier version). Read it before the transaction changes the
+// chain.
+func storedLogBytes(tx *bolt.Tx) (uint64, error) {
+	v := tx.Bucket(bucketMeta).Get(keyLogBytes)
+	if v == nil {
+		return scanLogBytes(tx)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("log_bytes record has %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// scanLogBytes sums the encoded size of the committed blocks the chain
+// records name.
+func scanLogBytes(tx *bolt.Tx) (uint64, error) {
+	blocks := tx.Bucket(bucketBlocks)
+	var n uint64
+	cur := tx.Bucket(bucketChain).Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		e, err := decodeChainEntry(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return 0, err
+		}
+		n += uint64(len(blocks.Get(e.hash[:])))
+	}
+	return n, nil
+}
+
+// logBytes returns the encoded size of the committed blocks the store
+// holds, from the horizon to the root: the log_bytes record, written once
+// from a scan of the chain when the store has none yet.
+func (s *blockStore) logBytes() (uint64, error) {
+	var n uint64
+	var missing bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		missing = tx.Bucket(bucketMeta).Get(keyLogBytes) == nil
+		var err error
+		n, err = storedLogBytes(tx)
+		return err
+	})
+	if err != nil || !missing {
+		return n, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if n, err = scanLogBytes(tx); err != nil {
+			return err
+		}
+		return putLogBytes(tx, n)
+	})
+	return n, err
 }
 
 // saveSnapshot replaces the stored state machine snapshot.
@@ -461,10 +549,16 @@ func (s *blockStore) holding(idx, lo, hi uint64) (chainEntry, bool, error) {
 // prune deletes the chain records and the blocks of the committed heights
 // below `below`, never the last committed block (the root): the chain's
 // first record is the new horizon. It returns how many committed blocks it
-// deleted.
-func (s *blockStore) prune(below uint64) (int, error) {
+// deleted and their encoded size, which the stored log_bytes fell by.
+func (s *blockStore) prune(below uint64) (int, uint64, error) {
 	n := 0
+	var freed uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		n, freed = 0, 0
+		before, err := storedLogBytes(tx) // read before the chain changes
+		if err != nil {
+			return err
+		}
 		blocks, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketChain)
 		k, _ := chain.Cursor().Last()
 		if k == nil {
@@ -478,6 +572,7 @@ func (s *blockStore) prune(below uint64) (int, error) {
 			if err != nil {
 				return err
 			}
+			freed += uint64(len(blocks.Get(e.hash[:])))
 			if err := blocks.Delete(e.hash[:]); err != nil {
 				return err
 			}
@@ -489,9 +584,18 @@ func (s *blockStore) prune(below uint64) (int, error) {
 			}
 		}
 		n = len(heights)
-		return nil
+		if n == 0 {
+			return nil
+		}
+		if freed > before {
+			return fmt.Errorf("pruning %d bytes of blocks, but log_bytes records only %d", freed, before)
+		}
+		return putLogBytes(tx, before-freed)
 	})
-	return n, err
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, freed, nil
 }
 
 // rebase replaces the whole committed chain with one block, the anchor a
@@ -509,7 +613,8 @@ func (s *blockStore) rebase(b *types.Block, e chainEntry, qc types.QC, snap stor
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketBlocks).Put(e.hash[:], types.MarshalBlock(b)); err != nil {
+		v := types.MarshalBlock(b)
+		if err := tx.Bucket(bucketBlocks).Put(e.hash[:], v); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketChain).Put(heightKey(e.height), encodeChainEntry(e)); err != nil {
@@ -517,6 +622,9 @@ func (s *blockStore) rebase(b *types.Block, e chainEntry, qc types.QC, snap stor
 		}
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyRootQC, types.MarshalQC(qc)); err != nil {
+			return err
+		}
+		if err := putLogBytes(tx, uint64(len(v))); err != nil {
 			return err
 		}
 		return meta.Put(keySnapshot, encodeSnapshot(snap))

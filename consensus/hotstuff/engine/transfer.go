@@ -261,6 +261,12 @@ func (e *Engine) install(x *transfer, a *anchorInfo, agreed int) {
 	e.height, e.lastIndex = a.height, a.last
 	e.snapIndex, e.snapHeight = a.last, a.height
 	e.setHorizon(horizonOf(a.height)) // the store's chain begins at the anchor
+	logBytes, err := e.store.logBytes()
+	if err != nil {
+		e.loopErr = fmt.Errorf("state transfer: read the stored log size: %w", err)
+		return
+	}
+	e.setLogBytes(logBytes)
 	e.stats.transfers.Add(1)
 	e.log.Info("started from a transferred checkpoint", "checkpoint_index", x.index, "anchor_height", a.height,
 		"anchor_indexes", fmt.Sprintf("%d..%d", a.first, a.last), "members_agreeing", agreed, "log_index", e.lastIndex)

@@ -154,7 +154,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	b2 := mk(b1.Hash(), 2, 2)
 	fork := mk(b1.Hash(), 3, 2, "f")
 	b3 := mk(b2.Hash(), 4, 3, "c")
-	if err := s.save([]*types.Block{b1, b2, fork, b3}, nil, types.QC{}); err != nil {
+	if _, err := s.save([]*types.Block{b1, b2, fork, b3}, nil, types.QC{}); err != nil {
 		t.Fatal(err)
 	}
 	qc := types.QC{View: 2, Block: b2.Hash()}
@@ -162,7 +162,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		{block: b1, entry: chainEntry{height: 1, hash: b1.Hash(), first: 1, last: 2}},
 		{block: b2, entry: chainEntry{height: 2, hash: b2.Hash(), first: 3, last: 2}},
 	}
-	if err := s.save(nil, committed, qc); err != nil {
+	if _, err := s.save(nil, committed, qc); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.saveSnapshot(storedSnapshot{height: 1, index: 2, data: []byte("state")}); err != nil {
