@@ -33,6 +33,7 @@ var reloadable = map[string]bool{
 	"log.level":               true,
 
 	"disruptive_elections_per_hour": true,
+	"log_size_limit":                true,
 }
 
 // restartOnly lists the keys read once at start-up. A test checks that
@@ -58,7 +59,6 @@ var restartOnly = map[string]bool{
 	"quarantine_webhook_url":    true,
 	"bft_fault_threshold":       true,
 	"log_retention":             true,
-	"log_size_limit":            true,
 	"require_mtls":              true,
 	"require_signatures":        true,
 	"signature_algorithm":       true,

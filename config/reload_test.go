@@ -34,13 +34,13 @@ func TestReloadableKeys(t *testing.T) {
 	for _, k := range []string{"anomaly_threshold", "quarantine_threshold", "view_change_timeout", "vote_timeout",
 		"max_view_change_retries", "state_transfer_timeout", "checkpoint_interval", "log.level", "auto_deescalate_after", "disruptive_elections_per_hour",
 		"raft.heartbeat_timeout", "raft.election_timeout", "raft.snapshot_interval", "raft.snapshot_threshold",
-		"raft.trailing_logs"} {
+		"raft.trailing_logs", "log_size_limit"} {
 		if !Reloadable(k) {
 			t.Errorf("Reloadable(%q) = false, want true", k)
 		}
 	}
 	for _, k := range []string{"node_id", "data_dir", "api_addr", "peer_addr", "tls.cert_file", "consensus_mode",
-		"initial_members", "bootstrap_admin_keys", "limits.result_window", "limits.max_command_bytes", "log_retention", "log_size_limit", "no_such_key", ""} {
+		"initial_members", "bootstrap_admin_keys", "limits.result_window", "limits.max_command_bytes", "log_retention", "no_such_key", ""} {
 		if Reloadable(k) {
 			t.Errorf("Reloadable(%q) = true, want false", k)
 		}

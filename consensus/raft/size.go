@@ -45,6 +45,9 @@ const sizeRetryDelay = time.Second
 // use.
 func (e *Engine) SetLogLimits(l LogLimits) { e.limits.Store(&l) }
 
+// LogLimits returns the engine's log limits in effect.
+func (e *Engine) LogLimits() LogLimits { return *e.limits.Load() }
+
 // logLimits returns the limits in effect.
 func (e *Engine) logLimits() LogLimits { return *e.limits.Load() }
 

@@ -147,7 +147,7 @@ func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
 
 // raftLogLimits are log_size_limit and log_retention for a Raft engine:
 // past the limit it snapshots without waiting for a stable checkpoint.
-// Both keys are read at start-up only.
+// A reload of log_size_limit reaches the running engine (setLogLimits).
 func (n *Node) raftLogLimits() raftengine.LogLimits {
 	c := n.Effective()
 	return raftengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention}
@@ -176,6 +176,18 @@ func (n *Node) startRaft(rc raftengine.Config) (*raftengine.Engine, error) {
 func (n *Node) attachRaft(e *raftengine.Engine) {
 	if n.det != nil {
 		n.det.attach(cftQuarantine{e: e, self: n.cfg.NodeID, log: n.det.log})
+	}
+}
+
+// setLogLimits hands the running engine log_size_limit and log_retention
+// of c (a reload).
+func (n *Node) setLogLimits(c config.Config) {
+	if b := n.bftEng(); n.bftMode() && b != nil {
+		if n.ckpt != nil {
+			b.SetLogLimits(hsengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention})
+		}
+	} else if r := n.raftEng(); r != nil {
+		r.SetLogLimits(raftengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention})
 	}
 }
 

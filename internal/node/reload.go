@@ -117,6 +117,10 @@ func (n *Node) Reload(cfg config.Config) (applied, ignored []string, err error) 
 			}
 		})
 	}
+	if changed("log_size_limit") {
+		n.setLogLimits(next)
+		undo = append(undo, func() { n.setLogLimits(running) })
+	}
 	if n.det != nil && changed("anomaly_threshold", "quarantine_threshold") {
 		if err := n.det.setScore(ctx, scoreConfig(next)); err != nil {
 			return fail(err)

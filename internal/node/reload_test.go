@@ -25,17 +25,21 @@ func TestReloadCFT(t *testing.T) {
 	next.Raft.ElectionTimeout = 900 * time.Millisecond
 	next.Raft.TrailingLogs = 4321
 	next.AnomalyThreshold = 0.6
+	next.LogSizeLimit = 3 << 20
 	next.DataDir = t.TempDir()                // needs a restart
 	next.Raft.CommitTimeout = 3 * time.Second // fixed when Raft starts
 	applied, ignored, err := tn.n.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"anomaly_threshold", "raft.heartbeat_timeout", "raft.election_timeout", "raft.trailing_logs"}; !slices.Equal(applied, want) {
+	if want := []string{"anomaly_threshold", "log_size_limit", "raft.heartbeat_timeout", "raft.election_timeout", "raft.trailing_logs"}; !slices.Equal(applied, want) {
 		t.Errorf("applied = %v, want %v", applied, want)
 	}
 	if want := []string{"data_dir", "raft.commit_timeout"}; !slices.Equal(ignored, want) {
 		t.Errorf("ignored = %v, want %v", ignored, want)
+	}
+	if l := tn.n.raft.LogLimits(); l.SizeBytes != 3<<20 || l.Retention != tn.cfg.LogRetention {
+		t.Fatalf("running raft's log limits after Reload: %+v", l)
 	}
 	rc := tn.n.raft.Reloadable()
 	if rc.HeartbeatTimeout != 700*time.Millisecond || rc.ElectionTimeout != 900*time.Millisecond || rc.TrailingLogs != 4321 {

@@ -62,6 +62,14 @@ type LogLimits struct {
 // loop uses them from the next commit on. It is safe for concurrent use.
 func (e *Engine) SetLogLimits(l LogLimits) { e.limits.Store(&l) }
 
+// LogLimits returns the engine's log limits in effect (zero: none set).
+func (e *Engine) LogLimits() LogLimits {
+	if l := e.limits.Load(); l != nil {
+		return *l
+	}
+	return LogLimits{}
+}
+
 // Compact prunes the committed blocks that lie wholly below what must be
 // kept (see above) and returns the new horizon: the lowest committed
 // height still stored (0 when nothing was ever pruned). It runs on the
