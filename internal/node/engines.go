@@ -273,7 +273,7 @@ func (n *Node) escalate(ctx context.Context, reason string, ids []evidence.ID) {
 		}
 		suspect := st.LeaderID != "" && slices.Contains(accused, st.LeaderID)
 		if suspect {
-			n.sel.noteSuspects(rec.Epoch, accused)
+			n.sel.noteSuspects(rec.Epoch, st.LeaderID, accused, reason)
 		}
 		if rec.EndIndex != 0 {
 			return

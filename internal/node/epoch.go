@@ -214,7 +214,8 @@ type selector struct {
 	// suspects are the members the escalation's evidence accuses while
 	// one of them leads the Raft epoch; set, their votes do not count for
 	// the hand-over's fallback (handoff.go). Nil otherwise.
-	suspects []string
+	suspects    []string
+	blockReason string // why the epoch ends without its switch entry, with suspects
 
 	calm calmPool // calm statements of the current epoch (calm.go)
 }
@@ -244,6 +245,9 @@ func (n *Node) newSelector() (*selector, error) {
 		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1)}
 	n.fsm.gate = s
 	s.suspects = rec.Suspects
+	if rec.BlockedBy != "" && rec.Next != nil {
+		s.blockReason = rec.Next.Reason
+	}
 	if rec.EndIndex != 0 {
 		s.ended <- struct{}{}
 	}
@@ -484,8 +488,15 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		BaseIndex: cert.Statement.Index, Cert: cert, Since: time.Now().UTC()}
 	// The old engine may have applied the switch while this node followed
 	// the others' certificate: its record then has the reason.
-	if ended := s.record(); ended.Next != nil {
+	// A node that followed the others' certificate of a blocked switch
+	// knows why from its own decision.
+	s.mu.Lock()
+	ended, blocked := s.rec, s.blockReason
+	s.mu.Unlock()
+	if ended.Next != nil {
 		next.Reason, next.Escalated = ended.Next.Reason, ended.Next.Escalated
+	} else if blocked != "" {
+		next.Reason, next.Escalated = blocked, true
 	}
 	if err := n.saveEpochRecord(next); err != nil {
 		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
@@ -493,7 +504,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	s.mu.Lock()
 	s.rec = next
 	s.firstVote = time.Time{}
-	s.suspects = nil
+	s.suspects, s.blockReason = nil, ""
 	s.mu.Unlock()
 	// Keep the votes of the epoch that starts (a peer that missed the
 	// switch may still ask for them); drop older ones.
@@ -568,8 +579,14 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 		}
 	}
 	want := cert.Statement
+	// A fallback certificate of a blocked switch leaves the suspects out;
+	// a quorum certificate counts them (handoff.go).
+	uncounted := s.n.quarantinedMembers()
+	if cert.Form == checkpoint.FormFallback {
+		uncounted = s.uncounted(want.Epoch)
+	}
 	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.uncounted(want.Epoch), Info: smr.SnapshotInfo,
+		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: uncounted, Info: smr.SnapshotInfo,
 		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes, Certified: cert,
 		Want: func(c *checkpoint.Certificate) error {
 			if !c.Statement.Equal(want) {

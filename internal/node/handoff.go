@@ -55,7 +55,11 @@ import (
 // leader no acknowledged write is lost; otherwise only writes that only
 // the accused leader applied before it acknowledged them can be lost,
 // and the evidence names it. Assumption: the suspects are faulty (f+1
-// members signed the accusations, so a correct one did).
+// members signed the accusations, so a correct one did). A quorum
+// certificate still counts the suspects' votes: with a quorum, the
+// argument at checkpoint.Committee.FallbackThreshold needs no exclusion,
+// so it is verified against the quarantined members only, and a fallback
+// certificate against the quarantined members and the suspects.
 
 // certify returns the certificate of epoch that the votes held make under
 // this node's current quarantine: a quorum certificate, or with fallback
@@ -153,19 +157,38 @@ func (s *selector) uncounted(epoch uint64) []string {
 }
 
 // noteSuspects records that the escalation of the current epoch (epoch)
-// accuses the Raft leader, with the members its evidence names.
-func (s *selector) noteSuspects(epoch uint64, accused []string) {
+// for reason accuses the Raft leader, with the members its evidence
+// names.
+func (s *selector) noteSuspects(epoch uint64, leader string, accused []string, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rec.Epoch != epoch || len(accused) == 0 {
 		return
 	}
-	for _, id := range accused {
+	s.addSuspectsLocked(accused)
+	if s.blockReason == "" {
+		s.blockReason = blockedReason(leader, reason)
+	}
+}
+
+// addSuspectsLocked adds ids to the suspects. s.mu is held.
+func (s *selector) addSuspectsLocked(ids []string) {
+	for _, id := range ids {
 		if !slices.Contains(s.suspects, id) {
 			s.suspects = append(s.suspects, id)
 		}
 	}
 	slices.Sort(s.suspects)
+}
+
+// blockedReason is the reason an epoch ended without its switch entry
+// records.
+func blockedReason(leader, reason string) string {
+	why := "detector: switch entry blocked by the Raft leader " + leader + "; " + reason
+	if len(why) > smr.MaxSwitchReasonBytes {
+		why = why[:smr.MaxSwitchReasonBytes]
+	}
+	return why
 }
 
 // gateUnswitched ends the cft epoch at the index this node applied last
@@ -183,20 +206,13 @@ func (s *selector) gateUnswitched(epoch uint64, leader string, suspects []string
 		s.mu.Unlock()
 		return false
 	}
-	why := "detector: switch entry blocked by the Raft leader " + leader + "; " + reason
-	if len(why) > smr.MaxSwitchReasonBytes {
-		why = why[:smr.MaxSwitchReasonBytes]
-	}
+	why := blockedReason(leader, reason)
 	s.rec.EndIndex = idx
 	s.rec.Next = &nextEpochTo{Epoch: epoch + 1, Mode: smr.ModeBFT, Reason: why, Escalated: true}
 	s.rec.BlockedBy = leader
 	s.rec.Suspects = slices.Clone(suspects)
-	for _, id := range suspects {
-		if !slices.Contains(s.suspects, id) {
-			s.suspects = append(s.suspects, id)
-		}
-	}
-	slices.Sort(s.suspects)
+	s.addSuspectsLocked(suspects)
+	s.blockReason = why
 	rec := s.rec
 	s.mu.Unlock()
 	if err := s.n.saveEpochRecord(rec); err != nil {
