@@ -278,3 +278,80 @@ func (c *Collector) Forgotten() uint64 {
 	defer c.mu.Unlock()
 	return c.floor
 }
+
+// CertifyUnswitched returns the hand-over certificate of epoch when the
+// entry that should have ended the previous epoch was blocked (DESIGN
+// invariant 10: the suspect is the Raft leader and the switch entry did
+// not commit within view_change_timeout). Each member then signs the
+// state it last applied, so the votes name different indices:
+//   - a quorum certificate if a statement has a quorum of members that
+//     are not quarantined (exactly as Certify);
+//   - otherwise a fallback certificate for the statement at the highest
+//     index among those signed by Committee.FallbackThreshold(k) distinct
+//     members that are neither quarantined nor in suspects, k the number
+//     of members in either set;
+//   - otherwise nil.
+//
+// Votes of the suspects (the members the escalation's evidence accuses)
+// never count for the fallback, as if they were quarantined: the verifier
+// of such a certificate passes them with the quarantined members to
+// Certificate.Verify. A member signs one hand-over statement per epoch
+// (whether it applied the switch entry or stopped at its last applied
+// index), and a switched and an unswitched vote that name the same index
+// and state hash are the same statement and count together. Under the
+// assumptions at Committee.FallbackThreshold, with the suspects faulty,
+// two statements of one epoch never both reach the threshold at correct
+// nodes, so "the highest" decides only against members that sign more
+// than one state: a statement at a lower index never wins over a higher
+// one, and two different statements at the highest index (which the
+// threshold leaves no room for among members that sign one state per
+// index) would be refused with ErrAmbiguous. A single
+// member that is not a suspect cannot choose the genesis state: below
+// f+1 its vote certifies nothing, and a correct member signs only the
+// state it applied.
+func (c *Collector) CertifyUnswitched(epoch uint64, suspects []string) (*Certificate, error) {
+	if cert, err := c.Certify(KindHandoff, epoch, false); cert != nil || err != nil {
+		return cert, err
+	}
+	ex := c.com.quarantinedSet(suspects)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.quarantined {
+		ex[id] = true
+	}
+	need := c.com.FallbackThreshold(len(ex))
+	counted := func(t *tally) int {
+		n := 0
+		for id := range t.votes {
+			if !ex[id] {
+				n++
+			}
+		}
+		return n
+	}
+	var best, tie *tally
+	for _, t := range c.stmts {
+		if t.st.Kind != KindHandoff || t.st.Epoch != epoch || counted(t) < need {
+			continue
+		}
+		switch {
+		case best == nil || t.st.Index > best.st.Index:
+			best, tie = t, nil
+		case t.st.Index == best.st.Index:
+			tie = t
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	if tie != nil {
+		return nil, fmt.Errorf("checkpoint collector: %w: %s and %s at the highest index, the unswitched fallback needs %d", ErrAmbiguous, best.st, tie.st, need)
+	}
+	cert := &Certificate{Statement: best.st.clone(), Form: FormFallback}
+	for _, id := range slices.Sorted(maps.Keys(best.votes)) {
+		if !ex[id] {
+			cert.Sigs = append(cert.Sigs, Signature{Signer: id, Sig: slices.Clone(best.votes[id].Sig)})
+		}
+	}
+	return cert, nil
+}

@@ -12,3 +12,7 @@ func (e *Engine) misbehaveTransport(t raft.Transport) raft.Transport { return t 
 // misbehave starts the test-only behaviours that run beside Raft; a
 // correct build has none.
 func (e *Engine) misbehave() {}
+
+// dropsEpochSwitch is the hook of the test-only block-switch behaviour: a
+// correct build proposes every epoch switch it is asked to.
+func (e *Engine) dropsEpochSwitch() bool { return false }

@@ -18,3 +18,11 @@ func TestDefaultBuildHasNoByzantineTransport(t *testing.T) {
 		t.Fatalf("misbehaveTransport returned %T, want the transport itself", got)
 	}
 }
+
+// TestCorrectBuildProposesEverySwitch: a correct build never drops an
+// epoch switch.
+func TestCorrectBuildProposesEverySwitch(t *testing.T) {
+	if (&Engine{}).dropsEpochSwitch() {
+		t.Fatal("a correct build drops epoch switches")
+	}
+}

@@ -37,6 +37,12 @@ import (
 //     steps down on that peer's next AppendEntries reply. Each request is
 //     what the RPC inspector of every correct member reports as an
 //     election disruption.
+//   - block-switch: while this node leads, it never proposes an epoch
+//     switch entry (ProposeEpochSwitch waits for its context to end and
+//     appends nothing), so the escalation to bft that the detector asks
+//     for is never ordered by this Raft leader. Combined with
+//     omit-requests (TANDEM_BYZANTINE=omit-requests,block-switch) it is
+//     the accused leader that blocks the barrier of DESIGN invariant 10.
 
 // EnvByzantine selects the Byzantine behaviours of a byzantine build.
 const EnvByzantine = "TANDEM_BYZANTINE"
@@ -47,7 +53,17 @@ const EnvByzantineTarget = "TANDEM_BYZANTINE_TARGET"
 var (
 	byzEquivocate = ByzantineBehaviour("equivocate")
 	byzDisrupt    = ByzantineBehaviour("disrupt-elections")
+	byzBlock      = ByzantineBehaviour("block-switch")
 )
+
+// dropsEpochSwitch reports whether the block-switch behaviour drops the
+// epoch switch being proposed.
+func (e *Engine) dropsEpochSwitch() bool {
+	if byzBlock {
+		e.logger.Warn("byzantine: block-switch: the epoch switch entry is not proposed")
+	}
+	return byzBlock
+}
 
 // ByzantineBehaviour reports whether EnvByzantine selects the behaviour
 // name. Only a byzantine build has it: the node's own behaviours use it

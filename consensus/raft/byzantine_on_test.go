@@ -3,12 +3,15 @@
 package raftengine
 
 import (
+	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // TestEquivocatorKeepsPreVote: the equivocating wrapper offers Raft the
@@ -113,4 +116,20 @@ func TestDisruptedElectionsAreReported(t *testing.T) {
 	})
 	c.propose(3)
 	c.converged(c.leader())
+}
+
+// TestBlockSwitchAppendsNothing: with block-switch the leader's
+// ProposeEpochSwitch returns once its context ends, without touching Raft
+// (the engine here has none: reaching it would panic).
+func TestBlockSwitchAppendsNothing(t *testing.T) {
+	saved := byzBlock
+	byzBlock = true
+	defer func() { byzBlock = saved }()
+	e := &Engine{logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := e.ProposeEpochSwitch(ctx, &smr.EpochSwitch{Epoch: 2, Mode: smr.ModeBFT, Reason: "test"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("ProposeEpochSwitch with block-switch: %v, want context.Canceled", err)
+	}
 }

@@ -3,6 +3,7 @@ package raftengine
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -13,6 +14,12 @@ import (
 func (e *Engine) ProposeEpochSwitch(ctx context.Context, s *smr.EpochSwitch) (smr.Result, error) {
 	if s == nil {
 		return smr.Result{}, errors.New("raft engine: propose epoch switch: switch is nil")
+	}
+	if e.dropsEpochSwitch() {
+		// The byzantine build's block-switch: nothing is appended, and
+		// the caller learns nothing before it gives up.
+		<-ctx.Done()
+		return smr.Result{}, fmt.Errorf("raft engine: propose epoch switch: %w", ctx.Err())
 	}
 	return e.proposeEntry(ctx, func(t int64) smr.Entry { return smr.NewEpochSwitchEntry(t, *s) })
 }

@@ -19,6 +19,11 @@ type appliedFSM struct {
 
 	w watchers // envelopes a bft write waits for (bftreply.go)
 
+	// applyMu is held while an entry is applied or a state restored, so
+	// that the unswitched gate (handoff.go) closes at exactly the index
+	// applied last: no entry is half applied when it reads it.
+	applyMu sync.Mutex
+
 	// gate is auto mode's selector (epoch.go), nil in the other modes:
 	// once the entry that ends the epoch is applied, the engine of that
 	// epoch applies nothing more. Set before any engine starts.
@@ -51,6 +56,8 @@ func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
 // per envelope of a batch entry. It must be defined here: the embedded
 // state machine's would skip the epoch gate and the watchers.
 func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
 	data := p.Data()
 	if f.gate != nil {
 		if r, ended := f.gate.refuse(index); ended {
@@ -78,7 +85,9 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 
 // Restore is called by the engine when it installs a snapshot.
 func (f *appliedFSM) Restore(b []byte) error {
+	f.applyMu.Lock()
 	err := f.StateMachine.Restore(b)
+	f.applyMu.Unlock()
 	if err == nil && f.ckpt != nil {
 		f.ckpt.restored(f.AppliedIndex())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -14,6 +15,7 @@ import (
 	"github.com/tandem-consensus/tandem/consensus"
 	hsengine "github.com/tandem-consensus/tandem/consensus/hotstuff/engine"
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
+	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
 	"github.com/tandem-consensus/tandem/smr"
 )
@@ -281,21 +283,42 @@ func (n *Node) bootstrapEpoch(rec epochRecord) error {
 // proof, or f+1 signed accusations): while the cluster runs a Raft epoch,
 // whichever correct node leads proposes the switch to HotStuff. Every
 // correct node reaches the same decision, so the node that leads after a
-// quarantined leader lost its followers proposes it too. It gives up when
-// the epoch changes or ctx ends.
-func (n *Node) escalate(ctx context.Context, reason string) {
+// quarantined leader lost its followers proposes it too. If the Raft
+// leader is one of the members the decision's evidence (ids) accuses and
+// the switch entry is not applied within view_change_timeout of the
+// decision, the node ends the epoch without it (selector.gateUnswitched,
+// handoff.go). It gives up when the epoch changes or ctx ends.
+func (n *Node) escalate(ctx context.Context, reason string, ids []evidence.ID) {
 	if len(reason) > smr.MaxSwitchReasonBytes-len("detector: ") {
 		reason = reason[:smr.MaxSwitchReasonBytes-len("detector: ")]
 	}
+	decided := time.Now()
+	accused := n.accusedBy(ids)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	start := n.sel.record().Epoch
 	for {
 		rec := n.sel.record()
-		if rec.Epoch != start || rec.Mode != smr.ModeCFT || rec.EndIndex != 0 {
+		if rec.Epoch != start || rec.Mode != smr.ModeCFT {
 			return
 		}
-		if r := n.raftEng(); r != nil && r.Status().Role == "leader" {
+		var st consensus.Status
+		r := n.raftEng()
+		if r != nil {
+			st = r.Status()
+		}
+		suspect := st.LeaderID != "" && slices.Contains(accused, st.LeaderID)
+		if suspect {
+			n.sel.noteSuspects(rec.Epoch, st.LeaderID, accused, reason)
+		}
+		if rec.EndIndex != 0 {
+			return
+		}
+		if suspect && time.Since(decided) >= n.Effective().ViewChangeTimeout {
+			n.sel.gateUnswitched(rec.Epoch, st.LeaderID, accused, reason)
+			return
+		}
+		if st.Role == "leader" {
 			pctx, cancel := context.WithTimeout(ctx, n.cfg.ViewChangeTimeout+time.Second)
 			res, err := r.ProposeEpochSwitch(pctx, &smr.EpochSwitch{Epoch: rec.Epoch + 1, Mode: smr.ModeBFT, Reason: "detector: " + reason})
 			cancel()
@@ -314,4 +337,22 @@ func (n *Node) escalate(ctx context.Context, reason string) {
 		case <-t.C:
 		}
 	}
+}
+
+// accusedBy returns the sorted members that the evidence ids names as
+// offenders (evidence the detector no longer holds is skipped).
+func (n *Node) accusedBy(ids []evidence.ID) []string {
+	var out []string
+	for _, id := range ids {
+		e, err := n.det.evidenceByID(id)
+		if err != nil {
+			n.log.Warn("escalation evidence not found", "id", id.String(), "err", err)
+			continue
+		}
+		if o := string(e.Offender); !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

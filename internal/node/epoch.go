@@ -71,6 +71,14 @@ type epochRecord struct {
 	// applied (at that index); Next says what it switched to.
 	EndIndex uint64       `json:"end_index,omitempty"`
 	Next     *nextEpochTo `json:"next,omitempty"`
+	// BlockedBy is set when this node ended the epoch without the switch
+	// entry: the Raft leader that the escalation's evidence accuses did
+	// not order it within view_change_timeout, and EndIndex is the index
+	// this node had applied then (handoff.go). Suspects are the members
+	// that evidence accuses, whose hand-over votes do not count for the
+	// fallback.
+	BlockedBy string   `json:"blocked_by,omitempty"`
+	Suspects  []string `json:"suspects,omitempty"`
 }
 
 type nextEpochTo struct {
@@ -203,6 +211,11 @@ type selector struct {
 	rec       epochRecord
 	switching bool
 	firstVote time.Time // when the first vote for the next epoch arrived; zero before
+	// suspects are the members the escalation's evidence accuses while
+	// one of them leads the Raft epoch; set, their votes do not count for
+	// the hand-over's fallback (handoff.go). Nil otherwise.
+	suspects    []string
+	blockReason string // why the epoch ends without its switch entry, with suspects
 
 	calm calmPool // calm statements of the current epoch (calm.go)
 }
@@ -231,6 +244,10 @@ func (n *Node) newSelector() (*selector, error) {
 	s := &selector{n: n, members: ms, committee: com, store: st, rec: rec, collector: checkpoint.NewCollector(com),
 		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1)}
 	n.fsm.gate = s
+	s.suspects = rec.Suspects
+	if rec.BlockedBy != "" && rec.Next != nil {
+		s.blockReason = rec.Next.Reason
+	}
 	if rec.EndIndex != 0 {
 		s.ended <- struct{}{}
 	}
@@ -294,8 +311,8 @@ func (d *detector) setEpochMode(epoch uint64, mode string) {
 // and when the epoch ends (or its successor is certified by the others)
 // it carries out the hand-over and starts the next engine.
 func (s *selector) run(ctx context.Context) error {
-	s.n.det.setOnEscalate(func(reason string, _ []evidence.ID) {
-		go s.n.escalate(ctx, reason)
+	s.n.det.setOnEscalate(func(reason string, ids []evidence.ID) {
+		go s.n.escalate(ctx, reason, ids)
 	})
 	for {
 		ectx, cancel := context.WithCancel(ctx)
@@ -410,7 +427,13 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	t := time.NewTicker(handoffRetryEvery)
 	defer t.Stop()
 	fallbackAfter := s.fallbackTimeout()
-	announced := false
+	if rec.BlockedBy != "" {
+		// The blocked switch already cost view_change_timeout, and the
+		// members stopped at indices of their own: no quorum is waited
+		// for.
+		fallbackAfter = 0
+	}
+	announced := rec.BlockedBy != "" // the gate said why already
 	for cert == nil {
 		s.exchange(ctx, rec.Epoch+1, own)
 		late := own != nil && time.Since(start) >= fallbackAfter
@@ -465,8 +488,15 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 		BaseIndex: cert.Statement.Index, Cert: cert, Since: time.Now().UTC()}
 	// The old engine may have applied the switch while this node followed
 	// the others' certificate: its record then has the reason.
-	if ended := s.record(); ended.Next != nil {
+	// A node that followed the others' certificate of a blocked switch
+	// knows why from its own decision.
+	s.mu.Lock()
+	ended, blocked := s.rec, s.blockReason
+	s.mu.Unlock()
+	if ended.Next != nil {
 		next.Reason, next.Escalated = ended.Next.Reason, ended.Next.Escalated
+	} else if blocked != "" {
+		next.Reason, next.Escalated = blocked, true
 	}
 	if err := n.saveEpochRecord(next); err != nil {
 		return fmt.Errorf("record epoch %d: %w", next.Epoch, err)
@@ -474,6 +504,7 @@ func (s *selector) handOver(ctx context.Context, cert *checkpoint.Certificate) e
 	s.mu.Lock()
 	s.rec = next
 	s.firstVote = time.Time{}
+	s.suspects, s.blockReason = nil, ""
 	s.mu.Unlock()
 	// Keep the votes of the epoch that starts (a peer that missed the
 	// switch may still ask for them); drop older ones.
@@ -548,8 +579,14 @@ func (s *selector) fetch(ctx context.Context, cert *checkpoint.Certificate) ([]b
 		}
 	}
 	want := cert.Statement
+	// A fallback certificate of a blocked switch leaves the suspects out;
+	// a quorum certificate counts them (handoff.go).
+	uncounted := s.n.quarantinedMembers()
+	if cert.Form == checkpoint.FormFallback {
+		uncounted = s.uncounted(want.Epoch)
+	}
 	got, snap, rejected, err := checkpoint.Fetch(ctx, checkpoint.FetchConfig{
-		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: s.n.quarantinedMembers(), Info: smr.SnapshotInfo,
+		Peers: peers, Client: n.rpc, Committee: s.committee, Quarantined: uncounted, Info: smr.SnapshotInfo,
 		MinIndex: want.Index, Timeout: n.cfg.StateTransferTimeout, MaxBytes: maxStateBytes, Certified: cert,
 		Want: func(c *checkpoint.Certificate) error {
 			if !c.Statement.Equal(want) {
