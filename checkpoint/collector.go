@@ -128,10 +128,13 @@ func (c *Collector) holds(sl slot, v Vote) bool {
 
 // countedLocked is the number of t's signers that are not quarantined.
 // The caller holds c.mu.
-func (c *Collector) countedLocked(t *tally) int {
+func (c *Collector) countedLocked(t *tally) int { return counted(t, c.quarantined) }
+
+// counted is the number of t's signers not in ex.
+func counted(t *tally, ex map[string]bool) int {
 	n := 0
 	for id := range t.votes {
-		if !c.quarantined[id] {
+		if !ex[id] {
 			n++
 		}
 	}
@@ -141,9 +144,15 @@ func (c *Collector) countedLocked(t *tally) int {
 // certLocked builds a certificate of form for t from the votes of its
 // signers that are not quarantined. The caller holds c.mu.
 func (c *Collector) certLocked(t *tally, form Form) *Certificate {
+	return certFrom(t, form, c.quarantined)
+}
+
+// certFrom builds a certificate of form for t from the votes of its signers
+// not in ex.
+func certFrom(t *tally, form Form, ex map[string]bool) *Certificate {
 	cert := &Certificate{Statement: t.st.clone(), Form: form, Sigs: make([]Signature, 0, len(t.votes))}
 	for _, id := range slices.Sorted(maps.Keys(t.votes)) {
-		if !c.quarantined[id] {
+		if !ex[id] {
 			cert.Sigs = append(cert.Sigs, Signature{Signer: id, Sig: slices.Clone(t.votes[id].Sig)})
 		}
 	}
@@ -320,18 +329,9 @@ func (c *Collector) CertifyUnswitched(epoch uint64, suspects []string) (*Certifi
 		ex[id] = true
 	}
 	need := c.com.FallbackThreshold(len(ex))
-	counted := func(t *tally) int {
-		n := 0
-		for id := range t.votes {
-			if !ex[id] {
-				n++
-			}
-		}
-		return n
-	}
 	var best, tie *tally
 	for _, t := range c.stmts {
-		if t.st.Kind != KindHandoff || t.st.Epoch != epoch || counted(t) < need {
+		if t.st.Kind != KindHandoff || t.st.Epoch != epoch || counted(t, ex) < need {
 			continue
 		}
 		switch {
@@ -347,11 +347,5 @@ func (c *Collector) CertifyUnswitched(epoch uint64, suspects []string) (*Certifi
 	if tie != nil {
 		return nil, fmt.Errorf("checkpoint collector: %w: %s and %s at the highest index, the unswitched fallback needs %d", ErrAmbiguous, best.st, tie.st, need)
 	}
-	cert := &Certificate{Statement: best.st.clone(), Form: FormFallback}
-	for _, id := range slices.Sorted(maps.Keys(best.votes)) {
-		if !ex[id] {
-			cert.Sigs = append(cert.Sigs, Signature{Signer: id, Sig: slices.Clone(best.votes[id].Sig)})
-		}
-	}
-	return cert, nil
+	return certFrom(best, FormFallback, ex), nil
 }

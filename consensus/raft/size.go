@@ -48,15 +48,12 @@ func (e *Engine) SetLogLimits(l LogLimits) { e.limits.Store(&l) }
 // LogLimits returns the engine's log limits in effect.
 func (e *Engine) LogLimits() LogLimits { return *e.limits.Load() }
 
-// logLimits returns the limits in effect.
-func (e *Engine) logLimits() LogLimits { return *e.limits.Load() }
-
 // onApplied is the FSM's hook after each batch: bytes is the count since
 // the last snapshot. It runs on the FSM goroutine, so it only signals the
 // size goroutine, which cannot be waited for there (a snapshot needs the
 // FSM goroutine).
 func (e *Engine) onApplied(bytes uint64) {
-	lim := e.logLimits()
+	lim := e.LogLimits()
 	if lim.SizeBytes == 0 || bytes < lim.SizeBytes {
 		return
 	}
@@ -76,7 +73,7 @@ func (e *Engine) sizeSnapshots() {
 			return
 		case <-e.sizeCh:
 		}
-		lim := e.logLimits()
+		lim := e.LogLimits()
 		bytes, entries := e.fsm.bytes.Load(), e.fsm.entries.Load()
 		if lim.SizeBytes == 0 || bytes < lim.SizeBytes {
 			continue // a snapshot came first

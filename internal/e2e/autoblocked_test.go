@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/client"
 	"github.com/tandem-consensus/tandem/detector/evidence"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // ackLog records the writes acknowledged to a set of writers: key, log
@@ -52,27 +53,11 @@ func (l *ackLog) firstAfter(t time.Time) (ack, bool) {
 }
 
 // recordWriters starts one writer per client writing prefix<i>-<j> back
-// to back, each within timeout, and logs each acknowledgement; stop ends
-// them and waits.
-func recordWriters(ctx context.Context, log *ackLog, clients []*client.Client, prefix string, direct bool, timeout time.Duration) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i, cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; ctx.Err() == nil; j++ {
-				key := fmt.Sprintf("%s%d-%d", prefix, i, j)
-				wctx, wcancel := context.WithTimeout(ctx, timeout)
-				res, err := cl.SetConfig(wctx, key, "v")
-				wcancel()
-				if err == nil {
-					log.add(ack{key: key, index: res.Index, at: time.Now(), direct: direct})
-				}
-			}
-		}()
-	}
-	return func() { cancel(); wg.Wait() }
+// to back, each within timeout, and logs each acknowledgement.
+func recordWriters(ctx context.Context, log *ackLog, clients []*client.Client, prefix string, direct bool, timeout time.Duration) *bgWriters {
+	return startWritersAcked(ctx, clients, prefix, timeout, 0, func(key string, res smr.Result) {
+		log.add(ack{key: key, index: res.Index, at: time.Now(), direct: direct})
+	})
 }
 
 // TestAutoBlockedSwitchEscalates: four processes in consensus_mode auto,
@@ -104,26 +89,13 @@ func TestAutoBlockedSwitchEscalates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 
-	setup := c.newClient(c.admin, c.endpoint(byzantineNode))
-	direct := []*client.Client{c.allowWriter(ctx, setup, c.endpoint(byzantineNode)), c.allowWriter(ctx, setup, c.endpoint(byzantineNode))}
-	var forwarded []*client.Client
-	for _, id := range correct {
-		forwarded = append(forwarded, c.allowWriter(ctx, setup, c.endpoint(id)))
-	}
-	if c.waitLeader(nil, 30*time.Second) != byzantineNode {
-		if err := b.cl.TransferLeader(ctx, byzantineNode); err != nil {
-			t.Fatalf("transfer leadership to %s: %v", byzantineNode, err)
-		}
-	}
-	if got := c.waitLeader(nil, 30*time.Second); got != byzantineNode {
-		t.Fatalf("leader %s, want %s", got, byzantineNode)
-	}
+	direct, forwarded := omittingLeaderWriters(ctx, t, c, b)
 
 	acks := &ackLog{}
-	stopDirect := recordWriters(ctx, acks, direct, "direct-", true, 2*time.Second)
-	defer stopDirect()
-	stopForwarded := recordWriters(ctx, acks, forwarded, "forwarded-", false, 2*time.Second)
-	defer stopForwarded()
+	directLoad := recordWriters(ctx, acks, direct, "direct-", true, 2*time.Second)
+	defer directLoad.stop()
+	forwardedLoad := recordWriters(ctx, acks, forwarded, "forwarded-", false, 2*time.Second)
+	defer forwardedLoad.stop()
 
 	at := b.waitEscalated(t, "omission", nil, func() string {
 		return fmt.Sprintf("node4 dropped writes: %v; %d writes acknowledged", !watch.first().IsZero(), len(acks.all()))
@@ -136,7 +108,7 @@ func TestAutoBlockedSwitchEscalates(t *testing.T) {
 	}
 	// node4's direct clients stop; the forwarded writers go on into epoch
 	// 2, where the first of them to be acknowledged is the first bft commit.
-	stopDirect()
+	directLoad.stop()
 	c.waitEpoch(ctx, b.cl, correct, 2, "bft", 60*time.Second)
 	var first ack
 	deadline := time.Now().Add(30 * time.Second)
@@ -150,7 +122,7 @@ func TestAutoBlockedSwitchEscalates(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	stopForwarded()
+	forwardedLoad.stop()
 	t.Logf("blocked switch: %s from the first escalate verdict (%s, polled every 50 ms; per node %v) to the first write committed in bft (%s at index %d)",
 		first.at.Sub(decided).Round(time.Millisecond), decided.Format(time.RFC3339Nano), at, first.key, first.index)
 

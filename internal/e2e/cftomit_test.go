@@ -39,26 +39,7 @@ func TestCFTOmittingLeaderEscalates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
-	// Writers, each with a key of its own allowed to write config, set up
-	// through node4 (node4 may lead already, and then drops what correct
-	// nodes forward to it; as a follower it forwards like any node). Two
-	// write to node4 directly, one through each correct node.
-	setup := c.newClient(c.admin, c.endpoint(byzantineNode))
-	direct := []*client.Client{c.allowWriter(ctx, setup, c.endpoint(byzantineNode)), c.allowWriter(ctx, setup, c.endpoint(byzantineNode))}
-	var forwarded []*client.Client
-	for _, id := range correct {
-		forwarded = append(forwarded, c.allowWriter(ctx, setup, c.endpoint(id)))
-	}
-
-	// Make node4 lead.
-	if c.waitLeader(nil, 30*time.Second) != byzantineNode {
-		if err := b.cl.TransferLeader(ctx, byzantineNode); err != nil {
-			t.Fatalf("transfer leadership to %s: %v", byzantineNode, err)
-		}
-	}
-	if got := c.waitLeader(nil, 30*time.Second); got != byzantineNode {
-		t.Fatalf("leader %s, want %s", got, byzantineNode)
-	}
+	direct, forwarded := omittingLeaderWriters(ctx, t, c, b)
 
 	directLoad := startWriters(ctx, direct, "direct-", 2*time.Second, 0)
 	defer directLoad.stop()
@@ -89,4 +70,27 @@ func TestCFTOmittingLeaderEscalates(t *testing.T) {
 	for _, id := range correct {
 		b.requireEscalated(ctx, t, id, evidence.MetricSelectiveOmission)
 	}
+}
+
+// omittingLeaderWriters makes node4 the Raft leader and returns writers,
+// each with a key of its own allowed to write config, set up through
+// node4 (node4 may lead already, and then drops what correct nodes
+// forward to it; as a follower it forwards like any node): two that write
+// to node4 directly, and one through each correct node.
+func omittingLeaderWriters(ctx context.Context, t *testing.T, c *cluster, b *byzantineRun) (direct, forwarded []*client.Client) {
+	t.Helper()
+	setup := c.newClient(c.admin, c.endpoint(byzantineNode))
+	direct = []*client.Client{c.allowWriter(ctx, setup, c.endpoint(byzantineNode)), c.allowWriter(ctx, setup, c.endpoint(byzantineNode))}
+	for _, id := range b.correct {
+		forwarded = append(forwarded, c.allowWriter(ctx, setup, c.endpoint(id)))
+	}
+	if c.waitLeader(nil, 30*time.Second) != byzantineNode {
+		if err := b.cl.TransferLeader(ctx, byzantineNode); err != nil {
+			t.Fatalf("transfer leadership to %s: %v", byzantineNode, err)
+		}
+	}
+	if got := c.waitLeader(nil, 30*time.Second); got != byzantineNode {
+		t.Fatalf("leader %s, want %s", got, byzantineNode)
+	}
+	return direct, forwarded
 }

@@ -71,6 +71,12 @@ type bgWriters struct {
 // prefix<i>-<j>, each write within timeout, pausing pause after each.
 // Failures after stop are not counted.
 func startWriters(ctx context.Context, clients []*client.Client, prefix string, timeout, pause time.Duration) *bgWriters {
+	return startWritersAcked(ctx, clients, prefix, timeout, pause, nil)
+}
+
+// startWritersAcked is startWriters that also hands each acknowledged
+// write, its key and result, to onAck (nil: nothing).
+func startWritersAcked(ctx context.Context, clients []*client.Client, prefix string, timeout, pause time.Duration, onAck func(key string, res smr.Result)) *bgWriters {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &bgWriters{cancel: cancel}
 	for i, cl := range clients {
@@ -78,12 +84,16 @@ func startWriters(ctx context.Context, clients []*client.Client, prefix string, 
 		go func() {
 			defer w.wg.Done()
 			for j := 0; ctx.Err() == nil; j++ {
+				key := fmt.Sprintf("%s%d-%d", prefix, i, j)
 				wctx, wcancel := context.WithTimeout(ctx, timeout)
-				_, err := cl.SetConfig(wctx, fmt.Sprintf("%s%d-%d", prefix, i, j), "v")
+				res, err := cl.SetConfig(wctx, key, "v")
 				wcancel()
 				if err == nil {
 					w.ok.Add(1)
 					w.lastOK.Store(time.Now().UnixNano())
+					if onAck != nil {
+						onAck(key, res)
+					}
 				} else if ctx.Err() == nil {
 					w.failed.Add(1)
 					w.lastErr.Store(err.Error())

@@ -22,6 +22,7 @@ type appliedFSM struct {
 	// applyMu is held while an entry is applied or a state restored, so
 	// that the unswitched gate (handoff.go) closes at exactly the index
 	// applied last: no entry is half applied when it reads it.
+	// Only auto mode has a gate, so only there is it taken.
 	applyMu sync.Mutex
 
 	// gate is auto mode's selector (epoch.go), nil in the other modes:
@@ -56,8 +57,7 @@ func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
 // per envelope of a batch entry. It must be defined here: the embedded
 // state machine's would skip the epoch gate and the watchers.
 func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
-	f.applyMu.Lock()
-	defer f.applyMu.Unlock()
+	defer f.holdApply()()
 	data := p.Data()
 	if f.gate != nil {
 		if r, ended := f.gate.refuse(index); ended {
@@ -83,11 +83,21 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 	return res
 }
 
+// holdApply takes applyMu when there is a gate (auto mode) and returns
+// its release; without a gate nothing needs it.
+func (f *appliedFSM) holdApply() (release func()) {
+	if f.gate == nil {
+		return func() {}
+	}
+	f.applyMu.Lock()
+	return f.applyMu.Unlock
+}
+
 // Restore is called by the engine when it installs a snapshot.
 func (f *appliedFSM) Restore(b []byte) error {
-	f.applyMu.Lock()
+	release := f.holdApply()
 	err := f.StateMachine.Restore(b)
-	f.applyMu.Unlock()
+	release()
 	if err == nil && f.ckpt != nil {
 		f.ckpt.restored(f.AppliedIndex())
 	}

@@ -116,7 +116,7 @@ func (n *Node) cftRaftConfig() raftengine.Config {
 		Stream:    n.mux.RaftLayer(),
 		FSM:       n.fsm,
 		Raft:      n.Effective().Raft,
-		LogLimits: n.raftLogLimits(),
+		LogLimits: raftLogLimits(n.Effective()),
 		Logger:    n.log,
 	}
 	// The leader signs what it proposes; with every member's key (a
@@ -138,7 +138,7 @@ func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
 		FSM:       n.fsm,
 		IndexBase: rec.BaseIndex,
 		Raft:      n.Effective().Raft,
-		LogLimits: n.raftLogLimits(),
+		LogLimits: raftLogLimits(n.Effective()),
 		Logger:    n.log.With("epoch", rec.Epoch),
 		Signer:    n.signKey,
 		Epoch:     rec.Epoch,
@@ -147,19 +147,17 @@ func (n *Node) epochRaftConfig(rec epochRecord) raftengine.Config {
 	return rc
 }
 
-// raftLogLimits are log_size_limit and log_retention for a Raft engine:
-// past the limit it snapshots without waiting for a stable checkpoint.
-// A reload of log_size_limit reaches the running engine (setLogLimits).
-func (n *Node) raftLogLimits() raftengine.LogLimits {
-	c := n.Effective()
+// raftLogLimits are log_size_limit and log_retention of c for a Raft
+// engine: past the limit it snapshots without waiting for a stable
+// checkpoint.
+func raftLogLimits(c config.Config) raftengine.LogLimits {
 	return raftengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention}
 }
 
-// hotstuffLogLimits are log_size_limit and log_retention for a HotStuff
-// engine: past the limit it prunes committed blocks without waiting for a
-// stable checkpoint.
-func (n *Node) hotstuffLogLimits() hsengine.LogLimits {
-	c := n.Effective()
+// hotstuffLogLimits are log_size_limit and log_retention of c for a
+// HotStuff engine: past the limit it prunes committed blocks without
+// waiting for a stable checkpoint.
+func hotstuffLogLimits(c config.Config) hsengine.LogLimits {
 	return hsengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention}
 }
 
@@ -185,22 +183,28 @@ func (n *Node) attachRaft(e *raftengine.Engine) {
 // of c (a reload).
 func (n *Node) setLogLimits(c config.Config) {
 	if b := n.bftEng(); n.bftMode() && b != nil {
-		if n.ckpt != nil {
-			b.SetLogLimits(hsengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention})
-		}
+		n.setHotstuffLogLimits(b, c)
 	} else if r := n.raftEng(); r != nil {
-		r.SetLogLimits(raftengine.LogLimits{SizeBytes: c.LogSizeLimit, Retention: c.LogRetention})
+		r.SetLogLimits(raftLogLimits(c))
+	}
+}
+
+// setHotstuffLogLimits hands b its log limits, only with periodic
+// checkpoints: a replica that falls behind its peers' pruned horizon
+// needs one to start from.
+func (n *Node) setHotstuffLogLimits(b *hsengine.Engine, c config.Config) {
+	if n.ckpt != nil {
+		b.SetLogLimits(hotstuffLogLimits(c))
 	}
 }
 
 // swapEngine makes the HotStuff engine b or (b nil) the Raft engine r the
 // running engine, and its metrics the registered ones. A HotStuff engine
 // gets its log limits here (the Raft engine's come with its
-// configuration), and only with periodic checkpoints: a replica that
-// falls behind its peers' pruned horizon needs one to start from.
+// configuration).
 func (n *Node) swapEngine(b *hsengine.Engine, r *raftengine.Engine) {
-	if b != nil && n.ckpt != nil {
-		b.SetLogLimits(n.hotstuffLogLimits())
+	if b != nil {
+		n.setHotstuffLogLimits(b, n.Effective())
 	}
 	n.engMu.Lock()
 	if b != nil {

@@ -149,7 +149,7 @@ func (e *Engine) compact(keepFrom uint64) (uint64, error) {
 // checkLogSize prunes the committed chain when the stored blocks reached
 // the log size limit (see above). It runs on the loop after a commit.
 func (e *Engine) checkLogSize() error {
-	lim := *e.limits.Load()
+	lim := e.LogLimits()
 	if lim.SizeBytes == 0 || e.logBytes < lim.SizeBytes {
 		e.sizeFloor, e.sizeWarned = 0, false
 		return nil
