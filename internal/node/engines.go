@@ -288,10 +288,10 @@ func (n *Node) bootstrapEpoch(rec epochRecord) error {
 // whichever correct node leads proposes the switch to HotStuff. Every
 // correct node reaches the same decision, so the node that leads after a
 // quarantined leader lost its followers proposes it too. If the Raft
-// leader is one of the members the decision's evidence (ids) accuses and
-// the switch entry is not applied within view_change_timeout of the
-// decision, the node ends the epoch without it (selector.gateUnswitched,
-// handoff.go). It gives up when the epoch changes or ctx ends.
+// leader is one of the members the decision's evidence (ids) accuses, is
+// not quarantined (a quarantined one loses its followers), and the switch
+// entry is not applied within view_change_timeout of the decision, the
+// node ends the epoch without it (selector.gateUnswitched, handoff.go). It gives up when the epoch changes or ctx ends.
 func (n *Node) escalate(ctx context.Context, reason string, ids []evidence.ID) {
 	if len(reason) > smr.MaxSwitchReasonBytes-len("detector: ") {
 		reason = reason[:smr.MaxSwitchReasonBytes-len("detector: ")]
@@ -318,7 +318,11 @@ func (n *Node) escalate(ctx context.Context, reason string, ids []evidence.ID) {
 		if rec.EndIndex != 0 {
 			return
 		}
-		if suspect && time.Since(decided) >= n.Effective().ViewChangeTimeout {
+		// A quarantined leader is not waited out: the correct members
+		// refuse its RPCs, elect one of them, and that leader orders the
+		// switch. Gating then would stop members at indices of their own
+		// while others apply the switch entry, and no f+1 might match.
+		if suspect && !slices.Contains(n.quarantinedMembers(), st.LeaderID) && time.Since(decided) >= n.Effective().ViewChangeTimeout {
 			n.sel.gateUnswitched(rec.Epoch, st.LeaderID, accused, reason)
 			return
 		}

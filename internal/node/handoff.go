@@ -23,7 +23,9 @@ import (
 //
 // When the switch entry is blocked (the rest of DESIGN invariant 10): the
 // detector's decision asks for bft, the members its evidence accuses (the
-// suspects) include the Raft leader, and the switch entry is not applied
+// suspects) include the Raft leader, that leader is not quarantined (a
+// quarantined leader's RPCs are refused, so the correct members elect
+// another, which orders the switch), and the switch entry is not applied
 // within view_change_timeout of the decision. The node then closes the
 // gate at the index it applied last (gateUnswitched: the entries ordered
 // after it are refused exactly as after a switch entry), records that
