@@ -286,9 +286,12 @@ func TestSnapshotInstallCatchUp(t *testing.T) {
 
 	c.start(idx)
 	c.converged(c.leader())
-	if st := f.e.Status(); st.LastSnapshotIndex <= lastSeen {
-		t.Errorf("restarted node's last snapshot index = %d, want > %d (installed from the leader)", st.LastSnapshotIndex, lastSeen)
-	}
+	// hashicorp/raft restores the state machine before it records the
+	// installed snapshot's index, so the state can converge a moment
+	// before the index shows.
+	waitFor(t, "the restarted node to record a snapshot installed from the leader (above the index it had)", func() bool {
+		return f.e.Status().LastSnapshotIndex > lastSeen
+	})
 	c.propose(1)
 	c.converged(c.leader())
 }

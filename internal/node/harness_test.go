@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"sync"
@@ -26,11 +27,18 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // portPicker hands out loopback ports that were free when picked and that
-// it has not handed out before.
+// it has not handed out before. It picks below the kernel's ephemeral
+// range (32768 and up by default on Linux): a port handed out there is
+// not taken by another process's outgoing connection or ":0" listener
+// between the pick and the node's bind, as a port from ":0" can be when
+// other test packages run at the same time.
 type portPicker struct {
 	mu   sync.Mutex
 	used map[int]bool
 }
+
+// Ports picked are in [pickLow, pickHigh).
+const pickLow, pickHigh = 20000, 32000
 
 // pick returns a port free for TCP on 127.0.0.1 and, if udp, for UDP too
 // (memberlist binds both on the gossip port).
@@ -41,14 +49,17 @@ func (p *portPicker) pick(t *testing.T, udp bool) int {
 	if p.used == nil {
 		p.used = map[int]bool{}
 	}
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a port: %v", err)
+	for range 200 {
+		port := pickLow + rand.IntN(pickHigh-pickLow)
+		if p.used[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		ok := !p.used[port]
-		if ok && udp {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ok := true
+		if udp {
 			pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 			if err != nil {
 				ok = false
@@ -62,7 +73,7 @@ func (p *portPicker) pick(t *testing.T, udp bool) int {
 			return port
 		}
 	}
-	t.Fatal("no free loopback port found in 50 attempts")
+	t.Fatal("no free loopback port found in 200 attempts")
 	return 0
 }
 
