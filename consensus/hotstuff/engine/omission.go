@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Selective omission (Config.OnOmission): a command handed over on this
@@ -70,6 +71,11 @@ const omissionGraceFactor = 10
 // recentVotes is how many views of own votes per peer the tracker keeps.
 const recentVotes = 16
 
+// probeHoldDivisor: a probe is held at most ViewChangeTimeout /
+// probeHoldDivisor, and taken only when this replica voted in as many
+// views as there are members within that time.
+const probeHoldDivisor = 4
+
 // omitLeg is one forward of a command to one leader.
 type omitLeg struct {
 	// floor is the highest view of this replica's votes sent to the leader
@@ -113,10 +119,27 @@ type omissionTracker struct {
 	// latest), so the last is the highest.
 	votes map[types.NodeID][]types.View
 	cands []omitCandidate
+
+	// The probe (see "Probes" above).
+	probe     *omitProbe
+	maxHold   time.Duration // the longest a probe is held, and the pace it needs
+	lastVoted types.View    // the highest view of an own vote
+	voteTimes []time.Time   // when the last recentVotes own votes of new views went out
+	nextProbe int           // the rotation position of the next probe's target
 }
 
-func newOmissionTracker(self types.NodeID, maxBatch int, grace time.Duration) *omissionTracker {
-	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace,
+// omitProbe is a command handed over here and held back as a probe.
+type omitProbe struct {
+	cmd    []byte
+	key    types.Hash
+	client string // the client key of its envelope
+	target types.NodeID
+	turn   types.View // the view target leads, the first it can order cmd in
+	at     time.Time  // when it was held
+}
+
+func newOmissionTracker(self types.NodeID, maxBatch int, grace, maxHold time.Duration) *omissionTracker {
+	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace, maxHold: maxHold,
 		cmds: map[types.Hash]*omitCmd{}, votes: map[types.NodeID][]types.View{}}
 }
 
@@ -158,6 +181,81 @@ func (t *omissionTracker) voted(to types.NodeID, v types.View) {
 		vs = slices.Delete(vs, 0, len(vs)-recentVotes)
 	}
 	t.votes[to] = vs
+}
+
+// ownVote records that an own vote of view v went out at now (once per
+// vote, whatever it was sent to).
+func (t *omissionTracker) ownVote(v types.View, now time.Time) {
+	if v <= t.lastVoted {
+		return
+	}
+	t.lastVoted = v
+	t.voteTimes = append(t.voteTimes, now)
+	if len(t.voteTimes) > recentVotes {
+		t.voteTimes = slices.Delete(t.voteTimes, 0, len(t.voteTimes)-recentVotes)
+	}
+}
+
+// fast reports whether this replica voted in n views within maxHold
+// before now: the views go on fast enough for a probe to be held without
+// delaying it by more than a few views.
+func (t *omissionTracker) fast(now time.Time, n int) bool {
+	if n <= 0 || len(t.voteTimes) < n {
+		return false
+	}
+	return now.Sub(t.voteTimes[len(t.voteTimes)-n]) <= t.maxHold
+}
+
+// probeTarget picks the target of a probe taken in view now: the next
+// peer in the rotation (peers, sorted, without this replica) that leads a
+// view turn no later than 2·len(peers)+1 views on, with turn−1 above the
+// highest view this replica voted in (the vote for turn−1 goes to the
+// target after the probe). leader is the leader rotation.
+func (t *omissionTracker) probeTarget(peers []types.NodeID, now types.View, leader func(types.View) types.NodeID) (types.NodeID, types.View, bool) {
+	first := max(now+1, t.lastVoted+2)
+	for i := range peers {
+		id := peers[(t.nextProbe+i)%len(peers)]
+		for w := first; w <= now+types.View(2*len(peers)+1); w++ {
+			if leader(w) == id {
+				t.nextProbe = (t.nextProbe + i + 1) % len(peers)
+				return id, w, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// takeProbe holds cmd, of command key key and client client, handed over
+// at now in view, as the probe when none is held, the views go on fast
+// (fast, with the members: peers and this replica) and a target leads a
+// view soon enough (probeTarget); it returns the target, to which the
+// caller forwards cmd alone.
+func (t *omissionTracker) takeProbe(cmd []byte, key types.Hash, client string, now time.Time, view types.View,
+	peers []types.NodeID, leader func(types.View) types.NodeID) (types.NodeID, bool) {
+	if t.probe != nil || !t.fast(now, len(peers)+1) {
+		return "", false
+	}
+	target, turn, ok := t.probeTarget(peers, view, leader)
+	if !ok {
+		return "", false
+	}
+	t.probe = &omitProbe{cmd: cmd, key: key, client: client, target: target, turn: turn, at: now}
+	return target, true
+}
+
+// release returns the held probe and forgets it.
+func (t *omissionTracker) release() *omitProbe {
+	p := t.probe
+	t.probe = nil
+	return p
+}
+
+// probeDue reports whether the held probe is to be released at now, in
+// view: the vote for the view before its target's turn went to the
+// target, this replica is past that turn, or it was held maxHold.
+func (t *omissionTracker) probeDue(now time.Time, view types.View) bool {
+	p := t.probe
+	return p != nil && (t.voteTo(p.target) >= p.turn-1 || view >= p.turn || now.Sub(p.at) > t.maxHold)
 }
 
 // proposal records a proposal the core accepted from from (or this
@@ -287,6 +385,7 @@ func (e *Engine) noteOwnVote(m core.Outbound) {
 	if e.omit == nil || !ok || v.Voter != e.cfg.ID {
 		return
 	}
+	e.omit.ownVote(v.View, e.cfg.Clock())
 	if m.To != "" {
 		e.omit.voted(m.To, v.View)
 		return
@@ -331,5 +430,97 @@ func omissionTrackerFor(cfg Config) *omissionTracker {
 	if cfg.OnOmission == nil {
 		return nil
 	}
-	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout)
+	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout, cfg.ViewChangeTimeout/probeHoldDivisor)
+}
+
+// holdProbe takes cmd, a command handed over here, as the probe when the
+// tracker takes it (takeProbe), cmd is a client command entry not in
+// flight yet and the core's queue is at most half full: it forwards cmd
+// to the probe's target alone and keeps it from the core until
+// releaseProbe. A command of the held probe's client releases the probe
+// first, so that a client's commands reach the core in the order they
+// came. It reports whether it took cmd.
+func (e *Engine) holdProbe(cmd []byte) bool {
+	t := e.omit
+	if t == nil {
+		return false
+	}
+	client, ok := commandClient(cmd)
+	if t.probe != nil {
+		if ok && client == t.probe.client {
+			e.releaseProbe(t.release())
+		}
+		return false
+	}
+	if !ok || len(e.inflight) >= maxInflight {
+		return false
+	}
+	h := commandKey(cmd)
+	if _, ok := e.inflight[h]; ok {
+		return false
+	}
+	if st := e.core.Status(); 2*(st.Pending+1) > e.coreCfg.MaxPending {
+		return false
+	}
+	target, ok := t.takeProbe(cmd, h, client, e.cfg.Clock(), e.core.View(), e.otherMembers(), e.core.Leader)
+	if !ok {
+		return false
+	}
+	e.inflight[h] = &inflightCmd{cmd: cmd, sent: e.ticks, born: e.ticks}
+	e.noteForwarded([][]byte{cmd}, []types.Hash{h}, []types.NodeID{target})
+	for _, f := range e.commandFrames([][]byte{cmd}) {
+		e.net.send(target, f)
+	}
+	return true
+}
+
+// stepProbe releases the held probe when it is due (probeDue).
+func (e *Engine) stepProbe() {
+	if e.omit != nil && e.omit.probeDue(e.cfg.Clock(), e.core.View()) {
+		e.releaseProbe(e.omit.release())
+	}
+}
+
+// releaseProbe hands p, the probe just released, to the core and forwards
+// it like any command handed over here (to the leaders now, to every peer
+// lazily).
+func (e *Engine) releaseProbe(p *omitProbe) {
+	if err := e.core.Propose(p.cmd); err != nil {
+		delete(e.inflight, p.key)
+		e.log.Warn("a held command could not be queued", "err", err)
+		return
+	}
+	if c, ok := e.inflight[p.key]; ok {
+		c.born = e.ticks
+	} else if len(e.inflight) < maxInflight {
+		e.inflight[p.key] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
+	}
+	e.lazy = append(e.lazy, p.key)
+	e.outCmds = append(e.outCmds, p.cmd)
+	e.outKeys = append(e.outKeys, p.key)
+}
+
+// otherMembers returns the members but this replica, sorted.
+func (e *Engine) otherMembers() []types.NodeID {
+	peers := make([]types.NodeID, 0, len(e.addrs))
+	for id := range e.addrs {
+		if id != e.cfg.ID {
+			peers = append(peers, id)
+		}
+	}
+	slices.Sort(peers)
+	return peers
+}
+
+// commandClient returns the client key of cmd when it is a client
+// command entry.
+func commandClient(cmd []byte) (string, bool) {
+	if isReadMarker(cmd) {
+		return "", false
+	}
+	var ent smr.Entry
+	if ent.UnmarshalBinary(cmd) != nil || ent.Kind != smr.EntryCommand {
+		return "", false
+	}
+	return string(ent.Env.Client), true
 }

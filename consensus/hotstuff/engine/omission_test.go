@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // omitScenario drives one omissionTracker of replica n1 through a command
@@ -53,7 +56,7 @@ func omitPropose(tr *omissionTracker, from types.NodeID, p *types.Proposal, drop
 
 func runOmitScenario(sc omitScenario) string {
 	t0 := time.Unix(1000, 0)
-	tr := newOmissionTracker("n1", 4, time.Second)
+	tr := newOmissionTracker("n1", 4, time.Second, time.Second)
 	if sc.maxBytes != 0 {
 		tr.maxBytes = sc.maxBytes
 	}
@@ -175,7 +178,7 @@ func TestOmissionWaitsForParent(t *testing.T) {
 		{"after the grace", time.Second + time.Millisecond, "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := newOmissionTracker("n1", 4, time.Second)
+			tr := newOmissionTracker("n1", 4, time.Second, time.Second)
 			tr.sent(key, len(omitCmdBytes), []types.NodeID{"n4"}, 0)
 			tr.voted("n4", 6)
 			omitPropose(tr, "n4", omitProposal(7, 6, "n4", []types.NodeID{"n1", "n2", "n4"}), 0, t0)
@@ -199,7 +202,7 @@ func TestOmissionWaitsForParent(t *testing.T) {
 // is reported once per forward, and counted per command.
 func TestOmissionOncePerForward(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	tr := newOmissionTracker("n1", 4, time.Second)
+	tr := newOmissionTracker("n1", 4, time.Second, time.Second)
 	a, b := []byte("a"), []byte("b")
 	keys := map[types.Hash]bool{types.CommandHash(a): true, types.CommandHash(b): true}
 	inflight := func(k types.Hash) bool { return keys[k] }
@@ -224,5 +227,193 @@ func TestOmissionOncePerForward(t *testing.T) {
 	tr.sweep(t0, 9, inflight)
 	if len(tr.cmds) != 0 || len(tr.cands) != 0 {
 		t.Fatalf("%d commands and %d candidates kept after commit", len(tr.cmds), len(tr.cands))
+	}
+}
+
+// TestCommandClient: probes (and omit-requests) take client command
+// entries only, not read markers or anything that does not decode, and
+// know their client.
+func TestCommandClient(t *testing.T) {
+	_, client, _ := ed25519.GenerateKey(nil)
+	env := smr.Envelope{Client: client.Public().(ed25519.PublicKey), Seq: 1, Command: []byte("cmd")}
+	env.Sig = ed25519.Sign(client, env.SignBytes())
+	ent := smr.NewCommandEntry(time.Now().UnixNano(), env)
+	cmd, err := ent.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := commandClient(cmd); !ok || c != string(env.Client) {
+		t.Fatalf("a client command entry gives client %x, %v", c, ok)
+	}
+	for _, other := range [][]byte{newReadMarker("n1", 7), []byte("junk"), nil} {
+		if _, ok := commandClient(other); ok {
+			t.Fatalf("%x taken for a client command", other)
+		}
+	}
+}
+
+// omitModel is a deterministic model of four replicas n1..n4 (n4 leads
+// the views ≡ 3 mod 4) as n1's omission tracker sees them: every view's
+// leader proposes, n1 receives the proposal and votes (to the next
+// leader), blocks commit two views after their own, and n1 hands a new
+// client command over once every four views, right after one of its
+// votes: the phase a client that writes again as soon as its previous
+// write committed keeps. n1 routes each command as the engine does: to
+// the leaders of the view it is in and the next, and into its own queue;
+// or, as a probe (takeProbe), to the probe's target alone until the vote
+// for the view before the target's turn went out (probeDue).
+type omitModel struct {
+	probes  bool
+	omitter bool // n4 leaves the commands forwarded to it out of its blocks
+	full    bool // n4's blocks are full of commands of its own clients
+	phase   int  // n1 hands over a command in the views ≡ phase mod 4
+	// withN1 reports whether n1's vote is in the QC of view v (default:
+	// always).
+	withN1 func(v types.View) bool
+}
+
+// run runs views 1..views and returns the views at which n1 reported n4
+// and the view of n1's first command.
+func (m omitModel) run(views int) (reports []types.View, first types.View) {
+	ids := []types.NodeID{"n1", "n2", "n3", "n4"}
+	leader := func(v types.View) types.NodeID { return ids[int(v)%len(ids)] }
+	hold := time.Duration(0)
+	if m.probes {
+		hold = time.Second
+	}
+	const maxBatch = 4
+	tr := newOmissionTracker("n1", maxBatch, time.Hour, hold)
+	t0 := time.Unix(1000, 0)
+	queues := map[types.NodeID][][]byte{}
+	inBlock := map[types.Hash]types.View{}
+	committed := types.View(0)
+	inflight := func(k types.Hash) bool { v, ok := inBlock[k]; return !ok || v > committed }
+	// queue forwards cmd to the leaders of view and the next (and to n1's
+	// own queue), as forwardToLeaders does.
+	queue := func(cmd []byte, view types.View) {
+		k := types.CommandHash(cmd)
+		queues["n1"] = append(queues["n1"], cmd)
+		var to []types.NodeID
+		for _, id := range []types.NodeID{leader(view), leader(view + 1)} {
+			if id != "n1" && !slices.Contains(to, id) {
+				to = append(to, id)
+				queues[id] = append(queues[id], cmd)
+			}
+		}
+		tr.sent(k, len(cmd), to, 0)
+	}
+	step := func(v types.View, now time.Time) {
+		if tr.probeDue(now, v) {
+			queue(tr.release().cmd, v)
+		}
+	}
+	n := 0
+	for v := types.View(1); v <= types.View(views); v++ {
+		now := t0.Add(time.Duration(v) * 10 * time.Millisecond)
+		step(v, now)
+		l := leader(v)
+		var payload [][]byte
+		switch {
+		case l == "n4" && m.full:
+			for j := range maxBatch {
+				payload = append(payload, fmt.Appendf(nil, "n4's client %d/%d", v, j))
+			}
+		case l == "n4" && m.omitter:
+		default:
+			for _, cmd := range queues[l] {
+				if _, ok := inBlock[types.CommandHash(cmd)]; !ok && len(payload) < maxBatch {
+					payload = append(payload, cmd)
+				}
+			}
+		}
+		signers := []types.NodeID{l}
+		for _, id := range ids {
+			if id != l && len(signers) < 3 && (id != "n1" || m.withN1 == nil || m.withN1(v-1)) {
+				signers = append(signers, id)
+			}
+		}
+		p := omitProposal(v, v-1, l, signers, payload...)
+		for _, cmd := range payload {
+			if k := types.CommandHash(cmd); inBlock[k] == 0 {
+				inBlock[k] = v
+			}
+		}
+		omitPropose(tr, l, p, 0, now)
+		tr.voted(leader(v+1), v)
+		tr.ownVote(v, now)
+		committed = max(v-2, 0)
+		if len(tr.sweep(now, committed, inflight)) > 0 {
+			reports = append(reports, v)
+		}
+		step(v, now)
+		if int(v)%4 != m.phase || v < 8 {
+			continue
+		}
+		n++
+		cmd := fmt.Appendf(nil, "n1's client %d", n)
+		if first == 0 {
+			first = v
+		}
+		k := types.CommandHash(cmd)
+		if m.probes {
+			if target, ok := tr.takeProbe(cmd, k, fmt.Sprint(n), now, v, ids[1:], leader); ok {
+				tr.sent(k, len(cmd), []types.NodeID{target}, 0)
+				queues[target] = append(queues[target], cmd)
+				continue
+			}
+		}
+		queue(cmd, v)
+	}
+	return reports, first
+}
+
+// TestOmissionProbeBound: n4 leaves out every command forwarded to it.
+// Without probes (the routing alone), a command n1 hands over right after
+// a vote reaches a correct leader first, or reaches n4 after the vote
+// that n4's next QC holds: n1 never proves an omission, whatever the
+// phase. With probes, n1 reports n4 within a few of n4's turns after its
+// first command, at every phase, and also when n4 leaves n1's vote out of
+// every other QC.
+func TestOmissionProbeBound(t *testing.T) {
+	const views = 400
+	for phase := range 4 {
+		t.Run(fmt.Sprint("phase ", phase), func(t *testing.T) {
+			if got, _ := (omitModel{omitter: true, phase: phase}).run(views); len(got) != 0 {
+				t.Fatalf("routing alone: reported at views %v", got)
+			}
+			for _, alt := range []bool{false, true} {
+				m := omitModel{probes: true, omitter: true, phase: phase}
+				if alt {
+					m.withN1 = func(v types.View) bool { return v/4%2 == 0 }
+				}
+				got, first := m.run(views)
+				// Three probes (one per peer) of four views each, n4's turn and
+				// the commit of its parent; twice that when n1's vote is left out
+				// of every other QC.
+				bound := types.View(3*4 + 4 + 2)
+				if alt {
+					bound *= 2
+				}
+				if len(got) == 0 || got[0]-first > bound {
+					t.Fatalf("every other QC without n1: %v; reports at views %v, first command at view %d: want one within %d views", alt, got, first, bound)
+				}
+				if len(got) < 5 {
+					t.Fatalf("only %d reports in %d views: %v", len(got), views, got)
+				}
+			}
+		})
+	}
+}
+
+// TestOmissionProbeNoFalseReport: with probes, a correct n4 is never
+// reported: not when it orders every command it gets, and not when its
+// blocks are full of its own clients' commands and leave n1's out.
+func TestOmissionProbeNoFalseReport(t *testing.T) {
+	for phase := range 4 {
+		for _, m := range []omitModel{{probes: true, phase: phase}, {probes: true, full: true, phase: phase}} {
+			if got, _ := m.run(400); len(got) != 0 {
+				t.Fatalf("phase %d, full blocks %v: correct n4 reported at views %v", phase, m.full, got)
+			}
+		}
 	}
 }
