@@ -51,7 +51,27 @@ import (
 // written, then the connection reset, and the vote went on a new one): one
 // replica may then report a correct leader once; an accusation counts only
 // with f+1 distinct accusers. Each forward of c to L is reported at most
-// once (a later forward may be reported again).
+// once (a later forward may be reported again). Votes sent to every peer
+// (the collector is a suspect) prove nothing: another replica may form the
+// QC with them and hand it to L ahead of c.
+//
+// Probes. The forwarding alone rarely gives that proof: a command handed
+// over goes to the leaders of the view this replica is in and of the next
+// (and into its own queue), so a correct one of them orders it before L's
+// turn, or it reaches L after the vote that L's next QC holds. Clients that
+// write again as soon as a write commits hand their commands over at the
+// same phase of the view, view after view, so whether a replica ever sees
+// a provable omission was a matter of timing, and the replica that leads
+// just before L never could. So each replica holds one command at a time
+// as a probe (takeProbe, while the views go on fast: a vote in n views
+// within ViewChangeTimeout), for the next peer T in turn: it forwards it to
+// T alone, keeps it out of its own queue and from every other leader, and
+// releases it (probeDue: queued and forwarded as usual) once its vote for
+// the view before T's next turn went to T, once past that turn, or after
+// ViewChangeTimeout/2; a command of the probe's client releases it first,
+// and a probe committed meanwhile (T led earlier) is dropped. Only T can
+// order the probe before T's turn: a correct T does, an omitting T is
+// proven by the rule above whenever T's QC holds this replica's vote.
 
 // OmissionObservation is what one sweep found against one leader.
 type OmissionObservation struct {
@@ -70,11 +90,6 @@ const omissionGraceFactor = 10
 
 // recentVotes is how many views of own votes per peer the tracker keeps.
 const recentVotes = 16
-
-// probeHoldDivisor: a probe is held at most ViewChangeTimeout /
-// probeHoldDivisor, and taken only when this replica voted in as many
-// views as there are members within that time.
-const probeHoldDivisor = 4
 
 // omitLeg is one forward of a command to one leader.
 type omitLeg struct {
@@ -122,10 +137,12 @@ type omissionTracker struct {
 
 	// The probe (see "Probes" above).
 	probe     *omitProbe
-	maxHold   time.Duration // the longest a probe is held, and the pace it needs
+	pace      time.Duration // a probe is taken only after a vote in n views within pace (fast)
+	maxHold   time.Duration // the longest a probe is held: pace/2
 	lastVoted types.View    // the highest view of an own vote
 	voteTimes []time.Time   // when the last recentVotes own votes of new views went out
 	nextProbe int           // the rotation position of the next probe's target
+	probes    int           // probes taken (tests read it after Stop)
 }
 
 // omitProbe is a command handed over here and held back as a probe.
@@ -138,8 +155,8 @@ type omitProbe struct {
 	at     time.Time  // when it was held
 }
 
-func newOmissionTracker(self types.NodeID, maxBatch int, grace, maxHold time.Duration) *omissionTracker {
-	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace, maxHold: maxHold,
+func newOmissionTracker(self types.NodeID, maxBatch int, grace, pace time.Duration) *omissionTracker {
+	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace, pace: pace, maxHold: pace / 2,
 		cmds: map[types.Hash]*omitCmd{}, votes: map[types.NodeID][]types.View{}}
 }
 
@@ -196,14 +213,15 @@ func (t *omissionTracker) ownVote(v types.View, now time.Time) {
 	}
 }
 
-// fast reports whether this replica voted in n views within maxHold
-// before now: the views go on fast enough for a probe to be held without
-// delaying it by more than a few views.
+// fast reports whether this replica voted in n views within pace before
+// now: the views go on fast enough for a probe to be held without
+// delaying it by more than a few views (an idle cluster's leaders wait
+// IdlePropose, by default ViewChangeTimeout/2, before each empty block).
 func (t *omissionTracker) fast(now time.Time, n int) bool {
 	if n <= 0 || len(t.voteTimes) < n {
 		return false
 	}
-	return now.Sub(t.voteTimes[len(t.voteTimes)-n]) <= t.maxHold
+	return now.Sub(t.voteTimes[len(t.voteTimes)-n]) <= t.pace
 }
 
 // probeTarget picks the target of a probe taken in view now: the next
@@ -240,6 +258,7 @@ func (t *omissionTracker) takeProbe(cmd []byte, key types.Hash, client string, n
 		return "", false
 	}
 	t.probe = &omitProbe{cmd: cmd, key: key, client: client, target: target, turn: turn, at: now}
+	t.probes++
 	return target, true
 }
 
@@ -388,11 +407,10 @@ func (e *Engine) noteOwnVote(m core.Outbound) {
 	e.omit.ownVote(v.View, e.cfg.Clock())
 	if m.To != "" {
 		e.omit.voted(m.To, v.View)
-		return
 	}
-	for id := range e.addrs {
-		e.omit.voted(id, v.View)
-	}
+	// A vote sent to every peer (the collector is a suspect) counts for
+	// nothing: any replica may form a QC with it and hand it to the
+	// leader, ahead of the commands this replica sent the leader.
 }
 
 // noteLeaderProposal records a proposal the core accepted from from, or
@@ -430,7 +448,7 @@ func omissionTrackerFor(cfg Config) *omissionTracker {
 	if cfg.OnOmission == nil {
 		return nil
 	}
-	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout, cfg.ViewChangeTimeout/probeHoldDivisor)
+	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout, cfg.ViewChangeTimeout)
 }
 
 // holdProbe takes cmd, a command handed over here, as the probe when the
@@ -483,18 +501,20 @@ func (e *Engine) stepProbe() {
 
 // releaseProbe hands p, the probe just released, to the core and forwards
 // it like any command handed over here (to the leaders now, to every peer
-// lazily).
+// lazily), unless it was committed meanwhile (it is no longer in flight:
+// queued again, it would be tracked as a new command no block carries).
 func (e *Engine) releaseProbe(p *omitProbe) {
+	if _, ok := e.inflight[p.key]; !ok {
+		// Committed meanwhile: the target, or a copy handed over
+		// elsewhere, ordered it before the target's turn.
+		return
+	}
 	if err := e.core.Propose(p.cmd); err != nil {
 		delete(e.inflight, p.key)
 		e.log.Warn("a held command could not be queued", "err", err)
 		return
 	}
-	if c, ok := e.inflight[p.key]; ok {
-		c.born = e.ticks
-	} else if len(e.inflight) < maxInflight {
-		e.inflight[p.key] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
-	}
+	e.inflight[p.key].born = e.ticks
 	e.lazy = append(e.lazy, p.key)
 	e.outCmds = append(e.outCmds, p.cmd)
 	e.outKeys = append(e.outKeys, p.key)

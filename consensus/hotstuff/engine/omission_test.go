@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,12 +279,12 @@ type omitModel struct {
 func (m omitModel) run(views int) (reports []types.View, first types.View) {
 	ids := []types.NodeID{"n1", "n2", "n3", "n4"}
 	leader := func(v types.View) types.NodeID { return ids[int(v)%len(ids)] }
-	hold := time.Duration(0)
+	pace := time.Duration(0) // no probe is ever taken
 	if m.probes {
-		hold = time.Second
+		pace = time.Second
 	}
 	const maxBatch = 4
-	tr := newOmissionTracker("n1", maxBatch, time.Hour, hold)
+	tr := newOmissionTracker("n1", maxBatch, time.Hour, pace)
 	t0 := time.Unix(1000, 0)
 	queues := map[types.NodeID][][]byte{}
 	inBlock := map[types.Hash]types.View{}
@@ -415,5 +417,151 @@ func TestOmissionProbeNoFalseReport(t *testing.T) {
 				t.Fatalf("phase %d, full blocks %v: correct n4 reported at views %v", phase, m.full, got)
 			}
 		}
+	}
+}
+
+// TestOmissionNoFalseReportUnderLoad: four correct engines over TLS on
+// loopback, eight clients writing back to back through all of them: the
+// replicas hold probes (so the views go fast enough for them), every
+// leader orders them, and no replica reports an omission.
+func TestOmissionNoFalseReportUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	var mu sync.Mutex
+	var reports []string
+	c := newCluster(t, 4, func(cfg *Config) {
+		// The e2e tests' timing: a sweep every 100 ms.
+		cfg.Tick, cfg.ViewChangeTimeout, cfg.VoteTimeout, cfg.IdlePropose = 10*time.Millisecond, 400*time.Millisecond, 120*time.Millisecond, 200*time.Millisecond
+		id := cfg.ID
+		cfg.OnOmission = func(o OmissionObservation) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports = append(reports, fmt.Sprintf("%s reports %+v", id, o))
+		}
+	})
+	const writers, writes = 8, 60
+	keys := make([]ed25519.PrivateKey, writers)
+	for i := range keys {
+		_, keys[i], _ = ed25519.GenerateKey(nil)
+		grant, err := smr.Sign(c.admin, c.seq.Add(1), smr.Command{Op: smr.OpUpdateACL,
+			Subject: smr.FormatKey(keys[i].Public().(ed25519.PublicKey)), Permission: smr.PermConfigWrite, Effect: smr.EffectAllow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := c.nodes[0].e.Propose(ctx, grant)
+		cancel()
+		if err != nil || res.Code != smr.CodeOK {
+			t.Fatalf("grant %d: %+v, %v", i, res, err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i, key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nd := c.nodes[i%len(c.nodes)]
+			for j := range writes {
+				env, err := smr.Sign(key, uint64(j+1), smr.Command{Op: smr.OpSetConfig, Key: fmt.Sprintf("w%d", i), Value: fmt.Sprint(j)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				res, err := nd.e.Propose(ctx, env)
+				cancel()
+				if err != nil || res.Code != smr.CodeOK {
+					errs <- fmt.Errorf("writer %d, write %d through %s: %+v, %w", i, j, nd.id, res, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	probes := 0
+	for _, nd := range c.nodes {
+		e := nd.e
+		c.stop(nd)
+		probes += e.omit.probes
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 0 {
+		t.Fatalf("correct leaders reported: %v", reports)
+	}
+	if probes == 0 {
+		t.Fatal("no probe was held: the test checks nothing")
+	}
+	t.Logf("%d probes held, no omission reported", probes)
+}
+
+// TestReleaseProbeCommittedMeanwhile: a probe that was committed while
+// held (no longer in flight: its target, or a copy elsewhere, ordered it
+// early) is dropped at release, not queued and forwarded again, which
+// would make it a new in-flight command no block carries and every next
+// leader's proposal an omission of it.
+func TestReleaseProbeCommittedMeanwhile(t *testing.T) {
+	e := &Engine{inflight: map[types.Hash]*inflightCmd{}, omit: newOmissionTracker("n1", 4, time.Second, time.Second)}
+	p := &omitProbe{cmd: omitCmdBytes, key: types.CommandHash(omitCmdBytes), target: "n2", turn: 7}
+	e.releaseProbe(p) // e.core is nil: queueing it would panic
+	if len(e.inflight) != 0 || len(e.outCmds) != 0 || len(e.lazy) != 0 {
+		t.Fatalf("a committed probe was handed over again: %d in flight, %d to forward, %d lazy", len(e.inflight), len(e.outCmds), len(e.lazy))
+	}
+}
+
+// TestProbeHold: a probe is taken only while the views go on fast (an
+// idle cluster, whose leaders wait for commands, holds none), one at a
+// time, for the peers in turn, and released once the vote for the view
+// before its target's turn went to the target, past that turn, or after
+// the longest hold.
+func TestProbeHold(t *testing.T) {
+	ids := []types.NodeID{"n1", "n2", "n3", "n4"}
+	leader := func(v types.View) types.NodeID { return ids[int(v)%len(ids)] }
+	peers := ids[1:]
+	t0 := time.Unix(1000, 0)
+	tr := newOmissionTracker("n1", 4, time.Hour, 200*time.Millisecond) // hold at most 100 ms
+	take := func(now time.Time, view types.View) (types.NodeID, bool) {
+		return tr.takeProbe(omitCmdBytes, types.CommandHash(omitCmdBytes), "c", now, view, peers, leader)
+	}
+	// Idle: one view per 100 ms, four views take 300 ms > 200 ms.
+	for v := types.View(1); v <= 4; v++ {
+		tr.ownVote(v, t0.Add(time.Duration(v)*100*time.Millisecond))
+		tr.voted(leader(v+1), v)
+	}
+	if _, ok := take(t0.Add(400*time.Millisecond), 4); ok {
+		t.Fatal("a probe taken while the views go slowly")
+	}
+	// Busy: four views within 30 ms.
+	now := t0.Add(time.Second)
+	for v := types.View(5); v <= 8; v++ {
+		tr.ownVote(v, now.Add(time.Duration(v-8)*10*time.Millisecond))
+		tr.voted(leader(v+1), v)
+	}
+	target, ok := take(now, 8)
+	if !ok || target != "n2" || tr.probe.turn != 13 {
+		t.Fatalf("probe %v for %s (turn %+v), want n2's turn 13 (view 9 is n2's, but the vote for 8 already went to n2)", ok, target, tr.probe)
+	}
+	if _, ok := take(now, 8); ok {
+		t.Fatal("a second probe taken while one is held")
+	}
+	if tr.probeDue(now, 11) {
+		t.Fatal("due before the vote for view 12 went to n2")
+	}
+	tr.voted("n2", 12)
+	if !tr.probeDue(now, 12) {
+		t.Fatal("not due after the vote for view 12 went to n2")
+	}
+	tr.release()
+	if target, ok := take(now, 12); !ok || target != "n3" {
+		t.Fatalf("next probe for %s, %v; want n3", target, ok)
+	}
+	if tr.probeDue(now.Add(100*time.Millisecond), 12) || !tr.probeDue(now.Add(101*time.Millisecond), 12) || !tr.probeDue(now, 14) {
+		t.Fatal("a probe is due after the longest hold, or past its target's turn")
 	}
 }
