@@ -63,8 +63,9 @@ import (
 // same phase of the view, view after view, so whether a replica ever sees
 // a provable omission was a matter of timing, and the replica that leads
 // just before L never could. So each replica holds one command at a time
-// as a probe (takeProbe, while the views go on fast: a vote in n views
-// within ViewChangeTimeout), for the next peer T in turn: it forwards it to
+// as a probe (takeProbe, while the views go on fast, a vote in n views
+// within ViewChangeTimeout, and other commands keep the chain busy), for
+// the next peer T in turn: it forwards it to
 // T alone, keeps it out of its own queue and from every other leader, and
 // releases it (probeDue: queued and forwarded as usual) once its vote for
 // the view before T's next turn went to T, once past that turn, or after
@@ -142,6 +143,7 @@ type omissionTracker struct {
 	lastVoted types.View    // the highest view of an own vote
 	voteTimes []time.Time   // when the last recentVotes own votes of new views went out
 	nextProbe int           // the rotation position of the next probe's target
+	loaded    types.View    // the highest view of an accepted block with commands
 	probes    int           // probes taken (tests read it after Stop)
 }
 
@@ -243,14 +245,25 @@ func (t *omissionTracker) probeTarget(peers []types.NodeID, now types.View, lead
 	return "", 0, false
 }
 
+// sawBlock records an accepted block: the highest view of one with
+// commands tells whether other commands keep the chain busy.
+func (t *omissionTracker) sawBlock(b *types.Block) {
+	if len(b.Payload) > 0 {
+		t.loaded = max(t.loaded, b.View)
+	}
+}
+
 // takeProbe holds cmd, of command key key and client client, handed over
 // at now in view, as the probe when none is held, the views go on fast
-// (fast, with the members: peers and this replica) and a target leads a
-// view soon enough (probeTarget); it returns the target, to which the
-// caller forwards cmd alone.
+// (fast, with the members: peers and this replica), a block of this view
+// or the one before carries commands (others keep the chain busy, so
+// holding this one does not leave the leaders idle: a client writing
+// alone, one write at a time, is never held) and a target leads a view
+// soon enough (probeTarget); it returns the target, to which the caller
+// forwards cmd alone.
 func (t *omissionTracker) takeProbe(cmd []byte, key types.Hash, client string, now time.Time, view types.View,
 	peers []types.NodeID, leader func(types.View) types.NodeID) (types.NodeID, bool) {
-	if t.probe != nil || !t.fast(now, len(peers)+1) {
+	if t.probe != nil || t.loaded+1 < view || !t.fast(now, len(peers)+1) {
 		return "", false
 	}
 	target, turn, ok := t.probeTarget(peers, view, leader)
@@ -282,7 +295,11 @@ func (t *omissionTracker) probeDue(now time.Time, view types.View) bool {
 // transport had dropped drops frames in all, and keeps the commands it
 // left out as candidates.
 func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, keys []types.Hash, drops uint64, now time.Time) {
-	if p == nil || p.Block == nil || len(t.cmds) == 0 {
+	if p == nil || p.Block == nil {
+		return
+	}
+	t.sawBlock(p.Block)
+	if len(t.cmds) == 0 {
 		return
 	}
 	b := p.Block
@@ -417,7 +434,11 @@ func (e *Engine) noteOwnVote(m core.Outbound) {
 // this replica's own (from = its ID); keys caches its payload's command
 // keys (payloadKeys).
 func (e *Engine) noteLeaderProposal(from types.NodeID, p *types.Proposal, keys *[]types.Hash) {
-	if e.omit == nil || len(e.omit.cmds) == 0 || p.Block == nil {
+	if e.omit == nil || p.Block == nil {
+		return
+	}
+	if len(e.omit.cmds) == 0 {
+		e.omit.sawBlock(p.Block)
 		return
 	}
 	e.omit.proposal(from, p, payloadKeys(p.Block, keys), e.netDrops(), e.cfg.Clock())

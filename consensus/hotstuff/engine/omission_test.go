@@ -256,7 +256,8 @@ func TestCommandClient(t *testing.T) {
 
 // omitModel is a deterministic model of four replicas n1..n4 (n4 leads
 // the views ≡ 3 mod 4) as n1's omission tracker sees them: every view's
-// leader proposes, n1 receives the proposal and votes (to the next
+// leader proposes (a correct one with a command of its own clients and
+// those it was given), n1 receives the proposal and votes (to the next
 // leader), blocks commit two views after their own, and n1 hands a new
 // client command over once every four views, right after one of its
 // votes: the phase a client that writes again as soon as its previous
@@ -322,6 +323,8 @@ func (m omitModel) run(views int) (reports []types.View, first types.View) {
 			}
 		case l == "n4" && m.omitter:
 		default:
+			// One command of the leader's own clients, and the queued ones.
+			payload = append(payload, fmt.Appendf(nil, "%s's client %d", l, v))
 			for _, cmd := range queues[l] {
 				if _, ok := inBlock[types.CommandHash(cmd)]; !ok && len(payload) < maxBatch {
 					payload = append(payload, cmd)
@@ -515,8 +518,9 @@ func TestReleaseProbeCommittedMeanwhile(t *testing.T) {
 	}
 }
 
-// TestProbeHold: a probe is taken only while the views go on fast (an
-// idle cluster, whose leaders wait for commands, holds none), one at a
+// TestProbeHold: a probe is taken only while the views go on fast and
+// other commands keep the chain busy (an idle cluster, whose leaders wait
+// for commands, holds none, nor does a client writing alone), one at a
 // time, for the peers in turn, and released once the vote for the view
 // before its target's turn went to the target, past that turn, or after
 // the longest hold.
@@ -537,12 +541,19 @@ func TestProbeHold(t *testing.T) {
 	if _, ok := take(t0.Add(400*time.Millisecond), 4); ok {
 		t.Fatal("a probe taken while the views go slowly")
 	}
-	// Busy: four views within 30 ms.
+	// Fast: four views within 30 ms; but the last block with commands is
+	// of view 6: a client writing alone, one write at a time.
 	now := t0.Add(time.Second)
 	for v := types.View(5); v <= 8; v++ {
 		tr.ownVote(v, now.Add(time.Duration(v-8)*10*time.Millisecond))
 		tr.voted(leader(v+1), v)
 	}
+	omitPropose(tr, "n3", omitProposal(6, 5, "n3", ids, []byte("x")), 0, now)
+	if _, ok := take(now, 8); ok {
+		t.Fatal("a probe taken while no other command keeps the chain busy")
+	}
+	// Busy: view 8's block carries commands.
+	omitPropose(tr, "n1", omitProposal(8, 7, "n1", ids, []byte("y")), 0, now)
 	target, ok := take(now, 8)
 	if !ok || target != "n2" || tr.probe.turn != 13 {
 		t.Fatalf("probe %v for %s (turn %+v), want n2's turn 13 (view 9 is n2's, but the vote for 8 already went to n2)", ok, target, tr.probe)
@@ -558,10 +569,31 @@ func TestProbeHold(t *testing.T) {
 		t.Fatal("not due after the vote for view 12 went to n2")
 	}
 	tr.release()
+	omitPropose(tr, "n4", omitProposal(12, 11, "n4", ids, []byte("z")), 0, now)
 	if target, ok := take(now, 12); !ok || target != "n3" {
 		t.Fatalf("next probe for %s, %v; want n3", target, ok)
 	}
 	if tr.probeDue(now.Add(100*time.Millisecond), 12) || !tr.probeDue(now.Add(101*time.Millisecond), 12) || !tr.probeDue(now, 14) {
 		t.Fatal("a probe is due after the longest hold, or past its target's turn")
+	}
+}
+
+// TestNoProbeForALoneWriter: a client writing alone, one write at a time,
+// is never held as a probe (nothing else keeps the chain busy meanwhile:
+// the leaders would wait for commands while it is held).
+func TestNoProbeForALoneWriter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := newCluster(t, 4, func(cfg *Config) { cfg.OnOmission = func(OmissionObservation) {} })
+	for i := range 20 {
+		c.mustWrite(c.nodes[i%len(c.nodes)], "k", fmt.Sprint(i))
+	}
+	for _, nd := range c.nodes {
+		e := nd.e
+		c.stop(nd)
+		if e.omit.probes != 0 {
+			t.Fatalf("%s held %d probes of a lone writer", nd.id, e.omit.probes)
+		}
 	}
 }
