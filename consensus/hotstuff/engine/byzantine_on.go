@@ -298,7 +298,10 @@ func garbageFrames(self types.NodeID, view types.View, m types.Message, oversize
 // omitCommand reports whether the omit-requests behaviour drops cmd, a
 // command forwarded by a peer: every client command entry.
 func (e *Engine) omitCommand(cmd []byte) bool {
-	if _, ok := commandClient(cmd); !byzOmitRequests || !ok {
+	if !byzOmitRequests {
+		return false
+	}
+	if _, ok := commandClient(cmd); !ok {
 		return false
 	}
 	e.log.Warn("byzantine: omit-requests", "view", e.core.View(), "bytes", len(cmd))

@@ -253,6 +253,13 @@ func (t *omissionTracker) sawBlock(b *types.Block) {
 	}
 }
 
+// busy reports whether a probe may be taken at now in view, with n
+// members: the views go on fast (fast) and a block of view or the one
+// before carries commands.
+func (t *omissionTracker) busy(now time.Time, view types.View, n int) bool {
+	return t.loaded+1 >= view && t.fast(now, n)
+}
+
 // takeProbe holds cmd, of command key key and client client, handed over
 // at now in view, as the probe when none is held, the views go on fast
 // (fast, with the members: peers and this replica), a block of this view
@@ -263,7 +270,7 @@ func (t *omissionTracker) sawBlock(b *types.Block) {
 // forwards cmd alone.
 func (t *omissionTracker) takeProbe(cmd []byte, key types.Hash, client string, now time.Time, view types.View,
 	peers []types.NodeID, leader func(types.View) types.NodeID) (types.NodeID, bool) {
-	if t.probe != nil || t.loaded+1 < view || !t.fast(now, len(peers)+1) {
+	if t.probe != nil || !t.busy(now, view, len(peers)+1) {
 		return "", false
 	}
 	target, turn, ok := t.probeTarget(peers, view, leader)
@@ -491,7 +498,8 @@ func (e *Engine) holdProbe(cmd []byte) bool {
 		}
 		return false
 	}
-	if !ok || len(e.inflight) >= maxInflight {
+	now, view := e.cfg.Clock(), e.core.View()
+	if !ok || len(e.inflight) >= maxInflight || !t.busy(now, view, len(e.addrs)) {
 		return false
 	}
 	h := commandKey(cmd)
@@ -501,7 +509,7 @@ func (e *Engine) holdProbe(cmd []byte) bool {
 	if st := e.core.Status(); 2*(st.Pending+1) > e.coreCfg.MaxPending {
 		return false
 	}
-	target, ok := t.takeProbe(cmd, h, client, e.cfg.Clock(), e.core.View(), e.otherMembers(), e.core.Leader)
+	target, ok := t.takeProbe(cmd, h, client, now, view, e.otherMembers(), e.core.Leader)
 	if !ok {
 		return false
 	}
