@@ -116,18 +116,6 @@ func (e *Engine) misbehave(m core.Outbound) bool {
 	return false
 }
 
-// peers returns the other members, sorted.
-func (e *Engine) peers() []types.NodeID {
-	peers := make([]types.NodeID, 0, len(e.addrs))
-	for id := range e.addrs {
-		if id != e.cfg.ID {
-			peers = append(peers, id)
-		}
-	}
-	slices.Sort(peers)
-	return peers
-}
-
 // deliver sends frame f to to, or to every peer when to is empty.
 func (e *Engine) deliver(to types.NodeID, f []byte) {
 	if to == "" {
@@ -138,7 +126,7 @@ func (e *Engine) deliver(to types.NodeID, f []byte) {
 }
 
 func (e *Engine) equivocate(p *types.Proposal) bool {
-	peers := e.peers()
+	peers := e.otherMembers()
 	if len(peers) == 0 {
 		return false
 	}
@@ -310,18 +298,12 @@ func garbageFrames(self types.NodeID, view types.View, m types.Message, oversize
 // omitCommand reports whether the omit-requests behaviour drops cmd, a
 // command forwarded by a peer: every client command entry.
 func (e *Engine) omitCommand(cmd []byte) bool {
-	if !byzOmitRequests || !isClientCommand(cmd) {
+	if !byzOmitRequests {
+		return false
+	}
+	if _, ok := commandClient(cmd); !ok {
 		return false
 	}
 	e.log.Warn("byzantine: omit-requests", "view", e.core.View(), "bytes", len(cmd))
 	return true
-}
-
-// isClientCommand reports whether cmd is a client command entry.
-func isClientCommand(cmd []byte) bool {
-	if isReadMarker(cmd) {
-		return false
-	}
-	var ent smr.Entry
-	return ent.UnmarshalBinary(cmd) == nil && ent.Kind == smr.EntryCommand
 }

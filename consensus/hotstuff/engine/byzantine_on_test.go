@@ -113,24 +113,3 @@ func TestGarbageFrames(t *testing.T) {
 		t.Fatalf("oversize frame of %d bytes", len(frames[3]))
 	}
 }
-
-// TestIsClientCommand: omit-requests drops client command entries only,
-// not read markers or anything that does not decode.
-func TestIsClientCommand(t *testing.T) {
-	_, client, _ := ed25519.GenerateKey(nil)
-	env := smr.Envelope{Client: client.Public().(ed25519.PublicKey), Seq: 1, Command: []byte("cmd")}
-	env.Sig = ed25519.Sign(client, env.SignBytes())
-	ent := smr.NewCommandEntry(time.Now().UnixNano(), env)
-	cmd, err := ent.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !isClientCommand(cmd) {
-		t.Fatal("a client command entry is not recognised")
-	}
-	for _, other := range [][]byte{newReadMarker("n1", 7), []byte("junk"), nil} {
-		if isClientCommand(other) {
-			t.Fatalf("%x taken for a client command", other)
-		}
-	}
-}

@@ -628,6 +628,10 @@ func (e *Engine) allowServe(to types.NodeID) bool {
 }
 
 func (e *Engine) handlePropose(p proposal) {
+	if e.holdProbe(p.cmd) { // omission.go
+		p.reply <- nil
+		return
+	}
 	err := e.core.Propose(p.cmd)
 	p.reply <- err
 	if err != nil {
@@ -764,6 +768,7 @@ func (e *Engine) reforward(every uint64) {
 // processReady handles the core's Ready in the order the core requires:
 // persist, send, apply, events, Advance.
 func (e *Engine) processReady() error {
+	e.stepProbe() // omission.go
 	if len(e.outCmds) > 0 {
 		e.forwardToLeaders(e.outCmds, e.outKeys)
 		e.outCmds, e.outKeys = nil, nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/core"
 	"github.com/tandem-consensus/tandem/consensus/hotstuff/types"
+	"github.com/tandem-consensus/tandem/smr"
 )
 
 // Selective omission (Config.OnOmission): a command handed over on this
@@ -50,7 +51,28 @@ import (
 // written, then the connection reset, and the vote went on a new one): one
 // replica may then report a correct leader once; an accusation counts only
 // with f+1 distinct accusers. Each forward of c to L is reported at most
-// once (a later forward may be reported again).
+// once (a later forward may be reported again). Votes sent to every peer
+// (the collector is a suspect) prove nothing: another replica may form the
+// QC with them and hand it to L ahead of c.
+//
+// Probes. The forwarding alone rarely gives that proof: a command handed
+// over goes to the leaders of the view this replica is in and of the next
+// (and into its own queue), so a correct one of them orders it before L's
+// turn, or it reaches L after the vote that L's next QC holds. Clients that
+// write again as soon as a write commits hand their commands over at the
+// same phase of the view, view after view, so whether a replica ever sees
+// a provable omission was a matter of timing, and the replica that leads
+// just before L never could. So each replica holds one command at a time
+// as a probe (takeProbe, while the views go on fast, a vote in n views
+// within ViewChangeTimeout, and other commands keep the chain busy), for
+// the next peer T in turn: it forwards it to
+// T alone, keeps it out of its own queue and from every other leader, and
+// releases it (probeDue: queued and forwarded as usual) once its vote for
+// the view before T's next turn went to T, once past that turn, or after
+// ViewChangeTimeout/2; a command of the probe's client releases it first,
+// and a probe committed meanwhile (T led earlier) is dropped. Only T can
+// order the probe before T's turn: a correct T does, an omitting T is
+// proven by the rule above whenever T's QC holds this replica's vote.
 
 // OmissionObservation is what one sweep found against one leader.
 type OmissionObservation struct {
@@ -113,10 +135,30 @@ type omissionTracker struct {
 	// latest), so the last is the highest.
 	votes map[types.NodeID][]types.View
 	cands []omitCandidate
+
+	// The probe (see "Probes" above).
+	probe     *omitProbe
+	pace      time.Duration // a probe is taken only after a vote in n views within pace (fast)
+	maxHold   time.Duration // the longest a probe is held: pace/2
+	lastVoted types.View    // the highest view of an own vote
+	voteTimes []time.Time   // when the last recentVotes own votes of new views went out
+	nextProbe int           // the rotation position of the next probe's target
+	loaded    types.View    // the highest view of an accepted block with commands
+	probes    int           // probes taken (tests read it after Stop)
 }
 
-func newOmissionTracker(self types.NodeID, maxBatch int, grace time.Duration) *omissionTracker {
-	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace,
+// omitProbe is a command handed over here and held back as a probe.
+type omitProbe struct {
+	cmd    []byte
+	key    types.Hash
+	client string // the client key of its envelope
+	target types.NodeID
+	turn   types.View // the view target leads, the first it can order cmd in
+	at     time.Time  // when it was held
+}
+
+func newOmissionTracker(self types.NodeID, maxBatch int, grace, pace time.Duration) *omissionTracker {
+	return &omissionTracker{self: self, maxBatch: maxBatch, maxBytes: core.DefaultMaxBatchBytes, grace: grace, pace: pace, maxHold: pace / 2,
 		cmds: map[types.Hash]*omitCmd{}, votes: map[types.NodeID][]types.View{}}
 }
 
@@ -160,12 +202,111 @@ func (t *omissionTracker) voted(to types.NodeID, v types.View) {
 	t.votes[to] = vs
 }
 
+// ownVote records that an own vote of view v went out at now (once per
+// vote, whatever it was sent to).
+func (t *omissionTracker) ownVote(v types.View, now time.Time) {
+	if v <= t.lastVoted {
+		return
+	}
+	t.lastVoted = v
+	t.voteTimes = append(t.voteTimes, now)
+	if len(t.voteTimes) > recentVotes {
+		t.voteTimes = slices.Delete(t.voteTimes, 0, len(t.voteTimes)-recentVotes)
+	}
+}
+
+// fast reports whether this replica voted in n views within pace before
+// now: the views go on fast enough for a probe to be held without
+// delaying it by more than a few views (an idle cluster's leaders wait
+// IdlePropose, by default ViewChangeTimeout/2, before each empty block).
+func (t *omissionTracker) fast(now time.Time, n int) bool {
+	if n <= 0 || len(t.voteTimes) < n {
+		return false
+	}
+	return now.Sub(t.voteTimes[len(t.voteTimes)-n]) <= t.pace
+}
+
+// probeTarget picks the target of a probe taken in view now: the next
+// peer in the rotation (peers, sorted, without this replica) that leads a
+// view turn no later than 2·len(peers)+1 views on, with turn−1 above the
+// highest view this replica voted in (the vote for turn−1 goes to the
+// target after the probe). leader is the leader rotation.
+func (t *omissionTracker) probeTarget(peers []types.NodeID, now types.View, leader func(types.View) types.NodeID) (types.NodeID, types.View, bool) {
+	first := max(now+1, t.lastVoted+2)
+	for i := range peers {
+		id := peers[(t.nextProbe+i)%len(peers)]
+		for w := first; w <= now+types.View(2*len(peers)+1); w++ {
+			if leader(w) == id {
+				t.nextProbe = (t.nextProbe + i + 1) % len(peers)
+				return id, w, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// sawBlock records an accepted block: the highest view of one with
+// commands tells whether other commands keep the chain busy.
+func (t *omissionTracker) sawBlock(b *types.Block) {
+	if len(b.Payload) > 0 {
+		t.loaded = max(t.loaded, b.View)
+	}
+}
+
+// busy reports whether a probe may be taken at now in view, with n
+// members: the views go on fast (fast) and a block of view or the one
+// before carries commands.
+func (t *omissionTracker) busy(now time.Time, view types.View, n int) bool {
+	return t.loaded+1 >= view && t.fast(now, n)
+}
+
+// takeProbe holds cmd, of command key key and client client, handed over
+// at now in view, as the probe when none is held, the views go on fast
+// (fast, with the members: peers and this replica), a block of this view
+// or the one before carries commands (others keep the chain busy, so
+// holding this one does not leave the leaders idle: a client writing
+// alone, one write at a time, is never held) and a target leads a view
+// soon enough (probeTarget); it returns the target, to which the caller
+// forwards cmd alone.
+func (t *omissionTracker) takeProbe(cmd []byte, key types.Hash, client string, now time.Time, view types.View,
+	peers []types.NodeID, leader func(types.View) types.NodeID) (types.NodeID, bool) {
+	if t.probe != nil || !t.busy(now, view, len(peers)+1) {
+		return "", false
+	}
+	target, turn, ok := t.probeTarget(peers, view, leader)
+	if !ok {
+		return "", false
+	}
+	t.probe = &omitProbe{cmd: cmd, key: key, client: client, target: target, turn: turn, at: now}
+	t.probes++
+	return target, true
+}
+
+// release returns the held probe and forgets it.
+func (t *omissionTracker) release() *omitProbe {
+	p := t.probe
+	t.probe = nil
+	return p
+}
+
+// probeDue reports whether the held probe is to be released at now, in
+// view: the vote for the view before its target's turn went to the
+// target, this replica is past that turn, or it was held maxHold.
+func (t *omissionTracker) probeDue(now time.Time, view types.View) bool {
+	p := t.probe
+	return p != nil && (t.voteTo(p.target) >= p.turn-1 || view >= p.turn || now.Sub(p.at) > t.maxHold)
+}
+
 // proposal records a proposal the core accepted from from (or this
 // replica's own), whose payload's command keys are keys, when the
 // transport had dropped drops frames in all, and keeps the commands it
 // left out as candidates.
 func (t *omissionTracker) proposal(from types.NodeID, p *types.Proposal, keys []types.Hash, drops uint64, now time.Time) {
-	if p == nil || p.Block == nil || len(t.cmds) == 0 {
+	if p == nil || p.Block == nil {
+		return
+	}
+	t.sawBlock(p.Block)
+	if len(t.cmds) == 0 {
 		return
 	}
 	b := p.Block
@@ -287,20 +428,24 @@ func (e *Engine) noteOwnVote(m core.Outbound) {
 	if e.omit == nil || !ok || v.Voter != e.cfg.ID {
 		return
 	}
+	e.omit.ownVote(v.View, e.cfg.Clock())
 	if m.To != "" {
 		e.omit.voted(m.To, v.View)
-		return
 	}
-	for id := range e.addrs {
-		e.omit.voted(id, v.View)
-	}
+	// A vote sent to every peer (the collector is a suspect) counts for
+	// nothing: any replica may form a QC with it and hand it to the
+	// leader, ahead of the commands this replica sent the leader.
 }
 
 // noteLeaderProposal records a proposal the core accepted from from, or
 // this replica's own (from = its ID); keys caches its payload's command
 // keys (payloadKeys).
 func (e *Engine) noteLeaderProposal(from types.NodeID, p *types.Proposal, keys *[]types.Hash) {
-	if e.omit == nil || len(e.omit.cmds) == 0 || p.Block == nil {
+	if e.omit == nil || p.Block == nil {
+		return
+	}
+	if len(e.omit.cmds) == 0 {
+		e.omit.sawBlock(p.Block)
 		return
 	}
 	e.omit.proposal(from, p, payloadKeys(p.Block, keys), e.netDrops(), e.cfg.Clock())
@@ -331,5 +476,100 @@ func omissionTrackerFor(cfg Config) *omissionTracker {
 	if cfg.OnOmission == nil {
 		return nil
 	}
-	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout)
+	return newOmissionTracker(cfg.ID, cfg.MaxBatch, omissionGraceFactor*cfg.ViewChangeTimeout, cfg.ViewChangeTimeout)
+}
+
+// holdProbe takes cmd, a command handed over here, as the probe when the
+// tracker takes it (takeProbe), cmd is a client command entry not in
+// flight yet and the core's queue is at most half full: it forwards cmd
+// to the probe's target alone and keeps it from the core until
+// releaseProbe. A command of the held probe's client releases the probe
+// first, so that a client's commands reach the core in the order they
+// came. It reports whether it took cmd.
+func (e *Engine) holdProbe(cmd []byte) bool {
+	t := e.omit
+	if t == nil {
+		return false
+	}
+	client, ok := commandClient(cmd)
+	if t.probe != nil {
+		if ok && client == t.probe.client {
+			e.releaseProbe(t.release())
+		}
+		return false
+	}
+	now, view := e.cfg.Clock(), e.core.View()
+	if !ok || len(e.inflight) >= maxInflight || !t.busy(now, view, len(e.addrs)) {
+		return false
+	}
+	h := commandKey(cmd)
+	if _, ok := e.inflight[h]; ok {
+		return false
+	}
+	if st := e.core.Status(); 2*(st.Pending+1) > e.coreCfg.MaxPending {
+		return false
+	}
+	target, ok := t.takeProbe(cmd, h, client, now, view, e.otherMembers(), e.core.Leader)
+	if !ok {
+		return false
+	}
+	e.inflight[h] = &inflightCmd{cmd: cmd, sent: e.ticks, born: e.ticks}
+	e.noteForwarded([][]byte{cmd}, []types.Hash{h}, []types.NodeID{target})
+	for _, f := range e.commandFrames([][]byte{cmd}) {
+		e.net.send(target, f)
+	}
+	return true
+}
+
+// stepProbe releases the held probe when it is due (probeDue).
+func (e *Engine) stepProbe() {
+	if e.omit != nil && e.omit.probeDue(e.cfg.Clock(), e.core.View()) {
+		e.releaseProbe(e.omit.release())
+	}
+}
+
+// releaseProbe hands p, the probe just released, to the core and forwards
+// it like any command handed over here (to the leaders now, to every peer
+// lazily), unless it was committed meanwhile (it is no longer in flight:
+// queued again, it would be tracked as a new command no block carries).
+func (e *Engine) releaseProbe(p *omitProbe) {
+	if _, ok := e.inflight[p.key]; !ok {
+		// Committed meanwhile: the target, or a copy handed over
+		// elsewhere, ordered it before the target's turn.
+		return
+	}
+	if err := e.core.Propose(p.cmd); err != nil {
+		delete(e.inflight, p.key)
+		e.log.Warn("a held command could not be queued", "err", err)
+		return
+	}
+	e.inflight[p.key].born = e.ticks
+	e.lazy = append(e.lazy, p.key)
+	e.outCmds = append(e.outCmds, p.cmd)
+	e.outKeys = append(e.outKeys, p.key)
+}
+
+// otherMembers returns the members but this replica, sorted.
+func (e *Engine) otherMembers() []types.NodeID {
+	peers := make([]types.NodeID, 0, len(e.addrs))
+	for id := range e.addrs {
+		if id != e.cfg.ID {
+			peers = append(peers, id)
+		}
+	}
+	slices.Sort(peers)
+	return peers
+}
+
+// commandClient returns the client key of cmd when it is a client
+// command entry.
+func commandClient(cmd []byte) (string, bool) {
+	if isReadMarker(cmd) {
+		return "", false
+	}
+	var ent smr.Entry
+	if ent.UnmarshalBinary(cmd) != nil || ent.Kind != smr.EntryCommand {
+		return "", false
+	}
+	return string(ent.Env.Client), true
 }
