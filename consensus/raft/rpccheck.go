@@ -21,9 +21,9 @@ import (
 //	  └─ checkedConn.Read: the transport gets no byte of a request before
 //	     the whole request was read and checked
 //	       1. rpc type byte: one the NetworkTransport knows
-//	       2. a msgpack map, framed by rpcChecker.readRequest (bounded by maxRequest;
-//	          memory grows only with the bytes that arrive), whose keys
-//	          are all plain field names
+//	       2. a msgpack map, framed by rpcChecker.readRequest (bounded
+//	          by maxRequest; memory grows only with the bytes that
+//	          arrive), whose keys are all plain field names
 //	       3. its header entries (ProtocolVersion, ID, Addr, Size) decoded
 //	          with the transport's codec handle into wireHeader: the server
 //	          ID must be peer's
@@ -47,10 +47,11 @@ import (
 // a key holding that list's separator bytes could match across names and
 // pick different fields in the request's type and in wireHeader; keys
 // other than plain names (letters, digits, '_'), and array-encoded
-// requests (which decode by field position), are refused. With plain
-// names, a key selects the same field in both types, and the entries that
-// are not header fields, skipped by wireHeader's decoder, are left out of
-// what it decodes.
+// requests (which decode by field position), are refused. The list's
+// separators are bytes of 0x80 and above, which a plain name has none
+// of, so a plain key matches exactly the field of its name in either
+// type; the entries that are not header fields, which wireHeader's
+// decoder would skip, are left out of what it decodes.
 
 // The NetworkTransport's rpc type bytes (its unexported rpcAppendEntries
 // ... rpcRequestPreVote).
