@@ -102,13 +102,18 @@ type Config struct {
 	OnCheck func(AttestationCheck)
 	// PeerID returns the verified node ID of a stream-layer connection
 	// (mutual TLS). With it, SetRefused can refuse the Raft RPCs of given
-	// members. Nil: SetRefused refuses nothing.
+	// members, and every request received must name the connection's
+	// member as its sender (rpccheck.go). Nil: SetRefused refuses nothing
+	// and senders are not checked.
 	PeerID func(net.Conn) string
 	// OnPeerRPC, when set, receives what the RPC inspector (inspect.go)
 	// sees in the RPCs this node receives before Raft handles them: log
-	// conflicts and election disruptions. It runs on the inspector's
-	// goroutine, which hands the RPCs to Raft in order, and must not
-	// block. Nil: Raft reads the transport directly.
+	// conflicts and election disruptions; it runs on the inspector's
+	// goroutine, which hands the RPCs to Raft in order. With PeerID set it
+	// also receives the forged senders the stream layer refused
+	// (ObservedForgedSender), from the connections' goroutines. It may
+	// thus be called concurrently and must not block. Nil: Raft reads the
+	// transport directly.
 	OnPeerRPC func(PeerObservation)
 }
 

@@ -146,7 +146,7 @@ func New(cfg Config) (*Engine, error) {
 	} else {
 		stream := cfg.Stream
 		if cfg.PeerID != nil {
-			e.refuser = newRefusingLayer(stream, cfg.PeerID, logger)
+			e.refuser = newRefusingLayer(stream, cfg.PeerID, logger, maxRequestBytes(rc.MaxAppendEntries, cfg.MaxSnapshotBytes), cfg.OnPeerRPC)
 			stream = e.refuser
 		}
 		e.transport = newNetworkTransport(stream, cfg.Advertise, cfg.TransportTimeout, rc.Logger)

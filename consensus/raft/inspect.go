@@ -34,8 +34,12 @@ import (
 //
 // Heartbeats that the transport hands to Raft's heartbeat handler (the
 // NetworkTransport's fast path) carry no entries and no votes: they are not
-// seen here. The sender is the server ID its RPC header names, which the
-// NetworkTransport does not tie to the connection's verified certificate.
+// seen here. The sender (From) is the member named by the verified
+// certificate of the connection the RPC came on: with Config.PeerID set,
+// the stream layer closes a connection whose request header names another
+// server ID before the transport reads the request (rpccheck.go), so the
+// header's ID, which is what is read here, is the certificate's. (Without
+// Config.PeerID, as with an in-memory transport, nothing ties the two.)
 
 // PeerObservationKind says what the inspector saw.
 type PeerObservationKind uint8
@@ -48,6 +52,11 @@ const (
 	// ObservedElectionDisruption: From asked for a real vote of a higher
 	// term while this node had a live leader.
 	ObservedElectionDisruption
+	// ObservedForgedSender: a request on From's connection named another
+	// server ID (Claimed) as its sender; the connection was closed and
+	// the request never reached Raft (rpccheck.go). Reported by the
+	// stream layer, not the inspector, from the connection's goroutine.
+	ObservedForgedSender
 )
 
 func (k PeerObservationKind) String() string {
@@ -56,6 +65,8 @@ func (k PeerObservationKind) String() string {
 		return "log-conflict"
 	case ObservedElectionDisruption:
 		return "election-disruption"
+	case ObservedForgedSender:
+		return "forged-sender"
 	}
 	return "unknown"
 }
@@ -64,8 +75,15 @@ func (k PeerObservationKind) String() string {
 // does not send.
 type PeerObservation struct {
 	Kind PeerObservationKind
-	// From is the sender's server ID as its RPC header names it.
+	// From is the sender: the member named by the verified certificate
+	// of the connection the RPC came on (the stream layer refuses a
+	// header that names another; see the inspector's doc).
 	From string
+	// Forged sender: the server ID the request's header named, and the
+	// NetworkTransport's rpc type byte (0 AppendEntries, 1 RequestVote,
+	// 2 InstallSnapshot, 3 TimeoutNow, 4 RequestPreVote).
+	Claimed string
+	RPCType uint8
 	// Term is the RPC's term; CurrentTerm is this node's when the RPC
 	// arrived.
 	Term, CurrentTerm uint64

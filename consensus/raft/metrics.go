@@ -42,7 +42,8 @@ func SetupMetrics(reg prometheus.Registerer) error {
 // Collector returns a Prometheus collector of this engine's gauges (term,
 // commit, applied and last index, last snapshot index, leadership, bytes
 // applied since the last snapshot) and counters (barriers issued,
-// snapshots taken on the log size limit), read at scrape time. Register it for the engine's
+// snapshots taken on the log size limit, Raft requests refused by the
+// sender check per reason), read at scrape time. Register it for the engine's
 // lifetime and unregister it after Stop (a later epoch's engine brings its
 // own).
 func (e *Engine) Collector() prometheus.Collector {
@@ -60,17 +61,20 @@ func (e *Engine) Collector() prometheus.Collector {
 		barriers:  d("read_barriers_total", "Raft barriers issued for linearizable reads."),
 		logBytes:  d("log_bytes", "Bytes of the log entries applied since the last snapshot (what log_size_limit bounds)."),
 		sizeSnaps: d("size_snapshots_total", "Snapshots taken because the entries applied since the last one passed log_size_limit."),
+		rejected: prometheus.NewDesc("tandem_raft_engine_rejected_rpcs_total",
+			"Raft requests refused before the transport read them, closing their connection, by reason: forged_sender (the header names another member than the connection's certificate), malformed, oversized.",
+			[]string{"reason"}, nil),
 	}
 }
 
 type engineCollector struct {
 	e                                                       *Engine
 	term, commit, applied, last, snapshot, leader, barriers *prometheus.Desc
-	logBytes, sizeSnaps                                     *prometheus.Desc
+	logBytes, sizeSnaps, rejected                           *prometheus.Desc
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.term, c.commit, c.applied, c.last, c.snapshot, c.leader, c.barriers, c.logBytes, c.sizeSnaps} {
+	for _, d := range []*prometheus.Desc{c.term, c.commit, c.applied, c.last, c.snapshot, c.leader, c.barriers, c.logBytes, c.sizeSnaps, c.rejected} {
 		ch <- d
 	}
 }
@@ -93,4 +97,11 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.logBytes, float64(c.e.fsm.bytes.Load()))
 	ch <- prometheus.MustNewConstMetric(c.barriers, prometheus.CounterValue, float64(c.e.barriers.Load()))
 	ch <- prometheus.MustNewConstMetric(c.sizeSnaps, prometheus.CounterValue, float64(c.e.sizeSnaps.Load()))
+	var rejected [len(rejectReasons)]uint64 // zeros without the check
+	if c.e.refuser != nil {
+		rejected = c.e.refuser.rejectedCounts()
+	}
+	for i, reason := range rejectReasons {
+		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(rejected[i]), reason)
+	}
 }

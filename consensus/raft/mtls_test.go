@@ -30,8 +30,9 @@ type tlsNode struct {
 
 // TestClusterOverMutualTLS: three engines on the real mTLS transport elect
 // a leader and replicate; a node stopped and restarted on the same Mux
-// (a fresh Raft layer on the same port) catches up; raft's go-metrics and
-// the engine collector reach Prometheus.
+// (a fresh Raft layer on the same port) catches up, every request passing
+// the sender check; raft's go-metrics and the engine collector reach
+// Prometheus.
 func TestClusterOverMutualTLS(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	if err := SetupMetrics(reg); err != nil {
@@ -82,6 +83,7 @@ func TestClusterOverMutualTLS(t *testing.T) {
 			FSM:       sm,
 			Raft:      fastRaft(),
 			Logger:    testLogger(t),
+			PeerID:    transport.PeerID, // every request's sender checked (rpccheck.go)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -196,9 +198,17 @@ func TestClusterOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sawRaft, sawEngine bool
+	var sawRaft, sawEngine, sawRejected bool
 	for _, mf := range families {
 		name := mf.GetName()
+		if name == "tandem_raft_engine_rejected_rpcs_total" {
+			sawRejected = len(mf.GetMetric()) == len(rejectReasons)
+			for _, m := range mf.GetMetric() {
+				if v := m.GetCounter().GetValue(); v != 0 {
+					t.Errorf("honest cluster: %v requests refused (%v)", v, m.GetLabel())
+				}
+			}
+		}
 		sawRaft = sawRaft || (strings.HasPrefix(name, "tandem_raft_") && !strings.HasPrefix(name, "tandem_raft_engine_"))
 		if name == "tandem_raft_engine_is_leader" {
 			sawEngine = true
@@ -207,8 +217,8 @@ func TestClusterOverMutualTLS(t *testing.T) {
 			}
 		}
 	}
-	if !sawRaft || !sawEngine {
-		t.Errorf("gathered raft metrics %v, engine metrics %v; want both", sawRaft, sawEngine)
+	if !sawRaft || !sawEngine || !sawRejected {
+		t.Errorf("gathered raft metrics %v, engine metrics %v, refused requests per reason %v; want all", sawRaft, sawEngine, sawRejected)
 	}
 	if st := f.mux.Stats(); st.RaftConns == 0 || st.RejectedPeers != 0 {
 		t.Errorf("transport stats of %s = %+v", f.id, st)

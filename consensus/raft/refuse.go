@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,18 +19,34 @@ import (
 // elect another leader once the heartbeat timeout passes. The peer is
 // identified by its verified certificate (peerID), never by what it says
 // in a Raft message.
+//
+// Every connection it accepts checks the requests that arrive on it before
+// the transport reads them (rpccheck.go): a request whose header names
+// another server ID than the certificate's member, or one that is
+// malformed or longer than maxRequest, closes the connection. So the
+// sender Raft and the RPC inspector see is always the certificate's
+// member.
 type refusingLayer struct {
 	raft.StreamLayer
-	peerID func(net.Conn) string
-	log    *slog.Logger
+	peerID     func(net.Conn) string
+	log        *slog.Logger
+	maxRequest int64
+	// report, if set, receives an ObservedForgedSender for every request
+	// refused for naming another sender; it must not block.
+	report func(PeerObservation)
+	// rejected counts the refused requests, per rejectReasons.
+	rejected [len(rejectReasons)]atomic.Uint64
 
 	mu      sync.Mutex
 	refused map[string]bool
 	conns   map[*trackedConn]struct{}
 }
 
-func newRefusingLayer(inner raft.StreamLayer, peerID func(net.Conn) string, log *slog.Logger) *refusingLayer {
-	return &refusingLayer{StreamLayer: inner, peerID: peerID, log: log, refused: map[string]bool{}, conns: map[*trackedConn]struct{}{}}
+// newRefusingLayer wraps inner; requests longer than maxRequest bytes are
+// refused (maxRequestBytes), forged senders go to report (may be nil).
+func newRefusingLayer(inner raft.StreamLayer, peerID func(net.Conn) string, log *slog.Logger, maxRequest int64, report func(PeerObservation)) *refusingLayer {
+	return &refusingLayer{StreamLayer: inner, peerID: peerID, log: log, maxRequest: maxRequest, report: report,
+		refused: map[string]bool{}, conns: map[*trackedConn]struct{}{}}
 }
 
 // setRefused replaces the refused set and closes the open connections of
@@ -54,8 +71,12 @@ func (l *refusingLayer) setRefused(ids []string) {
 }
 
 // admit tracks c, or closes it and reports false if its peer is refused.
-func (l *refusingLayer) admit(c net.Conn) (net.Conn, bool) {
-	id := l.peerID(c)
+func (l *refusingLayer) admit(c net.Conn) (*trackedConn, bool) {
+	return l.admitConn(c, l.peerID(c))
+}
+
+// admitConn is admit for a connection of member id.
+func (l *refusingLayer) admitConn(c net.Conn, id string) (*trackedConn, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.refused[id] {
@@ -81,10 +102,40 @@ func (l *refusingLayer) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if tc, ok := l.admit(c); ok {
-			return tc, nil
+			return newCheckedConn(tc, l.maxRequest), nil
 		}
 		l.log.Debug("refused a raft connection from a quarantined member", "member", l.peerID(c))
 	}
+}
+
+// reject closes c, whose request the check refused, logs and counts it
+// and reports a forged sender. The member blamed is c's certificate's,
+// never the one the request names.
+func (l *refusingLayer) reject(c *trackedConn, rej *rpcRejection) {
+	for i, r := range rejectReasons {
+		if r == rej.reason {
+			l.rejected[i].Add(1)
+		}
+	}
+	_ = c.Close()
+	if rej.reason == rejectForged {
+		l.log.Warn("closed a raft connection: its request names another sender than its certificate",
+			"member", c.peer, "claimed", rej.claimed, "rpc_type", rej.rpcType)
+		if l.report != nil {
+			l.report(PeerObservation{Kind: ObservedForgedSender, From: c.peer, Claimed: rej.claimed, RPCType: rej.rpcType})
+		}
+		return
+	}
+	l.log.Warn("closed a raft connection: refused request", "member", c.peer, "reason", rej.reason, "error", rej)
+}
+
+// rejectedCounts returns the refused requests per rejectReasons.
+func (l *refusingLayer) rejectedCounts() [len(rejectReasons)]uint64 {
+	var out [len(rejectReasons)]uint64
+	for i := range out {
+		out[i] = l.rejected[i].Load()
+	}
+	return out
 }
 
 // Dial connects to address unless the peer there is refused.

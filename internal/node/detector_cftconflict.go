@@ -27,6 +27,15 @@ import (
 //	  ──> signed accusation (log-conflicts, value = the count), at most one
 //	      per member and kind per conflictAccuseEvery
 //
+// A Raft request whose header names another sender than the certificate
+// of the connection it came on never reaches Raft or the inspector (the
+// stream layer closes the connection, consensus/raft rpccheck.go); the
+// layer reports it as ObservedForgedSender of the certificate's member,
+// which is accused of a signature failure (its request fails the
+// authentication of its own channel; value = the forged requests since
+// the last accusation, at most one per member per sigAccuseEvery). The
+// member the header named is never blamed.
+//
 // Election disruption maps to log conflicts: a member that deposes live
 // leaders by term inflation breaks the log's progress, the table's action
 // for it (escalate) is the right one — HotStuff's pacemaker does not let
@@ -106,12 +115,15 @@ type conflictWatch struct {
 	raft    *conflictCounter // (leader, index)
 	disrupt *conflictCounter // (candidate, term)
 	bft     *conflictCounter // (proposer, view)
+	// forged counts the requests each member sent under another's server
+	// ID since its last accusation.
+	forged map[evidence.NodeID]*countState
 	// disruptLimit is disruptive_elections_per_hour (reloadable).
 	disruptLimit atomic.Int64
 }
 
 func newConflictWatch(disruptLimit int) *conflictWatch {
-	w := &conflictWatch{raft: newConflictCounter(), disrupt: newConflictCounter(), bft: newConflictCounter()}
+	w := &conflictWatch{raft: newConflictCounter(), disrupt: newConflictCounter(), bft: newConflictCounter(), forged: map[evidence.NodeID]*countState{}}
 	w.disruptLimit.Store(int64(disruptLimit))
 	return w
 }
@@ -152,8 +164,9 @@ func (d *detector) onConflict(o hsengine.ConflictObservation) {
 	d.enqueueObservation(observation{at: d.clock(), other: forkedProposal(o)})
 }
 
-// observePeerRPC counts what the Raft RPC inspector saw and accuses the
-// sender when its count in the last hour is above the bound.
+// observePeerRPC counts what the Raft RPC inspector and stream layer saw
+// and accuses the sender (the connection's certificate's member) when its
+// count is above the bound.
 func (d *detector) observePeerRPC(ctx context.Context, o raftengine.PeerObservation, now time.Time) {
 	who := evidence.NodeID(o.From)
 	if !d.accusable(who) {
@@ -172,6 +185,16 @@ func (d *detector) observePeerRPC(ctx context.Context, o raftengine.PeerObservat
 			return fmt.Sprintf("%d raft elections started by this member in the last hour while this node had a live leader (no pre-vote quorum could have agreed there was none); latest: term %d over %d, leader %s heard %s before",
 				n, o.Term, o.CurrentTerm, o.Leader, o.SinceContact.Round(time.Millisecond))
 		})
+	case raftengine.ObservedForgedSender:
+		s := d.conflicts.forged[who]
+		if s == nil {
+			s = &countState{}
+			d.conflicts.forged[who] = s
+		}
+		d.accuseCount(ctx, s, who, 1, sigAccuseEvery, evidence.MetricSignatureFailure, func(n int64) string {
+			return fmt.Sprintf("%d raft requests on this member's mutual-TLS connection named another sender; latest: %q in a request of rpc type %d",
+				n, o.Claimed, o.RPCType)
+		}, now)
 	}
 }
 

@@ -168,3 +168,35 @@ func TestBFTConflictsAccusePerProposerAndView(t *testing.T) {
 		t.Fatalf("accusations %v, want n1>n2", got)
 	}
 }
+
+// TestForgedSenderAccusesTheCertificatesMember: a Raft request on n3's
+// connection that named n2 (refused by the stream layer) accuses n3 of a
+// signature failure, never n2, at most once per sigAccuseEvery with the
+// count since the last accusation.
+func TestForgedSenderAccusesTheCertificatesMember(t *testing.T) {
+	f := newDetectorFixture(t)
+	d, _ := f.open()
+	ctx := context.Background()
+	forged := raftengine.PeerObservation{Kind: raftengine.ObservedForgedSender, From: "n3", Claimed: "n2", RPCType: 1}
+	d.observe(ctx, observation{at: f.clock, other: peerRPC(forged)})
+	d.observe(ctx, observation{at: f.clock, other: peerRPC(forged)})
+	if got := accusationsBy(d, evidence.MetricSignatureFailure); !slices.Equal(got, []string{"n1>n3"}) {
+		t.Fatalf("accusations %v, want n1>n3 only", got)
+	}
+	f.clock = f.clock.Add(sigAccuseEvery)
+	d.observe(ctx, observation{at: f.clock, other: peerRPC(forged)})
+	got := accusationsBy(d, evidence.MetricSignatureFailure)
+	if !slices.Equal(got, []string{"n1>n3", "n1>n3"}) {
+		t.Fatalf("accusations %v after %s, want a second n1>n3", got, sigAccuseEvery)
+	}
+	var values []int64
+	for _, e := range d.evidenceList() {
+		if a := e.Accusation; a != nil && a.Metric == evidence.MetricSignatureFailure {
+			values = append(values, a.Value)
+		}
+	}
+	slices.Sort(values)
+	if !slices.Equal(values, []int64{1, 2}) {
+		t.Fatalf("accusation values %v, want 1 and 2 (the second counts the one held back)", values)
+	}
+}
