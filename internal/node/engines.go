@@ -17,6 +17,7 @@ import (
 	raftengine "github.com/tandem-consensus/tandem/consensus/raft"
 	"github.com/tandem-consensus/tandem/detector/evidence"
 	"github.com/tandem-consensus/tandem/internal/api"
+	"github.com/tandem-consensus/tandem/internal/transport"
 	"github.com/tandem-consensus/tandem/smr"
 )
 
@@ -122,6 +123,9 @@ func (n *Node) cftRaftConfig() raftengine.Config {
 	// The leader signs what it proposes; with every member's key (a
 	// detector) the replicas check it.
 	rc.Signer, rc.Epoch = n.signKey, cftEpoch
+	// Every Raft request's sender is checked against the connection's
+	// certificate, with or without a detector.
+	rc.PeerID = transport.PeerID
 	if n.det != nil {
 		n.det.raftChecks(&rc)
 	}
