@@ -58,6 +58,7 @@ var metricDefs = []metricDef{
 	{"frames_dropped_total", "Frames dropped, by reason: queue_full (oldest dropped from a full send queue), write_error, malformed, unknown_kind, oversize (connection closed).", prometheus.CounterValue, []string{"reason"}},
 	{"peers_refused_total", "BFT connections refused: the peer is not a committee member or presented another node's certificate.", prometheus.CounterValue, nil},
 	{"dial_failures_total", "Failed dials of BFT peers.", prometheus.CounterValue, nil},
+	{"connections_ended_total", "Outgoing BFT connections that ended while the engine ran.", prometheus.CounterValue, nil},
 }
 
 func desc(d metricDef) *prometheus.Desc {
@@ -122,8 +123,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			{u(&st.net.unknownKind), []string{"unknown_kind"}},
 			{u(&st.net.oversize), []string{"oversize"}},
 		},
-		"peers_refused_total": {{u(&st.net.rejectedPeers), nil}},
-		"dial_failures_total": {{u(&st.net.dialFailures), nil}},
+		"peers_refused_total":     {{u(&st.net.rejectedPeers), nil}},
+		"dial_failures_total":     {{u(&st.net.dialFailures), nil}},
+		"connections_ended_total": {{u(&st.net.connsEnded), nil}},
 	}
 	for _, d := range metricDefs {
 		for _, v := range values[d.name] {
@@ -145,6 +147,9 @@ type Stats struct {
 	BlockRequestsServed       uint64
 	BlocksPruned, PrunedBelow uint64
 	StateTransfers            uint64
+	// ConnsEnded counts outgoing connections that ended while the engine
+	// ran (a peer restarted, or a connection broke).
+	ConnsEnded uint64
 	// LogBytes is the encoded size of the stored committed blocks;
 	// SizeCompactions counts the prunings log_size_limit triggered.
 	LogBytes, SizeCompactions uint64
@@ -162,5 +167,6 @@ func (e *Engine) Stats() Stats {
 		BlocksCommitted: st.blocksCommitted.Load(), BlockRequestsServed: st.blockRequestsServed.Load(),
 		BlocksPruned: st.blocksPruned.Load(), PrunedBelow: st.horizon.Load(), StateTransfers: st.transfers.Load(),
 		LogBytes: st.logBytes.Load(), SizeCompactions: st.sizeCompactions.Load(),
+		ConnsEnded: st.net.connsEnded.Load(),
 	}
 }

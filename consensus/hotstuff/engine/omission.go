@@ -29,8 +29,11 @@ import (
 //   - this replica's vote for the QC's view was sent to L after c was
 //     (every earlier vote to L was of a lower view), and it was sent by
 //     this run of the engine (not before a restart);
-//   - no frame was dropped by this replica's transport since c was sent
-//     (a dropped frame may have been c);
+//   - no frame was dropped by this replica's transport, and none of its
+//     outgoing connections ended, since c was sent (a dropped frame may
+//     have been c; a frame written just before its connection broke, to a
+//     peer that crashed or restarted, may be lost without an error while
+//     the vote goes on the next connection);
 //   - the block has room for c: fewer than MaxBatch commands, and c fits
 //     in core.DefaultMaxBatchBytes with them;
 //   - it does not carry c (by command key, so a copy of the same client
@@ -46,11 +49,10 @@ import (
 // So a correct leader is never reported when it was busy (full blocks), did
 // not lead (no proposal of its own), had not received c (the vote that
 // followed c is not in its QC, or a frame was dropped), or left c out
-// because a block of its chain already carried it. What remains is a
-// connection that lost frames in the kernel when it broke (the frame was
-// written, then the connection reset, and the vote went on a new one): one
-// replica may then report a correct leader once; an accusation counts only
-// with f+1 distinct accusers. Each forward of c to L is reported at most
+// because a block of its chain already carried it, and a connection that
+// broke after c was written (a restart of L, or a reset) voids the proof:
+// c may have been lost with it while the vote went on the next one. Each
+// forward of c to L is reported at most
 // once (a later forward may be reported again). Votes sent to every peer
 // (the collector is a suspect) prove nothing: another replica may form the
 // QC with them and hand it to L ahead of c.
@@ -396,9 +398,14 @@ func (t *omissionTracker) sweep(now time.Time, committed types.View, inflight fu
 
 // --- engine hooks ---
 
-// netDrops is how many frames the transport dropped in all.
+// netDrops counts the events after which a frame this replica sent may
+// not have arrived: frames the transport dropped, and outgoing connections
+// that ended (a frame written just before a connection broke can be lost
+// without an error, and the next frame then goes on a new connection, so
+// the order "c, then the vote" no longer says that c arrived).
 func (e *Engine) netDrops() uint64 {
-	return e.stats.net.droppedQueue.Load() + e.stats.net.droppedWrite.Load()
+	n := &e.stats.net
+	return n.droppedQueue.Load() + n.droppedWrite.Load() + n.connsEnded.Load()
 }
 
 // noteForwarded records commands, of command keys keys, sent to to (every

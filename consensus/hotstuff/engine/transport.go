@@ -40,6 +40,11 @@ type netCounters struct {
 	malformed, unknownKind, oversize   atomic.Uint64
 	rejectedPeers, dials, dialFailures atomic.Uint64
 	bytesIn, bytesOut                  atomic.Uint64
+	// connsEnded counts the outgoing connections that ended while the
+	// transport ran: frames written to one just before it broke may be
+	// lost without a write error (in the kernel's buffers, or buffered
+	// when a flush failed).
+	connsEnded atomic.Uint64
 }
 
 // inbound is a decoded frame and its authenticated sender.
@@ -340,6 +345,11 @@ func (p *peerNet) sendLoop(id types.NodeID, addr string, q *sendQueue) {
 		}()
 		p.writeLoop(conn, q)
 		p.untrack(conn)
+		select {
+		case <-p.stop:
+		default:
+			p.stats.connsEnded.Add(1)
+		}
 	}
 }
 

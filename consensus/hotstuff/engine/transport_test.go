@@ -74,3 +74,22 @@ func statsString(s Stats) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestRestartedPeerEndsConnections: when a peer's engine restarts, the
+// others' outgoing connections to it end, and that is counted where the
+// omission rule reads it (netDrops): a command written to the old
+// connection just before it broke may be lost, so a vote that reached the
+// peer afterwards on a new connection proves nothing about it.
+func TestRestartedPeerEndsConnections(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	observer, peer := c.nodes[0], c.nodes[1]
+	c.mustWrite(observer, "before", "1")
+	before, drops := observer.e.Stats().ConnsEnded, observer.e.netDrops()
+	c.stop(peer)
+	c.start(peer)
+	c.mustWrite(observer, "after", "2")
+	waitFor(t, 10*time.Second, "the connection to the restarted peer counted as ended", func() (bool, string) {
+		s := observer.e.Stats()
+		return s.ConnsEnded > before && observer.e.netDrops() > drops, statsString(s)
+	})
+}
