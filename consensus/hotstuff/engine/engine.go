@@ -90,6 +90,7 @@ type Engine struct {
 	ln        net.Listener
 	fsm       StateMachine
 	stats     *counters
+	lat       *latencyStats             // loop-owned but for the histograms' own locking
 	limits    atomic.Pointer[LogLimits] // Config.LogLimits, replaced by SetLogLimits
 
 	// Owned by the loop.
@@ -161,6 +162,11 @@ type inflightCmd struct {
 	sent     uint64 // tick of the last forward to every peer
 	born     uint64
 	proposed bool // seen in a proposal: no lazy forward needed
+	// For the latency histograms (latency.go): when it was handed over
+	// and in which view, when and in which view a proposal first carried
+	// it.
+	at, proposedAt time.Time
+	view, propView types.View
 }
 
 type statusSnap struct {
@@ -248,6 +254,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		addrs:     map[types.NodeID]string{},
 		fsm:       cfg.FSM,
 		stats:     &counters{},
+		lat:       newLatencyStats(),
 		viewReqAt: map[types.NodeID]time.Time{},
 		viewReqs:  map[types.NodeID]types.View{},
 		served:    map[types.NodeID]*rateWindow{},
@@ -639,7 +646,7 @@ func (e *Engine) handlePropose(p proposal) {
 	}
 	h := commandKey(p.cmd)
 	if _, ok := e.inflight[h]; !ok && len(e.inflight) < maxInflight {
-		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
+		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks, at: time.Now(), view: e.core.View()}
 		e.lazy = append(e.lazy, h)
 	}
 	e.outCmds = append(e.outCmds, p.cmd)
@@ -710,9 +717,11 @@ func (e *Engine) noteProposed(p *types.Proposal, keys *[]types.Hash) {
 	if p.Block == nil || len(e.inflight) == 0 {
 		return
 	}
+	now := time.Now()
 	for _, k := range payloadKeys(p.Block, keys) {
 		if c, ok := e.inflight[k]; ok {
 			c.proposed = true
+			c.noteProposedAt(now, p.Block.View)
 		}
 	}
 }
@@ -808,9 +817,13 @@ func (e *Engine) processReady() error {
 		safetyDone = make(chan error, 1)
 		go func() { safetyDone <- e.safeStore.flush() }()
 	}
+	persistStart := time.Now()
 	added, err := e.store.save(rd.Blocks, committed, rd.CommitQC)
 	if safetyDone != nil {
 		err = errors.Join(err, <-safetyDone)
+	}
+	if len(rd.Blocks) > 0 || len(committed) > 0 || safetyDone != nil {
+		e.lat.persist.Observe(time.Since(persistStart).Seconds())
 	}
 	if err != nil {
 		return err
@@ -861,6 +874,7 @@ func (e *Engine) processReady() error {
 		case core.EventAlertCleared:
 			e.log.Warn("view change alert cleared: progress resumed", "view", ev.View)
 		case core.EventViewChange:
+			e.lat.noteView(time.Now())
 			e.noteWaitView(ev.View, ev.Detail == "TC")
 			if ev.Detail == "TC" {
 				e.stats.viewChangesTC.Add(1)
@@ -918,6 +932,9 @@ func (e *Engine) applyCommands(b *types.Block, first, skip uint64, mode applyMod
 		}
 		if mode != applyReplay {
 			h := commandKey(cmd)
+			if c, ok := e.inflight[h]; ok && mode == applyCommit {
+				e.lat.noteApplied(c, time.Now(), e.core.View())
+			}
 			delete(e.inflight, h)
 			e.complete(h, res)
 			if mode == applyCommit {
