@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,4 +165,75 @@ func breakdownFields(stages []benchStage) [][2]string {
 		out = append(out, [2]string{s.Stage, v})
 	}
 	return out
+}
+
+// clockTicks is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
+// 100 on Linux for every architecture Go supports).
+const clockTicks = 100
+
+// procCPU returns the CPU time (user and system) process pid has used so
+// far, read from /proc (Linux); ok is false where that cannot be read.
+func procCPU(pid int) (time.Duration, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, field 2, is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15.
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * time.Second / clockTicks, true
+}
+
+// cpuMeter sums the CPU time of the bench process and the local cluster's
+// nodes between start and stop.
+type cpuMeter struct {
+	pids        []int
+	self, nodes time.Duration
+	allOK       bool
+}
+
+func (m *cpuMeter) read() (self, nodes time.Duration, ok bool) {
+	self, ok = procCPU(os.Getpid())
+	for _, p := range m.pids {
+		d, okp := procCPU(p)
+		ok = ok && okp
+		nodes += d
+	}
+	return self, nodes, ok
+}
+
+func newCPUMeter(lc *localCluster) *cpuMeter {
+	m := &cpuMeter{}
+	if lc != nil {
+		for _, n := range lc.layout.Nodes {
+			if pid := lc.Pid(n.ID); pid > 0 {
+				m.pids = append(m.pids, pid)
+			}
+		}
+	}
+	m.self, m.nodes, m.allOK = m.read()
+	return m
+}
+
+// perWrite returns the CPU microseconds per write the bench process and
+// the nodes used since newCPUMeter (0 when unknown).
+func (m *cpuMeter) perWrite(writes int) (client, nodes float64) {
+	self, n, ok := m.read()
+	if !ok || !m.allOK || writes == 0 {
+		return 0, 0
+	}
+	return float64(self-m.self) / 1e3 / float64(writes), float64(n-m.nodes) / 1e3 / float64(writes)
 }

@@ -62,6 +62,10 @@ type benchWriteResult struct {
 	// With --breakdown: where the writes' time went, client side then
 	// engine side (benchbreakdown.go).
 	Breakdown []benchStage `json:"breakdown,omitempty"`
+	// CPU time per write during the load, of the bench process (clients)
+	// and of the local cluster's nodes together (--local, Linux).
+	ClientCPUMicros float64 `json:"client_cpu_us_per_write,omitempty"`
+	NodeCPUMicros   float64 `json:"node_cpu_us_per_write,omitempty"`
 
 	// With --baseline: plain hashicorp/raft on the same machine right
 	// after, and the service's writes/s divided by its.
@@ -211,6 +215,9 @@ func printBenchWrite(w io.Writer, res benchWriteResult) error {
 	if res.Batches > 0 {
 		fields = append(fields, [2]string{"Batches", fmt.Sprintf("%d requests carrying %d writes (%.1f each)", res.Batches, res.BatchedWrite, float64(res.BatchedWrite)/float64(res.Batches))})
 	}
+	if res.NodeCPUMicros > 0 {
+		fields = append(fields, [2]string{"CPU per write", fmt.Sprintf("%.0f µs in the nodes, %.0f µs in the clients", res.NodeCPUMicros, res.ClientCPUMicros)})
+	}
 	fields = append(fields, breakdownFields(res.Breakdown)...)
 	if r := res.Raw; r != nil {
 		fields = append(fields,
@@ -291,6 +298,7 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	}
 
 	var written, unknown atomic.Int64
+	cpu := newCPUMeter(lc)
 	start := time.Now()
 	bar := startProgress(cmd.ErrOrStderr(), rateStatus(start, o.duration, "writes", written.Load))
 	defer bar.stop()
@@ -308,6 +316,9 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	})
 	bar.stop()
 	out.setLoad(r)
+	if lc != nil {
+		out.ClientCPUMicros, out.NodeCPUMicros = cpu.perWrite(r.Ops)
+	}
 	if b := cfg.Batcher; b != nil {
 		st := b.Stats()
 		out.Batches, out.BatchedWrite = st.Batches, st.Writes
