@@ -61,8 +61,8 @@ const (
 	// lazyForwardTicks is how long a command handed over here waits before
 	// it is forwarded to every peer, unless a proposal carried it first.
 	// Until then it only goes to the leaders of the current and the next
-	// view, who order it; the others see it in their proposals (and a
-	// client in BFT mode sends its requests to every replica anyway), so
+	// two views (forwardLeaderViews), who order it; the others see it in
+	// their proposals, so
 	// forwarding it to every peer at once would cost each a frame and a
 	// signature check per command for nothing.
 	lazyForwardTicks = 2
@@ -653,17 +653,34 @@ func (e *Engine) handlePropose(p proposal) {
 	e.outKeys = append(e.outKeys, h)
 }
 
-// forwardToLeaders sends commands handed over on this node to the leaders
-// of the current and the next view (but itself), who will order them; the
-// other peers get them lazily (forwardLazy). keys are their command keys.
-func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
-	v := e.core.View()
+// forwardLeaderViews is how many views, from the current one on, whose
+// leaders get a command handed over here at once (forwardToLeaders). The
+// leader of the next view usually proposes soon after this replica
+// entered the current one (it proposes once the votes for the current
+// view's block reach it), so a command handed over later in the view
+// often misses that proposal; the leader of the view after it then orders
+// it, instead of it waiting for the lazy forward or the next leader's own
+// turn.
+const forwardLeaderViews = 3
+
+// forwardTargets returns the distinct leaders of views v to
+// v+forwardLeaderViews−1 (leader gives them), but self, in view order.
+func forwardTargets(self types.NodeID, v types.View, leader func(types.View) types.NodeID) []types.NodeID {
 	var to []types.NodeID
-	for _, id := range []types.NodeID{e.core.Leader(v), e.core.Leader(v + 1)} {
-		if id != e.cfg.ID && !slices.Contains(to, id) {
+	for i := range types.View(forwardLeaderViews) {
+		if id := leader(v + i); id != self && !slices.Contains(to, id) {
 			to = append(to, id)
 		}
 	}
+	return to
+}
+
+// forwardToLeaders sends commands handed over on this node to the leaders
+// of the current and the next views (forwardTargets) but itself, who will
+// order them; the other peers get them lazily (forwardLazy). keys are
+// their command keys.
+func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
+	to := forwardTargets(e.cfg.ID, e.core.View(), e.core.Leader)
 	e.noteForwarded(cmds, keys, to)
 	for _, f := range e.commandFrames(cmds) {
 		for _, id := range to {
@@ -1093,7 +1110,7 @@ func (e *Engine) complete(h types.Hash, res smr.Result) {
 // Propose orders env through HotStuff and returns the Result of applying
 // it on this node. Any replica can take a proposal: it wraps env in an
 // smr.Entry stamped with its own clock, queues it and forwards it to the
-// leaders of the current and the next view at once, and to every peer
+// leaders of the current and the next two views at once, and to every peer
 // after lazyForwardTicks unless a proposal carried it by then, so whichever
 // replica leads the next views orders it. Errors:
 //
