@@ -62,9 +62,8 @@ const (
 	// it is forwarded to every peer, unless a proposal carried it first.
 	// Until then it only goes to the leaders of the current and the next
 	// two views (forwardLeaderViews), who order it; the others see it in
-	// their proposals, so
-	// forwarding it to every peer at once would cost each a frame and a
-	// signature check per command for nothing.
+	// their proposals, so forwarding it to every peer at once would cost
+	// each a frame and a signature check per command for nothing.
 	lazyForwardTicks = 2
 )
 
@@ -90,7 +89,7 @@ type Engine struct {
 	ln        net.Listener
 	fsm       StateMachine
 	stats     *counters
-	lat       *latencyStats             // loop-owned but for the histograms' own locking
+	lat       *latencyStats             // latency histograms (latency.go); written by the loop
 	limits    atomic.Pointer[LogLimits] // Config.LogLimits, replaced by SetLogLimits
 
 	// Owned by the loop.
