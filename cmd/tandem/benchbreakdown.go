@@ -146,12 +146,18 @@ func scrapeEngineStages(ctx context.Context, endpoints []string, tlsCfg *tls.Con
 		}
 		return s
 	}
-	return []benchStage{
+	var out []benchStage // the stages a node reported (none in cft mode)
+	for _, st := range []benchStage{
 		withViews("proposed", "engine: handed over → in a proposal"),
 		withViews("committed", "engine: proposal → committed, applied"),
 		sec("tandem_hotstuff_view_seconds", "engine: one view"),
 		sec("tandem_hotstuff_persist_seconds", "engine: one persistence step"),
-	}, nil
+	} {
+		if st.Count > 0 {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }
 
 // breakdownFields formats the breakdown for printBenchWrite.
@@ -236,4 +242,12 @@ func (m *cpuMeter) perWrite(writes int) (client, nodes float64) {
 		return 0, 0
 	}
 	return float64(self-m.self) / 1e3 / float64(writes), float64(n-m.nodes) / 1e3 / float64(writes)
+}
+
+// timingsSummary is t's summary, zero when t is nil.
+func timingsSummary(t *client.Timings) client.TimingsSummary {
+	if t == nil {
+		return client.TimingsSummary{}
+	}
+	return t.Summary()
 }

@@ -328,8 +328,7 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 				latencyStage("client: batch request round trip", st.RoundTrip))
 		}
 	}
-	if timings != nil {
-		ts := timings.Summary()
+	if ts := timingsSummary(timings); ts.FirstReply.Count > 0 { // bft clients only
 		out.Breakdown = append(out.Breakdown,
 			latencyStage("client: first signed reply", ts.FirstReply),
 			latencyStage("client: then f+1 matching", ts.QuorumWait))
