@@ -45,6 +45,8 @@ type Batcher struct {
 	wg     sync.WaitGroup
 
 	batches, writes atomic.Uint64
+	queueWait       latencyRing // a write's wait in its lane's queue
+	roundTrip       latencyRing // one batch request, sent to answered
 }
 
 // BatcherConfig configures a Batcher.
@@ -94,11 +96,16 @@ func NewBatcher(cfg BatcherConfig) *Batcher {
 type BatcherStats struct {
 	Batches uint64 // batch requests sent
 	Writes  uint64 // writes they carried
+	// QueueWait is how long writes waited in a node's queue before their
+	// batch left; RoundTrip how long batch requests took, sent to
+	// answered (the node answers once every write of the batch was
+	// handled).
+	QueueWait, RoundTrip LatencySummary
 }
 
 // Stats returns the Batcher's counters.
 func (b *Batcher) Stats() BatcherStats {
-	return BatcherStats{Batches: b.batches.Load(), Writes: b.writes.Load()}
+	return BatcherStats{Batches: b.batches.Load(), Writes: b.writes.Load(), QueueWait: b.queueWait.summary(), RoundTrip: b.roundTrip.summary()}
 }
 
 // Close ends the batches on their way (their writes are reported as
@@ -121,7 +128,8 @@ type batchLane struct {
 // batchJob is one write waiting for its answer.
 type batchJob struct {
 	item  wire.SubmitBatchItem
-	taken bool // guarded by Batcher.mu: it left in a batch
+	taken bool      // guarded by Batcher.mu: it left in a batch
+	at    time.Time // when it was queued
 	wrote *atomic.Bool
 	done  chan batchDone // buffered 1
 }
@@ -136,7 +144,7 @@ type batchDone struct {
 // once the write left in a batch.
 func (b *Batcher) submit(ctx context.Context, ep string, c *call, wrote *atomic.Bool) (*http.Response, error) {
 	item := wire.SubmitBatchItem{Envelope: c.body, Propose: c.propose}
-	j := &batchJob{item: item, wrote: wrote, done: make(chan batchDone, 1)}
+	j := &batchJob{item: item, at: time.Now(), wrote: wrote, done: make(chan batchDone, 1)}
 	b.mu.Lock()
 	if b.unsupported[ep] {
 		b.mu.Unlock()
@@ -243,8 +251,10 @@ func (b *Batcher) send(ep string, jobs []*batchJob) {
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
+	sent := time.Now()
 	for _, j := range jobs {
 		j.wrote.Store(true) // from here on, a write may reach the node
+		b.queueWait.add(sent.Sub(j.at))
 	}
 	b.batches.Add(1)
 	b.writes.Add(uint64(len(jobs)))
@@ -259,6 +269,7 @@ func (b *Batcher) send(ep string, jobs []*batchJob) {
 		fail(fmt.Errorf("batch of %d to %s: read answer: %w", len(jobs), ep, err))
 		return
 	}
+	b.roundTrip.add(time.Since(sent))
 	switch resp.StatusCode {
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		// An older node: nothing was handled; send singly from now on.

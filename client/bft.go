@@ -165,6 +165,8 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 		confErr   *ConflictError
 		targets   = make([]int, n)
 		answeredN = func() int { return len(signed) + len(errs) + len(invalid) }
+		callStart = time.Now()
+		firstAt   time.Time // the first valid signed answer
 	)
 	for i := range targets {
 		targets[i] = i
@@ -212,8 +214,14 @@ func (c *Client) gather(ctx context.Context, op string, need, maxRounds int, wri
 			switch {
 			case a.key != "":
 				signed[a.i] = a
+				if firstAt.IsZero() {
+					firstAt = time.Now()
+				}
 				if group := matching(signed, a.key); len(group) >= need {
 					res = &bftResult{quorum: group}
+					if write {
+						c.cfg.Timings.noteWrite(firstAt.Sub(callStart), time.Since(firstAt))
+					}
 				} else if len(group) < len(signed) {
 					release() // replies disagree: ask everyone
 				}

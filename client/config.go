@@ -54,6 +54,10 @@ type Config struct {
 	// in batches shared with every other Client that uses it (see
 	// Batcher). Reads and admin requests go singly.
 	Batcher *Batcher
+	// Timings, when set, records how long the client's bft writes waited
+	// for the first signed reply and then for the rest of the f+1
+	// matching ones; Clients may share one (a load generator does).
+	Timings *Timings
 
 	// Key is the client's Ed25519 private key. It signs every write envelope
 	// and every admin request. Reads do not need it, so it may be nil for a

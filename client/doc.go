@@ -87,7 +87,10 @@
 // writes that arrive meanwhile leave together in the next. Each write is
 // answered, retried and reported exactly as if it had gone alone; in bft
 // mode a replica signs the replies of a batch once (a hash tree), and the
-// client checks one signature per batch.
+// client checks one signature per batch. BatcherStats reports how long
+// writes waited in the queues and how long batch requests took; a Timings
+// shared by Clients (Config.Timings) records how long bft writes waited
+// for their first signed reply and then for the rest of the f+1.
 //
 // A Client is safe for concurrent use. Its only goroutines are the
 // requests of decided bft calls still on their way (they are left to

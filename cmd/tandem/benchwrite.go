@@ -36,6 +36,8 @@ type benchWriteOptions struct {
 	batchDelay time.Duration
 	// batch: the clients share one client.Batcher.
 	batch bool
+	// breakdown: report where the writes' time went (benchbreakdown.go).
+	breakdown bool
 }
 
 // benchWriteResult is what `bench write` reports.
@@ -57,6 +59,13 @@ type benchWriteResult struct {
 	// attempt, bft replicas counted separately) and the writes they held.
 	Batches      uint64 `json:"batches,omitempty"`
 	BatchedWrite uint64 `json:"batched_writes,omitempty"`
+	// With --breakdown: where the writes' time went, client side then
+	// engine side (benchbreakdown.go).
+	Breakdown []benchStage `json:"breakdown,omitempty"`
+	// CPU time per write during the load, of the bench process (clients)
+	// and of the local cluster's nodes together (--local, Linux).
+	ClientCPUMicros float64 `json:"client_cpu_us_per_write,omitempty"`
+	NodeCPUMicros   float64 `json:"node_cpu_us_per_write,omitempty"`
 
 	// With --baseline: plain hashicorp/raft on the same machine right
 	// after, and the service's writes/s divided by its.
@@ -171,6 +180,7 @@ one core per replica can commit.`,
 	f.IntVar(&o.local, "local", 0, "start a local cluster of this many nodes for the run (0: use the connection flags)")
 	f.StringVar(&o.mode, "mode", "cft", "consensus_mode of the --local cluster")
 	f.IntVar(&o.basePort, "base-port", 0, "ports of the --local cluster (0: free ephemeral ports)")
+	f.BoolVar(&o.breakdown, "breakdown", false, "report where the writes' time went: the SDK's batch queue and requests, its wait for f+1 signed replies, and (--local) the engines' stage histograms read from the nodes' /metrics")
 	f.BoolVar(&o.batch, "batch", false, "the clients share one SDK Batcher: their writes travel to each node in batches (POST /v1/submit/batch), as from a gateway writing for many clients")
 	f.StringVar(&o.commitRule, "commit-rule", "", "bft_commit_rule of the --local cluster: chained-hotstuff or two-chain-hotstuff (default: the configuration default)")
 	f.DurationVar(&o.batchDelay, "max-batch-delay", 0, "bft_max_batch_delay of the --local cluster (default: the configuration default, 0)")
@@ -205,6 +215,10 @@ func printBenchWrite(w io.Writer, res benchWriteResult) error {
 	if res.Batches > 0 {
 		fields = append(fields, [2]string{"Batches", fmt.Sprintf("%d requests carrying %d writes (%.1f each)", res.Batches, res.BatchedWrite, float64(res.BatchedWrite)/float64(res.Batches))})
 	}
+	if res.NodeCPUMicros > 0 {
+		fields = append(fields, [2]string{"CPU per write", fmt.Sprintf("%.0f µs in the nodes, %.0f µs in the clients", res.NodeCPUMicros, res.ClientCPUMicros)})
+	}
+	fields = append(fields, breakdownFields(res.Breakdown)...)
 	if r := res.Raw; r != nil {
 		fields = append(fields,
 			[2]string{"Raw raft", fmt.Sprintf("%d nodes: %d writes (%.0f/s), p50/p99 %.1f / %.1f ms", r.Nodes, r.Writes, r.WritesPerSec, r.P50Millis, r.P99Millis)},
@@ -270,6 +284,11 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 		cfg.Batcher = b
 		out.Cluster += ", batched"
 	}
+	var timings *client.Timings
+	if o.breakdown {
+		timings = &client.Timings{}
+		cfg.Timings = timings
+	}
 	clients := make([]*client.Client, o.clients)
 	for i := range clients {
 		if clients[i], err = inviteWriter(ctx, admin, cfg); err != nil {
@@ -279,6 +298,7 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	}
 
 	var written, unknown atomic.Int64
+	cpu := newCPUMeter(lc)
 	start := time.Now()
 	bar := startProgress(cmd.ErrOrStderr(), rateStatus(start, o.duration, "writes", written.Load))
 	defer bar.stop()
@@ -296,9 +316,29 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 	})
 	bar.stop()
 	out.setLoad(r)
+	if lc != nil {
+		out.ClientCPUMicros, out.NodeCPUMicros = cpu.perWrite(r.Ops)
+	}
 	if b := cfg.Batcher; b != nil {
 		st := b.Stats()
 		out.Batches, out.BatchedWrite = st.Batches, st.Writes
+		if o.breakdown {
+			out.Breakdown = append(out.Breakdown,
+				latencyStage("client: write queued for its batch", st.QueueWait),
+				latencyStage("client: batch request round trip", st.RoundTrip))
+		}
+	}
+	if ts := timingsSummary(timings); ts.FirstReply.Count > 0 { // bft clients only
+		out.Breakdown = append(out.Breakdown,
+			latencyStage("client: first signed reply", ts.FirstReply),
+			latencyStage("client: then f+1 matching", ts.QuorumWait))
+	}
+	if o.breakdown && lc != nil {
+		stages, err := scrapeEngineStages(ctx, cfg.Endpoints, cfg.TLS)
+		if err != nil {
+			return out, err
+		}
+		out.Breakdown = append(out.Breakdown, stages...)
 	}
 	out.Unknown = int(unknown.Load())
 	if o.baseline {

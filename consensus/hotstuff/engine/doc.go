@@ -56,7 +56,7 @@
 //
 // Any replica takes a proposal (Propose): it stamps the envelope with its
 // clock, queues it in its core and forwards it to the leaders of the
-// current and the next view at once and, unless a proposal carried it
+// current and the next two views at once and, unless a proposal carried it
 // within two ticks, to every peer, so whichever replica leads the next
 // views orders it; the core drops duplicates by request (the envelope: one
 // request taken by several replicas is ordered once). The caller waits

@@ -61,10 +61,9 @@ const (
 	// lazyForwardTicks is how long a command handed over here waits before
 	// it is forwarded to every peer, unless a proposal carried it first.
 	// Until then it only goes to the leaders of the current and the next
-	// view, who order it; the others see it in their proposals (and a
-	// client in BFT mode sends its requests to every replica anyway), so
-	// forwarding it to every peer at once would cost each a frame and a
-	// signature check per command for nothing.
+	// two views (forwardLeaderViews), who order it; the others see it in
+	// their proposals, so forwarding it to every peer at once would cost
+	// each a frame and a signature check per command for nothing.
 	lazyForwardTicks = 2
 )
 
@@ -90,6 +89,7 @@ type Engine struct {
 	ln        net.Listener
 	fsm       StateMachine
 	stats     *counters
+	lat       *latencyStats             // latency histograms (latency.go); written by the loop
 	limits    atomic.Pointer[LogLimits] // Config.LogLimits, replaced by SetLogLimits
 
 	// Owned by the loop.
@@ -161,6 +161,11 @@ type inflightCmd struct {
 	sent     uint64 // tick of the last forward to every peer
 	born     uint64
 	proposed bool // seen in a proposal: no lazy forward needed
+	// For the latency histograms (latency.go): when it was handed over
+	// and in which view, when and in which view a proposal first carried
+	// it.
+	at, proposedAt time.Time
+	view, propView types.View
 }
 
 type statusSnap struct {
@@ -248,6 +253,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		addrs:     map[types.NodeID]string{},
 		fsm:       cfg.FSM,
 		stats:     &counters{},
+		lat:       newLatencyStats(),
 		viewReqAt: map[types.NodeID]time.Time{},
 		viewReqs:  map[types.NodeID]types.View{},
 		served:    map[types.NodeID]*rateWindow{},
@@ -639,24 +645,41 @@ func (e *Engine) handlePropose(p proposal) {
 	}
 	h := commandKey(p.cmd)
 	if _, ok := e.inflight[h]; !ok && len(e.inflight) < maxInflight {
-		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks}
+		e.inflight[h] = &inflightCmd{cmd: p.cmd, sent: e.ticks, born: e.ticks, at: time.Now(), view: e.core.View()}
 		e.lazy = append(e.lazy, h)
 	}
 	e.outCmds = append(e.outCmds, p.cmd)
 	e.outKeys = append(e.outKeys, h)
 }
 
-// forwardToLeaders sends commands handed over on this node to the leaders
-// of the current and the next view (but itself), who will order them; the
-// other peers get them lazily (forwardLazy). keys are their command keys.
-func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
-	v := e.core.View()
+// forwardLeaderViews is how many views, from the current one on, whose
+// leaders get a command handed over here at once (forwardToLeaders). The
+// leader of the next view usually proposes soon after this replica
+// entered the current one (it proposes once the votes for the current
+// view's block reach it), so a command handed over later in the view
+// often misses that proposal; the leader of the view after it then orders
+// it, instead of it waiting for the lazy forward or the next leader's own
+// turn.
+const forwardLeaderViews = 3
+
+// forwardTargets returns the distinct leaders of views v to
+// v+forwardLeaderViews−1 (leader gives them), but self, in view order.
+func forwardTargets(self types.NodeID, v types.View, leader func(types.View) types.NodeID) []types.NodeID {
 	var to []types.NodeID
-	for _, id := range []types.NodeID{e.core.Leader(v), e.core.Leader(v + 1)} {
-		if id != e.cfg.ID && !slices.Contains(to, id) {
+	for i := range types.View(forwardLeaderViews) {
+		if id := leader(v + i); id != self && !slices.Contains(to, id) {
 			to = append(to, id)
 		}
 	}
+	return to
+}
+
+// forwardToLeaders sends commands handed over on this node to the leaders
+// of the current and the next views (forwardTargets) but itself, who will
+// order them; the other peers get them lazily (forwardLazy). keys are
+// their command keys.
+func (e *Engine) forwardToLeaders(cmds [][]byte, keys []types.Hash) {
+	to := forwardTargets(e.cfg.ID, e.core.View(), e.core.Leader)
 	e.noteForwarded(cmds, keys, to)
 	for _, f := range e.commandFrames(cmds) {
 		for _, id := range to {
@@ -710,9 +733,11 @@ func (e *Engine) noteProposed(p *types.Proposal, keys *[]types.Hash) {
 	if p.Block == nil || len(e.inflight) == 0 {
 		return
 	}
+	now := time.Now()
 	for _, k := range payloadKeys(p.Block, keys) {
 		if c, ok := e.inflight[k]; ok {
 			c.proposed = true
+			c.noteProposedAt(now, p.Block.View)
 		}
 	}
 }
@@ -808,9 +833,13 @@ func (e *Engine) processReady() error {
 		safetyDone = make(chan error, 1)
 		go func() { safetyDone <- e.safeStore.flush() }()
 	}
+	persistStart := time.Now()
 	added, err := e.store.save(rd.Blocks, committed, rd.CommitQC)
 	if safetyDone != nil {
 		err = errors.Join(err, <-safetyDone)
+	}
+	if len(rd.Blocks) > 0 || len(committed) > 0 || safetyDone != nil {
+		e.lat.persist.Observe(time.Since(persistStart).Seconds())
 	}
 	if err != nil {
 		return err
@@ -861,6 +890,7 @@ func (e *Engine) processReady() error {
 		case core.EventAlertCleared:
 			e.log.Warn("view change alert cleared: progress resumed", "view", ev.View)
 		case core.EventViewChange:
+			e.lat.noteView(time.Now())
 			e.noteWaitView(ev.View, ev.Detail == "TC")
 			if ev.Detail == "TC" {
 				e.stats.viewChangesTC.Add(1)
@@ -918,6 +948,9 @@ func (e *Engine) applyCommands(b *types.Block, first, skip uint64, mode applyMod
 		}
 		if mode != applyReplay {
 			h := commandKey(cmd)
+			if c, ok := e.inflight[h]; ok && mode == applyCommit {
+				e.lat.noteApplied(c, time.Now(), e.core.View())
+			}
 			delete(e.inflight, h)
 			e.complete(h, res)
 			if mode == applyCommit {
@@ -1076,7 +1109,7 @@ func (e *Engine) complete(h types.Hash, res smr.Result) {
 // Propose orders env through HotStuff and returns the Result of applying
 // it on this node. Any replica can take a proposal: it wraps env in an
 // smr.Entry stamped with its own clock, queues it and forwards it to the
-// leaders of the current and the next view at once, and to every peer
+// leaders of the current and the next two views at once, and to every peer
 // after lazyForwardTicks unless a proposal carried it by then, so whichever
 // replica leads the next views orders it. Errors:
 //

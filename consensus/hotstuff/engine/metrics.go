@@ -69,6 +69,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range metricDefs {
 		ch <- desc(d)
 	}
+	c.e.lat.describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -132,6 +133,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(desc(d), d.kind, v.v, v.labels...)
 		}
 	}
+	e.lat.collect(ch)
 }
 
 // Stats is a snapshot of the engine's transport counters (for tests and

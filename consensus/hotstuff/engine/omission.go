@@ -59,7 +59,7 @@ import (
 //
 // Probes. The forwarding alone rarely gives that proof: a command handed
 // over goes to the leaders of the view this replica is in and of the next
-// (and into its own queue), so a correct one of them orders it before L's
+// two (and into its own queue), so a correct one of them orders it before L's
 // turn, or it reaches L after the vote that L's next QC holds. Clients that
 // write again as soon as a write commits hand their commands over at the
 // same phase of the view, view after view, so whether a replica ever sees

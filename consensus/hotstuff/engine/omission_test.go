@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -291,17 +290,14 @@ func (m omitModel) run(views int) (reports []types.View, first types.View) {
 	inBlock := map[types.Hash]types.View{}
 	committed := types.View(0)
 	inflight := func(k types.Hash) bool { v, ok := inBlock[k]; return !ok || v > committed }
-	// queue forwards cmd to the leaders of view and the next (and to n1's
-	// own queue), as forwardToLeaders does.
+	// queue forwards cmd to the leaders of view and the next ones (and to
+	// n1's own queue), as forwardToLeaders does.
 	queue := func(cmd []byte, view types.View) {
 		k := types.CommandHash(cmd)
 		queues["n1"] = append(queues["n1"], cmd)
-		var to []types.NodeID
-		for _, id := range []types.NodeID{leader(view), leader(view + 1)} {
-			if id != "n1" && !slices.Contains(to, id) {
-				to = append(to, id)
-				queues[id] = append(queues[id], cmd)
-			}
+		to := forwardTargets("n1", view, leader)
+		for _, id := range to {
+			queues[id] = append(queues[id], cmd)
 		}
 		tr.sent(k, len(cmd), to, 0)
 	}
