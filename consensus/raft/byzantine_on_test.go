@@ -14,6 +14,19 @@ import (
 	"github.com/tandem-consensus/tandem/smr"
 )
 
+// signingEngine is an engine with a signing key and no Raft, enough for
+// misbehaveTransport.
+func signingEngine(t *testing.T) *Engine {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{logger: slog.New(slog.DiscardHandler)}
+	e.cfg.Signer = priv
+	return e
+}
+
 // TestEquivocatorKeepsPreVote: the equivocating wrapper offers Raft the
 // pre-vote RPC exactly when the wrapped transport does, so the Byzantine
 // node campaigns the way the correct ones do.
@@ -21,13 +34,7 @@ func TestEquivocatorKeepsPreVote(t *testing.T) {
 	saved := byzEquivocate
 	byzEquivocate = true
 	defer func() { byzEquivocate = saved }()
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Engine{logger: slog.New(slog.DiscardHandler)}
-	e.cfg.Signer = priv
-
+	e := signingEngine(t)
 	_, inmem := raft.NewInmemTransport("")
 	got := e.misbehaveTransport(inmem)
 	if _, ok := got.(raft.WithPreVote); !ok {
@@ -50,12 +57,7 @@ func TestEquivocatorKeepsPreVote(t *testing.T) {
 func TestDisruptorHidesPreVote(t *testing.T) {
 	savedEq, savedDis := byzEquivocate, byzDisrupt
 	defer func() { byzEquivocate, byzDisrupt = savedEq, savedDis }()
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Engine{logger: slog.New(slog.DiscardHandler)}
-	e.cfg.Signer = priv
+	e := signingEngine(t)
 	_, inmem := raft.NewInmemTransport("")
 	for _, eq := range []bool{false, true} {
 		byzEquivocate, byzDisrupt = eq, true

@@ -101,10 +101,11 @@ func (l *refusingLayer) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tc, ok := l.admit(c); ok {
+		id := l.peerID(c)
+		if tc, ok := l.admitConn(c, id); ok {
 			return newCheckedConn(tc, l.maxRequest), nil
 		}
-		l.log.Debug("refused a raft connection from a quarantined member", "member", l.peerID(c))
+		l.log.Debug("refused a raft connection from a quarantined member", "member", id)
 	}
 }
 

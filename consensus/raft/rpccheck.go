@@ -101,17 +101,13 @@ var (
 	errHeaderEntries = fmt.Errorf("request repeats header fields more than %d times", maxHeaderEntries)
 )
 
-// wireHeader is what the check decodes of a request: the fields of
-// RPCHeader, inlined exactly as in every request type, and
-// InstallSnapshotRequest's Size. Other fields are skipped.
+// wireHeader is what the check decodes of an InstallSnapshot request: the
+// fields of RPCHeader, inlined exactly as in every request type, and
+// InstallSnapshotRequest's Size. Other fields are skipped. The requests
+// without a Size field are decoded into its RPCHeader alone.
 type wireHeader struct {
 	raft.RPCHeader
 	Size int64
-}
-
-// wireRPCHeader is wireHeader for the requests without a Size field.
-type wireRPCHeader struct {
-	raft.RPCHeader
 }
 
 // Bounds of one request.
@@ -164,6 +160,7 @@ type rpcChecker struct {
 	spans []span // its header entries, in buf
 	hdr   []byte // the header entries as a map of their own
 	dec   *codec.Decoder
+	wh    wireHeader // the last header decoded; its slices are reused
 }
 
 // span is a key and its value: buf[start:end].
@@ -214,37 +211,37 @@ func (c *rpcChecker) next() (req []byte, snapshot int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if claimed != c.peer {
-		return nil, 0, &rpcRejection{reason: rejectForged, rpcType: t, claimed: claimed}
+	if string(claimed) != c.peer {
+		return nil, 0, &rpcRejection{reason: rejectForged, rpcType: t, claimed: string(claimed)}
 	}
 	return c.buf[:c.end], max(size, 0), nil
 }
 
-// header decodes the sender's server ID (and, for InstallSnapshot, the
-// snapshot's size) of a request of type t from body, the map of its
-// header entries, as the NetworkTransport's decoder sees them.
-func (c *rpcChecker) header(t uint8, body []byte) (id string, size int64, err error) {
-	malformed := func(err error) (string, int64, error) {
-		return "", 0, &rpcRejection{reason: rejectMalformed, rpcType: t, err: err}
+// header decodes the sender's server ID (valid until the next call) and,
+// for InstallSnapshot, the snapshot's size of a request of type t from
+// body, the map of its header entries, as the NetworkTransport's decoder
+// sees them.
+func (c *rpcChecker) header(t uint8, body []byte) (id []byte, size int64, err error) {
+	malformed := func(err error) ([]byte, int64, error) {
+		return nil, 0, &rpcRejection{reason: rejectMalformed, rpcType: t, err: err}
 	}
+	// A fresh header that reuses the last one's ID and Addr buffers: the
+	// decoder fills only the fields the request holds.
+	h := &c.wh
+	*h = wireHeader{RPCHeader: raft.RPCHeader{ID: h.ID[:0], Addr: h.Addr[:0]}}
 	c.dec.ResetBytes(body)
-	var n int
 	if t == rpcInstallSnapshot {
-		var h wireHeader
-		err = c.dec.Decode(&h)
-		id, size, n = string(h.ID), h.Size, c.dec.NumBytesRead()
+		err = c.dec.Decode(h)
 	} else {
-		var h wireRPCHeader
-		err = c.dec.Decode(&h)
-		id, n = string(h.ID), c.dec.NumBytesRead()
+		err = c.dec.Decode(&h.RPCHeader)
 	}
 	if err != nil {
 		return malformed(fmt.Errorf("decode header: %w", err))
 	}
-	if n != len(body) {
+	if n := c.dec.NumBytesRead(); n != len(body) {
 		return malformed(fmt.Errorf("the codec read %d bytes of %d header bytes", n, len(body)))
 	}
-	return id, size, nil
+	return h.ID, h.Size, nil
 }
 
 // read reads what follows the last request (snapshot data): the bytes

@@ -114,44 +114,30 @@ func transportParse(data []byte) (ids []string, ends []int) {
 		if err != nil {
 			return
 		}
-		var id []byte
+		var req raft.WithRPCHeader
 		switch t {
 		case rpcAppendEntries:
-			var req raft.AppendEntriesRequest
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id = req.ID
+			req = &raft.AppendEntriesRequest{}
 		case rpcRequestVote:
-			var req raft.RequestVoteRequest
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id = req.ID
+			req = &raft.RequestVoteRequest{}
 		case rpcRequestPreVote:
-			var req raft.RequestPreVoteRequest
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id = req.ID
+			req = &raft.RequestPreVoteRequest{}
 		case rpcInstallSnapshot:
-			var req raft.InstallSnapshotRequest
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id = req.ID
-			if _, err := io.Copy(io.Discard, io.LimitReader(r, req.Size)); err != nil {
-				return
-			}
+			req = &raft.InstallSnapshotRequest{}
 		case rpcTimeoutNow:
-			var req raft.TimeoutNowRequest
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id = req.ID
+			req = &raft.TimeoutNowRequest{}
 		default:
 			return
 		}
+		if dec.Decode(req) != nil {
+			return
+		}
+		if is, ok := req.(*raft.InstallSnapshotRequest); ok {
+			if _, err := io.Copy(io.Discard, io.LimitReader(r, is.Size)); err != nil {
+				return
+			}
+		}
+		id := req.GetRPCHeader().ID
 		ids = append(ids, string(id))
 		ends = append(ends, len(data)-r.Len())
 	}

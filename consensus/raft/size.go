@@ -36,6 +36,10 @@ type LogLimits struct {
 	Retention uint64
 }
 
+// reached reports whether bytes applied since the last snapshot call for
+// a snapshot.
+func (l LogLimits) reached(bytes uint64) bool { return l.SizeBytes != 0 && bytes >= l.SizeBytes }
+
 // sizeRetryDelay is how long the engine waits after a failed size
 // snapshot before it tries again.
 const sizeRetryDelay = time.Second
@@ -53,8 +57,7 @@ func (e *Engine) LogLimits() LogLimits { return *e.limits.Load() }
 // size goroutine, which cannot be waited for there (a snapshot needs the
 // FSM goroutine).
 func (e *Engine) onApplied(bytes uint64) {
-	lim := e.LogLimits()
-	if lim.SizeBytes == 0 || bytes < lim.SizeBytes {
+	if !e.LogLimits().reached(bytes) {
 		return
 	}
 	select {
@@ -75,7 +78,7 @@ func (e *Engine) sizeSnapshots() {
 		}
 		lim := e.LogLimits()
 		bytes, entries := e.fsm.bytes.Load(), e.fsm.entries.Load()
-		if lim.SizeBytes == 0 || bytes < lim.SizeBytes {
+		if !lim.reached(bytes) {
 			continue // a snapshot came first
 		}
 		idx, err := e.Compact(lim.Retention)

@@ -186,12 +186,7 @@ func (d *detector) observePeerRPC(ctx context.Context, o raftengine.PeerObservat
 				n, o.Term, o.CurrentTerm, o.Leader, o.SinceContact.Round(time.Millisecond))
 		})
 	case raftengine.ObservedForgedSender:
-		s := d.conflicts.forged[who]
-		if s == nil {
-			s = &countState{}
-			d.conflicts.forged[who] = s
-		}
-		d.accuseCount(ctx, s, who, 1, sigAccuseEvery, evidence.MetricSignatureFailure, func(n int64) string {
+		d.accuseCount(ctx, countIn(d.conflicts.forged, who), who, 1, sigAccuseEvery, evidence.MetricSignatureFailure, func(n int64) string {
 			return fmt.Sprintf("%d raft requests on this member's mutual-TLS connection named another sender; latest: %q in a request of rpc type %d",
 				n, o.Claimed, o.RPCType)
 		}, now)
