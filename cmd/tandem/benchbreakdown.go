@@ -243,11 +243,3 @@ func (m *cpuMeter) perWrite(writes int) (client, nodes float64) {
 	}
 	return float64(self-m.self) / 1e3 / float64(writes), float64(n-m.nodes) / 1e3 / float64(writes)
 }
-
-// timingsSummary is t's summary, zero when t is nil.
-func timingsSummary(t *client.Timings) client.TimingsSummary {
-	if t == nil {
-		return client.TimingsSummary{}
-	}
-	return t.Summary()
-}

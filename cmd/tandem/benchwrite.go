@@ -328,10 +328,12 @@ func (o *benchWriteOptions) run(cmd *cobra.Command, e *clientEnv) (benchWriteRes
 				latencyStage("client: batch request round trip", st.RoundTrip))
 		}
 	}
-	if ts := timingsSummary(timings); ts.FirstReply.Count > 0 { // bft clients only
-		out.Breakdown = append(out.Breakdown,
-			latencyStage("client: first signed reply", ts.FirstReply),
-			latencyStage("client: then f+1 matching", ts.QuorumWait))
+	if timings != nil {
+		if ts := timings.Summary(); ts.FirstReply.Count > 0 { // bft clients only
+			out.Breakdown = append(out.Breakdown,
+				latencyStage("client: first signed reply", ts.FirstReply),
+				latencyStage("client: then f+1 matching", ts.QuorumWait))
+		}
 	}
 	if o.breakdown && lc != nil {
 		stages, err := scrapeEngineStages(ctx, cfg.Endpoints, cfg.TLS)

@@ -100,8 +100,7 @@ type Engine struct {
 	snapHeight  uint64         // committed height of the stored snapshot
 	horizon     uint64         // lowest committed height still stored (0: nothing pruned)
 	logBytes    uint64         // encoded size of the committed blocks stored (prune.go)
-	sizeFloor   uint64         // logBytes after a size compaction that left it above the limit (prune.go)
-	sizeWarned  bool           // the warning that log_retention beats log_size_limit was logged
+	sizeFloor   uint64         // logBytes after a size compaction that left it above the limit, 0 below it (prune.go)
 	xfer        *transfer      // a state transfer in progress (transfer.go), or nil
 	coreCfg     core.Config    // how the core was built, to rebuild it (transfer.go)
 	quarantined []types.NodeID // the last SetQuarantined set

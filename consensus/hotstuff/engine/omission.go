@@ -498,15 +498,20 @@ func (e *Engine) holdProbe(cmd []byte) bool {
 	if t == nil {
 		return false
 	}
-	client, ok := commandClient(cmd)
 	if t.probe != nil {
-		if ok && client == t.probe.client {
+		if client, ok := commandClient(cmd); ok && client == t.probe.client {
 			e.releaseProbe(t.release())
 		}
 		return false
 	}
+	// The cheap conditions first: most commands are not taken, and
+	// commandClient decodes the whole entry.
 	now, view := e.cfg.Clock(), e.core.View()
-	if !ok || len(e.inflight) >= maxInflight || !t.busy(now, view, len(e.addrs)) {
+	if len(e.inflight) >= maxInflight || !t.busy(now, view, len(e.addrs)) {
+		return false
+	}
+	client, ok := commandClient(cmd)
+	if !ok {
 		return false
 	}
 	h := commandKey(cmd)

@@ -151,7 +151,7 @@ func (e *Engine) compact(keepFrom uint64) (uint64, error) {
 func (e *Engine) checkLogSize() error {
 	lim := e.LogLimits()
 	if lim.SizeBytes == 0 || e.logBytes < lim.SizeBytes {
-		e.sizeFloor, e.sizeWarned = 0, false
+		e.sizeFloor = 0
 		return nil
 	}
 	if e.sizeFloor > 0 && e.logBytes < e.sizeFloor+lim.SizeBytes/4 {
@@ -177,12 +177,12 @@ func (e *Engine) checkLogSize() error {
 		e.stats.sizeCompactions.Add(1)
 	}
 	if e.logBytes < lim.SizeBytes {
-		e.sizeFloor, e.sizeWarned = 0, false
+		e.sizeFloor = 0
 		return nil
 	}
+	warned := e.sizeFloor > 0 // logged when the log was first held above the limit
 	e.sizeFloor = e.logBytes
-	if !e.sizeWarned {
-		e.sizeWarned = true
+	if !warned {
 		what := "the last blocks every replica keeps"
 		if byRetention {
 			what = "log_retention"

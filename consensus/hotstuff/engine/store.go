@@ -145,9 +145,12 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 	var added uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		added = 0
-		before, err := storedLogBytes(tx) // read before the chain changes
-		if err != nil {
-			return err
+		var before uint64 // log_bytes, read before the chain changes
+		if len(committed) > 0 {
+			var err error
+			if before, err = storedLogBytes(tx); err != nil {
+				return err
+			}
 		}
 		blocks, pending, chain := tx.Bucket(bucketBlocks), tx.Bucket(bucketPending), tx.Bucket(bucketChain)
 		for _, b := range accepted {
@@ -182,12 +185,13 @@ func (s *blockStore) save(accepted []*types.Block, committed []committedBlock, c
 				return err
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyRootQC, types.MarshalQC(commitQC)); err != nil {
+		if err := tx.Bucket(bucketMeta).Put(keyRootQC, types.MarshalQC(commitQC)); err != nil {
 			return err
 		}
-		if err := putLogBytes(tx, before+added); err != nil {
-			return err
+		if added > 0 {
+			if err := putLogBytes(tx, before+added); err != nil {
+				return err
+			}
 		}
 		// Forget blocks of forks that can no longer commit: pending blocks at
 		// or below the new committed height.
