@@ -318,24 +318,16 @@ func scanFieldsTokens(b []byte) ([]json.RawMessage, field, error) {
 		if !ok {
 			return nil, 0, Errorf(CodeMalformed, "command is not valid JSON: an object key is not a string")
 		}
-		f, ok := fieldByName(key)
-		if !ok {
-			return nil, 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
-		}
-		if present&f != 0 {
-			return nil, 0, Errorf(CodeMalformed, "field %s appears more than once", key)
+		f, err := fieldOf(key, present)
+		if err != nil {
+			return nil, 0, err
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, 0, Errorf(CodeMalformed, "field %s is not valid JSON", key)
 		}
-		if string(raw) == "null" {
-			return nil, 0, Errorf(CodeMalformed, "field %s is null", key)
-		}
-		if f == fMetadata {
-			if err := checkUniqueKeys(raw); err != nil {
-				return nil, 0, err
-			}
+		if err := checkValue(f, key, raw, checkUniqueKeys); err != nil {
+			return nil, 0, err
 		}
 		raws[fieldIndex(f)] = raw
 		present |= f
@@ -347,6 +339,31 @@ func scanFieldsTokens(b []byte) ([]json.RawMessage, field, error) {
 		return nil, 0, Errorf(CodeMalformed, "command has data after its JSON object")
 	}
 	return raws, present, nil
+}
+
+// fieldOf returns the field that the object key names, present being the
+// fields named before it; it rejects an unknown key and one named twice.
+func fieldOf(key string, present field) (field, error) {
+	f, ok := fieldByName(key)
+	if !ok {
+		return 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
+	}
+	if present&f != 0 {
+		return 0, Errorf(CodeMalformed, "field %s appears more than once", key)
+	}
+	return f, nil
+}
+
+// checkValue rejects a null value of field f (named key) and, by
+// uniqueKeys, a metadata value that names a key twice.
+func checkValue(f field, key string, raw json.RawMessage, uniqueKeys func([]byte) error) error {
+	if string(raw) == "null" {
+		return Errorf(CodeMalformed, "field %s is null", key)
+	}
+	if f == fMetadata {
+		return uniqueKeys(raw)
+	}
+	return nil
 }
 
 // checkUniqueKeys rejects a metadata object that names a key twice (JSON

@@ -23,20 +23,12 @@ func scanValidObject(b []byte) ([]json.RawMessage, field, error) {
 	var present field
 	for i = skipSpace(b, i+1); b[i] != '}'; {
 		key, raw, next := nextMember(b, i)
-		f, ok := fieldByName(key)
-		if !ok {
-			return nil, 0, Errorf(CodeMalformed, "unknown field %s", quote(key))
+		f, err := fieldOf(key, present)
+		if err != nil {
+			return nil, 0, err
 		}
-		if present&f != 0 {
-			return nil, 0, Errorf(CodeMalformed, "field %s appears more than once", key)
-		}
-		if string(raw) == "null" {
-			return nil, 0, Errorf(CodeMalformed, "field %s is null", key)
-		}
-		if f == fMetadata {
-			if err := uniqueKeysValid(raw); err != nil {
-				return nil, 0, err
-			}
+		if err := checkValue(f, key, raw, uniqueKeysValid); err != nil {
+			return nil, 0, err
 		}
 		raws[fieldIndex(f)] = raw
 		present |= f

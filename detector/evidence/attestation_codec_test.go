@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,19 +48,7 @@ func TestGoldenAttestationEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := "attestation " + hex.EncodeToString(b) + "\n"
-	path := filepath.Join("testdata", "attestation.golden")
-	if *rewrite {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -rewrite to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("golden mismatch:\n got: %s\nwant: %s", got, want)
-	}
+	checkGolden(t, "attestation.golden", got)
 }
 
 func TestAttestationCodecRejects(t *testing.T) {

@@ -1,9 +1,13 @@
 package evidence
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tandem-consensus/tandem/checkpoint"
@@ -13,6 +17,46 @@ import (
 )
 
 const testEpoch = 7
+
+// checkGolden compares got with testdata/name, which -rewrite writes.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *rewrite {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -rewrite to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("golden mismatch:\n got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// decodeCanonical decodes in as a fuzz target does: nil if it does not
+// decode (the error must wrap ErrMalformed), else the evidence, which must
+// encode back to exactly in.
+func decodeCanonical(t *testing.T, in []byte) *Evidence {
+	t.Helper()
+	e, err := Unmarshal(in)
+	if err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("error %v does not wrap ErrMalformed", err)
+		}
+		return nil
+	}
+	out, err := Marshal(e)
+	if err != nil {
+		t.Fatalf("decoded evidence does not encode: %v", err)
+	}
+	if !bytes.Equal(out, in) {
+		t.Fatalf("not canonical:\n in %x\nout %x", in, out)
+	}
+	return e
+}
 
 // fixture is a 4-member set with deterministic keys n0..n3, plus n9, a key
 // outside the set.

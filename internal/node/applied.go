@@ -57,7 +57,8 @@ func (f *appliedFSM) Apply(index uint64, data []byte) smr.Result {
 // per envelope of a batch entry. It must be defined here: the embedded
 // state machine's would skip the epoch gate and the watchers.
 func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
-	defer f.holdApply()()
+	f.lockApply()
+	defer f.unlockApply()
 	data := p.Data()
 	if f.gate != nil {
 		if r, ended := f.gate.refuse(index); ended {
@@ -83,21 +84,25 @@ func (f *appliedFSM) ApplyPrepared(index uint64, p *smr.Prepared) []smr.Result {
 	return res
 }
 
-// holdApply takes applyMu when there is a gate (auto mode) and returns
-// its release; without a gate nothing needs it.
-func (f *appliedFSM) holdApply() (release func()) {
-	if f.gate == nil {
-		return func() {}
+// lockApply takes applyMu when there is a gate (auto mode); without a
+// gate nothing needs it. unlockApply releases it.
+func (f *appliedFSM) lockApply() {
+	if f.gate != nil {
+		f.applyMu.Lock()
 	}
-	f.applyMu.Lock()
-	return f.applyMu.Unlock
+}
+
+func (f *appliedFSM) unlockApply() {
+	if f.gate != nil {
+		f.applyMu.Unlock()
+	}
 }
 
 // Restore is called by the engine when it installs a snapshot.
 func (f *appliedFSM) Restore(b []byte) error {
-	release := f.holdApply()
+	f.lockApply()
 	err := f.StateMachine.Restore(b)
-	release()
+	f.unlockApply()
 	if err == nil && f.ckpt != nil {
 		f.ckpt.restored(f.AppliedIndex())
 	}

@@ -68,8 +68,9 @@ func newDissentRelay() dissentRelay {
 	return dissentRelay{out: make(chan checkpoint.Vote, dissentQueue), sent: map[uint64]map[dissentKey]bool{}}
 }
 
-// relayDissent queues v, a verified vote that dissents from a quorum, for
-// every other member, once. It never blocks.
+// relayDissent queues v, a verified vote that dissents from a quorum or
+// from this node's own vote, for every other member, once. It never
+// blocks.
 func (c *checkpointer) relayDissent(v checkpoint.Vote) {
 	r := &c.dissent
 	idx, k := v.Statement.Index, dissentKey{v.Signer, v.Statement.Digest()}

@@ -44,6 +44,15 @@ func (f *ckptFixture) detector(t *testing.T, r *ckptReplica) (*detector, *fakeQu
 	return d, eng
 }
 
+// twoStates returns two checkpoint statements of the cft epoch for index
+// 10, with state hashes 0x0a and 0x0b.
+func twoStates() (a, b checkpoint.Statement) {
+	a = checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
+	b = a
+	b.StateHash = [32]byte{0xb}
+	return a, b
+}
+
 // sign returns replica i's vote for st.
 func (f *ckptFixture) sign(t *testing.T, i int, st checkpoint.Statement) checkpoint.Vote {
 	t.Helper()
@@ -128,9 +137,7 @@ func TestCheckpointConflictQuarantines(t *testing.T) {
 	r := f.replicas[0]
 	d, eng := f.detector(t, r)
 	ctx := context.Background()
-	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-	b := a
-	b.StateHash = [32]byte{0xb}
+	a, b := twoStates()
 	for i := range 3 {
 		if _, err := r.c.addVote(ctx, f.sign(t, i, a)); err != nil {
 			t.Fatal(err)
@@ -196,9 +203,7 @@ func TestCheckpointSplitVotesProven(t *testing.T) {
 			n1, n2 := f.replicas[0], f.replicas[1]
 			d1, eng1 := f.detector(t, n1)
 			d2, _ := f.detector(t, n2)
-			a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-			b := a
-			b.StateHash = [32]byte{0xb}
+			a, b := twoStates()
 
 			// n1 holds n4's vote for a (with the quorum), n2 n4's vote for b.
 			var cert *checkpoint.Certificate
@@ -265,9 +270,7 @@ func TestCheckpointDivergenceWithoutEquivocation(t *testing.T) {
 	r := f.replicas[0]
 	d, _ := f.detector(t, r)
 	ctx := context.Background()
-	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-	b := a
-	b.StateHash = [32]byte{0xb}
+	a, b := twoStates()
 	for _, i := range []int{3, 0, 1, 2} {
 		st := a
 		if i == 3 {
@@ -301,9 +304,7 @@ func TestCheckpointLateVotesProven(t *testing.T) {
 	ctx := context.Background()
 	r := f.replicas[0]
 	d, eng := f.detector(t, r)
-	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-	b := a
-	b.StateHash = [32]byte{0xb}
+	a, b := twoStates()
 	var cert *checkpoint.Certificate
 	for i := range 3 {
 		c, err := r.c.addVote(ctx, f.sign(t, i, a))
@@ -353,9 +354,7 @@ func TestCheckpointPeerCertificateProves(t *testing.T) {
 	ctx := context.Background()
 	r := f.replicas[0]
 	d, eng := f.detector(t, r)
-	a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-	b := a
-	b.StateHash = [32]byte{0xb}
+	a, b := twoStates()
 	if _, err := r.c.addVote(ctx, f.sign(t, 3, b)); err != nil {
 		t.Fatal(err)
 	}
@@ -391,9 +390,7 @@ func TestCheckpointVoteAgainstOwnRelayed(t *testing.T) {
 		ctx := context.Background()
 		r := f.replicas[1] // n2
 		d, _ := f.detector(t, r)
-		a := checkpoint.Statement{Kind: checkpoint.KindCheckpoint, Epoch: cftEpoch, Index: 10, StateHash: [32]byte{0xa}}
-		b := a
-		b.StateHash = [32]byte{0xb}
+		a, b := twoStates()
 		order := []checkpoint.Vote{f.sign(t, 1, a), f.sign(t, 3, b), f.sign(t, 2, a)}
 		if !ownFirst {
 			order[0], order[1] = order[1], order[0]

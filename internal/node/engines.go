@@ -295,7 +295,8 @@ func (n *Node) bootstrapEpoch(rec epochRecord) error {
 // leader is one of the members the decision's evidence (ids) accuses, is
 // not quarantined (a quarantined one loses its followers), and the switch
 // entry is not applied within view_change_timeout of the decision, the
-// node ends the epoch without it (selector.gateUnswitched, handoff.go). It gives up when the epoch changes or ctx ends.
+// node ends the epoch without it (selector.gateUnswitched, handoff.go).
+// It gives up when the epoch changes or ctx ends.
 func (n *Node) escalate(ctx context.Context, reason string, ids []evidence.ID) {
 	if len(reason) > smr.MaxSwitchReasonBytes-len("detector: ") {
 		reason = reason[:smr.MaxSwitchReasonBytes-len("detector: ")]

@@ -214,8 +214,11 @@ type selector struct {
 	// suspects are the members the escalation's evidence accuses while
 	// one of them leads the Raft epoch; set, their votes do not count for
 	// the hand-over's fallback (handoff.go). Nil otherwise.
-	suspects    []string
-	blockReason string // why the epoch ends without its switch entry, with suspects
+	suspects []string
+	// blockReason is why the epoch ends without its switch entry, for a
+	// node that did not close its own gate (one that did has it in
+	// rec.Next).
+	blockReason string
 
 	calm calmPool // calm statements of the current epoch (calm.go)
 }
@@ -245,9 +248,6 @@ func (n *Node) newSelector() (*selector, error) {
 		ended: make(chan struct{}, 1), certs: make(chan *checkpoint.Certificate, 1)}
 	n.fsm.gate = s
 	s.suspects = rec.Suspects
-	if rec.BlockedBy != "" && rec.Next != nil {
-		s.blockReason = rec.Next.Reason
-	}
 	if rec.EndIndex != 0 {
 		s.ended <- struct{}{}
 	}

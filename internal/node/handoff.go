@@ -214,7 +214,6 @@ func (s *selector) gateUnswitched(epoch uint64, leader string, suspects []string
 	s.rec.BlockedBy = leader
 	s.rec.Suspects = slices.Clone(suspects)
 	s.addSuspectsLocked(suspects)
-	s.blockReason = why
 	rec := s.rec
 	s.mu.Unlock()
 	if err := s.n.saveEpochRecord(rec); err != nil {

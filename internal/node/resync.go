@@ -461,6 +461,16 @@ func (r *resyncer) saveRecord(rec resyncRecord) error {
 	return nil
 }
 
+// saveDiverged saves the record of the re-sync of rep (rejoining: the
+// Raft storage is about to be reset): from here on this node signs no
+// checkpoint of the epoch at or below the diverged index or the index it
+// applied last, whichever is higher.
+func (r *resyncer) saveDiverged(rep resyncReport, rejoining bool) error {
+	c := r.n.ckpt
+	return r.saveRecord(resyncRecord{Epoch: c.epoch(), SignedUpTo: max(c.applied.Load(), rep.Index), Rejoining: rejoining,
+		Index: rep.Index, Certified: hex.EncodeToString(rep.Certified[:]), Own: hex.EncodeToString(rep.Own[:]), Since: rep.At})
+}
+
 // dropOwnVotes forgets this node's checkpoints that wait for a
 // certificate: they sign the diverged state, and sending them again only
 // repeats the divergence to the peers.

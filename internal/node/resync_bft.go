@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -41,9 +40,7 @@ import (
 func (r *resyncer) resyncBFT(ctx context.Context, rep resyncReport) error {
 	n := r.n
 	n.ckpt.dropOwnVotes()
-	rr := resyncRecord{Epoch: n.ckpt.epoch(), SignedUpTo: max(n.ckpt.applied.Load(), rep.Index), Index: rep.Index,
-		Certified: hex.EncodeToString(rep.Certified[:]), Own: hex.EncodeToString(rep.Own[:]), Since: rep.At}
-	if err := r.saveRecord(rr); err != nil {
+	if err := r.saveDiverged(rep, false); err != nil {
 		return err
 	}
 	// 1.
@@ -72,12 +69,8 @@ func (r *resyncer) resyncBFT(ctx context.Context, rep resyncReport) error {
 			return fmt.Errorf("restart the hotstuff engine: %w", err)
 		}
 	} else {
-		base, err := r.baseState(nil)
-		if err != nil {
+		if err := r.resetState(nil); err != nil {
 			return err
-		}
-		if err := n.fsm.Restore(base); err != nil {
-			return fmt.Errorf("reset the state machine: %w", err)
 		}
 		b, err := n.newBFTEngine(n.signKey, n.log)
 		if err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,10 +93,7 @@ func (r *resyncer) resyncCFT(ctx context.Context, rep resyncReport) error {
 	// 3. From here on a restart resumes at the rejoin; the checkpoints
 	// this node may have signed for the diverged state are never signed
 	// again.
-	epoch := n.ckpt.epoch()
-	rr := resyncRecord{Epoch: epoch, SignedUpTo: max(n.ckpt.applied.Load(), rep.Index), Rejoining: true, Index: rep.Index,
-		Certified: hex.EncodeToString(rep.Certified[:]), Own: hex.EncodeToString(rep.Own[:]), Since: rep.At}
-	if err := r.saveRecord(rr); err != nil {
+	if err := r.saveDiverged(rep, true); err != nil {
 		return err
 	}
 	if err := n.raftEng().Stop(); err != nil {
@@ -114,12 +110,8 @@ func (r *resyncer) resyncCFT(ctx context.Context, rep resyncReport) error {
 	if err := moveAside(dir, dir+".diverged"); err != nil {
 		return fmt.Errorf("move the diverged raft storage aside: %w", err)
 	}
-	base, err := r.baseState(rec)
-	if err != nil {
+	if err := r.resetState(rec); err != nil {
 		return err
-	}
-	if err := n.fsm.Restore(base); err != nil {
-		return fmt.Errorf("reset the state machine: %w", err)
 	}
 	e, err := n.startRaft(rc)
 	if err != nil {
@@ -257,6 +249,19 @@ func (r *resyncer) baseState(rec *epochRecord) ([]byte, error) {
 		}
 	}
 	return smr.NewUninitialized().Snapshot()
+}
+
+// resetState resets the state machine to the base state of the running
+// epoch (baseState).
+func (r *resyncer) resetState(rec *epochRecord) error {
+	base, err := r.baseState(rec)
+	if err != nil {
+		return err
+	}
+	if err := r.n.fsm.Restore(base); err != nil {
+		return fmt.Errorf("reset the state machine: %w", err)
+	}
+	return nil
 }
 
 // moveAside renames dir to to, deleting what was at to; a missing dir is
